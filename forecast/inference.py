@@ -1,0 +1,254 @@
+"""Sampling: compile the shared model once per family signature, fit each hypothesis, check it.
+
+nutpie is the NUTS engine (PyMC 6's default). A hypothesis is fitted by swapping its prior
+parameters into the compiled model (``with_data``), so refits cost sampling time only. Every
+fit is checked against the convergence gate; a failed fit is retried once with longer tuning
+and a higher target acceptance rate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+import warnings
+import zlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+from forecast.cells import CellData
+from forecast.model import PRIOR_DATA, build_model, family_signature, prior_values
+from forecast.study import Hypothesis, Study
+
+# The convergence gate (Vehtari et al. 2021; PyMC's own checks).
+RHAT_MAX = 1.01
+ESS_MIN = 400
+EBFMI_MIN = 0.3
+TREEDEPTH_SATURATION_MAX = 0.05
+RETRY_TUNE_FACTOR = 2
+RETRY_TARGET_ACCEPT = 0.95
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    draws: int = 1000
+    tune: int = 1000
+    chains: int = 4
+    cores: int = 2
+    target_accept: float = 0.8
+    seed: int = 20190712
+    sampler: str = "nutpie"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    rhat_max: float
+    ess_bulk_min: float
+    ess_tail_min: float
+    divergences: int
+    treedepth_saturated: float  # fraction of draws that hit the maximum tree depth
+    ebfmi_min: float
+    converged: bool
+    problems: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["problems"] = list(self.problems)
+        return d
+
+
+@dataclass
+class Fit:
+    hypothesis: str
+    trace: object  # xarray.DataTree with posterior and sample_stats
+    unconstrained: np.ndarray  # (chains, draws, dim) draws on the sampler's space
+    diagnostics: Diagnostics
+    settings: SamplerSettings
+    attempts: int
+    seconds: float
+
+
+def diagnose(trace) -> Diagnostics:
+    """Convergence diagnostics over every free variable of a fit."""
+    from arviz_stats.base import array_stats
+
+    rhat, bulk, tail = [], [], []
+    for var in trace.posterior.data_vars.values():
+        a = np.asarray(var.values, dtype=float)
+        a = a.reshape(a.shape[0], a.shape[1], -1)
+        a = np.moveaxis(a, -1, 0)  # (k, chain, draw)
+        rhat.append(np.asarray(array_stats.rhat(a, method="rank")).ravel())
+        bulk.append(np.asarray(array_stats.ess(a, method="bulk")).ravel())
+        tail.append(np.asarray(array_stats.ess(a, method="tail", prob=(0.05, 0.95))).ravel())
+    rhat_max = float(np.nanmax(np.concatenate(rhat)))
+    ess_bulk = float(np.nanmin(np.concatenate(bulk)))
+    ess_tail = float(np.nanmin(np.concatenate(tail)))
+    stats = trace.sample_stats
+    divergences = int(stats["diverging"].values.sum())
+    saturated = float(stats["maxdepth_reached"].values.mean())
+    ebfmi = float(np.min(array_stats.bfmi(stats["energy"].values)))
+    problems = []
+    if not rhat_max <= RHAT_MAX:
+        problems.append(f"R-hat {rhat_max:.3f} > {RHAT_MAX}")
+    if not ess_bulk >= ESS_MIN:
+        problems.append(f"bulk ESS {ess_bulk:.0f} < {ESS_MIN}")
+    if not ess_tail >= ESS_MIN:
+        problems.append(f"tail ESS {ess_tail:.0f} < {ESS_MIN}")
+    if divergences:
+        problems.append(f"{divergences} divergent transition(s)")
+    warnings_only = []
+    if saturated > TREEDEPTH_SATURATION_MAX:
+        warnings_only.append(f"tree depth saturated in {saturated:.0%} of draws")
+    if ebfmi < EBFMI_MIN:
+        warnings_only.append(f"E-BFMI {ebfmi:.2f} < {EBFMI_MIN}")
+    return Diagnostics(
+        rhat_max, ess_bulk, ess_tail, divergences, saturated, ebfmi,
+        converged=not problems, problems=tuple(problems + [f"warning: {w}" for w in warnings_only]),
+    )
+
+
+def hypothesis_seed(seed: int, hypothesis_id: str) -> int:
+    """A per-hypothesis seed that does not change when other hypotheses are added or removed."""
+    return int(np.random.SeedSequence([seed, zlib.crc32(hypothesis_id.encode())]).generate_state(1)[0])
+
+
+class StudyModel:
+    """The study's model, compiled lazily once per distribution-family signature."""
+
+    def __init__(self, study: Study, cells: CellData):
+        self.study = study
+        self.cells = cells
+        self._compiled: dict[tuple[str, ...], tuple[object, object]] = {}
+        self._batched_logp: dict[tuple[str, ...], Callable] = {}
+        self.compile_seconds = 0.0
+
+    def compiled(self, signature: tuple[str, ...]):
+        if signature not in self._compiled:
+            import nutpie
+
+            t0 = time.perf_counter()
+            model = build_model(self.study, self.cells, signature)
+            with _quiet():
+                cm = nutpie.compile_pymc_model(model)
+            self._compiled[signature] = (model, cm)
+            self.compile_seconds += time.perf_counter() - t0
+        return self._compiled[signature]
+
+    @property
+    def n_compiled(self) -> int:
+        return len(self._compiled)
+
+    def fit(self, hypothesis: Hypothesis, settings: SamplerSettings, progress: Progress | None = None) -> Fit:
+        """Sample one hypothesis; retry once with more tuning if the convergence gate fails."""
+        t0 = time.perf_counter()
+        current = settings
+        fit = self._sample(hypothesis, current)
+        attempts = 1
+        if not fit[2].converged:
+            if progress:
+                progress(f"  {hypothesis.id}: {'; '.join(fit[2].problems)}; retrying with longer tuning")
+            current = replace(
+                settings,
+                tune=settings.tune * RETRY_TUNE_FACTOR,
+                target_accept=max(settings.target_accept, RETRY_TARGET_ACCEPT),
+            )
+            fit = self._sample(hypothesis, current)
+            attempts = 2
+        trace, unconstrained, diag = fit
+        return Fit(hypothesis.id, trace, unconstrained, diag, current, attempts, time.perf_counter() - t0)
+
+    def _sample(self, hypothesis: Hypothesis, settings: SamplerSettings):
+        import nutpie
+
+        _, cm = self.compiled(family_signature(self.study, hypothesis))
+        cm = cm.with_data(**{PRIOR_DATA: prior_values(self.study, hypothesis)})
+        with _quiet():
+            trace = nutpie.sample(
+                cm,
+                draws=settings.draws,
+                tune=settings.tune,
+                chains=settings.chains,
+                cores=settings.cores,
+                seed=hypothesis_seed(settings.seed, hypothesis.id),
+                target_accept=settings.target_accept,
+                progress_bar=False,
+                save_warmup=False,
+                store_unconstrained=True,
+            )
+        unconstrained = np.array(trace.sample_stats["unconstrained_draw"].values)
+        trace = _slim(trace)
+        return trace, unconstrained, diagnose(trace)
+
+    def log_posterior(self, hypothesis: Hypothesis) -> Callable[[np.ndarray], np.ndarray]:
+        """Unnormalised log posterior on the sampler's unconstrained space, for a batch of rows.
+
+        Rows are laid out as nutpie's ``unconstrained_draw`` (free variables in model order,
+        each raveled), so the bridge sampler can evaluate the draws nutpie returns.
+        """
+        signature = family_signature(self.study, hypothesis)
+        if signature not in self._batched_logp:
+            model, _ = self.compiled(signature)
+            t0 = time.perf_counter()
+            self._batched_logp[signature] = _batched_logp(model)
+            self.compile_seconds += time.perf_counter() - t0
+        model, _ = self.compiled(signature)
+        fn = self._batched_logp[signature]
+        values = prior_values(self.study, hypothesis)
+
+        def logp(x: np.ndarray) -> np.ndarray:
+            # The prior parameters are a shared variable of the model; set them on every call
+            # so that interleaved use for several hypotheses stays correct.
+            model.set_data(PRIOR_DATA, values)
+            return np.asarray(fn(np.ascontiguousarray(x, dtype=np.float64)))
+
+        return logp
+
+
+def _batched_logp(model) -> Callable[[np.ndarray], np.ndarray]:
+    """Compile log p(theta | y) + log|J| as a function of an (n, dim) matrix of flat points.
+
+    The C backend (CVM) is used here because its compiled module is cached on disk and loads
+    fast in a new process, and one call evaluates thousands of points.
+    """
+    import pytensor
+    import pytensor.tensor as pt
+    from pytensor.graph.replace import clone_replace, vectorize_graph
+
+    point = model.initial_point()
+    values = [model.rvs_to_values[v] for v in model.free_RVs]
+    flat = pt.vector("flat_point")
+    parts, offset = [], 0
+    for v in values:
+        shape = point[v.name].shape
+        size = int(np.prod(shape))
+        parts.append(flat[offset : offset + size].reshape(shape) if shape else flat[offset])
+        offset += size
+    single = clone_replace(model.logp(jacobian=True), dict(zip(values, parts, strict=True)))
+    batch = pt.matrix("flat_points")
+    with _quiet():
+        return pytensor.function([batch], vectorize_graph(single, {flat: batch}), mode="CVM")
+
+
+def _slim(trace):
+    """Keep what results need: the posterior and the scalar sampler statistics."""
+    import xarray as xr
+
+    stats = trace.sample_stats.to_dataset()
+    keep = [k for k, v in stats.data_vars.items() if v.dims == ("chain", "draw") and v.dtype != object]
+    return xr.DataTree.from_dict({"posterior": trace.posterior.to_dataset(), "sample_stats": stats[keep]})
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence compiler chatter (numba/pytensor warnings) that means nothing to an analyst."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield

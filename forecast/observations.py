@@ -1,0 +1,232 @@
+"""Coded observations: read an event CSV, check every row, and return a clean table.
+
+Columns follow the spirit of PLOVER/CAMEO event data (one dated interaction between the study's
+actor and a counterpart, with a cooperative/conflictual reading and a Goldstein-like intensity),
+plus the analyst's grading of the report. All checks are vectorised so a million rows validate
+in seconds, and every problem is reported with its line and column.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from forecast.errors import ObservationError, allowed_list, did_you_mean
+from forecast.study import Study, quarter_label
+
+REQUIRED_COLUMNS = ("id", "event_date", "counterpart", "domain", "outcome", "reliability", "description", "source")
+OPTIONAL_COLUMNS = ("report_date", "intensity", "origin_id")
+OUTCOMES = ("cooperative", "conflictual")
+NOTE_PREFIX = "note"
+MAX_REPORTED_PER_RULE = 20
+
+
+@dataclass(frozen=True)
+class Observations:
+    """Validated observations and the hash of the file they came from."""
+
+    path: Path
+    table: pd.DataFrame
+    sha256: str
+
+    @property
+    def n(self) -> int:
+        return len(self.table)
+
+    @property
+    def latest_date(self) -> str | None:
+        return None if self.table.empty else self.table["event_date"].max().date().isoformat()
+
+
+class _Problems:
+    def __init__(self, path: Path):
+        self.path = path
+        self.items: list[str] = []
+
+    def add(self, msg: str) -> None:
+        self.items.append(f"{self.path.name}: {msg}")
+
+    def rows(self, mask: pd.Series, column: str, what: str, values: pd.Series | None = None) -> None:
+        """Report each row where ``mask`` holds, naming its line, column and value."""
+        bad = np.flatnonzero(mask.to_numpy())
+        for i in bad[:MAX_REPORTED_PER_RULE]:
+            shown = "" if values is None else f" {values.iloc[i]!r}"
+            self.add(f"line {i + 2}, column '{column}':{shown} {what}")
+        if len(bad) > MAX_REPORTED_PER_RULE:
+            self.add(f"... and {len(bad) - MAX_REPORTED_PER_RULE} more rows with the same problem in column '{column}'")
+
+
+def _decode(path: Path, raw: bytes, problems: _Problems) -> str | None:
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    bad_lines = []
+    for n, line in enumerate(raw.split(b"\n"), start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            bad_lines.append(n)
+    good = raw.count(b"\n") + 1 - len(bad_lines)
+    kind = "mixed encodings" if good > 1 else "not UTF-8"
+    shown = ", ".join(map(str, bad_lines[:MAX_REPORTED_PER_RULE]))
+    problems.add(
+        f"{kind}: line(s) {shown}{' ...' if len(bad_lines) > MAX_REPORTED_PER_RULE else ''} are not valid UTF-8 "
+        "(often Latin-1 or Windows-1252 pasted into a UTF-8 file); save the whole file as UTF-8"
+    )
+    return None
+
+
+def load_observations(study: Study, path: Path | None = None, *, today: dt.date | None = None) -> Observations:
+    """Read and check the study's observation file; raise ObservationError listing every problem."""
+    path = Path(path or study.observations_path)
+    if not path.is_file():
+        raise ObservationError(f"{path}: observation file not found (named by {study.path.name}: study.observations)")
+    raw = path.read_bytes()
+    sha = hashlib.sha256(raw).hexdigest()
+    problems = _Problems(path)
+    text = _decode(path, raw, problems)
+    if text is None:
+        raise ObservationError(problems.items, heading=f"{path}: cannot read the observations")
+    if not text.strip():
+        raise ObservationError(f"{path}: the file is empty; it needs a header line: {','.join(REQUIRED_COLUMNS)}")
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=False)
+    except pd.errors.ParserError as e:
+        raise ObservationError(f"{path}: not a readable CSV file: {e}") from None
+    table = validate_table(df, study, problems, today=today)
+    if problems.items:
+        raise ObservationError(problems.items, heading=f"{path}: {len(problems.items)} problem(s) in the observations")
+    return Observations(path=path, table=table, sha256=sha)
+
+
+def validate_table(df: pd.DataFrame, study: Study, problems: _Problems, *, today: dt.date | None = None) -> pd.DataFrame:
+    """Check a raw string table against the study; return the typed table (or record problems)."""
+    today = today or dt.date.today()
+    df = df.rename(columns=lambda c: c.strip())
+    known_cols = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
+    for c in df.columns:
+        if c not in known_cols and not c.startswith(NOTE_PREFIX):
+            problems.add(
+                f"unknown column '{c}'{did_you_mean(c, known_cols)}; allowed: {allowed_list(known_cols)} "
+                f"(columns of your own may start with '{NOTE_PREFIX}')"
+            )
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        problems.add(f"missing column(s) {allowed_list(missing)}; the header must include {','.join(REQUIRED_COLUMNS)}")
+        return df
+    if df.empty:
+        problems.add("the file has a header but no observations")
+        return df
+    for c in OPTIONAL_COLUMNS:
+        if c not in df.columns:
+            df[c] = ""
+    s = {c: df[c].str.strip() for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)}
+
+    for c in ("id", "description", "source"):
+        problems.rows(s[c] == "", c, "is empty")
+    dup = s["id"].duplicated(keep=False) & (s["id"] != "")
+    if dup.any():
+        first = s["id"][dup].groupby(s["id"][dup]).apply(lambda x: ", ".join(str(i + 2) for i in x.index))
+        for ident, lines in list(first.items())[:MAX_REPORTED_PER_RULE]:
+            problems.add(f"column 'id': '{ident}' is used on more than one line ({lines}); ids must be unique")
+
+    event_date = _dates(s["event_date"], "event_date", problems, today, required=True)
+    report_date = _dates(s["report_date"], "report_date", problems, today, required=False)
+    has_report = s["report_date"] != ""
+    problems.rows(has_report & (report_date < event_date), "report_date", "is before the event_date")
+    report_date = report_date.where(has_report, event_date)
+
+    first, last = study.time.start, study.time.end
+    q = event_date.dt.year * 4 + (event_date.dt.month - 1) // 3
+    outside = event_date.notna() & ((q < first) | (q > last))
+    problems.rows(
+        outside, "event_date",
+        f"lies outside the study's time window {quarter_label(first)}..{quarter_label(last)} (time.start/time.end)",
+        s["event_date"],
+    )
+
+    group_of = study.counterpart_group
+    problems.rows(
+        ~s["counterpart"].isin(group_of), "counterpart",
+        f"is not a counterpart of this study; known: {allowed_list(group_of)}", s["counterpart"],
+    )
+    domains = [d.id for d in study.domains]
+    problems.rows(~s["domain"].isin(domains), "domain", f"is not a domain of this study; known: {allowed_list(domains)}", s["domain"])
+    outcome = s["outcome"].str.lower()
+    problems.rows(~outcome.isin(OUTCOMES), "outcome", f"must be {allowed_list(OUTCOMES)}", s["outcome"])
+    cooperative = outcome == "cooperative"
+
+    intensity = pd.to_numeric(s["intensity"].where(s["intensity"] != ""), errors="coerce")
+    problems.rows((s["intensity"] != "") & intensity.isna(), "intensity", "is not a number", s["intensity"])
+    problems.rows(intensity.notna() & ~intensity.between(-10, 10), "intensity", "must lie in -10..10 (Goldstein scale)", s["intensity"])
+    conflict_sign = intensity.notna() & outcome.isin(OUTCOMES) & ((cooperative & (intensity < 0)) | (~cooperative & (intensity > 0)))
+    problems.rows(conflict_sign, "intensity", "has the wrong sign for the row's outcome (cooperative >= 0, conflictual <= 0)", s["intensity"])
+
+    weight = reliability_weight(s["reliability"], study, problems)
+
+    has_origin = s["origin_id"] != ""
+    problems.rows(has_origin & ~s["origin_id"].isin(set(s["id"])), "origin_id", "names no id in this file", s["origin_id"])
+    problems.rows(has_origin & (s["origin_id"] == s["id"]), "origin_id", "names its own row")
+
+    notes = [c for c in df.columns if c.startswith(NOTE_PREFIX)]
+    out = pd.DataFrame(
+        {
+            "id": s["id"],
+            "event_date": event_date,
+            "report_date": report_date,
+            "quarter": q.astype("Int64"),
+            "counterpart": s["counterpart"],
+            "group": s["counterpart"].map(group_of),
+            "domain": s["domain"],
+            "cooperative": cooperative,
+            "intensity": intensity,
+            "reliability": s["reliability"],
+            "weight": weight,
+            "description": s["description"],
+            "source": s["source"],
+            "origin_id": s["origin_id"],
+            **{c: df[c] for c in notes},
+        }
+    )
+    return out
+
+
+def _dates(col: pd.Series, name: str, problems: _Problems, today: dt.date, *, required: bool) -> pd.Series:
+    parsed = pd.to_datetime(col, format="%Y-%m-%d", errors="coerce")
+    given = col != ""
+    if required:
+        problems.rows(~given, name, "is empty; expected a date like 2019-07-12")
+    problems.rows(given & parsed.isna(), name, "is not a date like 2019-07-12 (YYYY-MM-DD)", col)
+    problems.rows(parsed > pd.Timestamp(today), name, f"is in the future (today is {today.isoformat()})", col)
+    return parsed
+
+
+def reliability_weight(col: pd.Series, study: Study, problems: _Problems | None = None) -> pd.Series:
+    """Map Admiralty grades ('B2') or plain weights ('0.8') to likelihood weights in (0, 1].
+
+    An Admiralty grade's weight is the product of the study's source-reliability and
+    information-credibility weights (``[reliability]`` table in the study file).
+    """
+    col = col.str.strip().str.upper()
+    admiralty = col.str.fullmatch(r"[A-F][1-6]")
+    src = col.str[0].map(study.reliability_source)
+    cred = col.str[1:].map(study.reliability_credibility)
+    graded = (src * cred).where(admiralty)
+    plain = pd.to_numeric(col.where(~admiralty), errors="coerce")
+    weight = graded.fillna(plain)
+    if problems is not None:
+        problems.rows(
+            weight.isna(), "reliability",
+            "must be an Admiralty grade (source A-F then credibility 1-6, e.g. 'B2') or a weight in (0, 1]", col,
+        )
+        problems.rows(plain.notna() & ~((plain > 0) & (plain <= 1)), "reliability", "as a plain weight must lie in (0, 1]", col)
+    return weight.where((weight > 0) & (weight <= 1))
