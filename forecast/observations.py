@@ -123,9 +123,6 @@ def validate_table(df: pd.DataFrame, study: Study, problems: _Problems, *, today
     if missing:
         problems.add(f"missing column(s) {allowed_list(missing)}; the header must include {','.join(REQUIRED_COLUMNS)}")
         return df
-    if df.empty:
-        problems.add("the file has a header but no observations")
-        return df
     for c in OPTIONAL_COLUMNS:
         if c not in df.columns:
             df[c] = ""

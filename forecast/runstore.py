@@ -1,0 +1,148 @@
+"""The run store: each `forecast update` writes one run directory, atomically.
+
+A run is assembled in a hidden temporary directory next to its final place, every file is
+fsynced, and the directory is renamed into place; only then is the study's ``LATEST`` pointer
+replaced. A crash or Ctrl-C at any point leaves earlier runs and the pointer as they were.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+from forecast.errors import RunStoreError
+
+LATEST = "LATEST"
+SUMMARY = "summary.json"
+MANIFEST = "manifest.json"
+POSTERIOR_DIR = "posterior"
+SCHEMA_VERSION = 1
+PACKAGES = ("forecast", "pymc", "pytensor", "nutpie", "arviz", "arviz-base", "arviz-stats", "numpy", "pandas", "scipy", "xarray")
+
+
+def default_root() -> Path:
+    return Path.cwd() / "reports" / "runs"
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    _fsync(tmp)
+    os.replace(tmp, path)
+    _fsync(path.parent)
+
+
+class RunWriter:
+    """Collects a run's files in a temporary directory; ``commit`` publishes them at once."""
+
+    def __init__(self, root: Path, study_name: str, now: dt.datetime | None = None):
+        now = now or dt.datetime.now(dt.UTC)
+        self.study_dir = Path(root) / study_name
+        self.study_dir.mkdir(parents=True, exist_ok=True)
+        base = now.strftime("%Y%m%dT%H%M%SZ")
+        run_id, n = base, 1
+        while (self.study_dir / run_id).exists():
+            n += 1
+            run_id = f"{base}-{n}"
+        self.run_id = run_id
+        self.final = self.study_dir / run_id
+        self.tmp = self.study_dir / f".{run_id}.partial-{os.getpid()}"
+        self.tmp.mkdir()
+
+    def path(self, name: str) -> Path:
+        p = self.tmp / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def write_json(self, name: str, obj: object) -> None:
+        self.path(name).write_text(json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n", encoding="utf-8")
+
+    def write_with(self, name: str, writer: Callable[[Path], None]) -> None:
+        writer(self.path(name))
+
+    def copy(self, name: str, source: Path) -> None:
+        shutil.copyfile(source, self.path(name))
+
+    def commit(self) -> Path:
+        for p in sorted(self.tmp.rglob("*"), reverse=True):
+            _fsync(p)
+        _fsync(self.tmp)
+        os.rename(self.tmp, self.final)
+        _fsync(self.study_dir)
+        _atomic_write_text(self.study_dir / LATEST, self.run_id + "\n")
+        return self.final
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None or self.tmp.exists():
+            self.abort()
+
+
+def _jsonable(obj: object):
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} in JSON")
+
+
+def latest_run(root: Path, study_name: str) -> Path:
+    """The most recent complete run of a study, from its LATEST pointer."""
+    pointer = Path(root) / study_name / LATEST
+    if not pointer.is_file():
+        raise RunStoreError(f"no runs of study '{study_name}' under {root}; run `forecast update` first")
+    run = pointer.parent / pointer.read_text(encoding="utf-8").strip()
+    if not (run / SUMMARY).is_file():
+        raise RunStoreError(f"{pointer} names run '{run.name}', which has no {SUMMARY}")
+    return run
+
+
+def load_summary(run_dir: Path) -> dict:
+    """A run's summary, checked for a schema version this toolkit can read."""
+    path = Path(run_dir) / SUMMARY
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunStoreError(f"{run_dir}: not a run directory (no {SUMMARY})") from None
+    except json.JSONDecodeError as e:
+        raise RunStoreError(f"{path}: unreadable ({e})") from None
+    version = summary.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise RunStoreError(
+            f"{path}: written with results schema {version!r}; this forecast reads schema {SCHEMA_VERSION}. "
+            "Re-run `forecast update` to refresh it."
+        )
+    return summary
