@@ -145,11 +145,21 @@ class StudyModel:
     def n_compiled(self) -> int:
         return len(self._compiled)
 
-    def fit(self, hypothesis: Hypothesis, settings: SamplerSettings, progress: Progress | None = None) -> Fit:
-        """Sample one hypothesis; retry once with more tuning if the convergence gate fails."""
+    def fit(
+        self,
+        hypothesis: Hypothesis,
+        settings: SamplerSettings,
+        progress: Progress | None = None,
+        cells: CellData | None = None,
+    ) -> Fit:
+        """Sample one hypothesis; retry once with more tuning if the convergence gate fails.
+
+        ``cells`` swaps in other observations (e.g. only those known by some quarter) without
+        recompiling; by default the study's own cells are used.
+        """
         t0 = time.perf_counter()
         current = settings
-        fit = self._sample(hypothesis, current)
+        fit = self._sample(hypothesis, current, cells)
         attempts = 1
         if not fit[2].converged:
             if progress:
@@ -159,16 +169,19 @@ class StudyModel:
                 tune=settings.tune * RETRY_TUNE_FACTOR,
                 target_accept=max(settings.target_accept, RETRY_TARGET_ACCEPT),
             )
-            fit = self._sample(hypothesis, current)
+            fit = self._sample(hypothesis, current, cells)
             attempts = 2
         trace, unconstrained, diag = fit
         return Fit(hypothesis.id, trace, unconstrained, diag, current, attempts, time.perf_counter() - t0)
 
-    def _sample(self, hypothesis: Hypothesis, settings: SamplerSettings):
+    def _data(self, hypothesis: Hypothesis, cells: CellData | None) -> dict[str, np.ndarray]:
+        return {PRIOR_DATA: prior_values(self.study, hypothesis), **(cells or self.cells).as_model_data()}
+
+    def _sample(self, hypothesis: Hypothesis, settings: SamplerSettings, cells: CellData | None = None):
         import nutpie
 
         _, cm = self.compiled(family_signature(self.study, hypothesis))
-        cm = cm.with_data(**{PRIOR_DATA: prior_values(self.study, hypothesis)})
+        cm = cm.with_data(**self._data(hypothesis, cells))
         with _quiet():
             trace = nutpie.sample(
                 cm,
@@ -186,7 +199,7 @@ class StudyModel:
         trace = _slim(trace)
         return trace, unconstrained, diagnose(trace)
 
-    def log_posterior(self, hypothesis: Hypothesis) -> Callable[[np.ndarray], np.ndarray]:
+    def log_posterior(self, hypothesis: Hypothesis, cells: CellData | None = None) -> Callable[[np.ndarray], np.ndarray]:
         """Unnormalised log posterior on the sampler's unconstrained space, for a batch of rows.
 
         Rows are laid out as nutpie's ``unconstrained_draw`` (free variables in model order,
@@ -200,12 +213,13 @@ class StudyModel:
             self.compile_seconds += time.perf_counter() - t0
         model, _ = self.compiled(signature)
         fn = self._batched_logp[signature]
-        values = prior_values(self.study, hypothesis)
+        data = self._data(hypothesis, cells)
 
         def logp(x: np.ndarray) -> np.ndarray:
-            # The prior parameters are a shared variable of the model; set them on every call
-            # so that interleaved use for several hypotheses stays correct.
-            model.set_data(PRIOR_DATA, values)
+            # Priors and cells are shared variables of the model; set them on every call so
+            # that interleaved use for several hypotheses or data sets stays correct.
+            for name, value in data.items():
+                model.set_data(name, value)
             return np.asarray(fn(np.ascontiguousarray(x, dtype=np.float64)))
 
         return logp
