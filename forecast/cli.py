@@ -44,7 +44,9 @@ def _run(fn):
     except Exception as e:  # an unexpected failure is a bug: say so plainly, keep the trace on request
         if os.environ.get("FORECAST_DEBUG"):
             raise
-        click.echo(f"forecast: internal error: {type(e).__name__}: {e}\n(set FORECAST_DEBUG=1 to see the traceback)", err=True)
+        click.echo(
+            f"forecast: internal error: {type(e).__name__}: {e}\n(set FORECAST_DEBUG=1 to see the traceback)", err=True
+        )
         sys.exit(1)
 
 
@@ -73,11 +75,21 @@ def main() -> None:
 @click.option("--seed", type=int, default=20190712, show_default=True, help="Random seed (same seed, same numbers).")
 @click.option("--draws", type=click.IntRange(100), default=1000, show_default=True, help="Posterior draws per chain.")
 @click.option("--tune", type=click.IntRange(100), default=1000, show_default=True, help="Tuning draws per chain.")
-@click.option("--chains", type=click.IntRange(2), default=4, show_default=True, help="Independent chains (R-hat needs >= 2).")
+@click.option(
+    "--chains", type=click.IntRange(2), default=4, show_default=True, help="Independent chains (R-hat needs >= 2)."
+)
 @click.option("--cores", type=click.IntRange(1), default=2, show_default=True, help="Chains sampled in parallel.")
-@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where run directories go [default: reports/runs under the current directory].")
-@click.option("--allow-unconverged", is_flag=True, help="Write results even if a fit fails its convergence checks (flagged as unreliable).")
+@click.option(
+    "--runs-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where run directories go [default: reports/runs under the current directory].",
+)
+@click.option(
+    "--allow-unconverged",
+    is_flag=True,
+    help="Write results even if a fit fails its convergence checks (flagged as unreliable).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of the table.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress messages on stderr.")
 def update(study, seed, draws, tune, chains, cores, runs_dir, allow_unconverged, as_json, quiet):
@@ -98,7 +110,10 @@ def update(study, seed, draws, tune, chains, cores, runs_dir, allow_unconverged,
     settings = SamplerSettings(draws=draws, tune=tune, chains=chains, cores=cores, seed=seed)
     result = _run(
         lambda: run_update(
-            study or default_study(), settings, runs_root=runs_dir, allow_unconverged=allow_unconverged,
+            study or default_study(),
+            settings,
+            runs_root=runs_dir,
+            allow_unconverged=allow_unconverged,
             progress=_progress(quiet),
         )
     )
@@ -111,7 +126,12 @@ def update(study, seed, draws, tune, chains, cores, runs_dir, allow_unconverged,
 def render_update(result) -> str:
     lines = [f"Study '{result.study}': {result.n_observations} observations, latest {result.latest_observation}", ""]
     if not result.converged:
-        lines += ["!" * 80, "WARNING: " + "at least one fit FAILED its convergence checks; every figure below is UNRELIABLE.", "!" * 80, ""]
+        lines += [
+            "!" * 80,
+            "WARNING: " + "at least one fit FAILED its convergence checks; every figure below is UNRELIABLE.",
+            "!" * 80,
+            "",
+        ]
     head = f"{'hypothesis':<26} {'prior P':>7}  {'log ML ± MCSE':>16}  {'posterior P ± MCSE':>18}  {'elpd_loo ± SE':>15}  {'Δelpd ± SE':>13}  {'LOO wt':>6}  fit"
     lines += ["Support (Bayes factors)                     |  Predictive accuracy (PSIS-LOO)", head, "-" * len(head)]
     for h in result.hypotheses:
@@ -164,7 +184,10 @@ def validate(study, as_json):
         _emit_json(summary)
         return
     click.echo(f"{s.path.name}: valid; {len(s.hypotheses)} hypotheses ({', '.join(summary['hypotheses'])})")
-    click.echo(f"{obs.path.name}: valid; {obs.n} observations" + (f", latest {obs.latest_date}" if obs.n else " (add coded events before `forecast update`)"))
+    click.echo(
+        f"{obs.path.name}: valid; {obs.n} observations"
+        + (f", latest {obs.latest_date}" if obs.n else " (add coded events before `forecast update`)")
+    )
     if obs.n:
         click.echo("  by group:  " + ", ".join(f"{k} {v}" for k, v in summary["by_group"].items()))
         click.echo("  by domain: " + ", ".join(f"{k} {v}" for k, v in summary["by_domain"].items()))
@@ -172,8 +195,14 @@ def validate(study, as_json):
 
 @main.command()
 @click.argument("name")
-@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
-              help="Project directory to create priors/ and data/ in.")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Project directory to create priors/ and data/ in.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def init(name, directory, as_json):
     """Scaffold a new study NAME: priors/NAME.toml (commented) and data/NAME.csv (header only).
@@ -190,9 +219,10 @@ def init(name, directory, as_json):
     if as_json:
         _emit_json({"study": str(study), "observations": str(data)})
     else:
-        click.echo(f"created {study}\ncreated {data}\nnext: edit the study, add events, then `forecast validate {study}`")
+        click.echo(
+            f"created {study}\ncreated {data}\nnext: edit the study, add events, then `forecast validate {study}`"
+        )
 
 
 if __name__ == "__main__":
     main()
-

@@ -22,7 +22,9 @@ JEFFREYS = ((1.0, "no support"), (3.0, "anecdotal"), (10.0, "moderate"), (30.0, 
 PARETO_K_GOOD = 0.7
 
 
-def posterior_probabilities(log_ml: np.ndarray, log_ml_se: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def posterior_probabilities(
+    log_ml: np.ndarray, log_ml_se: np.ndarray, prior: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """P(H | y) from log p(y | H) and P(H), with first-order (delta-method) standard errors.
 
     dp_i / dlog_ml_j = p_i (delta_ij - p_j); the estimates for different hypotheses come from
@@ -56,7 +58,13 @@ class Loo:
     pareto_k: np.ndarray  # per pattern
 
     def to_dict(self) -> dict:
-        return {"elpd_loo": self.elpd, "se": self.se, "p_loo": self.p_loo, "pareto_k_max": self.pareto_k_max, "n_bad_k": self.n_bad_k}
+        return {
+            "elpd_loo": self.elpd,
+            "se": self.se,
+            "p_loo": self.p_loo,
+            "pareto_k_max": self.pareto_k_max,
+            "n_bad_k": self.n_bad_k,
+        }
 
 
 def pattern_loglik(eta: np.ndarray, cells: CellData) -> np.ndarray:

@@ -109,8 +109,14 @@ def diagnose(trace) -> Diagnostics:
     if ebfmi < EBFMI_MIN:
         warnings_only.append(f"E-BFMI {ebfmi:.2f} < {EBFMI_MIN}")
     return Diagnostics(
-        rhat_max, ess_bulk, ess_tail, divergences, saturated, ebfmi,
-        converged=not problems, problems=tuple(problems + [f"warning: {w}" for w in warnings_only]),
+        rhat_max,
+        ess_bulk,
+        ess_tail,
+        divergences,
+        saturated,
+        ebfmi,
+        converged=not problems,
+        problems=tuple(problems + [f"warning: {w}" for w in warnings_only]),
     )
 
 
@@ -199,7 +205,9 @@ class StudyModel:
         trace = _slim(trace)
         return trace, unconstrained, diagnose(trace)
 
-    def log_posterior(self, hypothesis: Hypothesis, cells: CellData | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    def log_posterior(
+        self, hypothesis: Hypothesis, cells: CellData | None = None
+    ) -> Callable[[np.ndarray], np.ndarray]:
         """Unnormalised log posterior on the sampler's unconstrained space, for a batch of rows.
 
         Rows are laid out as nutpie's ``unconstrained_draw`` (free variables in model order,

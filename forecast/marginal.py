@@ -79,13 +79,13 @@ def bridge_sampling(
     lstar = float(np.median(l1))
     log_r = 0.0  # log of ML / exp(lstar)
     a1, a2 = l1 - lstar, l2 - lstar
-    it = 0
+    iterations = max_iter
     for it in range(1, max_iter + 1):
         num = logsumexp(a2 - np.logaddexp(log_s1 + a2, log_s2 + log_r)) - np.log(n2)
         den = logsumexp(-np.logaddexp(log_s1 + a1, log_s2 + log_r)) - np.log(n1)
         new = num - den
         if abs(new - log_r) < tol:
-            log_r = new
+            log_r, iterations = new, it
             break
         log_r = new
     log_ml = float(log_r + lstar)
@@ -95,4 +95,4 @@ def bridge_sampling(
     f2 = np.exp(-np.logaddexp(log_s1 + (l1 - log_ml), log_s2))  # at posterior draws
     ess_f2 = min(_ess(f2.reshape(chains, half)), float(n1))
     re2 = f1.var() / (n2 * f1.mean() ** 2) + f2.var() / (ess_f2 * f2.mean() ** 2)
-    return BridgeResult(log_ml, float(np.sqrt(re2)), it, n1, n2, ess)
+    return BridgeResult(log_ml, float(np.sqrt(re2)), iterations, n1, n2, ess)

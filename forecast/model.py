@@ -118,7 +118,9 @@ def build_model(study: Study, cells: CellData, signature: tuple[str, ...], prior
         eta = eta_grid[cell_index[:, 0], cell_index[:, 1], cell_index[:, 2]]
         # Reliability-weighted Bernoulli log-likelihood: w * log p for cooperative events,
         # w * log(1 - p) for conflictual ones, summed per cell.
-        pm.Potential("weighted_loglik", pt.sum(-cell_weights[:, 0] * pt.softplus(-eta) - cell_weights[:, 1] * pt.softplus(eta)))
+        pm.Potential(
+            "weighted_loglik", pt.sum(-cell_weights[:, 0] * pt.softplus(-eta) - cell_weights[:, 1] * pt.softplus(eta))
+        )
     return model
 
 
@@ -140,5 +142,7 @@ def draws_as_arrays(posterior, study: Study) -> dict[str, np.ndarray]:
 
 def cell_logit_draws(arrays: dict[str, np.ndarray], study: Study, cells: CellData) -> np.ndarray:
     """Log-odds at each observed cell for every draw: shape (samples, cells)."""
-    eta = latent_logit(np, arrays, years_from_reference(study), study.time.reference - study.time.start, study.time.components)
+    eta = latent_logit(
+        np, arrays, years_from_reference(study), study.time.reference - study.time.start, study.time.components
+    )
     return eta[:, cells.group, cells.domain, cells.quarter]

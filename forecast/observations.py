@@ -108,7 +108,9 @@ def load_observations(study: Study, path: Path | None = None, *, today: dt.date 
     return Observations(path=path, table=table, sha256=sha)
 
 
-def validate_table(df: pd.DataFrame, study: Study, problems: _Problems, *, today: dt.date | None = None) -> pd.DataFrame:
+def validate_table(
+    df: pd.DataFrame, study: Study, problems: _Problems, *, today: dt.date | None = None
+) -> pd.DataFrame:
     """Check a raw string table against the study; return the typed table (or record problems)."""
     today = today or dt.date.today()
     df = df.rename(columns=lambda c: c.strip())
@@ -146,32 +148,56 @@ def validate_table(df: pd.DataFrame, study: Study, problems: _Problems, *, today
     q = event_date.dt.year * 4 + (event_date.dt.month - 1) // 3
     outside = event_date.notna() & ((q < first) | (q > last))
     problems.rows(
-        outside, "event_date",
+        outside,
+        "event_date",
         f"lies outside the study's time window {quarter_label(first)}..{quarter_label(last)} (time.start/time.end)",
         s["event_date"],
     )
 
     group_of = study.counterpart_group
     problems.rows(
-        ~s["counterpart"].isin(group_of), "counterpart",
-        f"is not a counterpart of this study; known: {allowed_list(group_of)}", s["counterpart"],
+        ~s["counterpart"].isin(group_of),
+        "counterpart",
+        f"is not a counterpart of this study; known: {allowed_list(group_of)}",
+        s["counterpart"],
     )
     domains = [d.id for d in study.domains]
-    problems.rows(~s["domain"].isin(domains), "domain", f"is not a domain of this study; known: {allowed_list(domains)}", s["domain"])
+    problems.rows(
+        ~s["domain"].isin(domains),
+        "domain",
+        f"is not a domain of this study; known: {allowed_list(domains)}",
+        s["domain"],
+    )
     outcome = s["outcome"].str.lower()
     problems.rows(~outcome.isin(OUTCOMES), "outcome", f"must be {allowed_list(OUTCOMES)}", s["outcome"])
     cooperative = outcome == "cooperative"
 
     intensity = pd.to_numeric(s["intensity"].where(s["intensity"] != ""), errors="coerce")
     problems.rows((s["intensity"] != "") & intensity.isna(), "intensity", "is not a number", s["intensity"])
-    problems.rows(intensity.notna() & ~intensity.between(-10, 10), "intensity", "must lie in -10..10 (Goldstein scale)", s["intensity"])
-    conflict_sign = intensity.notna() & outcome.isin(OUTCOMES) & ((cooperative & (intensity < 0)) | (~cooperative & (intensity > 0)))
-    problems.rows(conflict_sign, "intensity", "has the wrong sign for the row's outcome (cooperative >= 0, conflictual <= 0)", s["intensity"])
+    problems.rows(
+        intensity.notna() & ~intensity.between(-10, 10),
+        "intensity",
+        "must lie in -10..10 (Goldstein scale)",
+        s["intensity"],
+    )
+    conflict_sign = (
+        intensity.notna()
+        & outcome.isin(OUTCOMES)
+        & ((cooperative & (intensity < 0)) | (~cooperative & (intensity > 0)))
+    )
+    problems.rows(
+        conflict_sign,
+        "intensity",
+        "has the wrong sign for the row's outcome (cooperative >= 0, conflictual <= 0)",
+        s["intensity"],
+    )
 
     weight = reliability_weight(s["reliability"], study, problems)
 
     has_origin = s["origin_id"] != ""
-    problems.rows(has_origin & ~s["origin_id"].isin(set(s["id"])), "origin_id", "names no id in this file", s["origin_id"])
+    problems.rows(
+        has_origin & ~s["origin_id"].isin(set(s["id"])), "origin_id", "names no id in this file", s["origin_id"]
+    )
     problems.rows(has_origin & (s["origin_id"] == s["id"]), "origin_id", "names its own row")
 
     notes = [c for c in df.columns if c.startswith(NOTE_PREFIX)]
@@ -222,8 +248,12 @@ def reliability_weight(col: pd.Series, study: Study, problems: _Problems | None 
     weight = graded.fillna(plain)
     if problems is not None:
         problems.rows(
-            weight.isna(), "reliability",
-            "must be an Admiralty grade (source A-F then credibility 1-6, e.g. 'B2') or a weight in (0, 1]", col,
+            weight.isna(),
+            "reliability",
+            "must be an Admiralty grade (source A-F then credibility 1-6, e.g. 'B2') or a weight in (0, 1]",
+            col,
         )
-        problems.rows(plain.notna() & ~((plain > 0) & (plain <= 1)), "reliability", "as a plain weight must lie in (0, 1]", col)
+        problems.rows(
+            plain.notna() & ~((plain > 0) & (plain <= 1)), "reliability", "as a plain weight must lie in (0, 1]", col
+        )
     return weight.where((weight > 0) & (weight <= 1))

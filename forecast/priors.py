@@ -68,11 +68,13 @@ class Prior:
 def parse_prior(raw: object, where: str, support: Support) -> tuple[Prior | None, list[str]]:
     """Check a raw ``{"dist": ..., "kwargs": {...}}`` value; return the prior or the problems."""
     if not isinstance(raw, dict):
-        return None, [f"{where}: expected a table like {{ dist = \"Normal\", kwargs = {{ mu = 0, sigma = 1 }} }}"]
+        return None, [f'{where}: expected a table like {{ dist = "Normal", kwargs = {{ mu = 0, sigma = 1 }} }}']
     problems: list[str] = []
     unknown = set(raw) - {"dist", "kwargs"}
     for key in sorted(unknown):
-        problems.append(f"{where}: unknown key '{key}'{did_you_mean(key, ['dist', 'kwargs'])}; allowed: 'dist', 'kwargs'")
+        problems.append(
+            f"{where}: unknown key '{key}'{did_you_mean(key, ['dist', 'kwargs'])}; allowed: 'dist', 'kwargs'"
+        )
     dist = raw.get("dist")
     if dist not in FAMILIES:
         allowed = [n for n, f in FAMILIES.items() if f.support == support]

@@ -22,8 +22,21 @@ LATEST = "LATEST"
 SUMMARY = "summary.json"
 MANIFEST = "manifest.json"
 POSTERIOR_DIR = "posterior"
+POINTWISE = "loo_pointwise.csv"
 SCHEMA_VERSION = 1
-PACKAGES = ("forecast", "pymc", "pytensor", "nutpie", "arviz", "arviz-base", "arviz-stats", "numpy", "pandas", "scipy", "xarray")
+PACKAGES = (
+    "forecast",
+    "pymc",
+    "pytensor",
+    "nutpie",
+    "arviz",
+    "arviz-base",
+    "arviz-stats",
+    "numpy",
+    "pandas",
+    "scipy",
+    "xarray",
+)
 
 
 def default_root() -> Path:
@@ -79,7 +92,9 @@ class RunWriter:
         return p
 
     def write_json(self, name: str, obj: object) -> None:
-        self.path(name).write_text(json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n", encoding="utf-8")
+        self.path(name).write_text(
+            json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n", encoding="utf-8"
+        )
 
     def write_with(self, name: str, writer: Callable[[Path], None]) -> None:
         writer(self.path(name))

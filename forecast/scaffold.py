@@ -8,7 +8,7 @@ from pathlib import Path
 from forecast.errors import InputError
 from forecast.observations import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 
-STUDY_TEMPLATE = '''# Study "{name}". Every key is explained in the README ("Study files").
+STUDY_TEMPLATE = """# Study "{name}". Every key is explained in the README ("Study files").
 # Priors are plain data: a distribution from a fixed set and its parameters, e.g.
 #   tilt.russia = {{ dist = "Normal", kwargs = {{ mu = 0.5, sigma = 0.75 }} }}
 # Scale: tilt is the log-odds that an interaction is cooperative (0 = even odds, 1 = 73%,
@@ -69,7 +69,7 @@ spread.all = {{ dist = "HalfNormal", kwargs = {{ sigma = 1.0 }} }}
 trend.partner = {{ dist = "Normal", kwargs = {{ mu = -0.3, sigma = 0.15 }} }}
 trend.rival = {{ dist = "Normal", kwargs = {{ mu = 0.3, sigma = 0.15 }} }}
 volatility.all = {{ dist = "HalfNormal", kwargs = {{ sigma = 0.15 }} }}
-'''
+"""
 
 
 def init_study(name: str, directory: Path, *, start: str = "2015Q1", end: str = "2025Q4") -> tuple[Path, Path]:
@@ -84,7 +84,19 @@ def init_study(name: str, directory: Path, *, start: str = "2015Q1", end: str = 
     study.parent.mkdir(parents=True, exist_ok=True)
     data.parent.mkdir(parents=True, exist_ok=True)
     study.write_text(STUDY_TEMPLATE.format(name=name, start=start, end=end), encoding="utf-8")
-    header = ["id", "event_date", "report_date", "counterpart", "domain", "outcome", "intensity", "reliability", "description", "source", "origin_id"]
+    header = [
+        "id",
+        "event_date",
+        "report_date",
+        "counterpart",
+        "domain",
+        "outcome",
+        "intensity",
+        "reliability",
+        "description",
+        "source",
+        "origin_id",
+    ]
     assert set(header) == set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)
     data.write_text(",".join(header) + "\n", encoding="utf-8")
     return study, data

@@ -388,7 +388,9 @@ def _resolve_priors(
     for pname in params:
         missing = [g for g in group_ids if (pname, g) not in out]
         if missing and pname in raw:
-            problems.append(f"{where}.priors.{pname}: no prior for group(s) {allowed_list(missing)}; give one or use '{ALL_GROUPS}'")
+            problems.append(
+                f"{where}.priors.{pname}: no prior for group(s) {allowed_list(missing)}; give one or use '{ALL_GROUPS}'"
+            )
         elif missing:
             problems.append(f"{where}.priors: missing '{pname}' ({PARAMETERS[pname][2]})")
     return out

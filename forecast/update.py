@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from forecast.cells import cell_data
+from forecast.cells import CellData, cell_data
 from forecast.comparison import (
     Loo,
     elpd_differences,
@@ -31,7 +32,16 @@ from forecast.inference import Diagnostics, Fit, SamplerSettings, StudyModel
 from forecast.marginal import bridge_sampling
 from forecast.model import cell_logit_draws, draws_as_arrays
 from forecast.observations import Observations, load_observations
-from forecast.runstore import MANIFEST, POSTERIOR_DIR, SCHEMA_VERSION, SUMMARY, RunWriter, default_root, package_versions
+from forecast.runstore import (
+    MANIFEST,
+    POINTWISE,
+    POSTERIOR_DIR,
+    SCHEMA_VERSION,
+    SUMMARY,
+    RunWriter,
+    default_root,
+    package_versions,
+)
 from forecast.study import Study, load_study
 
 Progress = Callable[[str], None]
@@ -91,7 +101,7 @@ class UpdateResult:
 
 def run_update(
     study_path: str | Path,
-    settings: SamplerSettings = SamplerSettings(),
+    settings: SamplerSettings | None = None,
     *,
     runs_root: Path | None = None,
     allow_unconverged: bool = False,
@@ -100,6 +110,7 @@ def run_update(
     today: dt.date | None = None,
 ) -> UpdateResult:
     """Fit every hypothesis of a study and write a run; see the module docstring."""
+    settings = settings or SamplerSettings()
     say = progress or (lambda _msg: None)
     t_start = time.perf_counter()
     study = load_study(study_path)
@@ -113,7 +124,10 @@ def run_update(
     fits: list[Fit] = []
     bridges, loos = [], []
     for i, h in enumerate(study.hypotheses, start=1):
-        say(f"[{i}/{len(study.hypotheses)}] fitting '{h.id}'" + (" (compiling the model once for all hypotheses)" if i == 1 else ""))
+        say(
+            f"[{i}/{len(study.hypotheses)}] fitting '{h.id}'"
+            + (" (compiling the model once for all hypotheses)" if i == 1 else "")
+        )
         fit = model.fit(h, settings, progress=say)
         fits.append(fit)
         status = "converged" if fit.diagnostics.converged else "NOT CONVERGED: " + "; ".join(fit.diagnostics.problems)
@@ -137,12 +151,15 @@ def run_update(
     run_dir = None
     if write:
         say("writing the run directory")
-        run_dir = _write_run(runs_root or study.runs_path or default_root(), study, obs, fits, result)
+        pointwise = pointwise_table(obs, cells, study, loos)
+        run_dir = _write_run(runs_root or study.runs_path or default_root(), study, obs, fits, result, pointwise)
     timings = {"total_s": time.perf_counter() - t_start, "compile_s": model.compile_seconds}
     return UpdateResult(**{**result.__dict__, "run_dir": str(run_dir) if run_dir else None, "timings": timings})
 
 
-def _assemble(study: Study, obs: Observations, fits: list[Fit], bridges, loos: list[Loo], counts, settings, converged) -> UpdateResult:
+def _assemble(
+    study: Study, obs: Observations, fits: list[Fit], bridges, loos: list[Loo], counts, settings, converged
+) -> UpdateResult:
     prior = np.array([h.prior_probability for h in study.hypotheses])
     log_ml = np.array([b.log_ml for b in bridges])
     log_ml_se = np.array([b.se for b in bridges])
@@ -223,8 +240,20 @@ def loo_note(rows: list[HypothesisResult]) -> str:
     )
 
 
-def _write_run(root: Path, study: Study, obs: Observations, fits: list[Fit], result: UpdateResult) -> Path:
+def pointwise_table(obs: Observations, cells: CellData, study: Study, loos: list[Loo]) -> pd.DataFrame:
+    """Per observation: its LOO elpd and Pareto k under each hypothesis (from its pattern)."""
+    table = pd.DataFrame({"id": obs.table["id"].to_numpy()})
+    for h, lo in zip(study.hypotheses, loos, strict=True):
+        table[f"elpd_loo__{h.id}"] = lo.pointwise[cells.event_pattern]
+        table[f"pareto_k__{h.id}"] = lo.pareto_k[cells.event_pattern]
+    return table
+
+
+def _write_run(
+    root: Path, study: Study, obs: Observations, fits: list[Fit], result: UpdateResult, pointwise: pd.DataFrame
+) -> Path:
     with RunWriter(root, study.name) as w:
+        w.write_with(POINTWISE, lambda p: pointwise.to_csv(p, index=False))
         for f in fits:
             w.write_with(f"{POSTERIOR_DIR}/{f.hypothesis}.nc", lambda p, f=f: f.trace.to_netcdf(p, engine="h5netcdf"))
         w.copy("study.toml", study.path)

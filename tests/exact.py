@@ -63,23 +63,26 @@ def log_domain_integral(tilt, spread, a: float, b: float, n_nodes: int = 40) -> 
     tilt, spread = np.broadcast_arrays(np.asarray(tilt, float), np.asarray(spread, float))
     if a == 0 and b == 0:
         return np.zeros(tilt.shape)
-    # The mode solves g(z) = -z + s (a (1 - p) - b p) = 0, p = σ(t + s z); g decreases strictly
-    # and -s b <= z* <= s a, so Newton steps are kept inside a shrinking bracket.
-    lo, hi = -spread * b - 1e-12, spread * a + 1e-12
-    z = np.clip(np.zeros(tilt.shape), lo, hi)
-    for _ in range(200):
+    # The mode solves g(z) = -z + s (a (1 - p) - b p) = 0, p = σ(t + s z). g decreases strictly
+    # and -s b <= z* <= s a: bisection (robust; Newton alone can cycle here), then Newton steps
+    # kept inside the final bracket to polish.
+    lo, hi = -spread * b, spread * a
+
+    def g_of(z):
         p = expit(tilt + spread * z)
-        g = -z + spread * (a * (1.0 - p) - b * p)
-        h = -1.0 - spread * spread * (a + b) * p * (1.0 - p)
-        lo = np.where(g > 0, z, lo)
-        hi = np.where(g < 0, z, hi)
-        step = z - g / h
-        new = np.where((step > lo) & (step < hi), step, 0.5 * (lo + hi))
-        moved = np.max(np.abs(new - z) / (1.0 + np.abs(z)))
-        z = new
-        if moved < 1e-13:
-            break
-    else:  # pragma: no cover - a failure of the quadrature itself
+        return -z + spread * (a * (1.0 - p) - b * p), p
+
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        g, _ = g_of(mid)
+        lo, hi = np.where(g > 0, mid, lo), np.where(g > 0, hi, mid)
+    z = 0.5 * (lo + hi)
+    for _ in range(3):
+        g, p = g_of(z)
+        step = z + g / (1.0 + spread * spread * (a + b) * p * (1.0 - p))
+        z = np.clip(step, lo, hi)
+    g, _ = g_of(z)
+    if not np.all(np.abs(g) <= 1e-8 * (1.0 + np.abs(z))):  # pragma: no cover - a quadrature failure
         raise RuntimeError("mode search did not converge")
     p = expit(tilt + spread * z)
     tau = 1.0 / np.sqrt(1.0 + spread * spread * (a + b) * p * (1.0 - p))

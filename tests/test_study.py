@@ -9,7 +9,7 @@ from helpers import DEFAULT_STUDY, base_study, default_priors, hypothesis, prior
 
 from forecast.errors import StudyError
 from forecast.priors import Prior
-from forecast.study import load_study, quarter_index
+from forecast.study import PARAMETERS, load_study, quarter_index
 
 
 def study_error(tmp_path, data) -> StudyError:
@@ -278,7 +278,12 @@ def test_several_problems_are_reported_together(tmp_path):
     assert len(err.problems) >= 4
     text = str(err)
     assert text.startswith(f"{(tmp_path / 'mini.toml')}: the study file has problems:")
-    for fragment in ("time.start: '2020Q9'", "groups[1].id: 'west' is used twice", "they sum to 0.7", "spread.all.dist"):
+    for fragment in (
+        "time.start: '2020Q9'",
+        "groups[1].id: 'west' is used twice",
+        "they sum to 0.7",
+        "spread.all.dist",
+    ):
         assert fragment in text
 
 
@@ -360,6 +365,6 @@ def test_unknown_hypothesis_lookup_suggests_the_close_id(tmp_path):
         study.hypothesis("stedy")
 
 
-def test_priors_helper_matches_the_model_parameters():
-    # guards the helpers: the mini study must state a prior for every parameter of the model
-    assert set(default_priors()) == {"tilt", "spread", "trend", "volatility"}
+def test_test_helpers_state_a_prior_for_every_model_parameter():
+    # guards the helpers: if the model gains a parameter, the mini study must give it a prior
+    assert set(default_priors()) == set(PARAMETERS)

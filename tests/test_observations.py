@@ -1,0 +1,450 @@
+"""Observation-file validation (one test per rule) and the collapse to model cells."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import (
+    COLUMNS,
+    DEFAULT_STUDY,
+    base_study,
+    event,
+    events,
+    problem_with,
+    write_events,
+    write_mini,
+    write_study,
+)
+
+from forecast.cells import cell_data
+from forecast.errors import ObservationError
+from forecast.observations import MAX_REPORTED_PER_RULE, load_observations
+from forecast.study import load_study, quarter_index
+
+TODAY = dt.date(2024, 6, 30)
+FILE = "events.csv"
+
+
+def load(tmp_path, rows, *, columns=COLUMNS, study=None, today=TODAY):
+    study_path, csv_path = write_mini(tmp_path, (), study)
+    write_events(csv_path, rows, columns)
+    return load_observations(load_study(study_path), today=today)
+
+
+def obs_error(tmp_path, rows, **kwargs) -> ObservationError:
+    with pytest.raises(ObservationError) as info:
+        load(tmp_path, rows, **kwargs)
+    return info.value
+
+
+def bad_second_row(tmp_path, **overrides) -> ObservationError:
+    """A file whose second data row (line 3) carries ``overrides``; the others are valid."""
+    return obs_error(tmp_path, [event(1), event(2, **overrides), event(3)])
+
+
+def raw_error(tmp_path, content: bytes) -> ObservationError:
+    study_path, csv_path = write_mini(tmp_path)
+    csv_path.write_bytes(content)
+    with pytest.raises(ObservationError) as info:
+        load_observations(load_study(study_path), today=TODAY)
+    return info.value
+
+
+# --- dates ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["2020-13-01", "2020-02-30", "01/02/2020", "yesterday", "2020-02-01T10:00"])
+def test_unparseable_event_date_names_file_line_and_column(tmp_path, bad):
+    err = bad_second_row(tmp_path, event_date=bad)
+    problem_with(err, f"{FILE}: line 3, column 'event_date': '{bad}' is not a date", "YYYY-MM-DD")
+    assert len(err.problems) == 1
+
+
+def test_empty_event_date_is_reported(tmp_path):
+    err = bad_second_row(tmp_path, event_date="")
+    problem_with(err, f"{FILE}: line 3, column 'event_date': is empty", "2019-07-12")
+
+
+def test_future_event_date_is_reported(tmp_path):
+    err = obs_error(
+        tmp_path, [event(1, event_date="2020-06-30"), event(2, event_date="2020-07-01")], today=dt.date(2020, 6, 30)
+    )
+    problem_with(err, f"{FILE}: line 3, column 'event_date': '2020-07-01' is in the future (today is 2020-06-30)")
+    assert len(err.problems) == 1  # today itself is not the future
+
+
+def test_future_report_date_is_reported(tmp_path):
+    err = obs_error(tmp_path, [event(1, report_date="2020-07-01")], today=dt.date(2020, 6, 30))
+    problem_with(err, f"{FILE}: line 2, column 'report_date': '2020-07-01' is in the future")
+
+
+def test_event_outside_the_study_window_is_reported(tmp_path):
+    rows = [
+        event(1, event_date="2020-01-01"),  # first day of 2020Q1: inside
+        event(2, event_date="2019-12-31"),
+        event(3, event_date="2021-12-31"),  # last day of 2021Q4: inside
+        event(4, event_date="2022-01-01"),
+    ]
+    err = obs_error(tmp_path, rows)
+    problem_with(err, f"{FILE}: line 3, column 'event_date': '2019-12-31' lies outside", "2020Q1..2021Q4")
+    problem_with(err, f"{FILE}: line 5, column 'event_date': '2022-01-01' lies outside")
+    assert len(err.problems) == 2
+
+
+def test_report_date_before_event_date_is_reported(tmp_path):
+    err = bad_second_row(tmp_path, event_date="2020-03-10", report_date="2020-03-09")
+    problem_with(err, f"{FILE}: line 3, column 'report_date'", "before the event_date")
+
+
+def test_missing_report_date_defaults_to_event_date(tmp_path):
+    obs = load(
+        tmp_path, [event(1, event_date="2020-03-10"), event(2, event_date="2020-03-10", report_date="2020-04-01")]
+    )
+    assert list(obs.table["report_date"].dt.strftime("%Y-%m-%d")) == ["2020-03-10", "2020-04-01"]
+
+
+# --- categories -----------------------------------------------------------------------------
+
+
+def test_unknown_counterpart_lists_the_known_ones(tmp_path):
+    err = bad_second_row(tmp_path, counterpart="turkey")
+    problem_with(
+        err, f"{FILE}: line 3, column 'counterpart': 'turkey' is not a counterpart", "known: 'us', 'eu', 'russia'"
+    )
+
+
+def test_unknown_domain_lists_the_known_ones(tmp_path):
+    err = bad_second_row(tmp_path, domain="space")
+    problem_with(err, f"{FILE}: line 3, column 'domain': 'space' is not a domain", "known: 'defence', 'energy'")
+
+
+@pytest.mark.parametrize("bad", ["neutral", "coop", ""])
+def test_bad_outcome_lists_the_allowed_values(tmp_path, bad):
+    err = bad_second_row(tmp_path, outcome=bad)
+    problem_with(err, f"{FILE}: line 3, column 'outcome': '{bad}' must be 'cooperative', 'conflictual'")
+
+
+def test_outcome_is_case_insensitive(tmp_path):
+    obs = load(tmp_path, [event(1, outcome="Cooperative"), event(2, outcome="CONFLICTUAL", intensity="-2")])
+    assert list(obs.table["cooperative"]) == [True, False]
+
+
+# --- intensity ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["11", "-10.5", "100"])
+def test_intensity_out_of_range_is_reported(tmp_path, bad):
+    outcome = "conflictual" if bad.startswith("-") else "cooperative"
+    err = bad_second_row(tmp_path, intensity=bad, outcome=outcome)
+    problem_with(err, f"{FILE}: line 3, column 'intensity': '{bad}' must lie in -10..10")
+
+
+@pytest.mark.parametrize("bad", ["high", "3;4", "1,5"])
+def test_intensity_that_is_not_a_number_is_reported(tmp_path, bad):
+    err = bad_second_row(tmp_path, intensity=bad)
+    problem_with(err, f"{FILE}: line 3, column 'intensity': '{bad}' is not a number")
+
+
+@pytest.mark.parametrize(("outcome", "intensity"), [("cooperative", "-2"), ("conflictual", "4")])
+def test_intensity_with_the_wrong_sign_for_the_outcome_is_reported(tmp_path, outcome, intensity):
+    err = bad_second_row(tmp_path, outcome=outcome, intensity=intensity)
+    problem_with(err, f"{FILE}: line 3, column 'intensity': '{intensity}' has the wrong sign", "cooperative >= 0")
+
+
+def test_intensity_at_the_limits_zero_or_empty_is_valid(tmp_path):
+    rows = [
+        event(1, intensity="10"),
+        event(2, intensity="-10", outcome="conflictual"),
+        event(3, intensity="0", outcome="conflictual"),
+        event(4, intensity=""),
+    ]
+    obs = load(tmp_path, rows)
+    assert obs.table["intensity"].tolist()[:3] == [10, -10, 0]
+    assert pd.isna(obs.table["intensity"].iloc[3])
+
+
+# --- reliability ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["G1", "B7", "B", "high", ""])
+def test_reliability_that_is_neither_grade_nor_weight_is_reported(tmp_path, bad):
+    err = bad_second_row(tmp_path, reliability=bad)
+    problem_with(
+        err, f"{FILE}: line 3, column 'reliability'", "must be an Admiralty grade", "'B2'", "or a weight in (0, 1]"
+    )
+
+
+@pytest.mark.parametrize("bad", ["0", "1.5", "-0.2"])
+def test_reliability_weight_outside_zero_one_is_reported(tmp_path, bad):
+    err = bad_second_row(tmp_path, reliability=bad)
+    problem_with(err, f"{FILE}: line 3, column 'reliability': '{bad}' as a plain weight must lie in (0, 1]")
+
+
+def test_admiralty_weight_is_source_times_credibility_weight(tmp_path):
+    rows = [
+        event(1, reliability="A1"),
+        event(2, reliability="C3"),
+        event(3, reliability="b2"),
+        event(4, reliability="F6"),
+    ]
+    obs = load(tmp_path, rows)
+    assert obs.table["weight"].tolist() == pytest.approx([1.0, 0.75 * 0.75, 0.9 * 0.9, 0.5 * 0.5])
+
+
+def test_admiralty_weights_come_from_the_study_reliability_table(tmp_path):
+    study = base_study()
+    study["reliability"] = {
+        "source": {"A": 1.0, "B": 0.8, "C": 0.6, "D": 0.4, "E": 0.2, "F": 0.1},
+        "credibility": {"1": 1.0, "2": 0.7, "3": 0.5, "4": 0.3, "5": 0.2, "6": 0.1},
+    }
+    obs = load(
+        tmp_path, [event(1, reliability="A1"), event(2, reliability="C3"), event(3, reliability="B2")], study=study
+    )
+    assert obs.table["weight"].tolist() == pytest.approx([1.0, 0.6 * 0.5, 0.8 * 0.7])
+
+
+def test_plain_reliability_weights_pass_through(tmp_path):
+    obs = load(tmp_path, [event(1, reliability="0.8"), event(2, reliability="1"), event(3, reliability="0.05")])
+    assert obs.table["weight"].tolist() == pytest.approx([0.8, 1.0, 0.05])
+
+
+# --- ids, required text and origin ----------------------------------------------------------
+
+
+def test_duplicate_ids_name_both_lines(tmp_path):
+    err = obs_error(tmp_path, [event(1), event(2), event(1, description="again")])
+    problem_with(err, f"{FILE}: column 'id': 'E1' is used on more than one line (2, 4)")
+    assert len(err.problems) == 1
+
+
+@pytest.mark.parametrize("column", ["id", "description", "source"])
+def test_empty_required_text_is_reported(tmp_path, column):
+    err = bad_second_row(tmp_path, **{column: "  "})
+    problem_with(err, f"{FILE}: line 3, column '{column}': is empty")
+
+
+def test_origin_id_naming_no_row_is_reported(tmp_path):
+    err = bad_second_row(tmp_path, origin_id="E99")
+    problem_with(err, f"{FILE}: line 3, column 'origin_id': 'E99' names no id in this file")
+
+
+def test_origin_id_naming_its_own_row_is_reported(tmp_path):
+    err = bad_second_row(tmp_path, origin_id="E2")
+    problem_with(err, f"{FILE}: line 3, column 'origin_id': names its own row")
+
+
+def test_origin_id_naming_another_row_is_valid(tmp_path):
+    obs = load(tmp_path, [event(1), event(2, origin_id="E1")])
+    assert obs.table["origin_id"].tolist() == ["", "E1"]
+
+
+# --- columns and whole-file problems --------------------------------------------------------
+
+
+def test_missing_required_columns_are_listed(tmp_path):
+    columns = [c for c in COLUMNS if c not in ("outcome", "source")]
+    err = obs_error(tmp_path, [event(1)], columns=columns)
+    problem_with(err, f"{FILE}: missing column(s) 'outcome', 'source'", "the header must include id,event_date")
+
+
+def test_unknown_column_suggests_the_close_name(tmp_path):
+    columns = [("intesity" if c == "intensity" else c) for c in COLUMNS]
+    rows = [{**event(1), "intesity": "3"}]
+    err = obs_error(tmp_path, rows, columns=columns)
+    problem_with(err, f"{FILE}: unknown column 'intesity' (did you mean 'intensity'?)", "allowed: 'id'", "'note'")
+
+
+def test_note_columns_are_allowed_and_kept(tmp_path):
+    rows = [{**event(1), "note_coder": "AB", "note_link": "http://x"}]
+    obs = load(tmp_path, rows, columns=[*COLUMNS, "note_coder", "note_link"])
+    assert obs.table["note_coder"].tolist() == ["AB"]
+    assert obs.table["note_link"].tolist() == ["http://x"]
+
+
+def test_optional_columns_may_be_left_out(tmp_path):
+    columns = [c for c in COLUMNS if c not in ("report_date", "intensity", "origin_id")]
+    obs = load(tmp_path, [event(1)], columns=columns)
+    assert obs.n == 1
+
+
+def test_empty_file_is_reported(tmp_path):
+    err = raw_error(tmp_path, b"")
+    assert "events.csv: the file is empty" in str(err)
+    assert "id,event_date,counterpart" in str(err)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=TypeError,
+    reason="toolkit bug: reliability_weight multiplies two empty str-dtype Series on a header-only file",
+)
+def test_header_only_file_is_valid_with_no_observations(tmp_path):
+    obs = load(tmp_path, [])
+    assert obs.n == 0
+    assert obs.latest_date is None
+
+
+def test_mixed_encodings_name_the_offending_line(tmp_path):
+    study_path, csv_path = write_mini(tmp_path, [event(1), event(2), event(3)])
+    lines = csv_path.read_bytes().split(b"\n")
+    lines[2] = lines[2].replace(b"Event number 2", b"Caf\xe9 event")  # line 3 in Latin-1
+    err = raw_error(tmp_path, b"\n".join(lines))
+    msg = problem_with(err, f"{FILE}: mixed encodings: line(s) 3 are not valid UTF-8", "save the whole file as UTF-8")
+    assert "line(s) 3 " in msg  # only line 3, not the UTF-8 lines around it
+
+
+def test_utf8_text_and_byte_order_mark_are_accepted(tmp_path):
+    study_path, csv_path = write_mini(tmp_path, [event(1, description="Café talks in Türkiye")])
+    csv_path.write_bytes(b"\xef\xbb\xbf" + csv_path.read_bytes())
+    obs = load_observations(load_study(study_path), today=TODAY)
+    assert obs.table["description"].tolist() == ["Café talks in Türkiye"]
+    assert obs.table["id"].tolist() == ["E1"]
+
+
+def test_missing_observation_file_is_reported(tmp_path):
+    study = load_study(write_study(tmp_path))
+    with pytest.raises(ObservationError, match=r"events\.csv: observation file not found \(named by mini\.toml"):
+        load_observations(study)
+
+
+# --- many problems --------------------------------------------------------------------------
+
+
+def test_many_problems_are_reported_together(tmp_path):
+    rows = [event(1, counterpart="turkey"), event(2, domain="space"), event(3, reliability="Z9"), event(4)]
+    err = obs_error(tmp_path, rows)
+    assert len(err.problems) == 3
+    assert str(err).startswith(f"{tmp_path / FILE}: 3 problem(s) in the observations:")
+    problem_with(err, "line 2, column 'counterpart'")
+    problem_with(err, "line 3, column 'domain'")
+    problem_with(err, "line 4, column 'reliability'")
+
+
+def test_the_report_for_a_thousand_bad_rows_is_capped(tmp_path):
+    err = obs_error(tmp_path, events(1000, counterpart="turkey"))
+    about_counterpart = [p for p in err.problems if "column 'counterpart'" in p]
+    assert len(about_counterpart) == MAX_REPORTED_PER_RULE + 1
+    problem_with(err, f"... and {1000 - MAX_REPORTED_PER_RULE} more rows with the same problem in column 'counterpart'")
+    assert len(str(err)) < 20_000
+
+
+# --- the shipped data -----------------------------------------------------------------------
+
+
+def test_default_data_file_validates_and_covers_the_study():
+    study = load_study(DEFAULT_STUDY)
+    obs = load_observations(study)
+    t = obs.table
+    assert obs.n >= 150
+    assert t["event_date"].min().year == 2015
+    assert t["event_date"].max().year == 2025
+    assert set(t["counterpart"]) == set(study.counterpart_group)
+    assert set(t["domain"]) == {d.id for d in study.domains}
+    assert t["weight"].between(0, 1, inclusive="right").all()
+    assert t["id"].is_unique
+    assert len(obs.sha256) == 64
+
+
+# --- cells ----------------------------------------------------------------------------------
+
+
+def hand_made_table(study) -> pd.DataFrame:
+    q = quarter_index
+    rows = [
+        # group, domain, quarter, cooperative, weight
+        ("west", "defence", q("2020Q1"), True, 1.0),
+        ("east", "energy", q("2020Q3"), True, 0.81),
+        ("west", "defence", q("2020Q1"), True, 1.0),  # same pattern as row 0
+        ("west", "defence", q("2020Q1"), False, 0.5),
+        ("west", "defence", q("2020Q1"), True, 0.81),  # same cell as row 0, other weight
+        ("east", "energy", q("2020Q3"), False, 0.25),
+        ("east", "defence", q("2021Q4"), True, 1.0),
+    ]
+    t = pd.DataFrame(rows, columns=["group", "domain", "quarter", "cooperative", "weight"])
+    t["quarter"] = t["quarter"].astype("Int64")
+    return t
+
+
+@pytest.fixture
+def mini_study(tmp_path):
+    return load_study(write_study(tmp_path))
+
+
+def test_cell_data_sums_weights_per_group_domain_quarter(mini_study):
+    cells = cell_data(hand_made_table(mini_study), mini_study)
+    # groups: west=0, east=1; domains: defence=0, energy=1; quarters counted from 2020Q1
+    assert cells.n_cells == 3
+    assert cells.group.tolist() == [0, 1, 1]
+    assert cells.domain.tolist() == [0, 0, 1]
+    assert cells.quarter.tolist() == [0, 7, 2]
+    assert cells.w_coop == pytest.approx([2.81, 1.0, 0.81])
+    assert cells.w_conf == pytest.approx([0.5, 0.0, 0.25])
+    assert cells.n_events.tolist() == [4, 1, 2]
+    data = cells.as_model_data()
+    assert data["cell_index"].tolist() == [[0, 0, 0], [1, 0, 7], [1, 1, 2]]
+    assert data["cell_weights"] == pytest.approx(np.array([[2.81, 0.5], [1.0, 0.0], [0.81, 0.25]]))
+
+
+def test_patterns_group_identical_events_with_counts(mini_study):
+    cells = cell_data(hand_made_table(mini_study), mini_study)
+    patterns = sorted(
+        zip(
+            cells.pattern_cell.tolist(),
+            cells.pattern_coop.tolist(),
+            cells.pattern_weight.tolist(),
+            cells.pattern_count.tolist(),
+            strict=True,
+        )
+    )
+    assert patterns == [
+        (0, False, 0.5, 1),
+        (0, True, 0.81, 1),
+        (0, True, 1.0, 2),
+        (1, True, 1.0, 1),
+        (2, False, 0.25, 1),
+        (2, True, 0.81, 1),
+    ]
+    # the patterns carry the same weighted counts as the cells
+    for c in range(cells.n_cells):
+        in_cell = cells.pattern_cell == c
+        w = cells.pattern_weight * cells.pattern_count
+        assert w[in_cell & cells.pattern_coop].sum() == pytest.approx(cells.w_coop[c])
+        assert w[in_cell & ~cells.pattern_coop].sum() == pytest.approx(cells.w_conf[c])
+
+
+def test_event_pattern_maps_each_row_to_its_pattern(mini_study):
+    table = hand_made_table(mini_study)
+    cells = cell_data(table, mini_study)
+    gidx = {g.id: i for i, g in enumerate(mini_study.groups)}
+    didx = {d.id: i for i, d in enumerate(mini_study.domains)}
+    assert len(cells.event_pattern) == len(table)
+    for row, p in zip(table.itertuples(), cells.event_pattern, strict=True):
+        c = cells.pattern_cell[p]
+        assert (cells.group[c], cells.domain[c], cells.quarter[c]) == (
+            gidx[row.group],
+            didx[row.domain],
+            row.quarter - mini_study.time.start,
+        )
+        assert cells.pattern_coop[p] == row.cooperative
+        assert cells.pattern_weight[p] == row.weight
+    assert np.bincount(cells.event_pattern).tolist() == cells.pattern_count.tolist()
+    assert cells.event_pattern[0] == cells.event_pattern[2]  # identical events share a pattern
+    assert cells.event_pattern[0] != cells.event_pattern[4]  # same cell, different weight
+
+
+def test_cell_data_of_validated_observations(tmp_path):
+    rows = [
+        event(1, counterpart="us", reliability="A1"),
+        event(2, counterpart="eu", reliability="A1"),  # us and eu are both 'west'
+        event(3, counterpart="russia", domain="energy", outcome="conflictual", intensity="-4", event_date="2021-05-05"),
+    ]
+    study_path, _ = write_mini(tmp_path, rows)
+    study = load_study(study_path)
+    cells = cell_data(load_observations(study, today=TODAY).table, study)
+    assert cells.as_model_data()["cell_index"].tolist() == [[0, 0, 0], [1, 1, 5]]
+    assert cells.w_coop == pytest.approx([2.0, 0.0])
+    assert cells.w_conf == pytest.approx([0.0, 0.81])
+    assert cells.pattern_count.tolist() == [2, 1]
