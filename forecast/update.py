@@ -29,7 +29,7 @@ from forecast.comparison import (
 )
 from forecast.errors import ConvergenceError, ObservationError
 from forecast.inference import Diagnostics, Fit, SamplerSettings, StudyModel
-from forecast.marginal import bridge_sampling
+from forecast.marginal import BridgeResult, bridge_sampling
 from forecast.model import cell_logit_draws, draws_as_arrays
 from forecast.observations import Observations, load_observations
 from forecast.runstore import (
@@ -42,7 +42,7 @@ from forecast.runstore import (
     default_root,
     package_versions,
 )
-from forecast.study import Study, load_study
+from forecast.study import Hypothesis, Study, load_study
 
 Progress = Callable[[str], None]
 UNRELIABLE = "UNRELIABLE: at least one fit failed its convergence checks"
@@ -99,6 +99,22 @@ class UpdateResult:
         return d
 
 
+def marginal_likelihood(
+    model: StudyModel, hypothesis: Hypothesis, fit: Fit, seed: int, cells: CellData | None = None
+) -> BridgeResult:
+    """Bridge-sampling estimate of log p(y | H) from a fit, seeded per hypothesis."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(hypothesis.id.encode()), 1]))
+    return bridge_sampling(model.log_posterior(hypothesis, cells), fit.unconstrained, rng)
+
+
+def loo(model: StudyModel, fit: Fit, cells: CellData | None = None) -> Loo:
+    """PSIS-LOO of a fit, leaving out one event at a time (via its pattern)."""
+    cells = cells or model.cells
+    eta = cell_logit_draws(draws_as_arrays(fit.trace.posterior, model.study), model.study, cells)
+    loglik = pattern_loglik(eta, cells).reshape(fit.settings.chains, fit.settings.draws, -1)
+    return psis_loo(loglik, cells.pattern_count)
+
+
 def run_update(
     study_path: str | Path,
     settings: SamplerSettings | None = None,
@@ -132,11 +148,8 @@ def run_update(
         fits.append(fit)
         status = "converged" if fit.diagnostics.converged else "NOT CONVERGED: " + "; ".join(fit.diagnostics.problems)
         say(f"      sampled in {fit.seconds:.1f} s, {status}")
-        rng = np.random.default_rng(np.random.SeedSequence([settings.seed, zlib.crc32(h.id.encode()), 1]))
-        bridges.append(bridge_sampling(model.log_posterior(h), fit.unconstrained, rng))
-        eta = cell_logit_draws(draws_as_arrays(fit.trace.posterior, study), study, cells)
-        loglik = pattern_loglik(eta, cells).reshape(fit.settings.chains, fit.settings.draws, -1)
-        loos.append(psis_loo(loglik, cells.pattern_count))
+        bridges.append(marginal_likelihood(model, h, fit, settings.seed))
+        loos.append(loo(model, fit))
 
     converged = all(f.diagnostics.converged for f in fits)
     if not converged and not allow_unconverged:
