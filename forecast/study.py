@@ -88,6 +88,8 @@ class _StudyFile(_Strict):
     domains: list[_Domain]
     reliability: _Reliability = _Reliability()
     hypotheses: list[_Hypothesis]
+    # Forecast questions are validated by forecast.questions against the resolved study.
+    questions: list[dict[str, object]] = []
 
 
 def quarter_index(text: str) -> int:
@@ -161,6 +163,7 @@ class Study:
     reliability_source: dict[str, float]
     reliability_credibility: dict[str, float]
     hypotheses: tuple[Hypothesis, ...]
+    questions_raw: tuple[dict, ...] = ()
     sha256: str = field(default="")
 
     @property
@@ -317,6 +320,7 @@ def _resolve(path: Path, spec: _StudyFile, problems: list[str]) -> Study:
         reliability_source=dict(spec.reliability.source),
         reliability_credibility=dict(spec.reliability.credibility),
         hypotheses=tuple(hypotheses),
+        questions_raw=tuple(spec.questions),
     )
 
 

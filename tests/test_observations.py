@@ -304,6 +304,56 @@ def test_utf8_text_and_byte_order_mark_are_accepted(tmp_path):
     assert obs.table["id"].tolist() == ["E1"]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="toolkit bug: line = row index + 2 ignores blank lines, which pandas skips",
+)
+def test_line_numbers_count_blank_lines(tmp_path):
+    study_path, csv_path = write_mini(tmp_path, [event(1), event(2, domain="space")])
+    text = csv_path.read_text(encoding="utf-8").splitlines()
+    csv_path.write_text("\n".join([text[0], text[1], "", text[2]]) + "\n", encoding="utf-8")  # bad row on line 4
+    with pytest.raises(ObservationError) as info:
+        load_observations(load_study(study_path), today=TODAY)
+    problem_with(info.value, f"{FILE}: line 4, column 'domain'")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="toolkit bug: line = row index + 2 ignores line breaks inside quoted fields",
+)
+def test_line_numbers_count_line_breaks_inside_quoted_fields(tmp_path):
+    rows = [event(1, description="two\nlines"), event(2, domain="space")]  # row 2 starts on line 4
+    err = obs_error(tmp_path, rows)
+    problem_with(err, f"{FILE}: line 4, column 'domain'")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="toolkit bug: extra fields in the first data row make pandas use them as an index, shifting every column",
+)
+def test_row_with_too_many_fields_is_reported_as_such(tmp_path):
+    rows = [event(1, description="Talks, then a deal"), event(2)]
+    study_path, csv_path = write_mini(tmp_path, rows)
+    csv_path.write_text(csv_path.read_text(encoding="utf-8").replace('"Talks, then a deal"', "Talks, then a deal"))
+    with pytest.raises(ObservationError) as info:
+        load_observations(load_study(study_path), today=TODAY)
+    problem_with(info.value, f"{FILE}: line 2", "12 fields", "header has 11")
+    assert not any("column 'event_date'" in p for p in info.value.problems)
+
+
+def test_row_with_too_many_fields_after_the_first_is_reported(tmp_path):
+    rows = [event(1), event(2, description="Talks, then a deal")]
+    study_path, csv_path = write_mini(tmp_path, rows)
+    csv_path.write_text(csv_path.read_text(encoding="utf-8").replace('"Talks, then a deal"', "Talks, then a deal"))
+    with pytest.raises(ObservationError) as info:
+        load_observations(load_study(study_path), today=TODAY)
+    assert "line 3" in str(info.value)
+    assert "12" in str(info.value)
+
+
 def test_missing_observation_file_is_reported(tmp_path):
     study = load_study(write_study(tmp_path))
     with pytest.raises(ObservationError, match=r"events\.csv: observation file not found \(named by mini\.toml"):

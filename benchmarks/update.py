@@ -1,0 +1,494 @@
+"""Benchmark `forecast update` end to end, against a naive PyMC baseline, and as events grow.
+
+What is measured, all in one run and each in a FRESH process (wall clock, `time.perf_counter`):
+
+1. ``default_study_s``: ``forecast update priors/turkey_nato.toml --quiet --json --runs-dir TMP``
+   (the venv's ``forecast``, found next to ``sys.executable``), run once to warm the on-disk
+   compile caches, then timed. 4 chains x (1000 tune + 1000 draws) per hypothesis, bridge
+   sampling, PSIS-LOO and writing the run directory are all included.
+2. ``baseline_s``: a plain PyMC script (this file re-invoked as ``--baseline-worker``; it does not
+   import ``forecast``) that reads the same TOML and CSV with tomllib and pandas and, for each
+   hypothesis, builds its own ``pm.Model`` with the priors as constants and the same structure
+   as forecast/model.py (tilt, spread, trend and volatility per group, non-centred domain
+   effects, random walk anchored at the reference quarter), with a reliability-weighted
+   Bernoulli log-likelihood over EVENTS (a ``pm.Potential``, no sufficient statistics), and
+   estimates the log marginal likelihood with ``pm.sample_smc``. It is warmed with a short run
+   (``--baseline-warmup-draws``) so that both sides start with warm compile caches.
+   ``speedup = baseline_s / default_study_s``; both methods' log marginal likelihoods are
+   printed side by side as a cross-check.
+3. ``scaling``: the same timed ``forecast update`` on synthetic studies of 1k, 10k, 100k and 1M
+   events (valid observation CSVs drawn from the model's own logistic structure, counterparts,
+   domains and Admiralty grades of the default study, dates in 2015Q1..2025Q4), after one
+   warm-up run, and ``scaling_ratio_1m_1k`` (target <= 2). For the largest size, a breakdown
+   run (``run_update`` in a fresh process, timestamped progress messages) shows where the
+   time goes: imports, reading and validating the CSV, cell statistics, compiling, sampling,
+   bridge sampling + LOO, writing.
+
+Progress goes to stderr. Stdout gets a readable summary and, as its LAST line, one JSON object
+with the keys ``default_study_s``, ``baseline_s``, ``speedup``, ``scaling`` (event count as a
+string -> seconds) and ``scaling_ratio_1m_1k`` (null when skipped).
+
+Run from the repository root with the venv's interpreter::
+
+    .venv/bin/python benchmarks/update.py                       # everything (~15-30 min on 2 cores)
+    .venv/bin/python benchmarks/update.py --quick               # 1k and 10k events, no baseline
+    .venv/bin/python benchmarks/update.py --sizes 1000,10000 --skip-baseline
+
+Timings are wall clock on whatever else the machine is doing: run it on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_STUDY = Path("priors/turkey_nato.toml")
+FORECAST = Path(sys.executable).parent / "forecast"
+DEFAULT_SIZES = (1_000, 10_000, 100_000, 1_000_000)
+QUICK_SIZES = (1_000, 10_000)
+CONVERGENCE_EXIT = 3  # forecast's exit code when the convergence gate fails
+SEED = 20190712
+
+# Admiralty grades of the synthetic events and how often each occurs.
+SYNTHETIC_GRADES = {"A1": 0.2, "B2": 0.4, "C3": 0.25, "B1": 0.1, "D4": 0.05}
+# The study file's defaults (forecast/study.py), for a study without a [reliability] table.
+DEFAULT_SOURCE = {"A": 1.0, "B": 0.9, "C": 0.75, "D": 0.5, "E": 0.25, "F": 0.5}
+DEFAULT_CREDIBILITY = {"1": 1.0, "2": 0.9, "3": 0.75, "4": 0.5, "5": 0.25, "6": 0.5}
+
+_T0 = time.perf_counter()
+
+
+def say(msg: str) -> None:
+    print(f"[bench {time.perf_counter() - _T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# forecast update in a fresh process
+
+
+@dataclass(frozen=True)
+class UpdateRun:
+    seconds: float  # wall clock of the whole subprocess
+    result: dict | None  # the --json output (None if the command failed)
+    returncode: int
+    stderr: str
+
+    @property
+    def converged(self) -> bool:
+        return self.returncode == 0 and bool(self.result and self.result["converged"])
+
+
+def forecast_update(study: Path, runs_dir: Path) -> UpdateRun:
+    """Time ``forecast update STUDY --quiet --json`` end to end in a new process."""
+    cmd = [str(FORECAST), "update", str(study), "--quiet", "--json", "--runs-dir", str(runs_dir)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if proc.returncode not in (0, CONVERGENCE_EXIT):
+        raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout) if proc.returncode == 0 else None
+    return UpdateRun(seconds, result, proc.returncode, proc.stderr)
+
+
+def describe(run: UpdateRun) -> str:
+    """One line on where an update's time went, from its own --json timings."""
+    if run.result is None:
+        return f"{run.seconds:7.1f} s wall, CONVERGENCE GATE FAILED: {run.stderr.strip().splitlines()[-1][:200]}"
+    r = run.result
+    total, compile_s = r["timings"]["total_s"], r["timings"]["compile_s"]
+    fits = [h["seconds"] for h in r["hypotheses"]]
+    attempts = [h["attempts"] for h in r["hypotheses"]]
+    return (
+        f"{run.seconds:7.1f} s wall = {run.seconds - total:5.1f} s start-up/imports + {total:6.1f} s in run_update "
+        f"(fits {' + '.join(f'{s:.1f}' for s in fits)} s incl. {compile_s:.1f} s compiling; "
+        f"{total - sum(fits):.1f} s validation/cells/bridge/LOO/write); attempts {attempts}, "
+        f"converged {r['converged']}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Synthetic observations
+
+
+def synthetic_study(template: Path, n: int, directory: Path, seed: int = SEED) -> Path:
+    """Write ``n`` valid synthetic events and a copy of ``template`` that reads them."""
+    import pandas as pd
+
+    from forecast.study import load_study
+
+    study = load_study(template)
+    rng = np.random.default_rng([seed, n])
+    counterparts = [(c, gi) for gi, g in enumerate(study.groups) for c in g.counterparts]
+    domains = [d.id for d in study.domains]
+    n_groups, n_quarters = len(study.groups), study.time.n_quarters
+    ref = study.time.reference - study.time.start
+
+    # A "true" state of the world with the model's own structure (forecast/model.py).
+    tilt = rng.normal(0.8, 0.6, n_groups)
+    spread = np.abs(rng.normal(0.0, 0.8, n_groups))
+    trend = rng.normal(0.0, 0.05, n_groups)
+    volatility = np.full(n_groups, 0.1)
+    z = rng.standard_normal((n_groups, len(domains)))
+    walk = np.concatenate([np.zeros((n_groups, 1)), np.cumsum(rng.standard_normal((n_groups, n_quarters - 1)), axis=1)], axis=1)
+    walk = (walk - walk[:, ref : ref + 1]) * volatility[:, None]
+    years = (np.arange(n_quarters) - ref) / 4.0
+
+    first = np.datetime64(f"{study.time.start // 4}-{3 * (study.time.start % 4) + 1:02d}-01")
+    end_q = study.time.end + 1
+    stop = np.datetime64(f"{end_q // 4}-{3 * (end_q % 4) + 1:02d}-01")
+    dates = first + rng.integers(0, int((stop - first).astype(int)), n).astype("timedelta64[D]")
+    months = dates.astype("datetime64[M]").astype(int)  # months since 1970-01
+    t = (1970 * 4 + months // 3) - study.time.start
+
+    c = rng.integers(len(counterparts), size=n)
+    g = np.array([gi for _, gi in counterparts])[c]
+    d = rng.integers(len(domains), size=n)
+    eta = tilt[g] + spread[g] * z[g, d] + trend[g] * years[t] + walk[g, t]
+    cooperative = rng.random(n) < 1.0 / (1.0 + np.exp(-eta))
+    grades = rng.choice(list(SYNTHETIC_GRADES), size=n, p=list(SYNTHETIC_GRADES.values()))
+
+    events = pd.DataFrame(
+        {
+            "id": [f"SYN-{i:07d}" for i in range(n)],
+            "event_date": np.datetime_as_string(dates, unit="D"),
+            "counterpart": np.array([name for name, _ in counterparts])[c],
+            "domain": np.array(domains)[d],
+            "outcome": np.where(cooperative, "cooperative", "conflictual"),
+            "reliability": grades,
+            "description": "synthetic event",
+            "source": "benchmarks/update.py",
+        }
+    )
+    csv = directory / f"events_{n}.csv"
+    events.to_csv(csv, index=False)
+    text = template.read_text(encoding="utf-8")
+    text, count = re.subn(r"(?m)^observations\s*=.*$", f"observations = {json.dumps(str(csv))}", text)
+    if count != 1:
+        raise ValueError(f"{template}: expected one 'observations = ...' line, found {count}")
+    toml = directory / f"study_{n}.toml"
+    toml.write_text(text, encoding="utf-8")
+    return toml
+
+
+# --------------------------------------------------------------------------------------------
+# Breakdown of one update (fresh process, the real run_update, timestamped progress)
+
+
+def breakdown_worker(study_path: str, runs_dir: str) -> dict:
+    t0 = time.perf_counter()
+    import nutpie  # noqa: F401  -- imported up front so that import time is not counted as compile time
+    import pandas as pd
+    import pymc  # noqa: F401
+
+    from forecast.cells import cell_data
+    from forecast.observations import load_observations
+    from forecast.study import load_study
+    from forecast.update import run_update
+
+    t_import = time.perf_counter()
+    marks: list[tuple[float, str]] = []
+    result = run_update(study_path, runs_root=Path(runs_dir), progress=lambda m: marks.append((time.perf_counter(), m)))
+    t_end = time.perf_counter()
+
+    starts = [t for t, m in marks if m.startswith("[")]
+    sampled = [t for t, m in marks if m.strip().startswith("sampled in")]
+    writing = next(t for t, m in marks if m.startswith("writing"))
+    ends = [*starts[1:], writing]
+    out = {
+        "n_observations": result.n_observations,
+        "import_s": t_import - t0,
+        "load_and_validate_s": marks[0][0] - t_import,
+        "cells_and_model_s": starts[0] - marks[0][0],
+        "fit_s": [s - a for a, s in zip(starts, sampled, strict=True)],
+        "bridge_and_loo_s": [e - s for s, e in zip(sampled, ends, strict=True)],
+        "write_s": t_end - writing,
+        "compile_s": result.timings["compile_s"],
+        "run_update_s": result.timings["total_s"],
+        "attempts": [h.attempts for h in result.hypotheses],
+    }
+    # The loading step split into its parts, measured again (warm file cache).
+    study = load_study(study_path)
+    t = time.perf_counter()
+    pd.read_csv(study.observations_path, dtype=str, keep_default_na=False)
+    out["read_csv_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    obs = load_observations(study)
+    out["load_observations_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    cells = cell_data(obs.table, study)
+    out["cell_data_s"] = time.perf_counter() - t
+    out["n_cells"], out["n_patterns"] = cells.n_cells, len(cells.pattern_count)
+    out["worker_s"] = time.perf_counter() - t0
+    return out
+
+
+def breakdown(study: Path, runs_dir: Path) -> tuple[float, dict]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--breakdown-worker", str(study), str(runs_dir)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"breakdown worker exited with {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return seconds, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def print_breakdown(wall: float, b: dict) -> None:
+    fits, post = b["fit_s"], b["bridge_and_loo_s"]
+    validate = b["load_observations_s"] - b["read_csv_s"]
+    rows = [
+        ("interpreter start-up", wall - b["worker_s"]),
+        ("imports (pymc, nutpie, forecast)", b["import_s"]),
+        ("load study + read/validate CSV", b["load_and_validate_s"]),
+        (f"  of which pandas.read_csv ~ {b['read_csv_s']:.1f} s, checks ~ {validate:.1f} s (re-measured)", None),
+        ("cell statistics + model set-up", b["cells_and_model_s"]),
+        (f"  of which cell_data ~ {b['cell_data_s']:.2f} s (re-measured)", None),
+        ("fit hypothesis 1 (incl. nutpie compile)", fits[0]),
+        *[(f"fit hypothesis {i}", s) for i, s in enumerate(fits[1:], start=2)],
+        ("bridge + LOO, hypothesis 1 (incl. logp compile)", post[0]),
+        *[(f"bridge + LOO, hypothesis {i}", s) for i, s in enumerate(post[1:], start=2)],
+        ("write run directory", b["write_s"]),
+        (f"  compile total (nutpie model + batched logp): {b['compile_s']:.1f} s", None),
+    ]
+    print(f"Breakdown, {b['n_observations']} events ({b['n_cells']} cells, {b['n_patterns']} LOO patterns), "
+          f"attempts {b['attempts']}:")
+    for label, s in rows:
+        print(f"  {label:<52} {s:7.2f} s" if s is not None else f"  {label}")
+
+
+# --------------------------------------------------------------------------------------------
+# Naive baseline: a plain PyMC script, per-event likelihood, SMC marginal likelihood
+
+
+def _quarter(text: str) -> int:
+    year, q = text.split("Q")
+    return int(year) * 4 + int(q) - 1
+
+
+def _last_finite_per_chain(values) -> list[float]:
+    """The log marginal likelihood estimate of each chain: the last finite entry over stages.
+
+    PyMC 6.4 stores a (chain, stage) object array (NaN first); older versions an object
+    array over chains of per-stage lists. Both are handled.
+    """
+    values = np.asarray(values, dtype=object)
+    out = []
+    for row in values.reshape(values.shape[0], -1):
+        flat = [float(x) for e in row for x in np.ravel(np.asarray(e, dtype=float))]
+        finite = [x for x in flat if np.isfinite(x)]
+        out.append(finite[-1] if finite else float("nan"))
+    return out
+
+
+def naive_smc_baseline(study_path: str, draws: int, chains: int, cores: int, seed: int) -> dict:
+    """Per hypothesis: its own pm.Model, per-event weighted Bernoulli Potential, pm.sample_smc."""
+    import logging
+    import tomllib
+    import warnings
+
+    import pandas as pd
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    logging.getLogger("pymc").setLevel(logging.ERROR)
+    warnings.simplefilter("ignore")
+    path = Path(study_path)
+    spec = tomllib.loads(path.read_text(encoding="utf-8"))
+    groups = [g["id"] for g in spec["groups"]]
+    group_of = {c: i for i, g in enumerate(spec["groups"]) for c in g["counterparts"]}
+    domain_of = {d["id"]: i for i, d in enumerate(spec["domains"])}
+    time_spec = spec["time"]
+    start, end = _quarter(time_spec["start"]), _quarter(time_spec["end"])
+    reference = _quarter(time_spec["reference"]) if "reference" in time_spec else (start + end) // 2
+    components = time_spec.get("components", ["trend", "random_walk"])
+    n_q, ref = end - start + 1, reference - start
+    years = (np.arange(n_q) - ref) / 4.0
+
+    events = pd.read_csv(path.parent / spec["study"]["observations"], dtype=str, keep_default_na=False)
+    date = pd.to_datetime(events["event_date"].str.strip(), format="%Y-%m-%d")
+    t = ((date.dt.year * 4 + (date.dt.month - 1) // 3) - start).to_numpy()
+    g = events["counterpart"].str.strip().map(group_of).to_numpy(dtype=int)
+    d = events["domain"].str.strip().map(domain_of).to_numpy(dtype=int)
+    y = (events["outcome"].str.strip().str.lower() == "cooperative").to_numpy(dtype=float)
+    reliability = spec.get("reliability", {})
+    source = reliability.get("source", DEFAULT_SOURCE)
+    credibility = reliability.get("credibility", DEFAULT_CREDIBILITY)
+    grade = events["reliability"].str.strip().str.upper()
+    w = np.array([source[x[0]] * credibility[x[1:]] if re.fullmatch(r"[A-F][1-6]", x) else float(x) for x in grade])
+
+    out = []
+    for h in spec["hypotheses"]:
+        priors = h["priors"]
+
+        def per_group(param: str, priors=priors):
+            rvs = []
+            for gid in groups:
+                p = priors[param].get(gid, priors[param].get("all"))
+                rvs.append(getattr(pm, p["dist"])(f"{param}__{gid}", **p["kwargs"]))
+            return pt.stack(rvs)
+
+        with pm.Model():
+            tilt, spread = per_group("tilt"), per_group("spread")
+            z = pm.Normal("domain_z", 0.0, 1.0, shape=(len(groups), len(domain_of)))
+            eta = tilt[g] + spread[g] * z[g, d]
+            if "trend" in components:
+                eta = eta + per_group("trend")[g] * years[t]
+            if "random_walk" in components and n_q > 1:
+                volatility = per_group("volatility")
+                steps = pm.Normal("rw_z", 0.0, 1.0, shape=(len(groups), n_q - 1))
+                walk = pt.concatenate([pt.zeros((len(groups), 1)), pt.cumsum(steps, axis=1)], axis=1)
+                walk = (walk - walk[:, ref : ref + 1]) * volatility[:, None]
+                eta = eta + walk[g, t]
+            # Reliability-weighted Bernoulli log-likelihood, one term per event.
+            pm.Potential("weighted_loglik", pt.sum(w * (-y * pt.softplus(-eta) - (1.0 - y) * pt.softplus(eta))))
+            t0 = time.perf_counter()
+            trace = pm.sample_smc(
+                draws=draws, chains=chains, cores=cores, random_seed=seed,
+                progressbar=False, compute_convergence_checks=False,
+            )
+            seconds = time.perf_counter() - t0
+        per_chain = _last_finite_per_chain(trace.sample_stats["log_marginal_likelihood"].values)
+        print(f"  baseline: '{h['id']}' SMC in {seconds:.1f} s, log ML per chain {per_chain}", file=sys.stderr, flush=True)
+        out.append({"id": h["id"], "log_ml_chains": per_chain, "log_ml": float(np.mean(per_chain)), "seconds": seconds})
+    return {"n_events": len(events), "hypotheses": out}
+
+
+def baseline(study: Path, draws: int, chains: int, cores: int) -> tuple[float, dict]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--baseline-worker", str(study),
+           str(draws), str(chains), str(cores), str(SEED)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)  # its progress goes to our stderr
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"baseline worker exited with {proc.returncode}")
+    return seconds, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def print_cross_check(forecast_result: dict, smc: dict) -> None:
+    smc_by_id = {h["id"]: h for h in smc["hypotheses"]}
+    print("Log marginal likelihoods (forecast: bridge sampling on NUTS draws; baseline: SMC, mean over chains):")
+    print(f"  {'hypothesis':<14} {'forecast':>18} {'SMC':>10}  {'SMC chains':<24} {'difference':>10}")
+    for h in forecast_result["hypotheses"]:
+        s = smc_by_id[h["id"]]
+        chains = ", ".join(f"{x:.2f}" for x in s["log_ml_chains"])
+        print(f"  {h['id']:<14} {h['log_marginal_likelihood']:>9.2f} ± {h['log_marginal_likelihood_se']:<6.2f} "
+              f"{s['log_ml']:>10.2f}  {chains:<24} {h['log_marginal_likelihood'] - s['log_ml']:>+10.2f}")
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default=None,
+                    help="comma-separated event counts for the scaling runs ('' for none) [default: 1000,10000,100000,1000000]")
+    ap.add_argument("--skip-baseline", action="store_true", help="do not run the naive PyMC/SMC baseline")
+    ap.add_argument("--skip-breakdown", action="store_true", help="no extra breakdown run for the largest size")
+    ap.add_argument("--quick", action="store_true", help="sizes 1000,10000, no baseline, no breakdown")
+    ap.add_argument("--baseline-draws", type=int, default=1000, help="SMC particles per chain [default: 1000]")
+    ap.add_argument("--baseline-chains", type=int, default=2, help="SMC chains [default: 2]")
+    ap.add_argument("--baseline-cores", type=int, default=2, help="SMC processes [default: 2]")
+    ap.add_argument("--baseline-warmup-draws", type=int, default=100,
+                    help="particles of the untimed warm-up run of the baseline (0: no warm-up) [default: 100]")
+    ap.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (synthetic data, runs)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.skip_baseline = args.skip_breakdown = True
+    if args.sizes is None:
+        args.sizes = QUICK_SIZES if args.quick else DEFAULT_SIZES
+    else:
+        args.sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip())
+    return args
+
+
+def main(argv: list[str]) -> dict:
+    args = parse_args(argv)
+    if not FORECAST.is_file():
+        raise SystemExit(f"{FORECAST} not found: run this with the venv's python (.venv/bin/python benchmarks/update.py)")
+    tmp = Path(tempfile.mkdtemp(prefix="forecast-bench-"))
+    runs = tmp / "runs"
+    say(f"temporary directory {tmp}")
+
+    # 1. The default study.
+    say("default study: warm-up run (fills the compile caches)")
+    warm = forecast_update(DEFAULT_STUDY, runs)
+    say(f"  warm-up: {describe(warm)}")
+    say("default study: timed run")
+    default = forecast_update(DEFAULT_STUDY, runs)
+    say(f"  timed:   {describe(default)}")
+    print(f"Default study ({DEFAULT_STUDY}): {describe(default)}")
+
+    # 2. The naive baseline.
+    baseline_s = speedup = None
+    if not args.skip_baseline:
+        if args.baseline_warmup_draws:
+            say(f"baseline: warm-up run ({args.baseline_warmup_draws} particles, untimed)")
+            baseline(ROOT / DEFAULT_STUDY, args.baseline_warmup_draws, args.baseline_chains, args.baseline_cores)
+        say(f"baseline: timed run (pm.sample_smc, {args.baseline_draws} particles x {args.baseline_chains} chains)")
+        baseline_s, smc = baseline(ROOT / DEFAULT_STUDY, args.baseline_draws, args.baseline_chains, args.baseline_cores)
+        speedup = baseline_s / default.seconds
+        print(f"Naive baseline (per-event Potential, pm.sample_smc, {smc['n_events']} events): {baseline_s:.1f} s wall; "
+              f"speedup {speedup:.1f}x")
+        if default.result is not None:
+            print_cross_check(default.result, smc)
+
+    # 3. Scaling with synthetic events.
+    scaling: dict[str, float] = {}
+    if args.sizes:
+        studies = {}
+        for n in args.sizes:
+            t0 = time.perf_counter()
+            studies[n] = synthetic_study(ROOT / DEFAULT_STUDY, n, tmp)
+            say(f"synthetic study with {n} events written in {time.perf_counter() - t0:.1f} s")
+        smallest = min(args.sizes)
+        say(f"scaling: warm-up run ({smallest} events)")
+        say(f"  warm-up: {describe(forecast_update(studies[smallest], runs))}")
+        print("Scaling (synthetic events; wall clock of a fresh `forecast update` process):")
+        for n in args.sizes:
+            say(f"scaling: timed run, {n} events")
+            run = forecast_update(studies[n], runs)
+            scaling[str(n)] = run.seconds
+            say(f"  {n}: {describe(run)}")
+            print(f"  {n:>9} events: {describe(run)}")
+        if not args.skip_breakdown:
+            largest = max(args.sizes)
+            say(f"breakdown run ({largest} events)")
+            wall, b = breakdown(studies[largest], runs)
+            print_breakdown(wall, b)
+
+    ratio = scaling["1000000"] / scaling["1000"] if {"1000", "1000000"} <= scaling.keys() else None
+    if ratio is not None:
+        print(f"Scaling ratio 1M / 1k events: {ratio:.2f} (target <= 2)")
+    if args.keep_tmp:
+        say(f"kept {tmp}")
+    else:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "default_study_s": default.seconds,
+        "baseline_s": baseline_s,
+        "speedup": speedup,
+        "scaling": scaling,
+        "scaling_ratio_1m_1k": ratio,
+    }
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--baseline-worker":
+        study_arg, draws_arg, chains_arg, cores_arg, seed_arg = sys.argv[2:7]
+        report = naive_smc_baseline(study_arg, int(draws_arg), int(chains_arg), int(cores_arg), int(seed_arg))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--breakdown-worker":
+        report = breakdown_worker(sys.argv[2], sys.argv[3])
+    else:
+        report = main(sys.argv[1:])
+    print(json.dumps(report), flush=True)
