@@ -8,6 +8,7 @@ in seconds, and every problem is reported with its line and column.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
 import io
@@ -48,6 +49,12 @@ class _Problems:
     def __init__(self, path: Path):
         self.path = path
         self.items: list[str] = []
+        # Physical line on which each data row starts (blank lines and quoted line breaks
+        # make it differ from row index + 2); None: assume one line per row.
+        self.lines: np.ndarray | None = None
+
+    def line(self, i: int) -> int:
+        return int(self.lines[i]) if self.lines is not None else i + 2
 
     def add(self, msg: str) -> None:
         self.items.append(f"{self.path.name}: {msg}")
@@ -57,7 +64,7 @@ class _Problems:
         bad = np.flatnonzero(mask.to_numpy())
         for i in bad[:MAX_REPORTED_PER_RULE]:
             shown = "" if values is None else f" {values.iloc[i]!r}"
-            self.add(f"line {i + 2}, column '{column}':{shown} {what}")
+            self.add(f"line {self.line(i)}, column '{column}':{shown} {what}")
         if len(bad) > MAX_REPORTED_PER_RULE:
             self.add(f"... and {len(bad) - MAX_REPORTED_PER_RULE} more rows with the same problem in column '{column}'")
 
@@ -85,6 +92,18 @@ def _decode(path: Path, raw: bytes, problems: _Problems) -> str | None:
     return None
 
 
+def _records(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """Start line and number of fields of every CSV record, header first; blank lines skipped as pandas does."""
+    reader = csv.reader(io.StringIO(text))
+    starts, widths, previous = [], [], 0
+    for record in reader:
+        if record and not (len(record) == 1 and not record[0].strip()):
+            starts.append(previous + 1)
+            widths.append(len(record))
+        previous = reader.line_num
+    return np.array(starts, dtype=np.int64), np.array(widths, dtype=np.int64)
+
+
 def load_observations(study: Study, path: Path | None = None, *, today: dt.date | None = None) -> Observations:
     """Read and check the study's observation file; raise ObservationError listing every problem."""
     path = Path(path or study.observations_path)
@@ -99,9 +118,26 @@ def load_observations(study: Study, path: Path | None = None, *, today: dt.date 
     if not text.strip():
         raise ObservationError(f"{path}: the file is empty; it needs a header line: {','.join(REQUIRED_COLUMNS)}")
     try:
-        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=False)
+        starts, widths = _records(text)
+    except csv.Error as e:
+        raise ObservationError(f"{path}: not a readable CSV file: {e}") from None
+    # Too many fields (usually an unquoted comma) would shift the row; too few are padded with "".
+    wrong = np.flatnonzero(widths[1:] > widths[0])
+    for i in wrong[:MAX_REPORTED_PER_RULE]:
+        problems.add(
+            f"line {starts[i + 1]}: {widths[i + 1]} fields, but the header has {widths[0]} "
+            "(put text that contains commas in double quotes)"
+        )
+    if len(wrong) > MAX_REPORTED_PER_RULE:
+        problems.add(f"... and {len(wrong) - MAX_REPORTED_PER_RULE} more lines with too many fields")
+    if len(wrong):
+        raise ObservationError(problems.items, heading=f"{path}: {len(problems.items)} problem(s) in the observations")
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=False, index_col=False)
     except pd.errors.ParserError as e:
         raise ObservationError(f"{path}: not a readable CSV file: {e}") from None
+    if len(starts) - 1 == len(df):
+        problems.lines = starts[1:]
     table = validate_table(df, study, problems, today=today)
     if problems.items:
         raise ObservationError(problems.items, heading=f"{path}: {len(problems.items)} problem(s) in the observations")
@@ -134,7 +170,7 @@ def validate_table(
         problems.rows(s[c] == "", c, "is empty")
     dup = s["id"].duplicated(keep=False) & (s["id"] != "")
     if dup.any():
-        first = s["id"][dup].groupby(s["id"][dup]).apply(lambda x: ", ".join(str(i + 2) for i in x.index))
+        first = s["id"][dup].groupby(s["id"][dup]).apply(lambda x: ", ".join(str(problems.line(i)) for i in x.index))
         for ident, lines in list(first.items())[:MAX_REPORTED_PER_RULE]:
             problems.add(f"column 'id': '{ident}' is used on more than one line ({lines}); ids must be unique")
 
@@ -241,8 +277,9 @@ def reliability_weight(col: pd.Series, study: Study, problems: _Problems | None 
     """
     col = col.str.strip().str.upper()
     admiralty = col.str.fullmatch(r"[A-F][1-6]")
-    src = col.str[0].map(study.reliability_source)
-    cred = col.str[1:].map(study.reliability_credibility)
+    # astype: on an empty column map() keeps the str dtype, and str * str raises TypeError
+    src = col.str[0].map(study.reliability_source).astype("float64")
+    cred = col.str[1:].map(study.reliability_credibility).astype("float64")
     graded = (src * cred).where(admiralty)
     plain = pd.to_numeric(col.where(~admiralty), errors="coerce")
     weight = graded.fillna(plain)

@@ -78,13 +78,20 @@ class RunWriter:
         self.study_dir.mkdir(parents=True, exist_ok=True)
         base = now.strftime("%Y%m%dT%H%M%SZ")
         run_id, n = base, 1
-        while (self.study_dir / run_id).exists():
-            n += 1
-            run_id = f"{base}-{n}"
+        while True:
+            # Reserve the id atomically with an empty placeholder directory, so runs that
+            # overlap (in this or another process) never share an id; commit renames onto it.
+            try:
+                (self.study_dir / run_id).mkdir()
+                break
+            except FileExistsError:
+                n += 1
+                run_id = f"{base}-{n}"
         self.run_id = run_id
         self.final = self.study_dir / run_id
         self.tmp = self.study_dir / f".{run_id}.partial-{os.getpid()}"
         self.tmp.mkdir()
+        self.committed = False
 
     def path(self, name: str) -> Path:
         p = self.tmp / name
@@ -106,13 +113,19 @@ class RunWriter:
         for p in sorted(self.tmp.rglob("*"), reverse=True):
             _fsync(p)
         _fsync(self.tmp)
-        os.rename(self.tmp, self.final)
+        os.rename(self.tmp, self.final)  # POSIX: replaces the empty placeholder atomically
+        self.committed = True
         _fsync(self.study_dir)
         _atomic_write_text(self.study_dir / LATEST, self.run_id + "\n")
         return self.final
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+        if not self.committed:
+            try:
+                self.final.rmdir()  # the empty placeholder
+            except OSError:
+                pass
 
     def __enter__(self) -> RunWriter:
         return self

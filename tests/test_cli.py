@@ -175,10 +175,6 @@ def test_init_study_file_is_a_valid_study(runner, tmp_path):
     assert [h.id for h in study.hypotheses] == ["status_quo", "shift"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="toolkit bug: a header-only CSV crashes reliability_weight (TypeError), so validate exits 1",
-)
 def test_init_output_passes_validate(runner, tmp_path):
     invoke(runner, "init", "gulf_hedging", "--dir", tmp_path)
     result = invoke(runner, "validate", tmp_path / "priors" / "gulf_hedging.toml")

@@ -276,11 +276,6 @@ def test_empty_file_is_reported(tmp_path):
     assert "id,event_date,counterpart" in str(err)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="toolkit bug: reliability_weight multiplies two empty str-dtype Series on a header-only file",
-)
 def test_header_only_file_is_valid_with_no_observations(tmp_path):
     obs = load(tmp_path, [])
     assert obs.n == 0
@@ -304,11 +299,6 @@ def test_utf8_text_and_byte_order_mark_are_accepted(tmp_path):
     assert obs.table["id"].tolist() == ["E1"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="toolkit bug: line = row index + 2 ignores blank lines, which pandas skips",
-)
 def test_line_numbers_count_blank_lines(tmp_path):
     study_path, csv_path = write_mini(tmp_path, [event(1), event(2, domain="space")])
     text = csv_path.read_text(encoding="utf-8").splitlines()
@@ -318,22 +308,12 @@ def test_line_numbers_count_blank_lines(tmp_path):
     problem_with(info.value, f"{FILE}: line 4, column 'domain'")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="toolkit bug: line = row index + 2 ignores line breaks inside quoted fields",
-)
 def test_line_numbers_count_line_breaks_inside_quoted_fields(tmp_path):
     rows = [event(1, description="two\nlines"), event(2, domain="space")]  # row 2 starts on line 4
     err = obs_error(tmp_path, rows)
     problem_with(err, f"{FILE}: line 4, column 'domain'")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="toolkit bug: extra fields in the first data row make pandas use them as an index, shifting every column",
-)
 def test_row_with_too_many_fields_is_reported_as_such(tmp_path):
     rows = [event(1, description="Talks, then a deal"), event(2)]
     study_path, csv_path = write_mini(tmp_path, rows)

@@ -103,11 +103,6 @@ def test_two_runs_in_the_same_second_get_distinct_ids(tmp_path):
     assert latest_run(root, STUDY) == third
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=FileExistsError,
-    reason="toolkit bug: RunWriter reserves a run id only when the run is committed, so overlapping runs collide",
-)
 def test_overlapping_runs_in_the_same_second_get_distinct_ids(tmp_path):
     root = tmp_path / "runs"
     a = RunWriter(root, STUDY, now=NOW)
