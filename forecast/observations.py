@@ -260,7 +260,9 @@ def validate_table(
 
 
 def _dates(col: pd.Series, name: str, problems: _Problems, today: dt.date, *, required: bool) -> pd.Series:
-    parsed = pd.to_datetime(col, format="%Y-%m-%d", errors="coerce")
+    # The format check keeps '2016-1-5' out: strptime would accept it, ISO dates do not.
+    iso = col.str.fullmatch(r"\d{4}-\d{2}-\d{2}")
+    parsed = pd.to_datetime(col.where(iso), format="%Y-%m-%d", errors="coerce")
     given = col != ""
     if required:
         problems.rows(~given, name, "is empty; expected a date like 2019-07-12")

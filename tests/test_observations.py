@@ -478,3 +478,12 @@ def test_cell_data_of_validated_observations(tmp_path):
     assert cells.w_coop == pytest.approx([2.0, 0.0])
     assert cells.w_conf == pytest.approx([0.0, 0.81])
     assert cells.pattern_count.tolist() == [2, 1]
+
+
+def test_date_without_zero_padding_is_rejected(tmp_path):
+    from helpers import event, write_mini
+
+    study_path, _ = write_mini(tmp_path, [event(event_date="2020-1-5")])
+    with pytest.raises(ObservationError) as err:
+        load_observations(load_study(study_path))
+    assert "not a date like 2019-07-12" in str(err.value) and "line 2" in str(err.value)
