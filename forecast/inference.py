@@ -125,31 +125,57 @@ def hypothesis_seed(seed: int, hypothesis_id: str) -> int:
     return int(np.random.SeedSequence([seed, zlib.crc32(hypothesis_id.encode())]).generate_state(1)[0])
 
 
+# Compiled models, shared by every StudyModel in this process whose model has the same
+# structure: observations and priors are data, so a history, a grid or a test suite that
+# builds many StudyModels of one study compiles it once. nutpie's compile cannot be cached
+# on disk (its numba wrapper is rebuilt in every process), so this is where reuse happens.
+_COMPILED: dict[tuple, tuple[object, object]] = {}
+_BATCHED_LOGP: dict[tuple, Callable] = {}
+
+
+def clear_compiled_models() -> None:
+    """Forget every compiled model of this process (benchmarks use it to measure cold fits)."""
+    _COMPILED.clear()
+    _BATCHED_LOGP.clear()
+
+
+def _structure_key(study: Study, signature: tuple[str, ...]) -> tuple:
+    t = study.time
+    return (
+        tuple(g.id for g in study.groups),
+        tuple(d.id for d in study.domains),
+        (t.start, t.end, t.reference, t.components),
+        signature,
+    )
+
+
 class StudyModel:
     """The study's model, compiled lazily once per distribution-family signature."""
 
     def __init__(self, study: Study, cells: CellData):
         self.study = study
         self.cells = cells
-        self._compiled: dict[tuple[str, ...], tuple[object, object]] = {}
-        self._batched_logp: dict[tuple[str, ...], Callable] = {}
+        self._signatures: set[tuple[str, ...]] = set()
         self.compile_seconds = 0.0
 
     def compiled(self, signature: tuple[str, ...]):
-        if signature not in self._compiled:
+        key = _structure_key(self.study, signature)
+        if key not in _COMPILED:
             import nutpie
 
             t0 = time.perf_counter()
             model = build_model(self.study, self.cells, signature)
             with _quiet():
                 cm = nutpie.compile_pymc_model(model)
-            self._compiled[signature] = (model, cm)
+            _COMPILED[key] = (model, cm)
             self.compile_seconds += time.perf_counter() - t0
-        return self._compiled[signature]
+        self._signatures.add(signature)
+        return _COMPILED[key]
 
     @property
     def n_compiled(self) -> int:
-        return len(self._compiled)
+        """Distinct compiled models this study's hypotheses have needed."""
+        return len(self._signatures)
 
     def fit(
         self,
@@ -214,13 +240,13 @@ class StudyModel:
         each raveled), so the bridge sampler can evaluate the draws nutpie returns.
         """
         signature = family_signature(self.study, hypothesis)
-        if signature not in self._batched_logp:
-            model, _ = self.compiled(signature)
-            t0 = time.perf_counter()
-            self._batched_logp[signature] = _batched_logp(model)
-            self.compile_seconds += time.perf_counter() - t0
         model, _ = self.compiled(signature)
-        fn = self._batched_logp[signature]
+        key = _structure_key(self.study, signature)
+        if key not in _BATCHED_LOGP:
+            t0 = time.perf_counter()
+            _BATCHED_LOGP[key] = _batched_logp(model)
+            self.compile_seconds += time.perf_counter() - t0
+        fn = _BATCHED_LOGP[key]
         data = self._data(hypothesis, cells)
 
         def logp(x: np.ndarray) -> np.ndarray:
