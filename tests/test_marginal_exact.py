@@ -1,0 +1,418 @@
+"""Bridge-sampling log marginal likelihoods and posterior probabilities against exact values.
+
+The exact values come from numerical integration (``tests/exact.py``, which does not import the
+toolkit) on small static studies; the weighted counts it integrates are tallied here from the
+events as written, not from ``forecast.cells``, so the whole path — study file, observation CSV,
+reliability weights, cell sums, model, nutpie draws, bridge sampler, posterior probabilities —
+is checked end to end. Required agreement: 0.1 nats for log p(y | H), 0.02 for P(H | y).
+
+Each study is compiled and fitted once per module (a compile costs 10-20 s).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from forecast.cells import cell_data
+from forecast.comparison import posterior_probabilities
+from forecast.inference import SamplerSettings, StudyModel
+from forecast.marginal import bridge_sampling
+from forecast.observations import load_observations
+from forecast.study import load_study
+
+
+def _load_exact():
+    name = "forecast_tests_exact"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("exact.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+exact = _load_exact()
+
+LOG_ML_TOL = 0.1  # nats
+PROB_TOL = 0.02
+SE_MAX = 0.1
+SE_MULTIPLE = 5.0
+SE_SLACK = 0.02
+
+SETTINGS = SamplerSettings(draws=2000, tune=1000, chains=4, cores=2, seed=20240601)
+
+# Likelihood weight of each reliability code used below, written out by hand: Admiralty grades
+# are the product of the [reliability] tables in STUDY_TEMPLATE; plain numbers are themselves.
+WEIGHT = {"A1": 1.0, "C3": 0.75 * 0.75, "0.5": 0.5, "1": 1.0}
+
+QUARTER_DATE = {1: "2020-02-14", 2: "2020-05-14", 3: "2020-08-14", 4: "2020-11-13"}
+
+STUDY_TEMPLATE = """
+[study]
+name = "{name}"
+question = "Exact marginal likelihood check"
+actor = "Testland"
+observations = "events.csv"
+
+[time]
+step = "quarter"
+start = "2020Q1"
+end = "2020Q4"
+components = []
+
+{groups}
+{domains}
+[reliability]
+source = {{ A = 1.0, B = 0.9, C = 0.75, D = 0.5, E = 0.25, F = 0.5 }}
+credibility = {{ "1" = 1.0, "2" = 0.9, "3" = 0.75, "4" = 0.5, "5" = 0.25, "6" = 0.5 }}
+
+{hypotheses}
+"""
+
+
+@dataclass(frozen=True)
+class Events:
+    """``n`` events of one counterpart, domain, outcome, reliability code and quarter."""
+
+    counterpart: str
+    domain: str
+    outcome: str
+    reliability: str
+    n: int
+    quarter: int = 1
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    groups: dict[str, list[str]]  # group id -> counterparts
+    domains: list[str]
+    # hypothesis id -> (prior probability, {(param, group id or "all"): (dist, kwargs)})
+    hypotheses: dict[str, tuple[float, dict[tuple[str, str], tuple[str, dict[str, float]]]]]
+    events: list[Events]
+
+
+def normal(mu: float, sigma: float) -> tuple[str, dict[str, float]]:
+    return "Normal", {"mu": mu, "sigma": sigma}
+
+
+def half_normal(sigma: float) -> tuple[str, dict[str, float]]:
+    return "HalfNormal", {"sigma": sigma}
+
+
+CASES = {
+    # One group, one domain, one quarter: a single cell; unit weights.
+    "one_cell": Case(
+        name="one_cell",
+        groups={"partner": ["alpha"]},
+        domains=["trade"],
+        hypotheses={
+            "friendly": (0.5, {("tilt", "all"): normal(1.0, 0.75), ("spread", "all"): half_normal(0.5)}),
+            "hostile": (0.5, {("tilt", "all"): normal(-0.5, 0.75), ("spread", "all"): half_normal(0.5)}),
+        },
+        events=[
+            Events("alpha", "trade", "cooperative", "A1", 13),
+            Events("alpha", "trade", "conflictual", "A1", 7),
+        ],
+    ),
+    # One group, three domains with different cooperative shares: partial pooling through
+    # spread; reliability weights A1 (1.0), C3 (0.5625) and plain 0.5.
+    "three_cells_weighted": Case(
+        name="three_cells_weighted",
+        groups={"partner": ["alpha", "beta"]},
+        domains=["defence", "energy", "trade"],
+        hypotheses={
+            "uniform": (0.4, {("tilt", "all"): normal(0.5, 1.0), ("spread", "all"): half_normal(0.3)}),
+            "issue_specific": (0.35, {("tilt", "all"): normal(0.0, 1.0), ("spread", "all"): half_normal(1.5)}),
+            "hostile": (0.25, {("tilt", "all"): normal(-1.0, 0.5), ("spread", "all"): half_normal(1.0)}),
+        },
+        events=[
+            Events("alpha", "defence", "cooperative", "A1", 6),
+            Events("beta", "defence", "cooperative", "C3", 5),
+            Events("alpha", "defence", "cooperative", "0.5", 3),
+            Events("alpha", "defence", "conflictual", "A1", 2),
+            Events("beta", "defence", "conflictual", "0.5", 2),
+            Events("alpha", "energy", "cooperative", "A1", 2),
+            Events("alpha", "energy", "cooperative", "C3", 2),
+            Events("beta", "energy", "conflictual", "A1", 7),
+            Events("alpha", "energy", "conflictual", "C3", 4),
+            Events("beta", "energy", "conflictual", "0.5", 3),
+            Events("alpha", "trade", "cooperative", "A1", 4),
+            Events("beta", "trade", "cooperative", "0.5", 4),
+            Events("alpha", "trade", "conflictual", "C3", 3),
+            Events("alpha", "trade", "conflictual", "A1", 3),
+        ],
+    ),
+    # Two groups x two domains, events spread over quarters (one log-odds per group and domain
+    # in a static study), unit weights written both as a grade and as a plain number.
+    "two_groups": Case(
+        name="two_groups",
+        groups={"east": ["gamma"], "west": ["delta", "epsilon"]},
+        domains=["energy", "security"],
+        hypotheses={
+            "pivot_east": (
+                0.5,
+                {
+                    ("tilt", "east"): normal(1.0, 0.75),
+                    ("tilt", "west"): normal(-0.5, 0.75),
+                    ("spread", "all"): half_normal(0.75),
+                },
+            ),
+            "anchored_west": (
+                0.5,
+                {
+                    ("tilt", "east"): normal(-0.5, 0.75),
+                    ("tilt", "west"): normal(1.0, 0.75),
+                    ("spread", "east"): half_normal(0.5),
+                    ("spread", "west"): half_normal(1.0),
+                },
+            ),
+        },
+        events=[
+            Events("gamma", "energy", "cooperative", "A1", 6, quarter=1),
+            Events("gamma", "energy", "cooperative", "1", 4, quarter=3),
+            Events("gamma", "energy", "conflictual", "A1", 2, quarter=2),
+            Events("gamma", "security", "cooperative", "A1", 3, quarter=2),
+            Events("gamma", "security", "conflictual", "1", 6, quarter=4),
+            Events("delta", "energy", "cooperative", "A1", 5, quarter=1),
+            Events("epsilon", "energy", "conflictual", "A1", 4, quarter=2),
+            Events("delta", "security", "cooperative", "1", 8, quarter=3),
+            Events("epsilon", "security", "cooperative", "A1", 3, quarter=4),
+            Events("delta", "security", "conflictual", "A1", 3, quarter=1),
+        ],
+    ),
+}
+
+
+def _toml_prior(dist: str, kwargs: dict[str, float]) -> str:
+    args = ", ".join(f"{k} = {v!r}" for k, v in kwargs.items())
+    return f'{{ dist = "{dist}", kwargs = {{ {args} }} }}'
+
+
+def write_study(case: Case, directory: Path) -> Path:
+    groups = "\n".join(
+        f'[[groups]]\nid = "{g}"\nlabel = "{g}"\ncounterparts = [{", ".join(repr(c) for c in cs)}]\n'
+        for g, cs in case.groups.items()
+    ).replace("'", '"')
+    domains = "\n".join(f'[[domains]]\nid = "{d}"\nlabel = "{d}"\n' for d in case.domains)
+    hyps = []
+    for hid, (prob, priors) in case.hypotheses.items():
+        lines = [
+            f'[[hypotheses]]\nid = "{hid}"\nlabel = "{hid}"\nclaim = "{hid}"\nprior_probability = {prob!r}\n',
+            "[hypotheses.priors]",
+        ]
+        lines += [f"{param}.{group} = {_toml_prior(*prior)}" for (param, group), prior in priors.items()]
+        hyps.append("\n".join(lines) + "\n")
+    text = STUDY_TEMPLATE.format(name=case.name, groups=groups, domains=domains, hypotheses="\n".join(hyps))
+    rows = ["id,event_date,counterpart,domain,outcome,reliability,description,source"]
+    k = 0
+    for e in case.events:
+        for _ in range(e.n):
+            k += 1
+            rows.append(
+                f"ev{k:03d},{QUARTER_DATE[e.quarter]},{e.counterpart},{e.domain},{e.outcome},{e.reliability},event {k},test"
+            )
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "events.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    path = directory / "study.toml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def weighted_counts(case: Case) -> dict[str, list[tuple[float, float]]]:
+    """Per group, (summed cooperative weight, summed conflictual weight) of each observed domain."""
+    group_of = {c: g for g, cs in case.groups.items() for c in cs}
+    sums: dict[tuple[str, str], list[float]] = {}
+    for e in case.events:
+        cell = sums.setdefault((group_of[e.counterpart], e.domain), [0.0, 0.0])
+        cell[0 if e.outcome == "cooperative" else 1] += e.n * WEIGHT[e.reliability]
+    return {g: [tuple(sums[(g, d)]) for d in case.domains if (g, d) in sums] for g in case.groups}
+
+
+def group_prior(priors: dict, param: str, group: str):
+    dist, kwargs = priors.get((param, group)) or priors[(param, "all")]
+    return exact.pymc_prior(dist, **kwargs)
+
+
+def exact_log_ml(case: Case, hid: str) -> float:
+    priors = case.hypotheses[hid][1]
+    counts = weighted_counts(case)
+    return exact.log_ml_study(
+        [(group_prior(priors, "tilt", g), group_prior(priors, "spread", g)) for g in case.groups],
+        [counts[g] for g in case.groups],
+    )
+
+
+@dataclass
+class Result:
+    case: Case
+    hypotheses: list[str]
+    prior: np.ndarray
+    exact_log_ml: np.ndarray
+    exact_prob: np.ndarray
+    log_ml: np.ndarray
+    se: np.ndarray
+    prob: np.ndarray
+    prob_se: np.ndarray
+    converged: dict[str, tuple[bool, tuple[str, ...]]]
+
+
+def run_case(case: Case, directory: Path) -> Result:
+    study = load_study(write_study(case, directory))
+    obs = load_observations(study)
+    cells = cell_data(obs.table, study)
+    sm = StudyModel(study, cells)
+    log_ml, se, converged = [], [], {}
+    for k, h in enumerate(study.hypotheses):
+        fit = sm.fit(h, SETTINGS)
+        converged[h.id] = (fit.diagnostics.converged, fit.diagnostics.problems)
+        # Proposal draws independent across hypotheses, as the toolkit's own update seeds them.
+        res = bridge_sampling(sm.log_posterior(h), fit.unconstrained, np.random.default_rng([7, k]))
+        log_ml.append(res.log_ml)
+        se.append(res.se)
+    hids = [h.id for h in study.hypotheses]
+    prior = np.array([h.prior_probability for h in study.hypotheses])
+    p, p_se = posterior_probabilities(np.array(log_ml), np.array(se), prior)
+    ex = np.array([exact_log_ml(case, hid) for hid in hids])
+    return Result(
+        case,
+        hids,
+        prior,
+        ex,
+        exact.posterior_probabilities(ex, prior),
+        np.array(log_ml),
+        np.array(se),
+        p,
+        p_se,
+        converged,
+    )
+
+
+@pytest.fixture(scope="module")
+def one_cell(tmp_path_factory) -> Result:
+    return run_case(CASES["one_cell"], tmp_path_factory.mktemp("one_cell"))
+
+
+@pytest.fixture(scope="module")
+def three_cells_weighted(tmp_path_factory) -> Result:
+    return run_case(CASES["three_cells_weighted"], tmp_path_factory.mktemp("three_cells_weighted"))
+
+
+@pytest.fixture(scope="module")
+def two_groups(tmp_path_factory) -> Result:
+    return run_case(CASES["two_groups"], tmp_path_factory.mktemp("two_groups"))
+
+
+def _report(r: Result) -> str:
+    return "\n".join(
+        f"{h}: exact {e:.4f}, bridge {m:.4f} ± {s:.4f} (err {m - e:+.4f}); P exact {pe:.4f}, P est {pm:.4f}"
+        for h, e, m, s, pe, pm in zip(r.hypotheses, r.exact_log_ml, r.log_ml, r.se, r.exact_prob, r.prob, strict=True)
+    )
+
+
+CASE_NAMES = list(CASES)
+
+
+# --- the quadrature itself ----------------------------------------------------------------
+
+
+def test_quadrature_inner_integral_matches_adaptive_quad():
+    """Adaptive Gauss-Hermite over z against scipy's adaptive quadrature, including a large
+    spread with a lopsided cell (a sharply pinned, skewed integrand) and a tiny spread. (That the
+    default node count is enough for the log marginal likelihood is checked by refinement below.)"""
+    from scipy import integrate
+
+    for t, s, a, b in [(0.3, 0.5, 13.0, 7.0), (2.7, 8.9, 0.06, 4.9), (-1.0, 0.001, 3.0, 9.0), (1.5, 3.0, 9.6, 4.2)]:
+        zs = np.linspace(-s * b, s * a, 20001)
+        z0 = float(zs[np.argmax(exact._z_log_integrand(zs, t, s, a, b))])
+        shift = float(exact._z_log_integrand(z0, t, s, a, b))
+        val, _ = integrate.quad(
+            lambda z, t=t, s=s, a=a, b=b, c=shift: np.exp(exact._z_log_integrand(z, t, s, a, b) - c),
+            z0 - 40.0,
+            z0 + 40.0,
+            points=[z0],
+            epsabs=0.0,
+            epsrel=1e-12,
+            limit=500,
+        )
+        got = float(exact.log_domain_integral(t, s, a, b, n_nodes=160))
+        assert abs(got - (np.log(val) + shift)) < 1e-9, (t, s, a, b)
+
+
+def test_quadrature_is_converged_and_agrees_with_prior_monte_carlo():
+    tp, sp = exact.pymc_prior("Normal", mu=0.5, sigma=1.0), exact.pymc_prior("HalfNormal", sigma=1.0)
+    counts = [(12.0, 5.0)]
+    base = exact.log_ml_group(tp, sp, counts)
+    fine = exact.log_ml_group(tp, sp, counts, n_tilt=401, n_log_spread=301, n_nodes=40)
+    wide = exact.log_ml_group(
+        tp, sp, counts, tilt_range=(-12.0, 13.0), log_spread_range=(-35.0, 3.0), n_tilt=401, n_log_spread=301
+    )
+    assert abs(base - fine) < 1e-6
+    assert abs(base - wide) < 1e-6
+    # An independent, cruder method: average the likelihood over draws from the prior.
+    rng = np.random.default_rng(0)
+    n = 1_000_000
+    eta = tp.rvs(n, random_state=rng) + sp.rvs(n, random_state=rng) * rng.standard_normal(n)
+    loglik = 12.0 * exact.log_sigmoid(eta) + 5.0 * exact.log_sigmoid(-eta)
+    m = loglik.max()
+    mc = m + np.log(np.mean(np.exp(loglik - m)))
+    assert abs(base - mc) < 0.01
+    # No data, no evidence.
+    assert exact.log_ml_group(tp, sp, []) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_counts_are_tallied_as_the_toolkit_tallies_them(tmp_path):
+    """The exact side's weighted counts equal the toolkit's cell sums (per group and domain)."""
+    for case in CASES.values():
+        study = load_study(write_study(case, tmp_path / case.name))
+        cells = cell_data(load_observations(study).table, study)
+        mine = weighted_counts(case)
+        for gi, g in enumerate(case.groups):
+            theirs = []
+            for di, _ in enumerate(case.domains):
+                sel = (cells.group == gi) & (cells.domain == di)
+                if sel.any():
+                    theirs.append((cells.w_coop[sel].sum(), cells.w_conf[sel].sum()))
+            np.testing.assert_allclose(np.array(theirs), np.array(mine[g]), rtol=1e-12)
+
+
+# --- the toolkit against the quadrature ---------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASE_NAMES)
+def test_fits_pass_the_convergence_gate(case, request):
+    r: Result = request.getfixturevalue(case)
+    failed = {h: probs for h, (ok, probs) in r.converged.items() if not ok}
+    assert not failed, f"{case}: {failed}"
+
+
+@pytest.mark.parametrize("case", CASE_NAMES)
+def test_log_marginal_likelihood_within_tenth_of_a_nat_of_quadrature(case, request):
+    r: Result = request.getfixturevalue(case)
+    err = np.abs(r.log_ml - r.exact_log_ml)
+    assert np.all(err < LOG_ML_TOL), _report(r)
+
+
+@pytest.mark.parametrize("case", CASE_NAMES)
+def test_bridge_standard_error_is_small_and_honest(case, request):
+    r: Result = request.getfixturevalue(case)
+    assert np.all(np.isfinite(r.se)) and np.all(r.se > 0), _report(r)
+    assert np.all(r.se < SE_MAX), _report(r)
+    err = np.abs(r.log_ml - r.exact_log_ml)
+    assert np.all(err < SE_MULTIPLE * r.se + SE_SLACK), _report(r)
+
+
+@pytest.mark.parametrize("case", CASE_NAMES)
+def test_posterior_probabilities_within_two_points_of_quadrature(case, request):
+    r: Result = request.getfixturevalue(case)
+    assert r.prob.sum() == pytest.approx(1.0)
+    assert np.all(np.abs(r.prob - r.exact_prob) < PROB_TOL), _report(r)
+    # The cases are chosen to be informative: no hypothesis is certain or negligible.
+    assert np.all((r.exact_prob > 0.03) & (r.exact_prob < 0.97)), _report(r)
