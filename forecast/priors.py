@@ -8,8 +8,10 @@ an older PyMC). A prior becomes a PyMC random variable only when the model is bu
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
 
 from forecast.errors import allowed_list, did_you_mean
 
@@ -45,10 +47,16 @@ MAX_PARAMS = max(len(f.params) for f in FAMILIES.values())
 
 @dataclass(frozen=True)
 class Prior:
-    """A validated prior: family name and parameter values in the family's order."""
+    """A validated prior: family name and parameter values in the family's order.
+
+    ``statement`` is set when the prior was elicited from an analyst's statement (see
+    forecast.elicitation): it records what was stated next to the fitted distribution. It does
+    not take part in comparisons: two priors with the same family and parameters are equal.
+    """
 
     dist: str
     kwargs: dict[str, float]
+    statement: Any = field(default=None, compare=False, repr=False)
 
     @property
     def family(self) -> Family:
@@ -58,11 +66,68 @@ class Prior:
         return tuple(float(self.kwargs[p]) for p in self.family.params)
 
     def to_dict(self) -> dict:
-        return {"dist": self.dist, "kwargs": dict(self.kwargs)}
+        out = {"dist": self.dist, "kwargs": dict(self.kwargs)}
+        if self.statement is not None:
+            out["statement"] = self.statement.to_dict()
+        return out
 
     def describe(self) -> str:
         args = ", ".join(f"{k}={v:g}" for k, v in self.kwargs.items())
         return f"{self.dist}({args})"
+
+    # Densities, quantiles and draws with scipy, in PyMC's parameterisation of each family
+    # (checked against ``pm.logp`` in tests/test_sensitivity.py).
+
+    def logpdf(self, x: Any) -> np.ndarray:
+        """Log density at ``x`` (an array of values of the hyperparameter)."""
+        from scipy import stats
+
+        x = np.asarray(x, dtype=float)
+        k = self.kwargs
+        if self.dist == "HalfStudentT":
+            out = np.log(2.0) + stats.t.logpdf(x, k["nu"], 0.0, k["sigma"])
+            return np.where(x >= 0, out, -np.inf)
+        return self._scipy().logpdf(x)
+
+    def cdf(self, x: Any) -> np.ndarray:
+        from scipy import stats
+
+        x = np.asarray(x, dtype=float)
+        if self.dist == "HalfStudentT":
+            k = self.kwargs
+            return np.clip(2.0 * stats.t.cdf(x, k["nu"], 0.0, k["sigma"]) - 1.0, 0.0, 1.0)
+        return self._scipy().cdf(x)
+
+    def ppf(self, q: Any) -> np.ndarray:
+        from scipy import stats
+
+        q = np.asarray(q, dtype=float)
+        if self.dist == "HalfStudentT":
+            k = self.kwargs
+            return stats.t.ppf((1.0 + q) / 2.0, k["nu"], 0.0, k["sigma"])
+        return self._scipy().ppf(q)
+
+    def sample(self, rng: np.random.Generator, size: Any) -> np.ndarray:
+        """Independent draws (inverse-CDF sampling, so one generator serves every family)."""
+        return self.ppf(rng.uniform(size=size))
+
+    def _scipy(self):
+        from scipy import stats
+
+        k = self.kwargs
+        if self.dist == "Normal":
+            return stats.norm(loc=k["mu"], scale=k["sigma"])
+        if self.dist == "StudentT":
+            return stats.t(df=k["nu"], loc=k["mu"], scale=k["sigma"])
+        if self.dist == "HalfNormal":
+            return stats.halfnorm(scale=k["sigma"])
+        if self.dist == "LogNormal":
+            return stats.lognorm(s=k["sigma"], scale=math.exp(k["mu"]))
+        if self.dist == "Gamma":
+            return stats.gamma(a=k["alpha"], scale=1.0 / k["beta"])
+        if self.dist == "Exponential":
+            return stats.expon(scale=1.0 / k["lam"])
+        raise ValueError(f"no scipy counterpart for {self.dist}")  # pragma: no cover
 
 
 def parse_prior(raw: object, where: str, support: Support) -> tuple[Prior | None, list[str]]:

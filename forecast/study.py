@@ -17,6 +17,7 @@ from typing import Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict
 
+from forecast.elicitation import PendingStatement, is_statement, resolve_statements
 from forecast.errors import StudyError, allowed_list, did_you_mean
 from forecast.priors import Prior, Support, parse_prior
 
@@ -354,6 +355,9 @@ def _resolve_priors(
     problems: list[str],
 ) -> dict[tuple[str, str], Prior]:
     out: dict[tuple[str, str], Prior] = {}
+    # Priors stated in the analyst's terms (forecast.elicitation) are fitted after the loop,
+    # once this hypothesis's tilt priors are known (share-change statements start from them).
+    pending: list[PendingStatement] = []
     for pname, per_group in raw.items():
         if pname not in PARAMETERS:
             problems.append(
@@ -379,6 +383,10 @@ def _resolve_priors(
                     f"known: {allowed_list([*group_ids, ALL_GROUPS])}"
                 )
                 continue
+            if is_statement(rawprior):
+                explicit = frozenset(k for k in per_group if k != ALL_GROUPS)
+                pending.append(PendingStatement(pname, gkey, rawprior, explicit))
+                continue
             prior, errs = parse_prior(rawprior, f"{where}.priors.{pname}.{gkey}", support)
             problems.extend(errs)
             if prior is None:
@@ -389,6 +397,9 @@ def _resolve_priors(
                 if gkey == ALL_GROUPS and (pname, g) in out and g in per_group:
                     continue
                 out[(pname, g)] = prior
+    if pending:
+        supports = {p: PARAMETERS[p][0] for p in PARAMETERS}
+        resolve_statements(where, pending, out, group_ids, supports, ALL_GROUPS, problems)
     for pname in params:
         missing = [g for g in group_ids if (pname, g) not in out]
         if missing and pname in raw:

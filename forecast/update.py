@@ -27,7 +27,7 @@ from forecast.comparison import (
     psis_loo,
     stacking_weights,
 )
-from forecast.errors import ConvergenceError, ObservationError
+from forecast.errors import ConvergenceError, InputError, ObservationError
 from forecast.inference import Diagnostics, Fit, SamplerSettings, StudyModel
 from forecast.marginal import BridgeResult, bridge_sampling
 from forecast.model import cell_logit_draws, draws_as_arrays
@@ -89,11 +89,14 @@ class UpdateResult:
     loo_note: str
     settings: dict
     timings: dict = field(default_factory=dict)
+    history: dict | None = None  # only with run_update(history=True): see _history_summary
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["hypotheses"] = [h.to_dict() for h in self.hypotheses]
         d["schema_version"] = SCHEMA_VERSION
+        if d["history"] is None:
+            del d["history"]
         if not self.converged:
             d["warning"] = UNRELIABLE
         return d
@@ -124,11 +127,22 @@ def run_update(
     write: bool = True,
     progress: Progress | None = None,
     today: dt.date | None = None,
+    history: bool = False,
+    history_every: int = 1,
+    history_settings: SamplerSettings | None = None,
 ) -> UpdateResult:
-    """Fit every hypothesis of a study and write a run; see the module docstring."""
+    """Fit every hypothesis of a study and write a run; see the module docstring.
+
+    ``history=True`` also computes support over time (forecast.history: a refit per quarter of
+    evidence, every ``history_every`` quarters, on the same compiled model, with
+    ``history_settings`` or the run's own settings; the last quarter is this run's result) and
+    writes it as ``history.json``.
+    """
     settings = settings or SamplerSettings()
     say = progress or (lambda _msg: None)
     t_start = time.perf_counter()
+    if history and history_every < 1:
+        raise InputError(f"history_every must be a whole number of quarters >= 1, got {history_every}")
     study = load_study(study_path)
     obs = load_observations(study, today=today)
     if obs.n == 0:
@@ -161,13 +175,54 @@ def run_update(
         )
 
     result = _assemble(study, obs, fits, bridges, loos, cells.pattern_count, settings, converged)
+    support_history = None
+    if history:
+        from forecast.history import compute_history
+
+        say("support over time (--history)")
+        final = {
+            f.hypothesis: (b.log_ml, b.se, list(f.diagnostics.problems) if not f.diagnostics.converged else [])
+            for f, b in zip(fits, bridges, strict=True)
+        }
+        hs = history_settings or settings
+        support_history = compute_history(
+            study, obs, model, hs, every=history_every, progress=say, final=final if hs == settings else None
+        )
     run_dir = None
     if write:
         say("writing the run directory")
         pointwise = pointwise_table(obs, cells, study, loos)
-        run_dir = _write_run(runs_root or study.runs_path or default_root(), study, obs, fits, result, pointwise)
+        run_dir = _write_run(
+            runs_root or study.runs_path or default_root(), study, obs, fits, result, pointwise, support_history
+        )
     timings = {"total_s": time.perf_counter() - t_start, "compile_s": model.compile_seconds}
-    return UpdateResult(**{**result.__dict__, "run_dir": str(run_dir) if run_dir else None, "timings": timings})
+    if support_history is not None:
+        timings["history_s"] = support_history.seconds
+    return UpdateResult(
+        **{
+            **result.__dict__,
+            "run_dir": str(run_dir) if run_dir else None,
+            "timings": timings,
+            "history": _history_summary(support_history, run_dir),
+        }
+    )
+
+
+def _history_summary(history, run_dir: Path | None) -> dict | None:
+    """What `update --json` says about the support-over-time computation (None when not asked)."""
+    if history is None:
+        return None
+    from forecast.history import HISTORY
+
+    return {
+        "path": str(Path(run_dir) / HISTORY) if run_dir else None,
+        "every": history.every,
+        "n_points": len(history.points),
+        "n_fitted": history.n_fitted,
+        "converged": history.converged,
+        "seconds": history.seconds,
+        "settings": history.settings,
+    }
 
 
 def _assemble(
@@ -263,15 +318,28 @@ def pointwise_table(obs: Observations, cells: CellData, study: Study, loos: list
 
 
 def _write_run(
-    root: Path, study: Study, obs: Observations, fits: list[Fit], result: UpdateResult, pointwise: pd.DataFrame
+    root: Path,
+    study: Study,
+    obs: Observations,
+    fits: list[Fit],
+    result: UpdateResult,
+    pointwise: pd.DataFrame,
+    history=None,
 ) -> Path:
     with RunWriter(root, study.name) as w:
         w.write_with(POINTWISE, lambda p: pointwise.to_csv(p, index=False))
+        if history is not None:
+            from forecast.history import HISTORY
+
+            w.write_json(HISTORY, history.to_dict())
         for f in fits:
             w.write_with(f"{POSTERIOR_DIR}/{f.hypothesis}.nc", lambda p, f=f: f.trace.to_netcdf(p, engine="h5netcdf"))
         w.copy("study.toml", study.path)
         w.copy("observations.csv", obs.path)
-        w.write_json(SUMMARY, {**result.to_dict(), "run_dir": str(w.final)})
+        summary = {**result.to_dict(), "run_dir": str(w.final)}
+        if history is not None:
+            summary["history"] = _history_summary(history, w.final)
+        w.write_json(SUMMARY, summary)
         w.write_json(
             MANIFEST,
             {

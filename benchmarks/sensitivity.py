@@ -1,0 +1,221 @@
+"""Benchmark `forecast sensitivity` against one `forecast update` and against naive refitting.
+
+Measured in one run, each step in a FRESH process (wall clock, ``time.perf_counter``):
+
+1. ``update_s``: ``forecast update STUDY --quiet --json --runs-dir TMP``, run once first to
+   warm the on-disk compile caches, then timed. Its run is the base of the grid.
+2. ``grid_s``: ``forecast sensitivity STUDY --quiet --json --runs-dir TMP`` with the default
+   grid (every variant reweighted by PSIS, refitted where Pareto k is too high, refits on the
+   default pool), including power-scaling, prior odds and writing the results.
+3. ``naive_s``: the same variants fitted naively, in a fresh process (this file re-invoked with
+   ``--naive-worker``): for every variant a fresh model build and nutpie compile
+   (``StudyModel`` per variant, nothing shared), one fit of the variant's hypothesis and its
+   bridge-sampling log marginal likelihood; the unperturbed base fits each hypothesis the same
+   way. This is the cheapest honest naive method (it refits only the changed hypothesis).
+
+Ratios: ``grid_vs_update = grid_s / update_s`` (target <= 3) and ``speedup = naive_s / grid_s``
+(target >= 5). The naive fits are also compared with the grid's figures: for every variant,
+the change of the leading hypothesis's posterior probability, grid minus naive.
+
+``--naive-limit N`` fits only the first N variants naively (after the base) and extrapolates
+``naive_s`` from their mean time per variant; the output then says ``naive_extrapolated``.
+
+Progress on stderr; stdout gets a summary and, as its LAST line, one JSON object with the
+keys ``update_s``, ``grid_s``, ``naive_s``, ``naive_extrapolated``, ``n_variants``,
+``n_refitted``, ``grid_vs_update``, ``speedup``, ``pool``, ``max_abs_diff_leader_p``,
+``max_abs_z`` (the largest grid-minus-naive difference over its Monte Carlo standard error),
+``within_3_mcse`` and ``n_compared``, among others.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/sensitivity.py                    # everything (~50 naive fits, ~30 min)
+    .venv/bin/python benchmarks/sensitivity.py --naive-limit 6    # quicker, naive part extrapolated
+
+Timings are wall clock on whatever else the machine is doing: run it on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_STUDY = Path("priors/turkey_nato.toml")
+FORECAST = Path(sys.executable).parent / "forecast"
+_T0 = time.perf_counter()
+
+
+def say(msg: str) -> None:
+    print(f"[bench {time.perf_counter() - _T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def timed(cmd: list[str]) -> tuple[float, dict]:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return seconds, json.loads(proc.stdout)
+
+
+def naive_worker(study_path: str, runs_dir: str, limit: int | None) -> None:
+    """Fit every grid variant with its own freshly built and compiled model; print JSON."""
+    from dataclasses import replace
+
+    from forecast.cells import cell_data
+    from forecast.inference import StudyModel, hypothesis_seed
+    from forecast.observations import load_observations
+    from forecast.sensitivity import GridSpec, build_grid, load_base, matching_run
+    from forecast.study import load_study
+    from forecast.update import marginal_likelihood
+
+    study = load_study(study_path)
+    obs = load_observations(study)
+    cells = cell_data(obs.table, study)
+    run = matching_run(Path(runs_dir), study, obs.sha256)
+    settings = load_base(run, study).settings
+    variants = build_grid(study, GridSpec())
+    jobs = [(f"base/{h.id}", h) for h in study.hypotheses]
+    chosen = variants[1:] if limit is None else variants[1 : 1 + limit]
+    jobs += [(v.id, replace(study.hypothesis(v.hypothesis), priors=v.priors)) for v in chosen]
+    out = {}
+    t0 = time.perf_counter()
+    for i, (key, h) in enumerate(jobs, start=1):
+        t = time.perf_counter()
+        model = StudyModel(study, cells)  # a fresh build and compile for every variant
+        seed = hypothesis_seed(settings.seed, key)
+        fit = model.fit(h, replace(settings, seed=seed))
+        bridge = marginal_likelihood(model, h, fit, seed)
+        out[key] = {
+            "log_ml": bridge.log_ml,
+            "se": bridge.se,
+            "seconds": time.perf_counter() - t,
+            "converged": fit.diagnostics.converged,
+        }
+        print(f"naive [{i}/{len(jobs)}] {key}: {out[key]['seconds']:.1f} s", file=sys.stderr, flush=True)
+    print(json.dumps({"fits": out, "seconds": time.perf_counter() - t0, "n_total_variants": len(variants) - 1}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--study", type=Path, default=DEFAULT_STUDY)
+    ap.add_argument("--naive-limit", type=int, default=None, help="Fit only N variants naively; extrapolate.")
+    ap.add_argument("--naive-worker", nargs=3, metavar=("STUDY", "RUNS", "LIMIT"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.naive_worker:
+        study, runs, limit = args.naive_worker
+        naive_worker(study, runs, None if limit == "all" else int(limit))
+        return
+
+    with tempfile.TemporaryDirectory(prefix="forecast-bench-sens-") as tmp:
+        runs = Path(tmp) / "runs"
+        update = [str(FORECAST), "update", str(args.study), "--quiet", "--json", "--runs-dir", str(runs)]
+        say("warm-up: forecast update (fills the compile caches)")
+        timed(update)
+        say("timed: forecast update")
+        update_s, up = timed(update)
+        say(f"  {update_s:.1f} s")
+        say("timed: forecast sensitivity (default grid)")
+        grid_s, grid = timed(
+            [str(FORECAST), "sensitivity", str(args.study), "--quiet", "--json", "--runs-dir", str(runs)]
+        )
+        say(
+            f"  {grid_s:.1f} s: {grid['n_variants']} variants, {grid['n_refitted']} refitted on {grid['scaleout']['pool']}"
+        )
+        say("timed: naive (fresh build and compile per variant)")
+        limit = "all" if args.naive_limit is None else str(args.naive_limit)
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, __file__, "--naive-worker", str(args.study), str(runs), limit],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        naive_wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise RuntimeError(f"naive worker failed:\n{proc.stderr[-3000:]}")
+        naive = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    fits = naive["fits"]
+    n_variant_fits = len(fits) - len(grid["hypotheses"])
+    extrapolated = n_variant_fits < naive["n_total_variants"]
+    if extrapolated:
+        base_s = sum(v["seconds"] for k, v in fits.items() if k.startswith("base/"))
+        per_variant = (naive["seconds"] - base_s) / max(n_variant_fits, 1)
+        naive_s = naive_wall - naive["seconds"] + base_s + per_variant * naive["n_total_variants"]
+    else:
+        naive_s = naive_wall
+
+    # Agreement: the leader's posterior probability per variant, grid against naive refits.
+    import numpy as np
+
+    ids = [h["id"] for h in grid["hypotheses"]]
+    prior = np.array([h["prior_probability"] for h in grid["hypotheses"]])
+    leader = grid["verdict"]["leader"]
+    base_lm = np.array([fits[f"base/{h}"]["log_ml"] for h in ids])
+    diffs = []
+    for row in grid["variants"][1:]:
+        if row["id"] not in fits:
+            continue
+        lm = base_lm.copy()
+        lm[ids.index(row["hypothesis"])] = fits[row["id"]]["log_ml"]
+        w = np.log(prior) + lm
+        p_naive = float(np.exp(w[ids.index(leader)] - np.logaddexp.reduce(w)))
+        # first-order MC error of the naive probability, from its three bridge estimates
+        se_lm = np.array([fits[f"base/{h}"]["se"] for h in ids])
+        se_lm[ids.index(row["hypothesis"])] = fits[row["id"]]["se"]
+        p = np.exp(w - np.logaddexp.reduce(w))
+        jac = np.diag(p) - np.outer(p, p)
+        se_naive = float(np.sqrt((jac**2) @ (se_lm**2))[ids.index(leader)])
+        se = float(np.hypot(row["posterior_probabilities_se"][leader], se_naive))
+        diff = row["posterior_probabilities"][leader] - p_naive
+        diffs.append((diff, row["id"], row["method"], diff / se if se > 0 else float("inf")))
+    worst = max(diffs, key=lambda d: abs(d[0])) if diffs else (float("nan"), None, None, float("nan"))
+    worst_z = max(diffs, key=lambda d: abs(d[3])) if diffs else (float("nan"), None, None, float("nan"))
+
+    result = {
+        "update_s": update_s,
+        "grid_s": grid_s,
+        "naive_s": naive_s,
+        "naive_extrapolated": extrapolated,
+        "naive_variants_fitted": n_variant_fits,
+        "n_variants": grid["n_variants"],
+        "n_refitted": grid["n_refitted"],
+        "refitted": grid["refitted"],
+        "pool": grid["scaleout"]["pool"],
+        "grid_vs_update": grid_s / update_s,
+        "speedup": naive_s / grid_s,
+        "max_abs_diff_leader_p": abs(worst[0]),
+        "max_abs_diff_variant": worst[1],
+        "max_abs_z": abs(worst_z[3]),
+        "max_abs_z_variant": worst_z[1],
+        "within_3_mcse": sum(abs(d[3]) <= 3 for d in diffs),
+        "n_compared": len(diffs),
+        "naive_seconds_per_fit": {k: v["seconds"] for k, v in fits.items()},
+        "grid_timings": grid["timings"],
+        "naive_all_converged": all(v["converged"] for v in fits.values()),
+    }
+    print(f"forecast update (default study):      {update_s:8.1f} s")
+    print(
+        f"forecast sensitivity (default grid):  {grid_s:8.1f} s  ({grid['n_variants']} variants, "
+        f"{grid['n_refitted']} refitted on {result['pool']})  = {result['grid_vs_update']:.2f} x update (target <= 3)"
+    )
+    print(
+        f"naive (fresh compile per variant):    {naive_s:8.1f} s{' (extrapolated from ' + str(n_variant_fits) + ' variants)' if extrapolated else ''}"
+        f"  -> grid is {result['speedup']:.1f} x faster (target >= 5)"
+    )
+    print(
+        f"grid vs naive, leader's posterior probability: max |difference| {result['max_abs_diff_leader_p']:.3f} "
+        f"({worst[1]}, {worst[2]}); max |difference| / MCSE {result['max_abs_z']:.2f} ({worst_z[1]}); "
+        f"{result['within_3_mcse']} of {len(diffs)} variants within 3 MCSE"
+    )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

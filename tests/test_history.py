@@ -1,0 +1,159 @@
+"""Support over time (forecast.history): sequential refits on one compiled model, on a tiny static study."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers import base_study, event, hypothesis, prior, write_mini
+
+from forecast.cells import cell_data
+from forecast.history import (
+    HISTORY,
+    History,
+    compute_history,
+    evaluation_quarters,
+    load_history,
+    quarter_end,
+)
+from forecast.inference import SamplerSettings, StudyModel
+from forecast.observations import load_observations
+from forecast.study import load_study
+from forecast.update import marginal_likelihood
+
+SETTINGS = SamplerSettings(draws=500, tune=300, chains=4, seed=5)
+
+
+def tiny_static_study(tmp_path):
+    """Two groups, two domains, 2020Q1..2020Q4, no time components; evidence known in Q1, Q2 and Q4."""
+    study = base_study()
+    study["time"] = {"step": "quarter", "start": "2020Q1", "end": "2020Q4", "components": []}
+    east_up = {"tilt": {"all": prior("Normal", mu=1.0, sigma=0.5)}, "spread": {"all": prior("HalfNormal", sigma=0.5)}}
+    east_down = {
+        "tilt": {"all": prior("Normal", mu=-1.0, sigma=0.5)},
+        "spread": {"all": prior("HalfNormal", sigma=0.5)},
+    }
+    study["hypotheses"] = [hypothesis("warm", 0.5, east_up), hypothesis("cold", 0.5, east_down)]
+    rows = []
+    n = 0
+    for month, count in ((1, 6), (4, 6), (10, 8)):
+        for k in range(count):
+            n += 1
+            rows.append(
+                event(
+                    n,
+                    event_date=f"2020-{month:02d}-{10 + k:02d}",
+                    counterpart=("us", "eu", "russia")[k % 3],
+                    domain=("defence", "energy")[k % 2],
+                    outcome="cooperative" if k % 4 else "conflictual",
+                    intensity="2" if k % 4 else "-2",
+                )
+            )
+    # Happened in Q2, reported in Q3: it counts from Q3 on.
+    rows.append(event(n + 1, event_date="2020-06-20", report_date="2020-07-02", counterpart="russia"))
+    study_path, _ = write_mini(tmp_path, rows, study)
+    return study_path
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = tiny_static_study(tmp_path_factory.mktemp("hist"))
+    study = load_study(path)
+    obs = load_observations(study)
+    model = StudyModel(study, cell_data(obs.table, study))
+    history = compute_history(study, obs, model, SETTINGS)
+    return study, obs, model, history
+
+
+def test_quarter_helpers():
+    assert quarter_end(2020 * 4 + 0).isoformat() == "2020-03-31"
+    assert quarter_end(2020 * 4 + 3).isoformat() == "2020-12-31"
+    assert quarter_end(2019 * 4 + 1).isoformat() == "2019-06-30"
+    known = np.array([8080, 8081, 8083])
+    assert evaluation_quarters(known, 1) == [8080, 8081, 8082, 8083]
+    assert evaluation_quarters(known, 2) == [8080, 8082, 8083]  # the last quarter is always evaluated
+    assert evaluation_quarters(np.array([], dtype=int), 1) == []
+
+
+def test_history_has_a_point_per_quarter_with_probabilities_summing_to_one(tiny):
+    study, _, _, history = tiny
+    assert [p.quarter for p in history.points] == ["2019Q4", "2020Q1", "2020Q2", "2020Q3", "2020Q4"]
+    assert [p.source for p in history.points] == ["prior", "fit", "fit", "fit", "fit"]
+    assert [p.n_observations for p in history.points] == [0, 6, 12, 13, 21]
+    assert history.points[0].probabilities == {"warm": 0.5, "cold": 0.5}
+    for p in history.points:
+        assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-9)
+        assert all(0 <= v <= 1 for v in p.probabilities.values())
+        assert set(p.probabilities) == {h.id for h in study.hypotheses}
+
+
+def test_history_reuses_the_compiled_model(tiny):
+    _, _, model, _ = tiny
+    assert model.n_compiled == 1
+
+
+def test_last_point_equals_a_direct_fit_on_all_data_within_mc_error(tiny):
+    """The final quarter sees every observation, so it must agree with fitting all the data at once."""
+    study, obs, _, history = tiny
+    direct = StudyModel(study, cell_data(obs.table, study))
+    log_ml, se = [], []
+    for h in study.hypotheses:
+        fit = direct.fit(h, SETTINGS)
+        b = marginal_likelihood(direct, h, fit, SETTINGS.seed)
+        log_ml.append(b.log_ml)
+        se.append(b.se)
+    last = history.points[-1]
+    for i, h in enumerate(study.hypotheses):
+        combined = np.hypot(se[i], last.log_marginal_likelihood_se[h.id])
+        assert abs(last.log_marginal_likelihood[h.id] - log_ml[i]) <= 4 * combined + 1e-9
+    from forecast.comparison import posterior_probabilities
+
+    p, p_se = posterior_probabilities(np.array(log_ml), np.array(se), np.array([0.5, 0.5]))
+    for i, h in enumerate(study.hypotheses):
+        tol = 4 * np.hypot(p_se[i], last.probabilities_se[h.id]) + 1e-6
+        assert last.probabilities[h.id] == pytest.approx(p[i], abs=tol)
+
+
+def test_every_n_quarters_and_quarters_without_new_evidence(tiny):
+    """every=2 evaluates 2020Q1, then 2020Q3 and always the last quarter; no new evidence reuses."""
+    study, obs, model, _ = tiny
+    # Only the Q1 events and the one reported in Q3: Q2 brings nothing new and reuses Q1's result.
+    table = obs.table
+    keep = (table["report_date"].dt.month <= 3) | (table["report_date"].dt.month == 7)
+    sparse = type(obs)(obs.path, table[keep].reset_index(drop=True), obs.sha256)
+    messages = []
+    h = compute_history(study, sparse, model, SETTINGS, every=1, progress=messages.append)
+    assert [p.quarter for p in h.points] == ["2019Q4", "2020Q1", "2020Q2", "2020Q3"]
+    assert [p.source for p in h.points] == ["prior", "fit", "reused", "fit"]
+    assert h.points[2].probabilities == h.points[1].probabilities
+    assert messages and messages[0].startswith("history:")
+    h2 = compute_history(study, sparse, model, SETTINGS, every=2)
+    assert [p.quarter for p in h2.points] == ["2019Q4", "2020Q1", "2020Q3"]
+    assert [p.new_observations for p in h2.points] == [0, 6, 1]
+    assert model.n_compiled == 1
+
+
+def test_the_runs_own_result_is_the_last_point(tiny):
+    """Given the fit on all data (the run itself), the last quarter uses it instead of refitting."""
+    study, obs, model, history = tiny
+    last = history.points[-1]
+    final = {
+        hid: (last.log_marginal_likelihood[hid], last.log_marginal_likelihood_se[hid], []) for hid in ("warm", "cold")
+    }
+    h = compute_history(study, obs, model, SETTINGS, every=10, final=final)
+    assert [p.source for p in h.points] == ["prior", "fit", "run"]
+    assert h.points[-1].probabilities == last.probabilities
+    assert h.n_fitted == 1
+    final["cold"] = (*final["cold"][:2], ["R-hat 1.2 > 1.01"])
+    flagged = compute_history(study, obs, model, SETTINGS, every=10, final=final).points[-1]
+    assert not flagged.converged and flagged.problems == {"cold": ["R-hat 1.2 > 1.01"]}
+
+
+def test_history_round_trips_through_json(tiny, tmp_path):
+    *_, history = tiny
+    (tmp_path / HISTORY).write_text(json.dumps(history.to_dict()))
+    back = load_history(tmp_path)
+    assert isinstance(back, History)
+    assert back.to_dict() == json.loads(json.dumps(history.to_dict()))
+    assert load_history(tmp_path / "nowhere") is None
