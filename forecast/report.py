@@ -816,7 +816,8 @@ def loo_predictive_probability(eta: np.ndarray, cells: CellData) -> np.ndarray:
     from arviz_stats.base import array_stats
 
     loglik = pattern_loglik(eta, cells)  # (samples, patterns), reliability-weighted as in the fit
-    log_w, _ = array_stats.psislw(-loglik.T, r_eff=1.0, axis=-1)
+    # psislw takes the log-likelihood and smooths weights 1 / p(y_i | theta) (leave-one-out).
+    log_w, _ = array_stats.psislw(loglik.T, r_eff=1.0, axis=-1)
     w = np.exp(log_w - log_w.max(axis=-1, keepdims=True))
     w /= w.sum(axis=-1, keepdims=True)
     return (w * _sigmoid(eta[:, cells.pattern_cell]).T).sum(axis=-1)
