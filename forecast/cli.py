@@ -183,7 +183,10 @@ def validate(study, as_json):
     from forecast.study import load_study
 
     def check():
+        from forecast.questions import load_questions
+
         s = load_study(study or default_study())
+        load_questions(s)
         return s, load_observations(s)
 
     s, obs = _run(check)
