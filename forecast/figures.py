@@ -7,8 +7,9 @@ are grey and observed data black throughout. Axes carry units and hypothesis lab
 variable names.
 
 Rendering is most of a report's cost and the figures are independent, so ``FigureRenderer``
-renders them in a small pool of forked worker processes where the platform allows it (started
-first, they import the plotting stack while the report is being assembled), else in-process.
+renders them in two forked worker processes where the platform allows it and a core is free
+(started first, they import the plotting stack while the report is assembled), else in-process.
+Either way the figures are byte-for-byte the same.
 matplotlib is imported lazily, always with the headless Agg backend.
 """
 
@@ -112,12 +113,21 @@ class FigureJobs:
 
 
 def default_workers() -> int:
-    """Rendering processes: $FORECAST_REPORT_WORKERS, else up to 2 where fork is available and safe."""
+    """Rendering processes: $FORECAST_REPORT_WORKERS, else 2 where fork is available and a core is free.
+
+    A second process pays for its own imports (~3 CPU-seconds); that is a gain only when it gets
+    a core of its own, so a busy machine (load average within one of the core count) renders here.
+    """
     if os.environ.get(WORKERS_ENV):
         return max(1, int(os.environ[WORKERS_ENV]))
     if "fork" not in multiprocessing.get_all_start_methods() or multiprocessing.current_process().daemon:
         return 1  # no fork (macOS/Windows default), or inside a daemonic worker (no child processes)
-    return max(1, min(2, os.cpu_count() or 1))
+    cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0] + 1 > cores
+    except OSError:
+        busy = False
+    return 1 if busy or cores < 2 else 2
 
 
 class FigureRenderer:

@@ -698,6 +698,8 @@ def run_sensitivity(
             "posterior_probabilities": p,
             "posterior_probabilities_se": p_se,
             "leader": max(p, key=p.get),
+            # False only for a variant that needed a refit and did not get one (--refit none)
+            "reliable": method == "refitted" or bool(rw.pareto_k <= k_max),
         }
         if v.id in refits:
             row["refit"] = refits[v.id].to_dict()
@@ -760,14 +762,22 @@ def run_sensitivity(
         },
         "files": {},
     }
+    unreliable = [r["id"] for r in rows[1:] if not r["reliable"]]
+    result["unreliable_variants"] = unreliable
     if not result["converged"]:
         result["warning"] = "UNRELIABLE: at least one fit failed its convergence checks"
+    elif unreliable:
+        result["warning"] = (
+            f"{len(unreliable)} variant(s) have Pareto k above {k_max:.2f} and were not refitted (--refit none): "
+            "their figures are unreliable"
+        )
     result["timings"] = {
         "total_s": time.perf_counter() - t0,
         "reweight_s": reweight_s,
         "refit_s": refit_s,
         "psense_s": psense_s,
     }
+    result = _finite(result)
     if write:
         say("writing sensitivity results into the run directory")
         result["files"] = write_results(run, result)
@@ -866,6 +876,17 @@ def atomic_write(path: Path, data: str | bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _finite(obj):
+    """The result with every non-finite float as None, so that the JSON is strict JSON."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float | np.floating):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
 
 
 def _jsonable(obj):

@@ -299,6 +299,31 @@ def test_one_colour_per_hypothesis_everywhere(default_report):
         assert f"background: {c}" in html
 
 
+def test_rendering_in_worker_processes_gives_the_same_figures():
+    from forecast.figures import FigureJobs, FigureRenderer, evidence_bars
+
+    jobs = FigureJobs()
+    labels, colours = {"a": "A", "b": "B"}, palette(["a", "b"])
+    for k in range(3):
+        jobs.add(
+            f"bars-{k}",
+            "t",
+            "c",
+            "alt",
+            evidence_bars,
+            ["x", "y"],
+            np.array([0.5, -0.2 * k]),
+            "a",
+            "b",
+            labels,
+            colours,
+        )
+    with FigureRenderer(1) as here, FigureRenderer(2) as pool:
+        serial, parallel = here.render(jobs), pool.render(jobs)
+    assert list(serial) == ["bars-0", "bars-1", "bars-2"]
+    assert all(serial[k].png == parallel[k].png for k in serial)
+
+
 # --- options, other runs ----------------------------------------------------------------------
 
 
