@@ -272,6 +272,9 @@ def run_fits(
             progress.step(f"{out.key} ({out.seconds:.1f} s)")
 
     pending = list(tasks)
+    if pool.kind == "inline":  # one at a time, so the progress bar moves as each finishes
+        while pending:
+            collect(pool.executor.submit(fit_one, study, cells, pending.pop(0)))
     if pool.warm_first and len(pending) > 1:
         collect(pool.executor.submit(fit_one, study, cells, pending.pop(0)))
     futures = [pool.executor.submit(fit_one, study, cells, t) for t in pending]
