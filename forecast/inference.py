@@ -127,8 +127,8 @@ def hypothesis_seed(seed: int, hypothesis_id: str) -> int:
 
 # Compiled models, shared by every StudyModel in this process whose model has the same
 # structure: observations and priors are data, so a history, a grid or a test suite that
-# builds many StudyModels of one study compiles it once. nutpie's compile cannot be cached
-# on disk (its numba wrapper is rebuilt in every process), so this is where reuse happens.
+# builds many StudyModels of one study compiles it once. Across processes, the compiled code
+# comes from PyTensor's and our (compile_cache) on-disk Numba caches.
 _COMPILED: dict[tuple, tuple[object, object]] = {}
 _BATCHED_LOGP: dict[tuple, Callable] = {}
 
@@ -161,12 +161,12 @@ class StudyModel:
     def compiled(self, signature: tuple[str, ...]):
         key = _structure_key(self.study, signature)
         if key not in _COMPILED:
-            import nutpie
+            from forecast.compile_cache import compile_model
 
             t0 = time.perf_counter()
             model = build_model(self.study, self.cells, signature)
             with _quiet():
-                cm = nutpie.compile_pymc_model(model)
+                cm = compile_model(model)
             _COMPILED[key] = (model, cm)
             self.compile_seconds += time.perf_counter() - t0
         self._signatures.add(signature)
