@@ -239,7 +239,7 @@ def breakdown_worker(study_path: str) -> dict:
     model.compiled(family_signature(study, first))
     out["nutpie_compile_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    model.log_posterior(first)
+    model.log_posterior(first)(np.zeros((1, model.compiled(family_signature(study, first))[1].n_dim)))
     out["logp_compile_s"] = time.perf_counter() - t
     out.update(n_observations=obs.n, n_cells=cells.n_cells, n_patterns=len(cells.pattern_count))
     return out

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from forecast.errors import ForecastError
+from forecast.settings import SamplerSettings
 
 DEFAULT_STUDY = "turkey_nato.toml"
 
@@ -73,8 +74,16 @@ def main() -> None:
 @main.command()
 @study_argument
 @click.option("--seed", type=int, default=20190712, show_default=True, help="Random seed (same seed, same numbers).")
-@click.option("--draws", type=click.IntRange(100), default=1000, show_default=True, help="Posterior draws per chain.")
-@click.option("--tune", type=click.IntRange(100), default=1000, show_default=True, help="Tuning draws per chain.")
+@click.option(
+    "--draws",
+    type=click.IntRange(100),
+    default=SamplerSettings.draws,
+    show_default=True,
+    help="Posterior draws per chain.",
+)
+@click.option(
+    "--tune", type=click.IntRange(100), default=SamplerSettings.tune, show_default=True, help="Tuning draws per chain."
+)
 @click.option(
     "--chains", type=click.IntRange(2), default=4, show_default=True, help="Independent chains (R-hat needs >= 2)."
 )
@@ -314,8 +323,16 @@ def predict(study, horizon, origin, seed, runs_dir, allow_unconverged, as_json, 
     help="Refit at every origin, or carry fits forward by PSIS and refit when Pareto k > 0.7.",
 )
 @click.option("--seed", type=int, default=20190712, show_default=True, help="Random seed (same seed, same numbers).")
-@click.option("--draws", type=click.IntRange(100), default=1000, show_default=True, help="Posterior draws per chain.")
-@click.option("--tune", type=click.IntRange(100), default=1000, show_default=True, help="Tuning draws per chain.")
+@click.option(
+    "--draws",
+    type=click.IntRange(100),
+    default=SamplerSettings.draws,
+    show_default=True,
+    help="Posterior draws per chain.",
+)
+@click.option(
+    "--tune", type=click.IntRange(100), default=SamplerSettings.tune, show_default=True, help="Tuning draws per chain."
+)
 @click.option("--chains", type=click.IntRange(2), default=4, show_default=True, help="Independent chains.")
 @click.option("--cores", type=click.IntRange(1), default=2, show_default=True, help="Chains sampled in parallel.")
 @click.option(
@@ -863,8 +880,16 @@ def simulate(study, hypothesis, source, n, reliability, seed, out, runs_dir, as_
 )
 @click.option("--reliability", default="A1", show_default=True, help="With --n: the grade of every simulated event.")
 @click.option("--seed", type=int, default=20190712, show_default=True, help="Random seed (same seed, same data sets).")
-@click.option("--draws", type=click.IntRange(100), default=1000, show_default=True, help="Posterior draws per chain.")
-@click.option("--tune", type=click.IntRange(100), default=1000, show_default=True, help="Tuning draws per chain.")
+@click.option(
+    "--draws",
+    type=click.IntRange(100),
+    default=SamplerSettings.draws,
+    show_default=True,
+    help="Posterior draws per chain.",
+)
+@click.option(
+    "--tune", type=click.IntRange(100), default=SamplerSettings.tune, show_default=True, help="Tuning draws per chain."
+)
 @click.option("--chains", type=click.IntRange(2), default=4, show_default=True, help="Independent chains.")
 @click.option("--workers", type=click.IntRange(0), default=None, help="Local worker processes [default: one per core].")
 @click.option("--scheduler", default=None, help="A Dask scheduler address (tcp://host:8786) to run the fits on.")

@@ -196,7 +196,13 @@ def _cfunc(kind: str, inner, n_dim: int, n_expanded: int, keys: list[str], share
         cache_key = f"forecast_nutpie_{kind}_{digest}"
     name = f"forecast_{kind}_wrapper"
     # ``__name__`` lets Numba rebuild the function's environment when it loads it from disk.
-    env = {"__name__": __name__, "np": np, "carray": numba.carray, "as_pointer": address_as_void_pointer, "inner": inner}
+    env = {
+        "__name__": __name__,
+        "np": np,
+        "carray": numba.carray,
+        "as_pointer": address_as_void_pointer,
+        "inner": inner,
+    }
     py_func = compile_numba_function_src(src, name, global_env=env, cache_key=cache_key)
     _WRAPPERS.append(py_func)
 

@@ -19,7 +19,19 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from forecast.cells import CellData
-from forecast.model import PRIOR_DATA, build_model, family_signature, prior_values
+from forecast.model import (
+    CENTRE_AT,
+    DOMAIN_CENTRED,
+    PRIOR_DATA,
+    RW_CENTRED,
+    Centring,
+    build_model,
+    centring,
+    family_signature,
+    prior_values,
+    study_centring,
+)
+from forecast.settings import SamplerSettings
 from forecast.study import Hypothesis, Study
 
 # The convergence gate (Vehtari et al. 2021; PyMC's own checks).
@@ -31,20 +43,6 @@ RETRY_TUNE_FACTOR = 2
 RETRY_TARGET_ACCEPT = 0.95
 
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class SamplerSettings:
-    draws: int = 1000
-    tune: int = 1000
-    chains: int = 4
-    cores: int = 2
-    target_accept: float = 0.8
-    seed: int = 20190712
-    sampler: str = "nutpie"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -79,17 +77,15 @@ def diagnose(trace) -> Diagnostics:
     """Convergence diagnostics over every free variable of a fit."""
     from arviz_stats.base import array_stats
 
-    rhat, bulk, tail = [], [], []
+    # One (k, chain, draw) stack of every scalar component: one call per statistic.
+    parts = []
     for var in trace.posterior.data_vars.values():
         a = np.asarray(var.values, dtype=float)
-        a = a.reshape(a.shape[0], a.shape[1], -1)
-        a = np.moveaxis(a, -1, 0)  # (k, chain, draw)
-        rhat.append(np.asarray(array_stats.rhat(a, method="rank")).ravel())
-        bulk.append(np.asarray(array_stats.ess(a, method="bulk")).ravel())
-        tail.append(np.asarray(array_stats.ess(a, method="tail", prob=(0.05, 0.95))).ravel())
-    rhat_max = float(np.nanmax(np.concatenate(rhat)))
-    ess_bulk = float(np.nanmin(np.concatenate(bulk)))
-    ess_tail = float(np.nanmin(np.concatenate(tail)))
+        parts.append(np.moveaxis(a.reshape(a.shape[0], a.shape[1], -1), -1, 0))
+    a = np.concatenate(parts)
+    rhat_max = float(np.nanmax(array_stats.rhat(a, method="rank")))
+    ess_bulk = float(np.nanmin(array_stats.ess(a, method="bulk")))
+    ess_tail = float(np.nanmin(array_stats.ess(a, method="tail", prob=(0.05, 0.95))))
     stats = trace.sample_stats
     divergences = int(stats["diverging"].values.sum())
     saturated = float(stats["maxdepth_reached"].values.mean())
@@ -130,42 +126,48 @@ def hypothesis_seed(seed: int, hypothesis_id: str) -> int:
 # builds many StudyModels of one study compiles it once. Across processes, the compiled code
 # comes from PyTensor's and our (compile_cache) on-disk Numba caches.
 _COMPILED: dict[tuple, tuple[object, object]] = {}
-_BATCHED_LOGP: dict[tuple, Callable] = {}
 
 
 def clear_compiled_models() -> None:
     """Forget every compiled model of this process (benchmarks use it to measure cold fits)."""
     _COMPILED.clear()
-    _BATCHED_LOGP.clear()
 
 
-def _structure_key(study: Study, signature: tuple[str, ...]) -> tuple:
+def _structure_key(study: Study, signature: tuple[str, ...], centred: Centring) -> tuple:
     t = study.time
     return (
         tuple(g.id for g in study.groups),
         tuple(d.id for d in study.domains),
         (t.start, t.end, t.reference, t.components),
         signature,
+        (centred.any_domain, centred.any_steps),  # which centred variables the model has
     )
 
 
 class StudyModel:
     """The study's model, compiled lazily once per distribution-family signature."""
 
-    def __init__(self, study: Study, cells: CellData):
+    def __init__(self, study: Study, cells: CellData, centre_at: float = CENTRE_AT):
+        """``centre_at``: see ``model.CENTRE_AT`` (0 centres every element, inf none)."""
         self.study = study
         self.cells = cells
         self._signatures: set[tuple[str, ...]] = set()
+        self.centre_at = centre_at
+        self.centring = study_centring(study, cells, centre_at)
         self.compile_seconds = 0.0
 
     def compiled(self, signature: tuple[str, ...]):
-        key = _structure_key(self.study, signature)
+        key = _structure_key(self.study, signature, self.centring)
         if key not in _COMPILED:
+            import pytensor
+
             from forecast.compile_cache import compile_model
 
             t0 = time.perf_counter()
-            model = build_model(self.study, self.cells, signature)
-            with _quiet():
+            # No creation stack traces on graph nodes: they serve PyTensor debugging, not
+            # analysts, and collecting them is ~10% of the graph rewriting time.
+            with pytensor.config.change_flags(traceback__limit=0), _quiet():
+                model = build_model(self.study, self.cells, signature, centred=self.centring)
                 cm = compile_model(model)
             _COMPILED[key] = (model, cm)
             self.compile_seconds += time.perf_counter() - t0
@@ -207,13 +209,26 @@ class StudyModel:
         return Fit(hypothesis.id, trace, unconstrained, diag, current, attempts, time.perf_counter() - t0)
 
     def _data(self, hypothesis: Hypothesis, cells: CellData | None) -> dict[str, np.ndarray]:
-        return {PRIOR_DATA: prior_values(self.study, hypothesis), **(cells or self.cells).as_model_data()}
+        data = {PRIOR_DATA: prior_values(self.study, hypothesis), **(cells or self.cells).as_model_data()}
+        # Each hypothesis (and other cells, e.g. the evidence up to some quarter) gets its own
+        # masks, within the centred variables this model was compiled with.
+        masks = centring(self.study, cells or self.cells, hypothesis, self.centre_at)
+        if self.centring.any_domain:
+            data[DOMAIN_CENTRED] = (masks.domain & self.centring.domain).astype(np.float64)
+        if self.centring.any_steps:
+            data[RW_CENTRED] = (masks.steps & self.centring.steps).astype(np.float64)
+        return data
 
     def _sample(self, hypothesis: Hypothesis, settings: SamplerSettings, cells: CellData | None = None):
         import nutpie
 
-        _, cm = self.compiled(family_signature(self.study, hypothesis))
-        cm = cm.with_data(**self._data(hypothesis, cells))
+        model, cm = self.compiled(family_signature(self.study, hypothesis))
+        data = self._data(hypothesis, cells)
+        cm = cm.with_data(**data)
+        # nutpie's initial points come from the PyMC model's own (shared) data: give it this
+        # hypothesis's priors too, so a fit never depends on which hypothesis ran before it.
+        for name, value in data.items():
+            model.set_data(name, value)
         with _quiet():
             trace = nutpie.sample(
                 cm,
@@ -236,52 +251,23 @@ class StudyModel:
     ) -> Callable[[np.ndarray], np.ndarray]:
         """Unnormalised log posterior on the sampler's unconstrained space, for a batch of rows.
 
-        Rows are laid out as nutpie's ``unconstrained_draw`` (free variables in model order,
-        each raveled), so the bridge sampler can evaluate the draws nutpie returns.
+        Rows are laid out as nutpie's ``unconstrained_draw``. It is the very function nutpie
+        sampled (its compiled log density, with this hypothesis's priors and these cells), so
+        the bridge sampler needs no second compilation and cannot integrate a different target.
         """
-        signature = family_signature(self.study, hypothesis)
-        model, _ = self.compiled(signature)
-        key = _structure_key(self.study, signature)
-        if key not in _BATCHED_LOGP:
-            t0 = time.perf_counter()
-            _BATCHED_LOGP[key] = _batched_logp(model)
-            self.compile_seconds += time.perf_counter() - t0
-        fn = _BATCHED_LOGP[key]
-        data = self._data(hypothesis, cells)
+        _, cm = self.compiled(family_signature(self.study, hypothesis))
+        cm = cm.with_data(**self._data(hypothesis, cells))
+        fn = cm.logp_func.vm.jit_fn
+        shared = [cm.shared_data[cm.shared_var_keys[v]] for v in cm.logp_func.get_shared()]
 
         def logp(x: np.ndarray) -> np.ndarray:
-            # Priors and cells are shared variables of the model; set them on every call so
-            # that interleaved use for several hypotheses or data sets stays correct.
-            for name, value in data.items():
-                model.set_data(name, value)
-            return np.asarray(fn(np.ascontiguousarray(x, dtype=np.float64)))
+            rows = np.ascontiguousarray(x, dtype=np.float64)
+            out = np.empty(len(rows))
+            for i, row in enumerate(rows):
+                out[i] = fn(row, *shared)[0]
+            return out
 
         return logp
-
-
-def _batched_logp(model) -> Callable[[np.ndarray], np.ndarray]:
-    """Compile log p(theta | y) + log|J| as a function of an (n, dim) matrix of flat points.
-
-    The C backend (CVM) is used here because its compiled module is cached on disk and loads
-    fast in a new process, and one call evaluates thousands of points.
-    """
-    import pytensor
-    import pytensor.tensor as pt
-    from pytensor.graph.replace import clone_replace, vectorize_graph
-
-    point = model.initial_point()
-    values = [model.rvs_to_values[v] for v in model.free_RVs]
-    flat = pt.vector("flat_point")
-    parts, offset = [], 0
-    for v in values:
-        shape = point[v.name].shape
-        size = int(np.prod(shape))
-        parts.append(flat[offset : offset + size].reshape(shape) if shape else flat[offset])
-        offset += size
-    single = clone_replace(model.logp(jacobian=True), dict(zip(values, parts, strict=True)))
-    batch = pt.matrix("flat_points")
-    with _quiet():
-        return pytensor.function([batch], vectorize_graph(single, {flat: batch}), mode="CVM")
 
 
 def _slim(trace):

@@ -24,6 +24,7 @@ from forecast.cells import cell_data
 from forecast.comparison import posterior_probabilities
 from forecast.inference import SamplerSettings, StudyModel
 from forecast.marginal import bridge_sampling
+from forecast.model import CENTRE_AT
 from forecast.observations import load_observations
 from forecast.study import load_study
 
@@ -191,6 +192,29 @@ CASES = {
 }
 
 
+# Strong data (400 events per domain): the case the data-dependent centring is for. With the
+# default threshold every domain effect is sampled centred; the exact answer is the same model's.
+CASES["strong_data_centred"] = Case(
+    name="strong_data_centred",
+    groups={"partner": ["alpha"]},
+    domains=["defence", "energy", "trade", "security"],
+    hypotheses={
+        "uniform": (0.5, {("tilt", "all"): normal(0.0, 1.0), ("spread", "all"): half_normal(0.4)}),
+        "issue_specific": (0.5, {("tilt", "all"): normal(0.5, 1.0), ("spread", "all"): half_normal(1.5)}),
+    },
+    events=[
+        Events("alpha", "defence", "cooperative", "A1", 300),
+        Events("alpha", "defence", "conflictual", "A1", 100),
+        Events("alpha", "energy", "cooperative", "C3", 120),
+        Events("alpha", "energy", "conflictual", "C3", 280),
+        Events("alpha", "trade", "cooperative", "0.5", 250),
+        Events("alpha", "trade", "conflictual", "0.5", 150),
+        Events("alpha", "security", "cooperative", "A1", 200),
+        Events("alpha", "security", "conflictual", "A1", 200),
+    ],
+)
+
+
 def _toml_prior(dist: str, kwargs: dict[str, float]) -> str:
     args = ", ".join(f"{k} = {v!r}" for k, v in kwargs.items())
     return f'{{ dist = "{dist}", kwargs = {{ {args} }} }}'
@@ -264,11 +288,13 @@ class Result:
     converged: dict[str, tuple[bool, tuple[str, ...]]]
 
 
-def run_case(case: Case, directory: Path) -> Result:
+def run_case(case: Case, directory: Path, centre_at: float = CENTRE_AT) -> Result:
+    """Fit and bridge every hypothesis; ``centre_at=0`` samples every domain effect centred."""
     study = load_study(write_study(case, directory))
     obs = load_observations(study)
     cells = cell_data(obs.table, study)
-    sm = StudyModel(study, cells)
+    sm = StudyModel(study, cells, centre_at=centre_at)
+    assert sm.centring.any_domain == case.name.endswith("_centred"), "the case exercises the wrong parameterisation"
     log_ml, se, converged = [], [], {}
     for k, h in enumerate(study.hypotheses):
         fit = sm.fit(h, SETTINGS)
@@ -308,6 +334,11 @@ def three_cells_weighted(tmp_path_factory) -> Result:
 @pytest.fixture(scope="module")
 def two_groups(tmp_path_factory) -> Result:
     return run_case(CASES["two_groups"], tmp_path_factory.mktemp("two_groups"))
+
+
+@pytest.fixture(scope="module")
+def strong_data_centred(tmp_path_factory) -> Result:
+    return run_case(CASES["strong_data_centred"], tmp_path_factory.mktemp("strong_data_centred"))
 
 
 def _report(r: Result) -> str:

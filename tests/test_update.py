@@ -18,8 +18,17 @@ from forecast.study import load_study
 from forecast.update import run_update
 
 CONTRACT_KEYS = {
-    "id", "label", "prior_probability", "log_marginal_likelihood", "log_marginal_likelihood_se",
-    "posterior_probability", "posterior_probability_se", "elpd_loo", "elpd_loo_se", "loo_weight", "diagnostics",
+    "id",
+    "label",
+    "prior_probability",
+    "log_marginal_likelihood",
+    "log_marginal_likelihood_se",
+    "posterior_probability",
+    "posterior_probability_se",
+    "elpd_loo",
+    "elpd_loo_se",
+    "loo_weight",
+    "diagnostics",
 }
 DIAGNOSTIC_KEYS = {"rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "converged"}
 SMALL = SamplerSettings(draws=1000, tune=500, chains=4, seed=7)
