@@ -317,6 +317,14 @@ def pointwise_table(obs: Observations, cells: CellData, study: Study, loos: list
     return table
 
 
+def _write_csv(table: pd.DataFrame, path: Path) -> None:
+    """CSV through Arrow: exact floats, ~10x faster than pandas for a million-event table."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    pacsv.write_csv(pa.Table.from_pandas(table, preserve_index=False), path)
+
+
 def _write_run(
     root: Path,
     study: Study,
@@ -327,7 +335,7 @@ def _write_run(
     history=None,
 ) -> Path:
     with RunWriter(root, study.name) as w:
-        w.write_with(POINTWISE, lambda p: pointwise.to_csv(p, index=False))
+        w.write_with(POINTWISE, lambda p: _write_csv(pointwise, p))
         if history is not None:
             from forecast.history import HISTORY
 
