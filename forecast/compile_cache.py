@@ -18,6 +18,7 @@ If anything here does not fit the installed nutpie (it uses nutpie internals), i
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 import warnings
@@ -41,7 +42,11 @@ def compile_model(model):
     try:
         return _compile_cached(model)
     except (AttributeError, ImportError, TypeError, ValueError, KeyError, NotImplementedError) as err:
-        warnings.warn(f"nutpie wrapper cache unavailable ({err}); compiling the usual way", stacklevel=2)
+        # A log record, not a warning: callers silence compiler warnings, and this one matters
+        # (every process then pays nutpie's full compile again).
+        logging.getLogger("forecast").warning(
+            "nutpie wrapper cache unavailable (%s: %s); compiling the usual way (slower)", type(err).__name__, err
+        )
         return nutpie.compile_pymc_model(model)
 
 

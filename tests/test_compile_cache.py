@@ -7,9 +7,9 @@ still works when the cache is switched off.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pytest
@@ -36,13 +36,13 @@ def draws(compiled, seed: int = 3) -> np.ndarray:
     return np.concatenate([trace.posterior["mu"].values.ravel(), trace.posterior["scale"].values.ravel()])
 
 
-def test_cached_build_draws_exactly_what_nutpie_draws():
+def test_cached_build_draws_exactly_what_nutpie_draws(caplog):
     import nutpie
 
     model = tiny_model()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)  # the fallback warns: it must not be taken here
+    with caplog.at_level(logging.WARNING, logger="forecast"):
         ours = compile_model(model)
+    assert not caplog.records, "the cached build fell back to nutpie's own compile"
     theirs = nutpie.compile_pymc_model(model)
     np.testing.assert_array_equal(draws(ours), draws(theirs))
 
@@ -85,3 +85,16 @@ def test_a_new_process_loads_the_wrappers_instead_of_compiling_them():
     for _ in range(2):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "2", out.stderr[-2000:]
+
+
+def test_a_nutpie_that_no_longer_fits_is_logged_and_compiled_the_usual_way(monkeypatch, caplog):
+    import forecast.compile_cache as cc
+
+    def broken(model):
+        raise TypeError("_make_functions() got an unexpected keyword argument 'join_expanded'")
+
+    monkeypatch.setattr(cc, "_compile_cached", broken)
+    with caplog.at_level(logging.WARNING, logger="forecast"):
+        compiled = cc.compile_model(tiny_model())
+    assert "compiling the usual way" in caplog.text and "join_expanded" in caplog.text
+    assert draws(compiled).shape == (1200,)
