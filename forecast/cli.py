@@ -51,6 +51,24 @@ def _run(fn):
         sys.exit(1)
 
 
+def draws_and_tune(command):
+    """``--draws`` and ``--tune``, defaulting to the sampler's settings (forecast/settings.py)."""
+    command = click.option(
+        "--tune",
+        type=click.IntRange(100),
+        default=SamplerSettings.tune,
+        show_default=True,
+        help="Tuning draws per chain.",
+    )(command)
+    return click.option(
+        "--draws",
+        type=click.IntRange(100),
+        default=SamplerSettings.draws,
+        show_default=True,
+        help="Posterior draws per chain.",
+    )(command)
+
+
 def _emit_json(obj: dict) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 
@@ -74,16 +92,7 @@ def main() -> None:
 @main.command()
 @study_argument
 @click.option("--seed", type=int, default=20190712, show_default=True, help="Random seed (same seed, same numbers).")
-@click.option(
-    "--draws",
-    type=click.IntRange(100),
-    default=SamplerSettings.draws,
-    show_default=True,
-    help="Posterior draws per chain.",
-)
-@click.option(
-    "--tune", type=click.IntRange(100), default=SamplerSettings.tune, show_default=True, help="Tuning draws per chain."
-)
+@draws_and_tune
 @click.option(
     "--chains", type=click.IntRange(2), default=4, show_default=True, help="Independent chains (R-hat needs >= 2)."
 )
@@ -323,16 +332,7 @@ def predict(study, horizon, origin, seed, runs_dir, allow_unconverged, as_json, 
     help="Refit at every origin, or carry fits forward by PSIS and refit when Pareto k > 0.7.",
 )
 @click.option("--seed", type=int, default=20190712, show_default=True, help="Random seed (same seed, same numbers).")
-@click.option(
-    "--draws",
-    type=click.IntRange(100),
-    default=SamplerSettings.draws,
-    show_default=True,
-    help="Posterior draws per chain.",
-)
-@click.option(
-    "--tune", type=click.IntRange(100), default=SamplerSettings.tune, show_default=True, help="Tuning draws per chain."
-)
+@draws_and_tune
 @click.option("--chains", type=click.IntRange(2), default=4, show_default=True, help="Independent chains.")
 @click.option("--cores", type=click.IntRange(1), default=2, show_default=True, help="Chains sampled in parallel.")
 @click.option(
@@ -880,16 +880,7 @@ def simulate(study, hypothesis, source, n, reliability, seed, out, runs_dir, as_
 )
 @click.option("--reliability", default="A1", show_default=True, help="With --n: the grade of every simulated event.")
 @click.option("--seed", type=int, default=20190712, show_default=True, help="Random seed (same seed, same data sets).")
-@click.option(
-    "--draws",
-    type=click.IntRange(100),
-    default=SamplerSettings.draws,
-    show_default=True,
-    help="Posterior draws per chain.",
-)
-@click.option(
-    "--tune", type=click.IntRange(100), default=SamplerSettings.tune, show_default=True, help="Tuning draws per chain."
-)
+@draws_and_tune
 @click.option("--chains", type=click.IntRange(2), default=4, show_default=True, help="Independent chains.")
 @click.option("--workers", type=click.IntRange(0), default=None, help="Local worker processes [default: one per core].")
 @click.option("--scheduler", default=None, help="A Dask scheduler address (tcp://host:8786) to run the fits on.")

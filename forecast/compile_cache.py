@@ -20,9 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
 import warnings
-from functools import wraps
 
 import numpy as np
 
@@ -61,7 +59,7 @@ def _compile_cached(model):
         jitter_rvs=set(model.free_RVs),
         return_transformed=True,
     )
-    initial_point_fn = _with_lock(initial_point_fn)
+    initial_point_fn = ncp._wrap_with_lock(initial_point_fn)
     (n_dim, n_expanded, logp_fn_pt, expand_fn_pt, initial_fn, shape_info, reparameterized) = ncp._make_functions(
         model,
         mode="NUMBA",
@@ -105,17 +103,6 @@ def _compile_cached(model):
         expand_func=expand_fn_pt,
         reparameterized_names=reparameterized,
     )
-
-
-def _with_lock(func):
-    lock = threading.Lock()
-
-    @wraps(func)
-    def locked(*args, **kwargs):
-        with lock:
-            return func(*args, **kwargs)
-
-    return locked
 
 
 def _shared_layout(user_data: np.ndarray, key: str, ndim: int) -> tuple[int, list[int]]:
