@@ -29,6 +29,7 @@ from forecast.model import (
     centring,
     family_signature,
     prior_values,
+    split_prior_vectors,
     study_centring,
 )
 from forecast.settings import SamplerSettings
@@ -77,15 +78,18 @@ def diagnose(trace) -> Diagnostics:
     """Convergence diagnostics over every free variable of a fit."""
     from arviz_stats.base import array_stats
 
+    from forecast.convergence import ess_bulk, ess_tail, rhat_rank
+
     # One (k, chain, draw) stack of every scalar component: one call per statistic.
     parts = []
     for var in trace.posterior.data_vars.values():
         a = np.asarray(var.values, dtype=float)
         parts.append(np.moveaxis(a.reshape(a.shape[0], a.shape[1], -1), -1, 0))
     a = np.concatenate(parts)
-    rhat_max = float(np.nanmax(array_stats.rhat(a, method="rank")))
-    ess_bulk = float(np.nanmin(array_stats.ess(a, method="bulk")))
-    ess_tail = float(np.nanmin(array_stats.ess(a, method="tail", prob=(0.05, 0.95))))
+    # ArviZ's rank-normalised R-hat and ESS, computed for every component at once.
+    rhat_max = float(np.nanmax(rhat_rank(a)))
+    ess_bulk_min = float(np.nanmin(ess_bulk(a)))
+    ess_tail_min = float(np.nanmin(ess_tail(a, prob=(0.05, 0.95))))
     stats = trace.sample_stats
     divergences = int(stats["diverging"].values.sum())
     saturated = float(stats["maxdepth_reached"].values.mean())
@@ -93,10 +97,10 @@ def diagnose(trace) -> Diagnostics:
     problems = []
     if not rhat_max <= RHAT_MAX:
         problems.append(f"R-hat {rhat_max:.3f} > {RHAT_MAX}")
-    if not ess_bulk >= ESS_MIN:
-        problems.append(f"bulk ESS {ess_bulk:.0f} < {ESS_MIN}")
-    if not ess_tail >= ESS_MIN:
-        problems.append(f"tail ESS {ess_tail:.0f} < {ESS_MIN}")
+    if not ess_bulk_min >= ESS_MIN:
+        problems.append(f"bulk ESS {ess_bulk_min:.0f} < {ESS_MIN}")
+    if not ess_tail_min >= ESS_MIN:
+        problems.append(f"tail ESS {ess_tail_min:.0f} < {ESS_MIN}")
     if divergences:
         problems.append(f"{divergences} divergent transition(s)")
     warnings_only = []
@@ -106,8 +110,8 @@ def diagnose(trace) -> Diagnostics:
         warnings_only.append(f"E-BFMI {ebfmi:.2f} < {EBFMI_MIN}")
     return Diagnostics(
         rhat_max,
-        ess_bulk,
-        ess_tail,
+        ess_bulk_min,
+        ess_tail_min,
         divergences,
         saturated,
         ebfmi,
@@ -222,7 +226,8 @@ class StudyModel:
     def _sample(self, hypothesis: Hypothesis, settings: SamplerSettings, cells: CellData | None = None):
         import nutpie
 
-        model, cm = self.compiled(family_signature(self.study, hypothesis))
+        signature = family_signature(self.study, hypothesis)
+        model, cm = self.compiled(signature)
         data = self._data(hypothesis, cells)
         cm = cm.with_data(**data)
         # nutpie's initial points come from the PyMC model's own (shared) data: give it this
@@ -243,7 +248,7 @@ class StudyModel:
                 store_unconstrained=True,
             )
         unconstrained = np.array(trace.sample_stats["unconstrained_draw"].values)
-        trace = _slim(trace)
+        trace = _slim(trace, self.study, signature)
         return trace, unconstrained, diagnose(trace)
 
     def log_posterior(
@@ -270,13 +275,15 @@ class StudyModel:
         return logp
 
 
-def _slim(trace):
-    """Keep what results need: the posterior and the scalar sampler statistics."""
+def _slim(trace, study: Study, signature: tuple[str, ...]):
+    """Keep what results need: the posterior (one scalar per prior slot) and the scalar sampler
+    statistics."""
     import xarray as xr
 
     stats = trace.sample_stats.to_dataset()
     keep = [k for k, v in stats.data_vars.items() if v.dims == ("chain", "draw") and v.dtype != object]
-    return xr.DataTree.from_dict({"posterior": trace.posterior.to_dataset(), "sample_stats": stats[keep]})
+    posterior = split_prior_vectors(trace.posterior.to_dataset(), study, signature)
+    return xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats[keep]})
 
 
 @contextlib.contextmanager

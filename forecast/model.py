@@ -137,35 +137,87 @@ def years_from_reference(study: Study) -> np.ndarray:
     return (np.arange(study.time.n_quarters) - (study.time.reference - study.time.start)) / 4.0
 
 
-def latent_logit(xp: Any, params: dict[str, Any], years: Any, ref: int, components: tuple[str, ...]) -> Any:
-    """Log-odds of cooperation on the whole (..., group, domain, quarter) grid.
+def latent_parts(xp: Any, params: dict[str, Any], years: Any, ref: int, components: tuple[str, ...]) -> tuple[Any, Any]:
+    """The two additive parts of the log-odds: (..., group, domain) and (..., group, quarter).
 
-    Written once for both array libraries: ``xp`` is numpy (post-processing draws, leading
-    sample axes allowed) or ``pytensor.tensor`` (building the model).
+    ``eta[g, d, t] = a[g, d] + b[g, t]``. Written once for both array libraries: ``xp`` is
+    numpy (post-processing draws, leading sample axes allowed) or ``pytensor.tensor``.
     """
     tilt, spread, z = params["tilt"], params["spread"], params[DOMAIN_EFFECT]
-    eta = (tilt[..., :, None, None] + spread[..., :, None, None] * z[..., :, :, None]) + 0.0 * years
+    a = tilt[..., :, None] + spread[..., :, None] * z
+    b = 0.0 * tilt[..., :, None] + 0.0 * years
     if "trend" in components:
-        eta = eta + params["trend"][..., :, None, None] * years
+        b = b + params["trend"][..., :, None] * years
     if "random_walk" in components and RW_STEPS in params:
         steps = params[RW_STEPS]
         walk = xp.concatenate([xp.zeros_like(steps[..., :1]), xp.cumsum(steps, axis=-1)], axis=-1)
-        walk = (walk - walk[..., ref : ref + 1]) * params["volatility"][..., :, None]
-        eta = eta + walk[..., :, None, :]
-    return eta
+        b = b + (walk - walk[..., ref : ref + 1]) * params["volatility"][..., :, None]
+    return a, b
 
 
-def _rv(family: str, name: str, p: Any):
+def latent_logit(xp: Any, params: dict[str, Any], years: Any, ref: int, components: tuple[str, ...]) -> Any:
+    """Log-odds of cooperation on the whole (..., group, domain, quarter) grid."""
+    a, b = latent_parts(xp, params, years, ref, components)
+    return a[..., :, :, None] + b[..., :, None, :]
+
+
+@dataclass(frozen=True)
+class PriorVector:
+    """One sampled vector: a parameter's groups whose priors share a distribution family."""
+
+    name: str  # the PyMC variable; never stored (``split_prior_vectors`` names its elements)
+    param: str
+    family: str
+    rows: tuple[int, ...]  # rows of ``prior_params`` (= slots), in group order
+
+
+def prior_vectors(study: Study, signature: tuple[str, ...]) -> list[PriorVector]:
+    """The prior's vector variables: one per (parameter, family) in the family signature.
+
+    One vector instead of a scalar per group makes the graph several times smaller: PyTensor
+    compiles it faster and nutpie evaluates it faster.
+    """
+    out: list[PriorVector] = []
+    all_slots = slots(study)
+    for param in study.parameters:
+        by_family: dict[str, list[int]] = {}
+        for k, (p, _) in enumerate(all_slots):
+            if p == param:
+                by_family.setdefault(signature[k], []).append(k)
+        out += [PriorVector(f"{param}__{f}", param, f, tuple(rows)) for f, rows in by_family.items()]
+    return out
+
+
+def split_prior_vectors(posterior, study: Study, signature: tuple[str, ...]):
+    """The posterior (an ``xarray.Dataset``) with each prior vector stored as one scalar per slot.
+
+    Every result keeps the layout ``tilt__<group>``, ``spread__<group>``, ...
+    """
+    import xarray as xr
+
+    all_slots = slots(study)
+    vectors = prior_vectors(study, signature)
+    out = posterior.drop_vars([v.name for v in vectors])
+    scalars = {}
+    for v in vectors:
+        values = posterior[v.name].values
+        for i, row in enumerate(v.rows):
+            scalars[rv_name(*all_slots[row])] = xr.DataArray(values[..., i], dims=("chain", "draw"))
+    return out.assign(scalars)
+
+
+def _rv(family: str, name: str, p: Any, n: int):
+    """A vector of ``n`` independent variables of ``family`` with parameters ``p`` (n, MAX_PARAMS)."""
     import pymc as pm
 
     builders: dict[str, Callable[[], Any]] = {
-        "Normal": lambda: pm.Normal(name, mu=p[0], sigma=p[1]),
-        "StudentT": lambda: pm.StudentT(name, nu=p[0], mu=p[1], sigma=p[2]),
-        "HalfNormal": lambda: pm.HalfNormal(name, sigma=p[0]),
-        "HalfStudentT": lambda: pm.HalfStudentT(name, nu=p[0], sigma=p[1]),
-        "LogNormal": lambda: pm.LogNormal(name, mu=p[0], sigma=p[1]),
-        "Gamma": lambda: pm.Gamma(name, alpha=p[0], beta=p[1]),
-        "Exponential": lambda: pm.Exponential(name, lam=p[0]),
+        "Normal": lambda: pm.Normal(name, mu=p[:, 0], sigma=p[:, 1], shape=n),
+        "StudentT": lambda: pm.StudentT(name, nu=p[:, 0], mu=p[:, 1], sigma=p[:, 2], shape=n),
+        "HalfNormal": lambda: pm.HalfNormal(name, sigma=p[:, 0], shape=n),
+        "HalfStudentT": lambda: pm.HalfStudentT(name, nu=p[:, 0], sigma=p[:, 1], shape=n),
+        "LogNormal": lambda: pm.LogNormal(name, mu=p[:, 0], sigma=p[:, 1], shape=n),
+        "Gamma": lambda: pm.Gamma(name, alpha=p[:, 0], beta=p[:, 1], shape=n),
+        "Exponential": lambda: pm.Exponential(name, lam=p[:, 0], shape=n),
     }
     assert set(builders) == set(FAMILIES), "every family a study may name must have a builder"
     return builders[family]()
@@ -186,6 +238,8 @@ def build_model(
     import pymc as pm
     import pytensor.tensor as pt
 
+    from forecast.likelihood import CellLoglik
+
     groups = [g.id for g in study.groups]
     coords = {"group": groups, "domain": [d.id for d in study.domains], "quarter": study.time.quarters}
     n_q = study.time.n_quarters
@@ -194,10 +248,18 @@ def build_model(
         data = cells.as_model_data()
         cell_index = pm.Data("cell_index", data["cell_index"])
         cell_weights = pm.Data("cell_weights", data["cell_weights"])
+        pieces: dict[str, list[tuple[PriorVector, Any]]] = {}
+        for v in prior_vectors(study, signature):
+            contiguous = v.rows == tuple(range(v.rows[0], v.rows[-1] + 1))
+            p = hp[v.rows[0] : v.rows[-1] + 1] if contiguous else hp[np.array(v.rows)]
+            pieces.setdefault(v.param, []).append((v, _rv(v.family, v.name, p, len(v.rows))))
         params: dict[str, Any] = {}
-        for k, (param, group) in enumerate(slots(study)):
-            params.setdefault(param, []).append(_rv(signature[k], rv_name(param, group), hp[k]))
-        params = {p: pt.stack(v) for p, v in params.items()}
+        for param, parts in pieces.items():
+            if len(parts) == 1:
+                params[param] = parts[0][1]
+            else:  # groups with different families: back into group order
+                order = np.argsort([row for v, _ in parts for row in v.rows])
+                params[param] = pt.concatenate([rv for _, rv in parts])[order]
         centred = centred or study_centring(study, cells)
         walk = "random_walk" in study.time.components and n_q > 1
         if centred.any_domain:
@@ -213,15 +275,21 @@ def build_model(
             params[RW_STEPS] = _mixed(RW_STEPS, mask, centred.steps.shape, drift, params["volatility"], None)
         elif walk:
             params[RW_STEPS] = pm.Normal(RW_STEPS, 0.0, 1.0, shape=(len(groups), n_q - 1))
-        years = pt.as_tensor(years_from_reference(study))
-        ref = study.time.reference - study.time.start
-        eta_grid = latent_logit(pt, params, years, ref, study.time.components)
-        eta = eta_grid[cell_index[:, 0], cell_index[:, 1], cell_index[:, 2]]
+        zeros = pt.zeros(len(groups))
+        loglik = CellLoglik(ref=study.time.reference - study.time.start)(
+            params["tilt"],
+            params["spread"],
+            params[DOMAIN_EFFECT],
+            params["trend"] if "trend" in study.time.components else zeros,
+            params["volatility"] if walk else zeros,
+            params[RW_STEPS] if walk else pt.zeros((len(groups), max(n_q - 1, 0))),
+            years_from_reference(study),
+            cell_index,
+            cell_weights,
+        )[0]
         # Reliability-weighted Bernoulli log-likelihood: w * log p for cooperative events,
-        # w * log(1 - p) for conflictual ones, summed per cell.
-        pm.Potential(
-            "weighted_loglik", pt.sum(-cell_weights[:, 0] * pt.softplus(-eta) - cell_weights[:, 1] * pt.softplus(eta))
-        )
+        # w * log(1 - p) for conflictual ones, summed per cell (forecast/likelihood.py).
+        pm.Potential("weighted_loglik", loglik)
     return model
 
 
@@ -256,7 +324,7 @@ def draws_as_arrays(posterior, study: Study) -> dict[str, np.ndarray]:
 
 def cell_logit_draws(arrays: dict[str, np.ndarray], study: Study, cells: CellData) -> np.ndarray:
     """Log-odds at each observed cell for every draw: shape (samples, cells)."""
-    eta = latent_logit(
+    a, b = latent_parts(
         np, arrays, years_from_reference(study), study.time.reference - study.time.start, study.time.components
     )
-    return eta[:, cells.group, cells.domain, cells.quarter]
+    return a[:, cells.group, cells.domain] + b[:, cells.group, cells.quarter]
