@@ -92,9 +92,7 @@ def test_model_log_density_gives_each_group_its_own_prior(mixed):
         point[value_var.name] = x if transform is None else transform.forward(x).eval()
     logp = model.compile_logp(jacobian=False)(point)
 
-    expected = sum(
-        float(h.priors[(p, g.id)].logpdf(values[p][i])) for p in values for i, g in enumerate(study.groups)
-    )
+    expected = sum(float(h.priors[(p, g.id)].logpdf(values[p][i])) for p in values for i, g in enumerate(study.groups))
     expected += float(np.sum(-0.5 * z**2 - 0.5 * np.log(2 * np.pi)))
     expected += float(np.sum(-0.5 * steps**2 - 0.5 * np.log(2 * np.pi)))
     data = cells.as_model_data()
