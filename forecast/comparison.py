@@ -94,13 +94,15 @@ def psis_loo(loglik: np.ndarray, counts: np.ndarray) -> Loo:
     """PSIS-LOO from per-pattern log-likelihoods of shape (chains, draws, patterns)."""
     from arviz_stats.base import array_stats
 
+    from forecast.convergence import ess_mean
+
     chains, draws, n_pat = loglik.shape
     by_pattern = np.moveaxis(loglik, -1, 0)  # (patterns, chains, draws)
     # One relative efficiency for all patterns (their mean), as loo does for a single r_eff;
     # estimated on at most R_EFF_PATTERNS evenly spaced patterns, which is plenty for a mean
     # and keeps 10^4-pattern studies from spending seconds on it.
     sub = by_pattern[np.unique(np.linspace(0, n_pat - 1, min(n_pat, R_EFF_PATTERNS)).astype(int))]
-    r_eff = np.asarray(array_stats.ess(np.exp(sub), method="mean", relative=True), dtype=float)
+    r_eff = ess_mean(np.exp(sub), relative=True)
     r_eff = float(np.clip(np.nanmean(r_eff), 1e-3, None)) if np.isfinite(r_eff).any() else 1.0
     flat = by_pattern.reshape(n_pat, -1)
     # arviz-stats' psislw takes the log-likelihood and smooths weights proportional to its

@@ -37,7 +37,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.fftpack import next_fast_len  # ArviZ's core.autocov pads with fftpack's 5-smooth length
 from scipy.stats import norm
 
-__all__ = ["ess_bulk", "ess_tail", "rhat_rank"]
+__all__ = ["ess_bulk", "ess_mean", "ess_tail", "rhat_rank"]
 
 _MIN_DRAWS = 4
 _BLOM_OFFSET = 3 / 8
@@ -321,4 +321,25 @@ def ess_tail(a: ArrayLike, prob: float | Sequence[float] = (0.05, 0.95)) -> NDAr
         indicator = (arr <= quantile[:, None, None]).astype(np.float64)
         results.append(_ess(_split_chains(indicator)))
     out = _python_min(results[0], results[1])
+    return np.where(invalid, np.nan, out).reshape(lead)
+
+
+def ess_mean(a: ArrayLike, relative: bool = False) -> NDArray[np.float64]:
+    """ESS of the mean: ESS of the split chains, without rank normalisation.
+
+    ``a`` has shape (..., chain, draw); the result has shape (...) and equals
+    ``arviz_stats.base.array_stats.ess(a, method="mean", relative=relative)``, including
+    ArviZ's quirk that a constant variable gives the number of split draws even when
+    ``relative`` is true.
+    """
+    arr, lead = _as_batch(a)
+    invalid = _invalid_rows(arr, min_chains=1)
+    if invalid.all():
+        return np.full(lead, np.nan)
+    split = _split_chains(_sanitize(arr, invalid)).astype(np.float64)
+    out = _ess(split)
+    if relative:
+        total = split.shape[-2] * split.shape[-1]
+        spread = split.max(axis=(-2, -1)) - split.min(axis=(-2, -1))
+        out = np.where(spread < np.finfo(float).resolution, out, out / total)
     return np.where(invalid, np.nan, out).reshape(lead)

@@ -202,10 +202,10 @@ def term_loglik(eta: np.ndarray, keys: list[Term]) -> np.ndarray:
 
 def relative_ess(loglik: np.ndarray, chains: int) -> float:
     """The relative efficiency PSIS-LOO uses (``comparison.psis_loo``): mean over terms."""
-    from arviz_stats.base import array_stats
+    from forecast.convergence import ess_mean
 
     by_term = np.moveaxis(loglik.reshape(chains, -1, loglik.shape[-1]), -1, 0)
-    r = np.asarray(array_stats.ess(np.exp(by_term), method="mean", relative=True), dtype=float)
+    r = ess_mean(np.exp(by_term), relative=True)
     return float(np.clip(np.nanmean(r), 1e-3, None)) if np.isfinite(r).any() else 1.0
 
 

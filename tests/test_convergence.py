@@ -14,7 +14,7 @@ import pytest
 from arviz_stats.base import array_stats
 from scipy.signal import lfilter
 
-from forecast.convergence import ess_bulk, ess_tail, rhat_rank
+from forecast.convergence import ess_bulk, ess_mean, ess_tail, rhat_rank
 
 TOL = {"rtol": 1e-10, "atol": 1e-12, "equal_nan": True}
 
@@ -27,11 +27,19 @@ def arviz_reference(a: np.ndarray) -> dict[str, np.ndarray]:
             "rhat": array_stats.rhat(a, method="rank"),
             "ess_bulk": array_stats.ess(a, method="bulk"),
             "ess_tail": array_stats.ess(a, method="tail", prob=(0.05, 0.95)),
+            "ess_mean": array_stats.ess(a, method="mean"),
+            "ess_mean_relative": array_stats.ess(a, method="mean", relative=True),
         }
 
 
 def vectorized(a: np.ndarray) -> dict[str, np.ndarray]:
-    return {"rhat": rhat_rank(a), "ess_bulk": ess_bulk(a), "ess_tail": ess_tail(a)}
+    return {
+        "rhat": rhat_rank(a),
+        "ess_bulk": ess_bulk(a),
+        "ess_tail": ess_tail(a),
+        "ess_mean": ess_mean(a),
+        "ess_mean_relative": ess_mean(a, relative=True),
+    }
 
 
 def assert_matches_arviz(a: np.ndarray) -> dict[str, np.ndarray]:
