@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from forecast.observations import lookup
 from forecast.study import Study
 
 
@@ -111,8 +112,8 @@ def cell_data(table: pd.DataFrame, study: Study) -> CellData:
     didx = {d.id: i for i, d in enumerate(study.domains)}
     frame = pd.DataFrame(
         {
-            "g": table["group"].map(gidx).to_numpy(dtype=np.int64)[counted],
-            "d": table["domain"].map(didx).to_numpy(dtype=np.int64)[counted],
+            "g": lookup(table["group"], gidx).to_numpy(dtype=np.int64)[counted],
+            "d": lookup(table["domain"], didx).to_numpy(dtype=np.int64)[counted],
             "t": (table["quarter"].to_numpy(dtype=np.int64) - study.time.start)[counted],
             "coop": table["cooperative"].to_numpy(dtype=bool)[counted],
             "w": table["weight"].to_numpy(dtype=np.float64)[counted],

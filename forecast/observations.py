@@ -12,6 +12,8 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,10 +52,14 @@ class _Problems:
         self.path = path
         self.items: list[str] = []
         # Physical line on which each data row starts (blank lines and quoted line breaks
-        # make it differ from row index + 2); None: assume one line per row.
+        # make it differ from row index + 2); None: assume one line per row. Found by
+        # ``find_lines`` only when a problem is reported: a clean million-row file skips it.
         self.lines: np.ndarray | None = None
+        self.find_lines: Callable[[], np.ndarray | None] | None = None
 
     def line(self, i: int) -> int:
+        if self.find_lines is not None:
+            self.lines, self.find_lines = self.find_lines(), None
         return int(self.lines[i]) if self.lines is not None else i + 2
 
     def add(self, msg: str) -> None:
@@ -104,19 +110,8 @@ def _records(text: str) -> tuple[np.ndarray, np.ndarray]:
     return np.array(starts, dtype=np.int64), np.array(widths, dtype=np.int64)
 
 
-def load_observations(study: Study, path: Path | None = None, *, today: dt.date | None = None) -> Observations:
-    """Read and check the study's observation file; raise ObservationError listing every problem."""
-    path = Path(path or study.observations_path)
-    if not path.is_file():
-        raise ObservationError(f"{path}: observation file not found (named by {study.path.name}: study.observations)")
-    raw = path.read_bytes()
-    sha = hashlib.sha256(raw).hexdigest()
-    problems = _Problems(path)
-    text = _decode(path, raw, problems)
-    if text is None:
-        raise ObservationError(problems.items, heading=f"{path}: cannot read the observations")
-    if not text.strip():
-        raise ObservationError(f"{path}: the file is empty; it needs a header line: {','.join(REQUIRED_COLUMNS)}")
+def _report_records(path: Path, text: str, problems: _Problems) -> None:
+    """Raise an ObservationError naming the records with too many fields, if there are any."""
     try:
         starts, widths = _records(text)
     except csv.Error as e:
@@ -132,12 +127,53 @@ def load_observations(study: Study, path: Path | None = None, *, today: dt.date 
         problems.add(f"... and {len(wrong) - MAX_REPORTED_PER_RULE} more lines with too many fields")
     if len(wrong):
         raise ObservationError(problems.items, heading=f"{path}: {len(problems.items)} problem(s) in the observations")
+
+
+def lookup(col: pd.Series, table: dict) -> pd.Series:
+    """``col.map(table)``, NaN where a value is not a key: mapped once per distinct value
+    (``Series.map`` on pandas' Arrow strings builds a Python object per row: seconds at 10^6)."""
+    codes, uniques = pd.factorize(col)
+    mapped = pd.Series(uniques).map(table).to_numpy()
+    if not len(mapped):
+        return pd.Series(np.full(len(col), np.nan), index=col.index)
+    out = mapped[np.maximum(codes, 0)]
+    if (codes < 0).any():
+        out = np.where(codes < 0, np.nan, out)
+    return pd.Series(out, index=col.index)
+
+
+def load_observations(study: Study, path: Path | None = None, *, today: dt.date | None = None) -> Observations:
+    """Read and check the study's observation file; raise ObservationError listing every problem."""
+    path = Path(path or study.observations_path)
+    if not path.is_file():
+        raise ObservationError(f"{path}: observation file not found (named by {study.path.name}: study.observations)")
+    raw = path.read_bytes()
+    sha = hashlib.sha256(raw).hexdigest()
+    problems = _Problems(path)
+    text = _decode(path, raw, problems)
+    if text is None:
+        raise ObservationError(problems.items, heading=f"{path}: cannot read the observations")
+    if not text.strip():
+        raise ObservationError(f"{path}: the file is empty; it needs a header line: {','.join(REQUIRED_COLUMNS)}")
     try:
-        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=False, index_col=False)
-    except pd.errors.ParserError as e:
+        with warnings.catch_warnings():
+            # pandas only warns when the first data row has more fields than the header.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(
+                io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=False, index_col=False
+            )
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as e:
+        _report_records(path, text, problems)
         raise ObservationError(f"{path}: not a readable CSV file: {e}") from None
-    if len(starts) - 1 == len(df):
-        problems.lines = starts[1:]
+
+    def find_lines() -> np.ndarray | None:
+        try:
+            starts, _ = _records(text)
+        except csv.Error:
+            return None
+        return starts[1:] if len(starts) - 1 == len(df) else None
+
+    problems.find_lines = find_lines
     table = validate_table(df, study, problems, today=today)
     if problems.items:
         raise ObservationError(problems.items, heading=f"{path}: {len(problems.items)} problem(s) in the observations")
@@ -245,7 +281,7 @@ def validate_table(
             "report_date": report_date,
             "quarter": q.astype("Int64"),
             "counterpart": s["counterpart"],
-            "group": s["counterpart"].map(group_of),
+            "group": lookup(s["counterpart"], group_of),
             "domain": s["domain"],
             "cooperative": cooperative,
             "intensity": intensity,
@@ -281,8 +317,8 @@ def reliability_weight(col: pd.Series, study: Study, problems: _Problems | None 
     col = col.str.strip().str.upper()
     admiralty = col.str.fullmatch(r"[A-F][1-6]")
     # astype: on an empty column map() keeps the str dtype, and str * str raises TypeError
-    src = col.str[0].map(study.reliability_source).astype("float64")
-    cred = col.str[1:].map(study.reliability_credibility).astype("float64")
+    src = lookup(col.str[0], study.reliability_source).astype("float64")
+    cred = lookup(col.str[1:], study.reliability_credibility).astype("float64")
     graded = (src * cred).where(admiralty)
     plain = pd.to_numeric(col.where(~admiralty), errors="coerce")
     weight = graded.fillna(plain)
