@@ -25,6 +25,7 @@ _PRIOR_K = 10
 # Rows are processed in blocks of about this many elements: big enough to amortise the Python
 # overhead per block, small enough that the temporaries stay in cache-friendly sizes.
 _BLOCK_ELEMENTS = 1 << 17
+_FIT_BLOCK_ELEMENTS = 1 << 16
 _TINY = np.finfo(float).tiny
 _NEGLIGIBLE_WEIGHT = 10 * np.finfo(float).eps
 
@@ -37,7 +38,8 @@ def psislw(log_lik: np.ndarray, r_eff: float | np.ndarray = 1.0) -> tuple[np.nda
     log_lik
         Array of shape ``(..., n_draws)``, usually ``(n_rows, n_draws)``. Like arviz-stats 1.x,
         the raw log weights are ``-log_lik`` (pass minus the log ratios to smooth ``exp(log_ratios)``).
-        Converted to float64.
+        Computed in float64 (for float32 input arviz-stats keeps some steps in float32, so the two
+        then differ at float32 precision).
     r_eff
         Relative efficiency of the draws: a scalar, as arviz-stats takes, or one value per row
         (shape ``log_lik.shape[:-1]``), equivalent to calling arviz-stats row by row.
@@ -72,7 +74,7 @@ def psislw(log_lik: np.ndarray, r_eff: float | np.ndarray = 1.0) -> tuple[np.nda
     elif r.shape == lead_shape:
         flat_r = r.reshape(-1)
         uniq, inverse = np.unique(flat_r, return_inverse=True)
-        tail_of_row = np.array([_tail_length(n_draws, u) for u in uniq])[inverse.reshape(-1)]
+        tail_of_row = np.array([_tail_length(n_draws, float(u)) for u in uniq])[inverse.reshape(-1)]
     else:
         raise ValueError(f"r_eff must be a scalar or have shape {lead_shape}, got {r.shape}")
 
@@ -107,23 +109,37 @@ def _psislw_rows(rows: np.ndarray, n_tail_f: float, log_w: np.ndarray, pareto_k:
     n_rows, n_draws = rows.shape
     n_tail = int(n_tail_f)
     kth = n_draws - n_tail - 1
-    tail_idx = np.empty((n_rows, n_tail), dtype=np.intp)
-    tail_vals = np.empty((n_rows, n_tail))
-    cutoff = np.empty(n_rows)
     # Blocks of rows small enough to stay in cache across the several passes made over them.
     block = max(1, _BLOCK_ELEMENTS // n_draws)
+    starts = range(0, n_rows, block)
 
-    for start in range(0, n_rows, block):
-        stop = start + block
+    # The cutoff and the tail: entries kth.. of each row in np.argsort order.
+    part = np.empty((n_rows, n_tail + 1), dtype=np.intp)
+    top = np.empty((n_rows, n_tail + 1))
+    for start in starts:
+        stop = min(start + block, n_rows)
         lw = log_w[start:stop]
         x = rows[start:stop]
         # arviz-stats computes (-x) - max(-x); x.min() - x is the same number bit for bit
-        # (IEEE negation is exact and rounding is sign-symmetric) in one pass instead of three.
+        # (IEEE negation is exact and rounding is sign-symmetric) in two passes instead of three.
         np.subtract(x.min(axis=1, keepdims=True), x, out=lw)
-        idx, vals = _top_sorted(lw, kth)
-        cutoff[start:stop] = vals[:, 0]
-        tail_vals[start:stop] = vals[:, 1:]
-        tail_idx[start:stop] = idx[:, 1:]
+        # A partial sort is enough, and much cheaper than arviz-stats' full argsort; see below.
+        part[start:stop] = np.argpartition(lw, kth, axis=1)[:, kth:]
+        top[start:stop] = np.take(lw, part[start:stop] + _row_offsets(start, stop, n_draws))
+    order = np.argsort(top, axis=1)
+    order += _row_offsets(0, n_rows, n_tail + 1)
+    idx = np.take(part, order)
+    vals = np.take(top, order)
+    # With strictly increasing values the tail and its order are unique, so they are what the
+    # full argsort would give. Ties (or NaN) make the result depend on how np.argsort breaks
+    # them (tied draws get different smoothed values), so those rows use the full argsort.
+    unique = np.all(vals[:, 1:] > vals[:, :-1], axis=1)
+    for i in np.flatnonzero(~unique):
+        idx[i] = np.argsort(log_w[i])[kth:]
+        vals[i] = log_w[i, idx[i]]
+    cutoff = vals[:, 0]
+    tail_vals = vals[:, 1:]
+    tail_idx = idx[:, 1:]
 
     max_tail = tail_vals.max(axis=1)
     if np.any(np.abs(max_tail - tail_vals.min(axis=1)) < _TINY):
@@ -133,39 +149,49 @@ def _psislw_rows(rows: np.ndarray, n_tail_f: float, log_w: np.ndarray, pareto_k:
     kappa, sigma = _gpdfit_rows(np.exp(tail_vals) - exp_cutoff[:, None])
     pareto_k[:] = kappa
 
-    smooth = np.flatnonzero(np.isfinite(kappa))
-    smoothed = np.log(
-        _gpinv_rows(np.arange(0.5, n_tail_f) / n_tail_f, kappa[smooth], sigma[smooth], exp_cutoff[smooth])
-    )
-    cap = max_tail[smooth, None]
-    smoothed = np.where(smoothed > cap, cap, smoothed)
-    bounds = np.searchsorted(smooth, np.arange(0, n_rows + block, block))
+    smooth = np.isfinite(kappa)
+    new_tail = tail_vals.copy()
+    if smooth.any():
+        probs = np.arange(0.5, n_tail_f) / n_tail_f
+        smoothed = np.log(_gpinv_rows(probs, kappa[smooth], sigma[smooth], exp_cutoff[smooth]))
+        cap = max_tail[smooth, None]
+        new_tail[smooth] = np.where(smoothed > cap, cap, smoothed)
 
-    for i, start in enumerate(range(0, n_rows, block)):
-        lw = log_w[start : start + block]
-        mine = slice(bounds[i], bounds[i + 1])
-        lw[smooth[mine, None] - start, tail_idx[smooth[mine]]] = smoothed[mine]
-        lw -= _logsumexp_rows(lw)
+    # Normalising needs each row's max and which entries equal it (SciPy's logsumexp takes them
+    # out of the sum). When the tail is unique and its new max exceeds the cutoff, both are
+    # known from the tail alone, which saves three passes over the row; other rows take the
+    # general route.
+    row_max = np.maximum(cutoff, new_tail.max(axis=1))
+    known = unique & (row_max > cutoff)
+    at_max = (new_tail == row_max[:, None]) & known[:, None]
+    n_max = np.count_nonzero(at_max, axis=1).astype(float)
+    shift = np.where(known, row_max, 0.0)
+    buf = np.empty((min(block, n_rows), n_draws))
+    for start in starts:
+        stop = min(start + block, n_rows)
+        lw = log_w[start:stop]
+        offsets = _row_offsets(start, stop, n_draws)
+        tail_flat = tail_idx[start:stop] + offsets
+        np.put(lw, tail_flat, new_tail[start:stop])
+
+        shift_b = shift[start:stop, None]
+        terms = buf[: stop - start]
+        np.exp(lw if not shift_b.any() else np.subtract(lw, shift_b, out=terms), out=terms)
+        np.put(terms, tail_flat[at_max[start:stop]], 0.0)
+        s = terms.sum(axis=1)
+        count = n_max[start:stop]
+        s = np.where(s == 0, s, s / count)
+        lse = np.log1p(s) + np.log(count) + row_max[start:stop]
+        general = ~(known[start:stop] & np.isfinite(lse))
+        if general.any():
+            lse[general] = _logsumexp_rows(lw[general])[:, 0]
+        lw -= lse[:, None]
     return pareto_k
 
 
-def _top_sorted(lw: np.ndarray, kth: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and values of the sorted entries kth.. of each row, as ``np.argsort(row)[kth:]``.
-
-    A partial sort gives the same answer as arviz-stats' full (unstable) argsort whenever the
-    selected values are strictly increasing: the set and order are then unique. Rows with ties
-    (or NaN) in that range fall back to the full argsort so tied draws get the same smoothed
-    values as in arviz-stats.
-    """
-    part = np.argpartition(lw, kth, axis=1)[:, kth:]
-    top = np.take_along_axis(lw, part, axis=1)
-    order = np.argsort(top, axis=1)
-    idx = np.take_along_axis(part, order, axis=1)
-    vals = np.take_along_axis(top, order, axis=1)
-    for i in np.flatnonzero(~np.all(vals[:, 1:] > vals[:, :-1], axis=1)):
-        idx[i] = np.argsort(lw[i])[kth:]
-        vals[i] = lw[i, idx[i]]
-    return idx, vals
+def _row_offsets(start: int, stop: int, n_draws: int) -> np.ndarray:
+    """Flat offsets of rows start..stop of a block, for indexing the block's flattened view."""
+    return (np.arange(stop - start) * n_draws)[:, None]
 
 
 def _gpdfit_rows(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -181,12 +207,14 @@ def _gpdfit_rows(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # The (rows, grid, tail) log1p tensor dominates the cost; build it in blocks.
     neg_b = -b_ary
     k_ary = np.empty((n_rows, m_est))
-    block = max(1, _BLOCK_ELEMENTS // (m_est * n))
+    block = max(1, _FIT_BLOCK_ELEMENTS // (m_est * n))
     buf = np.empty((block, m_est, n))
     for start in range(0, n_rows, block):
         stop = min(start + block, n_rows)
         log1p_mat = buf[: stop - start]
-        np.multiply(neg_b[start:stop, :, None], data[start:stop, None, :], out=log1p_mat)
+        # An outer product per row, the same IEEE products as ArviZ's -b[:, None] * x, but einsum
+        # does it several times faster than a broadcast multiply over a short last axis.
+        np.einsum("rj,ri->rji", neg_b[start:stop], data[start:stop], out=log1p_mat)
         np.log1p(log1p_mat, out=log1p_mat)
         # np.mean is this sum over the contiguous last axis divided by the count.
         np.divide(np.add.reduce(log1p_mat, axis=2), n, out=k_ary[start:stop])
@@ -230,9 +258,16 @@ def _gpinv_rows(probs: np.ndarray, kappa: np.ndarray, sigma: np.ndarray, mu: np.
     log1p_p = np.log1p(-probs)
     sigma_c = sigma[:, None]
     mu_c = mu[:, None]
-    q = mu_c + sigma_c * np.expm1(-kappa[:, None] * log1p_p) / kappa[:, None]
-    q = np.where(kappa[:, None] == 0, mu_c - sigma_c * log1p_p, q)
-    return np.where(sigma_c <= 0, np.nan, q)
+    q = np.multiply(-kappa[:, None], log1p_p)
+    np.expm1(q, out=q)
+    q *= sigma_c
+    q /= kappa[:, None]
+    q += mu_c
+    zero = np.flatnonzero(kappa == 0)
+    if zero.size:
+        q[zero] = mu_c[zero] - sigma_c[zero] * log1p_p
+    q[sigma <= 0] = np.nan
+    return q
 
 
 def _logsumexp_rows(a: np.ndarray) -> np.ndarray:

@@ -7,9 +7,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytensor
+import pytest
 
 from forecast.cells import CellData, cell_data
-from forecast.model import CENTRE_AT, centring, information, study_centring
+from forecast.model import CENTRE_AT, WALK_LEVELS_AT, Centring, centring, information, study_centring
 from forecast.observations import load_observations
 from forecast.study import load_study
 from tests.helpers import DEFAULT_STUDY
@@ -65,14 +67,19 @@ def test_a_domain_is_centred_once_its_information_outweighs_the_prior_scale():
     assert c.domain.sum() == 1 and c.domain[1, 2]
 
 
-def test_a_walk_step_needs_information_at_both_of_its_quarters():
+def test_a_walk_is_sampled_in_levels_once_its_median_quarter_outweighs_the_volatility_prior():
     study = load_study(DEFAULT_STUDY)
     h = study.hypotheses[0]
-    one_side = cells_of([(0, 0, 10, 1e6, 1e6)])
-    both = cells_of([(0, 0, 10, 1e6, 1e6), (0, 3, 11, 1e6, 1e6)])
-    assert not centring(study, one_side, h).any_steps
-    steps = centring(study, both, h).steps
-    assert steps.sum() == 1 and steps[0, 10]  # the step from quarter 10 to 11
+    vol = float(h.priors[("volatility", study.groups[0].id)].ppf(0.5))
+    n_q = study.time.n_quarters
+    needed = WALK_LEVELS_AT / vol**2 / 0.25  # weight per quarter at a 50% cooperative share
+    half = [(0, 0, t, 0.55 * needed, 0.55 * needed) for t in range(n_q // 2 - 1)]
+    most = [(0, 0, t, 0.55 * needed, 0.55 * needed) for t in range(n_q // 2 + 1)]
+    light = [(0, 0, t, 0.45 * needed, 0.45 * needed) for t in range(n_q)]
+    assert not centring(study, cells_of(half), h).any_steps  # the median quarter has no data
+    assert not centring(study, cells_of(light), h).any_steps
+    steps = centring(study, cells_of(most), h).steps
+    assert steps[0].all() and not steps[1:].any()  # the whole walk of group 0, no other group
 
 
 def test_a_study_without_a_random_walk_centres_no_steps():
@@ -80,3 +87,72 @@ def test_a_study_without_a_random_walk_centres_no_steps():
     static = replace(study, time=replace(study.time, components=("trend",)))
     both = cells_of([(0, 0, 10, 1e6, 1e6), (0, 3, 11, 1e6, 1e6)])
     assert not centring(static, both, static.hypotheses[0]).any_steps
+
+
+def test_walk_in_levels_and_centred_domains_are_an_exact_change_of_variables(tmp_path):
+    """Both forms are one model: at corresponding points the log densities differ exactly by
+    the log Jacobian of the map between their coordinates (and by the unused variables'
+    standard normal densities), so posteriors and marginal likelihoods agree."""
+    from scipy.stats import norm
+
+    from forecast.model import (
+        DOMAIN_EFFECT,
+        RW_STEPS,
+        build_model,
+        family_signature,
+        prior_values,
+        years_from_reference,
+        zero_sum_basis,
+    )
+    from tests.helpers import event, write_mini
+
+    rows = [event(1, counterpart="us"), event(2, counterpart="russia", domain="energy", event_date="2021-05-02")]
+    study = load_study(write_mini(tmp_path, rows)[0])
+    cells = cell_data(load_observations(study).table, study)
+    h = study.hypotheses[0]
+    sig = family_signature(study, h)
+    n_g, n_d, n_q = len(study.groups), len(study.domains), study.time.n_quarters
+    ref = study.time.reference - study.time.start
+    everything = Centring(domain=np.ones((n_g, n_d), bool), steps=np.ones((n_g, n_q - 1), bool))
+    nothing = Centring(domain=np.zeros((n_g, n_d), bool), steps=np.zeros((n_g, n_q - 1), bool))
+    plain = build_model(study, cells, sig, prior_values(study, h), centred=nothing)
+    levels = build_model(study, cells, sig, prior_values(study, h), centred=everything)
+
+    rng = np.random.default_rng(11)
+    tilt, trend = rng.normal(0, 1, n_g), rng.normal(0, 0.1, n_g)
+    spread, vol = rng.uniform(0.3, 1.2, n_g), rng.uniform(0.05, 0.4, n_g)
+    z, rw_z = rng.normal(size=(n_g, n_d)), rng.normal(size=(n_g, n_q - 1))
+    hyper = {"tilt__Normal": tilt, "trend__Normal": trend}
+    hyper |= {"spread__HalfNormal_log__": np.log(spread), "volatility__HalfNormal_log__": np.log(vol)}
+    plain_point = {**hyper, DOMAIN_EFFECT: z, RW_STEPS: rw_z}
+
+    a = tilt[:, None] + spread[:, None] * z
+    walk = np.concatenate([np.zeros((n_g, 1)), np.cumsum(rw_z, axis=1)], axis=1)
+    w = trend[:, None] * years_from_reference(study) + vol[:, None] * (walk - walk[:, ref : ref + 1])
+    dev = w - w.mean(axis=1, keepdims=True)
+    unused_d, unused_w = rng.normal(size=(n_g, n_d)), rng.normal(size=(n_g, n_q - 1))
+    levels_point = {
+        **hyper,
+        f"{DOMAIN_EFFECT}_nc": unused_d,
+        f"{DOMAIN_EFFECT}_c": a - dev[:, ref : ref + 1],
+        f"{RW_STEPS}_nc": unused_w,
+        f"{RW_STEPS}_levels": dev @ zero_sum_basis(n_q),
+    }
+    basis = zero_sum_basis(n_q)
+    to_levels = np.delete(np.eye(n_q) - np.eye(n_q)[ref], ref, axis=0) @ basis
+    expected = (
+        plain.compile_logp()(plain_point)
+        - n_d * np.log(spread).sum()
+        - (n_q - 1) * np.log(vol).sum()
+        + n_g * np.linalg.slogdet(to_levels)[1]
+        + norm.logpdf(unused_d).sum()
+        + norm.logpdf(unused_w).sum()
+    )
+    assert levels.compile_logp()(levels_point) == pytest.approx(expected, abs=1e-8)
+    # and the stored layout is the same: the Deterministics give back z and rw_z
+    outputs = levels.replace_rvs_by_values([levels[DOMAIN_EFFECT], levels[RW_STEPS]])
+    got = pytensor.function(levels.value_vars, outputs, on_unused_input="ignore")(
+        *(levels_point[v.name] for v in levels.value_vars)
+    )
+    np.testing.assert_allclose(got[0], z, atol=1e-10)
+    np.testing.assert_allclose(got[1], rw_z, atol=1e-10)
