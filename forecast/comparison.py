@@ -92,9 +92,8 @@ R_EFF_PATTERNS = 256
 
 def psis_loo(loglik: np.ndarray, counts: np.ndarray) -> Loo:
     """PSIS-LOO from per-pattern log-likelihoods of shape (chains, draws, patterns)."""
-    from arviz_stats.base import array_stats
-
     from forecast.convergence import ess_mean
+    from forecast.psis import psislw
 
     chains, draws, n_pat = loglik.shape
     by_pattern = np.moveaxis(loglik, -1, 0)  # (patterns, chains, draws)
@@ -107,7 +106,7 @@ def psis_loo(loglik: np.ndarray, counts: np.ndarray) -> Loo:
     flat = by_pattern.reshape(n_pat, -1)
     # arviz-stats' psislw takes the log-likelihood and smooths weights proportional to its
     # negative exponent (1 / p(y_i | theta)), the leave-one-out importance ratios.
-    log_w, k = array_stats.psislw(flat, r_eff=r_eff, axis=-1)
+    log_w, k = psislw(flat, r_eff=r_eff)
     log_w = log_w - logsumexp(log_w, axis=-1, keepdims=True)
     pointwise = logsumexp(log_w + flat, axis=-1)
     lppd = logsumexp(flat, axis=-1) - np.log(flat.shape[-1])

@@ -215,9 +215,9 @@ def psis_weights(log_ratios: np.ndarray, r_eff: float) -> tuple[np.ndarray, np.n
     arviz-stats 1.x's ``psislw`` takes the log-*likelihood* of the left-out terms and negates it
     itself (``_psislw`` smooths ``-ary``); older ArviZ took the log ratios. Hence the sign here.
     """
-    from arviz_stats.base import array_stats
+    from forecast.psis import psislw
 
-    lw, k = array_stats.psislw(-log_ratios, r_eff=r_eff, axis=-1)
+    lw, k = psislw(-log_ratios, r_eff=r_eff)
     lw = np.asarray(lw, dtype=float)
     return lw - logsumexp(lw, axis=-1, keepdims=True), np.asarray(k, dtype=float)
 

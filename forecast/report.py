@@ -813,11 +813,11 @@ def _fit_section(run: RunData, etas: dict[str, np.ndarray], labels, colours, row
 
 def loo_predictive_probability(eta: np.ndarray, cells: CellData) -> np.ndarray:
     """P(cooperative) of each pattern's event predicted without it: PSIS-weighted over the draws."""
-    from arviz_stats.base import array_stats
+    from forecast.psis import psislw
 
     loglik = pattern_loglik(eta, cells)  # (samples, patterns), reliability-weighted as in the fit
     # psislw takes the log-likelihood and smooths weights 1 / p(y_i | theta) (leave-one-out).
-    log_w, _ = array_stats.psislw(loglik.T, r_eff=1.0, axis=-1)
+    log_w, _ = psislw(loglik.T, r_eff=1.0)
     w = np.exp(log_w - log_w.max(axis=-1, keepdims=True))
     w /= w.sum(axis=-1, keepdims=True)
     return (w * _sigmoid(eta[:, cells.pattern_cell]).T).sum(axis=-1)
