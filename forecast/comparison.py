@@ -105,9 +105,9 @@ def psis_loo(loglik: np.ndarray, counts: np.ndarray) -> Loo:
     r_eff = float(np.clip(np.nanmean(r_eff), 1e-3, None)) if np.isfinite(r_eff).any() else 1.0
     flat = by_pattern.reshape(n_pat, -1)
     # arviz-stats' psislw takes the log-likelihood and smooths weights proportional to its
-    # negative exponent (1 / p(y_i | theta)), the leave-one-out importance ratios.
+    # negative exponent (1 / p(y_i | theta)), the leave-one-out importance ratios, and returns
+    # them normalised (no second logsumexp over every draw).
     log_w, k = psislw(flat, r_eff=r_eff)
-    log_w = log_w - logsumexp(log_w, axis=-1, keepdims=True)
     pointwise = logsumexp(log_w + flat, axis=-1)
     lppd = logsumexp(flat, axis=-1) - np.log(flat.shape[-1])
     elpd, se = _weighted_total_and_se(pointwise, counts)
