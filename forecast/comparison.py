@@ -10,6 +10,7 @@ Two different questions, kept apart everywhere they are shown:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,8 @@ from forecast.cells import CellData
 
 JEFFREYS = ((1.0, "no support"), (3.0, "anecdotal"), (10.0, "moderate"), (30.0, "strong"), (100.0, "very strong"))
 PARETO_K_GOOD = 0.7
+# LOO works through the patterns' log-likelihood in blocks of about this many values (8 MB).
+_BLOCK_ELEMENTS = 1 << 20
 
 
 def posterior_probabilities(
@@ -67,14 +70,50 @@ class Loo:
         }
 
 
+class PatternLoglik:
+    """Log-likelihood of one event of each pattern, pattern-major, built on demand for any rows.
+
+    Holds both outcomes' log-likelihood once per cell (patterns outnumber cells several times):
+    a (2 * cells, samples) table, conflictual rows first; draws of all chains flattened in
+    (chain, draw) order. ``rows(patterns)`` gathers and weights the requested patterns, a
+    contiguous copy per pattern.
+    """
+
+    def __init__(self, eta: np.ndarray, cells: CellData):
+        eta_by_cell = eta.reshape(-1, eta.shape[-1]).T
+        n_cells, self.n_samples = eta_by_cell.shape
+        self.table = np.empty((2 * n_cells, self.n_samples))
+        coop = self.table[n_cells:]
+        # log sigmoid(-eta) = log sigmoid(eta) - eta
+        np.logaddexp(0.0, -eta_by_cell, out=coop)
+        np.negative(coop, out=coop)
+        np.subtract(coop, eta_by_cell, out=self.table[:n_cells])
+        self.index = cells.pattern_cell + n_cells * cells.pattern_coop
+        self.weight = cells.pattern_weight
+        self.n_patterns = self.index.size
+
+    def rows(self, patterns: slice | np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        index = self.index[patterns]
+        out = np.take(self.table, index, axis=0, out=None if out is None else out[: index.size])
+        out *= self.weight[patterns, None]
+        return out
+
+    def blocks(self) -> Iterator[tuple[slice, np.ndarray]]:
+        """(patterns, rows) in blocks small enough to stay in cache, reusing one buffer."""
+        block = max(1, _BLOCK_ELEMENTS // max(1, self.n_samples))
+        buf = np.empty((min(block, self.n_patterns), self.n_samples))
+        for start in range(0, self.n_patterns, block):
+            sel = slice(start, min(start + block, self.n_patterns))
+            yield sel, self.rows(sel, out=buf)
+
+
 def pattern_loglik(eta: np.ndarray, cells: CellData) -> np.ndarray:
     """Log-likelihood of one event of each pattern, per draw: (..., patterns) from (..., cells)."""
-    # log sigmoid once per cell (patterns outnumber cells ~10x with imported data), then gather;
-    # log sigmoid(-eta) = log sigmoid(eta) - eta.
-    log_coop = -np.logaddexp(0.0, -eta)
-    e = eta[..., cells.pattern_cell]
-    log_p = log_coop[..., cells.pattern_cell] - np.where(cells.pattern_coop, 0.0, e)
-    return cells.pattern_weight * log_p
+    loglik = PatternLoglik(eta, cells)
+    rows = np.empty((loglik.n_patterns, loglik.n_samples))
+    for sel, block in loglik.blocks():
+        rows[sel] = block
+    return rows.T.reshape(*eta.shape[:-1], -1)
 
 
 def _weighted_total_and_se(values: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
@@ -92,27 +131,57 @@ R_EFF_PATTERNS = 256
 
 def psis_loo(loglik: np.ndarray, counts: np.ndarray) -> Loo:
     """PSIS-LOO from per-pattern log-likelihoods of shape (chains, draws, patterns)."""
-    from forecast.convergence import ess_mean
-    from forecast.psis import psislw
-
     chains, draws, n_pat = loglik.shape
-    by_pattern = np.moveaxis(loglik, -1, 0)  # (patterns, chains, draws)
+    rows = np.moveaxis(loglik, -1, 0).reshape(n_pat, -1)
+    return _psis_loo(rows.shape, lambda sel: rows[sel], _row_blocks(rows), counts, chains)
+
+
+def psis_loo_cells(eta: np.ndarray, cells: CellData, chains: int) -> Loo:
+    """PSIS-LOO from cell log-odds draws (samples, cells), chain-major, leaving out one event at a time.
+
+    Works through the patterns in cache-sized blocks: the (patterns x samples) log-likelihood
+    (~400 MB for a million imported events) is never held whole.
+    """
+    loglik = PatternLoglik(eta, cells)
+    return _psis_loo((loglik.n_patterns, loglik.n_samples), loglik.rows, loglik.blocks(), cells.pattern_count, chains)
+
+
+def _row_blocks(rows: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
+    block = max(1, _BLOCK_ELEMENTS // max(1, rows.shape[1]))
+    for start in range(0, rows.shape[0], block):
+        sel = slice(start, start + block)
+        yield sel, rows[sel]
+
+
+def _psis_loo(
+    shape: tuple[int, int],
+    rows_of: Callable[[np.ndarray], np.ndarray],
+    blocks: Iterable[tuple[slice, np.ndarray]],
+    counts: np.ndarray,
+    chains: int,
+) -> Loo:
+    from forecast.convergence import ess_mean
+    from forecast.psis import logsumexp_rows, psislw
+
+    n_pat, n_samples = shape
     # One relative efficiency for all patterns (their mean), as loo does for a single r_eff;
     # estimated on at most R_EFF_PATTERNS evenly spaced patterns, which is plenty for a mean
     # and keeps 10^4-pattern studies from spending seconds on it.
-    sub = by_pattern[np.unique(np.linspace(0, n_pat - 1, min(n_pat, R_EFF_PATTERNS)).astype(int))]
-    r_eff = ess_mean(np.exp(sub), relative=True)
+    sub = rows_of(np.unique(np.linspace(0, n_pat - 1, min(n_pat, R_EFF_PATTERNS)).astype(int)))
+    r_eff = ess_mean(np.exp(sub).reshape(len(sub), chains, -1), relative=True)
     r_eff = float(np.clip(np.nanmean(r_eff), 1e-3, None)) if np.isfinite(r_eff).any() else 1.0
-    flat = by_pattern.reshape(n_pat, -1)
-    # arviz-stats' psislw takes the log-likelihood and smooths weights proportional to its
-    # negative exponent (1 / p(y_i | theta)), the leave-one-out importance ratios, and returns
-    # them normalised (no second logsumexp over every draw).
-    log_w, k = psislw(flat, r_eff=r_eff)
-    pointwise = logsumexp(log_w + flat, axis=-1)
-    lppd = logsumexp(flat, axis=-1) - np.log(flat.shape[-1])
+    pointwise, lppd, k = np.empty(n_pat), np.empty(n_pat), np.empty(n_pat)
+    for sel, rows in blocks:
+        # arviz-stats' psislw takes the log-likelihood and smooths weights proportional to its
+        # negative exponent (1 / p(y_i | theta)), the leave-one-out importance ratios, and
+        # returns them normalised. Row by row, so blocks give the same numbers as one call.
+        log_w, k[sel] = psislw(rows, r_eff=r_eff)
+        lppd[sel] = logsumexp_rows(rows)[:, 0]
+        log_w += rows
+        pointwise[sel] = logsumexp_rows(log_w)[:, 0]
+    lppd -= np.log(n_samples)
     elpd, se = _weighted_total_and_se(pointwise, counts)
-    k = np.asarray(k, dtype=float)
-    threshold = min(1 - 1 / np.log10(flat.shape[-1]), PARETO_K_GOOD)
+    threshold = min(1 - 1 / np.log10(n_samples), PARETO_K_GOOD)
     return Loo(
         elpd=elpd,
         se=se,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["psislw"]
+__all__ = ["logsumexp_rows", "psislw"]
 
 _PRIOR_BS = 3
 _PRIOR_K = 10
@@ -184,7 +184,7 @@ def _psislw_rows(rows: np.ndarray, n_tail_f: float, log_w: np.ndarray, pareto_k:
         lse = np.log1p(s) + np.log(count) + row_max[start:stop]
         general = ~(known[start:stop] & np.isfinite(lse))
         if general.any():
-            lse[general] = _logsumexp_rows(lw[general])[:, 0]
+            lse[general] = logsumexp_rows(lw[general])[:, 0]
         lw -= lse[:, None]
     return pareto_k
 
@@ -220,7 +220,7 @@ def _gpdfit_rows(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         np.divide(np.add.reduce(log1p_mat, axis=2), n, out=k_ary[start:stop])
 
     len_scale = n * (np.log(-b_ary / k_ary) - k_ary - 1)
-    w_theta = np.exp(len_scale - _logsumexp_rows(len_scale))
+    w_theta = np.exp(len_scale - logsumexp_rows(len_scale))
 
     # arviz-stats drops negligible weights before normalising; summing the survivors packed
     # contiguously (rows grouped by how many survive) keeps numpy's pairwise summation order.
@@ -270,14 +270,23 @@ def _gpinv_rows(probs: np.ndarray, kappa: np.ndarray, sigma: np.ndarray, mu: np.
     return q
 
 
-def _logsumexp_rows(a: np.ndarray) -> np.ndarray:
+def logsumexp_rows(a: np.ndarray) -> np.ndarray:
     """scipy.special.logsumexp(row) for each row of a 2-D array, as a (rows, 1) column.
 
     Mirrors SciPy's algorithm (the maxima are taken out of the sum and counted, the rest summed
     as exp(a - max), then log1p(s / count) + log(count) + max, with the direct formula where that
     is not finite) so the result is bit-identical to calling SciPy on each row, at a fraction of
-    the passes over the data.
+    the passes over the data. Large arrays go through in blocks of rows, so that the several
+    passes stay in cache.
     """
+    out = np.empty((a.shape[0], 1))
+    block = max(1, _BLOCK_ELEMENTS // max(1, a.shape[1]))
+    for start in range(0, a.shape[0], block):
+        out[start : start + block] = _logsumexp_block(a[start : start + block])
+    return out
+
+
+def _logsumexp_block(a: np.ndarray) -> np.ndarray:
     a_max = a.max(axis=1, keepdims=True)
     is_max = a == a_max
     count = np.count_nonzero(is_max, axis=1, keepdims=True).astype(float)

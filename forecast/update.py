@@ -22,9 +22,8 @@ from forecast.comparison import (
     Loo,
     elpd_differences,
     jeffreys_label,
-    pattern_loglik,
     posterior_probabilities,
-    psis_loo,
+    psis_loo_cells,
     stacking_weights,
 )
 from forecast.errors import ConvergenceError, InputError, ObservationError
@@ -114,8 +113,7 @@ def loo(model: StudyModel, fit: Fit, cells: CellData | None = None) -> Loo:
     """PSIS-LOO of a fit, leaving out one event at a time (via its pattern)."""
     cells = cells or model.cells
     eta = cell_logit_draws(draws_as_arrays(fit.trace.posterior, model.study), model.study, cells)
-    loglik = pattern_loglik(eta, cells).reshape(fit.settings.chains, fit.settings.draws, -1)
-    return psis_loo(loglik, cells.pattern_count)
+    return psis_loo_cells(eta, cells, fit.settings.chains)
 
 
 def run_update(
