@@ -75,7 +75,9 @@ class Fit:
 
 
 def diagnose(trace) -> Diagnostics:
-    """Convergence diagnostics over every free variable of a fit."""
+    """Convergence diagnostics over every quantity of a fit's posterior: the hyperparameters
+    and the standardised domain effects and walk steps (not the sampler's coordinates for them,
+    which ``_slim`` leaves out)."""
     from arviz_stats.base import array_stats
 
     from forecast.convergence import ess_bulk, ess_tail, rhat_rank

@@ -206,16 +206,22 @@ def prior_vectors(study: Study, signature: tuple[str, ...]) -> list[PriorVector]
     return out
 
 
-def split_prior_vectors(posterior, study: Study, signature: tuple[str, ...]):
-    """The posterior (an ``xarray.Dataset``) with each prior vector stored as one scalar per slot.
+# The sampler's own coordinates for the standardised effects (see _mixed, _walk_in_levels); which
+# of them a fit uses depends on the data, so results keep only the effects they map to.
+SAMPLER_COORDINATES = (f"{DOMAIN_EFFECT}_nc", f"{DOMAIN_EFFECT}_c", f"{RW_STEPS}_nc", f"{RW_STEPS}_levels")
 
-    Every result keeps the layout ``tilt__<group>``, ``spread__<group>``, ...
+
+def split_prior_vectors(posterior, study: Study, signature: tuple[str, ...]):
+    """The posterior (an ``xarray.Dataset``) in the layout every result keeps, whatever the
+    parameterisation: each prior vector as one scalar per slot (``tilt__<group>``,
+    ``spread__<group>``, ...), the standardised effects ``domain_z`` and ``rw_z``, and none of
+    the sampler's coordinates (``SAMPLER_COORDINATES``).
     """
     import xarray as xr
 
     all_slots = slots(study)
     vectors = prior_vectors(study, signature)
-    out = posterior.drop_vars([v.name for v in vectors])
+    out = posterior.drop_vars([v.name for v in vectors] + [n for n in SAMPLER_COORDINATES if n in posterior])
     scalars = {}
     for v in vectors:
         values = posterior[v.name].values

@@ -11,6 +11,7 @@ import datetime as dt
 import time
 import zlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -332,14 +333,17 @@ def _write_run(
     pointwise: pd.DataFrame,
     history=None,
 ) -> Path:
-    with RunWriter(root, study.name) as w:
-        w.write_with(POINTWISE, lambda p: _write_csv(pointwise, p))
+    with RunWriter(root, study.name) as w, ThreadPoolExecutor(max_workers=1) as background:
+        # Arrow writes the per-event table without the GIL, so for a large study it costs no
+        # time beside the NetCDF writes (which hold it); its errors surface at .result().
+        table_written = background.submit(w.write_with, POINTWISE, lambda p: _write_csv(pointwise, p))
         if history is not None:
             from forecast.history import HISTORY
 
             w.write_json(HISTORY, history.to_dict())
         for f in fits:
             w.write_with(f"{POSTERIOR_DIR}/{f.hypothesis}.nc", lambda p, f=f: f.trace.to_netcdf(p, engine="h5netcdf"))
+        table_written.result()
         w.copy("study.toml", study.path)
         w.copy("observations.csv", obs.path)
         summary = {**result.to_dict(), "run_dir": str(w.final)}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -21,7 +23,7 @@ from helpers import (
 
 from forecast.cells import cell_data
 from forecast.errors import ObservationError
-from forecast.observations import MAX_REPORTED_PER_RULE, load_observations
+from forecast.observations import MAX_REPORTED_PER_RULE, _read_strict, load_observations
 from forecast.study import load_study, quarter_index
 
 TODAY = dt.date(2024, 6, 30)
@@ -487,3 +489,42 @@ def test_date_without_zero_padding_is_rejected(tmp_path):
     with pytest.raises(ObservationError) as err:
         load_observations(load_study(study_path))
     assert "not a date like 2019-07-12" in str(err.value) and "line 2" in str(err.value)
+
+
+TRICKY_CSV = {
+    "missing NA markers": "id,a,b\n1,NA,null\n2,N/A,nan\n3,,#N/A\n",
+    "CRLF line ends": "id,a,b\r\n1,x,y\r\n2,x,z\r\n",
+    "quotes, commas and newlines in fields": 'id,a,b\n1,"x\ny",y\n2,"q,""r""",z\n3,"",w\n',
+    "blank lines": "id,a,b\n\n1,x,y\n\n2,x,z\n\n",
+    "a line of blanks": "id,a,b\n1,x,y\n   \n2,x,z\n",
+    "a short row": "id,a,b\n1,x\n2,x,z\n",
+    "a long first row": "id,a,b\n1,x,y,w\n2,x,z\n",
+    "a long later row": "id,a,b\n1,x,y\n2,x,z,w\n",
+    "duplicate and empty header names": "id,a,a,,c\n1,x,y,z,w\n",
+    "a trailing comma": "id,a,b,\n1,x,y,\n",
+    "spaces around values": "id, a ,b\n1, x ,y\n",
+    "header only": "id,a,b\n",
+    "no final newline": "id,a,b\n1,x,y",
+    "numbers, dates and booleans kept as written": "id,a,b,c\n01,1.50,1e3,TRUE\n002,-0,+3,2019-07-12\n",
+    "a byte-order mark and non-ASCII text": "\ufeffid,a,b\n1,İstanbul,Ş\n",
+}
+
+
+@pytest.mark.parametrize("text", TRICKY_CSV.values(), ids=TRICKY_CSV.keys())
+def test_the_fast_reader_gives_pandas_table_or_leaves_the_file_to_pandas(text: str) -> None:
+    fast = _read_strict(text.encode("utf-8"))
+    if fast is None:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        expected = pd.read_csv(
+            io.StringIO(text.removeprefix("\ufeff")), dtype=str, keep_default_na=False, index_col=False
+        )
+    assert list(fast.columns) == list(expected.columns)
+    pd.testing.assert_frame_equal(fast, expected)
+
+
+def test_the_fast_reader_refuses_rows_whose_field_count_differs_from_the_header() -> None:
+    assert _read_strict(b"id,a,b\n1,x\n") is None
+    assert _read_strict(b"id,a,b\n1,x,y\n2,x,y,z\n") is None
+    assert _read_strict(b"id,a,b\n1,x,y\n") is not None
