@@ -315,10 +315,18 @@ def validate_table(
     return out
 
 
+def _per_row(of_distinct: pd.Series, codes: np.ndarray, index: pd.Index) -> pd.Series:
+    """Values worked out per distinct value (``pd.factorize``'s uniques), spread back to the rows."""
+    return pd.Series(of_distinct.to_numpy()[codes], index=index)
+
+
 def _dates(col: pd.Series, name: str, problems: _Problems, today: dt.date, *, required: bool) -> pd.Series:
+    # Parsed once per distinct value: a decade of events has a few thousand distinct dates.
+    codes, distinct = pd.factorize(col, use_na_sentinel=False)
+    distinct = pd.Series(distinct)
     # The format check keeps '2016-1-5' out: strptime would accept it, ISO dates do not.
-    iso = col.str.fullmatch(r"\d{4}-\d{2}-\d{2}")
-    parsed = pd.to_datetime(col.where(iso), format="%Y-%m-%d", errors="coerce")
+    iso = distinct.str.fullmatch(r"\d{4}-\d{2}-\d{2}")
+    parsed = _per_row(pd.to_datetime(distinct.where(iso), format="%Y-%m-%d", errors="coerce"), codes, col.index)
     given = col != ""
     if required:
         problems.rows(~given, name, "is empty; expected a date like 2019-07-12")
@@ -333,14 +341,18 @@ def reliability_weight(col: pd.Series, study: Study, problems: _Problems | None 
     An Admiralty grade's weight is the product of the study's source-reliability and
     information-credibility weights (``[reliability]`` table in the study file).
     """
-    col = col.str.strip().str.upper()
-    admiralty = col.str.fullmatch(r"[A-F][1-6]")
+    # Worked out once per distinct value (a handful of grades, even in a million rows).
+    codes, distinct = pd.factorize(col, use_na_sentinel=False)
+    grade = pd.Series(distinct).str.strip().str.upper()
+    admiralty = grade.str.fullmatch(r"[A-F][1-6]")
     # astype: on an empty column map() keeps the str dtype, and str * str raises TypeError
-    src = lookup(col.str[0], study.reliability_source).astype("float64")
-    cred = lookup(col.str[1:], study.reliability_credibility).astype("float64")
+    src = grade.str[0].map(study.reliability_source).astype("float64")
+    cred = grade.str[1:].map(study.reliability_credibility).astype("float64")
     graded = (src * cred).where(admiralty)
-    plain = pd.to_numeric(col.where(~admiralty), errors="coerce")
-    weight = graded.fillna(plain)
+    plain_of = pd.to_numeric(grade.where(~admiralty), errors="coerce")
+    weight = _per_row(graded.fillna(plain_of), codes, col.index)
+    plain = _per_row(plain_of, codes, col.index)
+    col = _per_row(grade, codes, col.index)
     if problems is not None:
         problems.rows(
             weight.isna(),
