@@ -220,7 +220,7 @@ def breakdown_worker(study_path: str) -> dict:
     from forecast.cells import cell_data
     from forecast.inference import StudyModel
     from forecast.model import family_signature
-    from forecast.observations import load_observations
+    from forecast.observations import load_observations, read_with_arrow
     from forecast.study import load_study
 
     out: dict = {"import_s": time.perf_counter() - t0}
@@ -228,7 +228,10 @@ def breakdown_worker(study_path: str) -> dict:
     study = load_study(study_path)
     out["load_study_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    pd.read_csv(study.observations_path, dtype=str, keep_default_na=False)
+    # The file is in the page cache after the timed run; this is parsing alone, as load_observations does.
+    table = read_with_arrow(Path(study.observations_path).read_bytes())
+    if table is None:  # Arrow refused the file; forecast falls back to pandas' C parser
+        pd.read_csv(study.observations_path, dtype=str, keep_default_na=False)
     out["read_csv_s"] = time.perf_counter() - t
     t = time.perf_counter()
     obs = load_observations(study)
@@ -271,7 +274,7 @@ def print_breakdown(run: UpdateRun, b: dict) -> None:
         ("process start-up + imports (wall - run_update)", run.seconds - total),
         ("load study + read and validate the CSV *", load),
         (
-            f"    pandas.read_csv {b['read_csv_s']:.1f} s, checks {b['load_observations_s'] - b['read_csv_s']:.1f} s *",
+            f"    reading the CSV {b['read_csv_s']:.1f} s, checks {b['load_observations_s'] - b['read_csv_s']:.1f} s *",
             None,
         ),
         ("cell statistics (cell_data) *", b["cell_data_s"]),

@@ -58,7 +58,7 @@ from forecast.predict import RESULTS_SCHEMA, fitted_run, json_safe, write_run_fi
 from forecast.questions import Question, load_questions, quarter_start
 from forecast.scoring import brier, interval_coverage, log_score, reliability_table, skill
 from forecast.study import Study, load_study, quarter_label
-from forecast.update import marginal_likelihood
+from forecast.update import checked, marginal_likelihood
 
 Progress = Callable[[str], None]
 BACKTEST = "backtest.json"
@@ -300,6 +300,7 @@ def _refit(model: StudyModel, h, origin: int, cells_t: CellData, settings: Sampl
     study = model.study
     fit = model.fit(h, replace(settings, seed=_origin_seed(settings.seed, origin)), say, cells=cells_t)
     bridge = marginal_likelihood(model, h, fit, _origin_seed(settings.seed, origin), cells_t)
+    fit = checked(fit, bridge)
     eta = logit_grid(draws_as_arrays(fit.trace.posterior, study), study, study.time.end, np.random.default_rng(0))
     post = _Posterior(eta, fit.settings.chains, cells_t, bridge.log_ml, bridge.se)
     return post, OriginFit(origin, h.id, True, None, bridge.log_ml, bridge.se, fit.diagnostics)

@@ -119,7 +119,7 @@ def _model(study: Study, cells) -> StudyModel:
 
 def run_replicate(study: Study, design: pd.DataFrame, settings: SamplerSettings, index: int) -> Replicate:
     """Worker entry point: simulate data set ``index`` and run the full update on it."""
-    from forecast.update import marginal_likelihood
+    from forecast.update import checked, marginal_likelihood
 
     t0 = time.perf_counter()
     true, table = simulate_replicate(study, design, settings.seed, index)
@@ -130,6 +130,7 @@ def run_replicate(study: Study, design: pd.DataFrame, settings: SamplerSettings,
     for h in study.hypotheses:
         fit = model.fit(h, fit_settings, cells=cells)
         bridge = marginal_likelihood(model, h, fit, fit_settings.seed, cells)
+        fit = checked(fit, bridge)
         log_ml.append(float(bridge.log_ml))
         se.append(float(bridge.se))
         ok.append(bool(fit.diagnostics.converged))

@@ -6,6 +6,7 @@ Exit codes: 0 success; 2 bad input or usage; 3 convergence gate failed; 1 anythi
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -70,7 +71,20 @@ def draws_and_tune(command):
 
 
 def _emit_json(obj: dict) -> None:
-    click.echo(json.dumps(obj, indent=2, default=str))
+    # Strict JSON for machines: a figure that is unknown (NaN) or unbounded is null, not NaN/Infinity.
+    click.echo(json.dumps(_finite_or_null(obj), indent=2, default=str, allow_nan=False))
+
+
+def _finite_or_null(obj):
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite_or_null(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # a NumPy scalar
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 study_argument = click.argument("study", required=False, type=click.Path(dir_okay=False, path_type=Path))
@@ -162,7 +176,8 @@ def render_update(result) -> str:
     if not result.converged:
         lines += [
             "!" * 80,
-            "WARNING: " + "at least one fit FAILED its convergence checks; every figure below is UNRELIABLE.",
+            "WARNING: at least one fit FAILED its checks (convergence, marginal-likelihood error);",
+            "every figure below is UNRELIABLE.",
             "!" * 80,
             "",
         ]
@@ -171,7 +186,8 @@ def render_update(result) -> str:
     for h in result.hypotheses:
         d = h.diagnostics
         fit = "ok" if d.converged else "FAILED"
-        fit += f" (R-hat {d.rhat_max:.3f}, ESS {min(d.ess_bulk_min, d.ess_tail_min):.0f}, div {d.divergences})"
+        fit += f" (R-hat {d.rhat_max:.3f}, ESS {min(d.ess_bulk_min, d.ess_tail_min):.0f}, div {d.divergences}"
+        fit += "; ML error too large)" if any(p.startswith("marginal likelihood") for p in d.problems) else ")"
         lines.append(
             f"{h.label[:26]:<26} {h.prior_probability:>7.3f}  {h.log_marginal_likelihood:>8.2f} ± {h.log_marginal_likelihood_se:<5.2f}  "
             f"{h.posterior_probability:>9.3f} ± {h.posterior_probability_se:<6.3f}  {h.elpd_loo:>7.1f} ± {h.elpd_loo_se:<5.1f}  "

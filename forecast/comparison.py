@@ -36,6 +36,10 @@ def posterior_probabilities(
     log_ml, log_ml_se, prior = (np.asarray(a, dtype=float) for a in (log_ml, log_ml_se, prior))
     p = softmax(np.log(prior) + log_ml)
     jac = np.diag(p) - np.outer(p, p)
+    if not np.all(np.isfinite(log_ml_se)):
+        # An estimate of unknown error (forecast.marginal.bridge_problem) leaves every
+        # probability's error unknown: they are tied through the normalisation.
+        return p, np.full_like(p, np.nan)
     se = np.sqrt((jac**2) @ (log_ml_se**2))
     return p, se
 

@@ -365,13 +365,13 @@ def estimate(ctx: RunContext, scenarios: list[Scenario], k_threshold: float) -> 
 
 def refit_log_ml(model: StudyModel, ctx: RunContext, hypothesis_index: int, table: pd.DataFrame, progress=None):
     """Refit one hypothesis on changed observations; return (log ML, its SE, converged)."""
-    from forecast.update import marginal_likelihood
+    from forecast.update import checked, marginal_likelihood
 
     h = ctx.study.hypotheses[hypothesis_index]
     cells = cell_data(table, ctx.study)
     fit = model.fit(h, ctx.settings, progress=progress, cells=cells)
     bridge = marginal_likelihood(model, h, fit, ctx.settings.seed, cells)
-    return bridge.log_ml, bridge.se, fit.diagnostics.converged
+    return bridge.log_ml, bridge.se, checked(fit, bridge).diagnostics.converged
 
 
 def refit_unreliable(

@@ -151,7 +151,7 @@ def compute_history(
     result of fitting all of ``obs`` with the same settings (the run itself), used for the last
     quarter instead of a refit.
     """
-    from forecast.update import marginal_likelihood
+    from forecast.update import checked, marginal_likelihood
 
     if every < 1:
         raise ValueError("every must be >= 1")
@@ -207,6 +207,7 @@ def compute_history(
             for h in study.hypotheses:
                 fit = model.fit(h, settings, cells=cells)
                 bridge = marginal_likelihood(model, h, fit, settings.seed, cells)
+                fit = checked(fit, bridge)
                 log_ml.append(bridge.log_ml)
                 log_ml_se.append(bridge.se)
                 if not fit.diagnostics.converged:

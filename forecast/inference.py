@@ -122,6 +122,12 @@ def diagnose(trace) -> Diagnostics:
     )
 
 
+def with_problem(fit: Fit, problem: str) -> Fit:
+    """The fit with a problem found after sampling (e.g. in its marginal likelihood): it no longer passes the gate."""
+    d = fit.diagnostics
+    return replace(fit, diagnostics=replace(d, converged=False, problems=(*d.problems, problem)))
+
+
 def hypothesis_seed(seed: int, hypothesis_id: str) -> int:
     """A per-hypothesis seed that does not change when other hypotheses are added or removed."""
     return int(np.random.SeedSequence([seed, zlib.crc32(hypothesis_id.encode())]).generate_state(1)[0])

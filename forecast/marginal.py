@@ -94,5 +94,27 @@ def bridge_sampling(
     f1 = np.exp(-np.logaddexp(log_s1, log_s2 - (l2 - log_ml)))  # at proposal draws
     f2 = np.exp(-np.logaddexp(log_s1 + (l1 - log_ml), log_s2))  # at posterior draws
     ess_f2 = min(_ess(f2.reshape(chains, half)), float(n1))
-    re2 = f1.var() / (n2 * f1.mean() ** 2) + f2.var() / (ess_f2 * f2.mean() ** 2)
-    return BridgeResult(log_ml, float(np.sqrt(re2)), iterations, n1, n2, ess)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # f1 underflows to 0 at every proposal draw when the proposal misses the posterior
+        # (e.g. a covariance fitted to fewer draws than dimensions): the error is then unknown.
+        re2 = f1.var() / (n2 * f1.mean() ** 2) + f2.var() / (ess_f2 * f2.mean() ** 2)
+    se = float(np.sqrt(re2)) if np.isfinite(re2) else float("inf")
+    return BridgeResult(log_ml, se, iterations, n1, n2, ess)
+
+
+# Above this Monte Carlo error (nats) a log marginal likelihood is not a figure to defend: a
+# posterior probability then moves by a factor of e^0.5 ~ 1.6 between reruns.
+BRIDGE_SE_MAX = 0.5
+
+
+def bridge_problem(result: BridgeResult) -> str | None:
+    """Why a bridge-sampling estimate cannot be trusted, or None when it can."""
+    if not np.isfinite(result.log_ml):
+        return "marginal likelihood: bridge sampling gave no finite estimate"
+    if not result.se <= BRIDGE_SE_MAX:
+        shown = "cannot be estimated" if not np.isfinite(result.se) else f"{result.se:.2f} nats > {BRIDGE_SE_MAX}"
+        return (
+            f"marginal likelihood: Monte Carlo error {shown} (the normal proposal fitted to "
+            f"{result.n_posterior} draws covers the posterior poorly; use more --draws)"
+        )
+    return None

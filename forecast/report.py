@@ -47,7 +47,7 @@ CALIBRATION_MAX_EVENTS = 5000  # larger studies: a seeded random subset of event
 EVIDENCE_BARS = 15
 EVIDENCE_MAX_ROWS = 1000  # larger studies: the most diagnostic observations only
 REPORT_SEED = 20190712
-UNRELIABLE = "UNRELIABLE: at least one fit failed its convergence checks"
+UNRELIABLE = "UNRELIABLE: at least one fit failed its checks (convergence, marginal-likelihood error)"
 
 PARAMETER_LABELS = {
     "tilt": "tilt",

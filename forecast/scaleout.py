@@ -91,7 +91,7 @@ def register_model(model: StudyModel) -> None:
 
 def fit_one(study: Study, cells: CellData, task: FitTask) -> FitOutcome:
     """Worker entry point: fit one task on this process's (cached) compiled model."""
-    from forecast.update import marginal_likelihood
+    from forecast.update import checked, marginal_likelihood
 
     key = model_key(study, cells)
     compiled_here = key not in _MODELS
@@ -99,6 +99,7 @@ def fit_one(study: Study, cells: CellData, task: FitTask) -> FitOutcome:
     before = model.compile_seconds
     fit = model.fit(task.hypothesis, task.settings)
     bridge = marginal_likelihood(model, task.hypothesis, fit, task.bridge_seed)
+    fit = checked(fit, bridge)
     means = {
         rv_name(p, g): float(fit.trace.posterior[rv_name(p, g)].mean())
         for p, g in slots(study)

@@ -28,8 +28,8 @@ from forecast.comparison import (
     stacking_weights,
 )
 from forecast.errors import ConvergenceError, InputError, ObservationError
-from forecast.inference import Diagnostics, Fit, SamplerSettings, StudyModel
-from forecast.marginal import BridgeResult, bridge_sampling
+from forecast.inference import Diagnostics, Fit, SamplerSettings, StudyModel, with_problem
+from forecast.marginal import BridgeResult, bridge_problem, bridge_sampling
 from forecast.model import cell_logit_draws, draws_as_arrays
 from forecast.observations import Observations, load_observations
 from forecast.runstore import (
@@ -45,7 +45,7 @@ from forecast.runstore import (
 from forecast.study import Hypothesis, Study, load_study
 
 Progress = Callable[[str], None]
-UNRELIABLE = "UNRELIABLE: at least one fit failed its convergence checks"
+UNRELIABLE = "UNRELIABLE: at least one fit failed its checks (convergence, marginal-likelihood error)"
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,12 @@ def loo(model: StudyModel, fit: Fit, cells: CellData | None = None) -> Loo:
     return psis_loo_cells(eta, cells, fit.settings.chains)
 
 
+def checked(fit: Fit, bridge: BridgeResult) -> Fit:
+    """The fit, failing the gate when its marginal likelihood cannot be trusted (``bridge_problem``)."""
+    problem = bridge_problem(bridge)
+    return with_problem(fit, problem) if problem else fit
+
+
 def run_update(
     study_path: str | Path,
     settings: SamplerSettings | None = None,
@@ -161,14 +167,20 @@ def run_update(
         fits.append(fit)
         status = "converged" if fit.diagnostics.converged else "NOT CONVERGED: " + "; ".join(fit.diagnostics.problems)
         say(f"      sampled in {fit.seconds:.1f} s, {status}")
-        bridges.append(marginal_likelihood(model, h, fit, settings.seed))
+        bridge = marginal_likelihood(model, h, fit, settings.seed)
+        # Gated like non-convergence: a support figure from it would not be one to defend.
+        fits[-1] = fit = checked(fit, bridge)
+        if problem := bridge_problem(bridge):
+            say(f"      {problem}")
+        bridges.append(bridge)
         loos.append(loo(model, fit))
 
     converged = all(f.diagnostics.converged for f in fits)
     if not converged and not allow_unconverged:
         failed = [f"'{f.hypothesis}': {'; '.join(f.diagnostics.problems)}" for f in fits if not f.diagnostics.converged]
         raise ConvergenceError(
-            "the convergence gate failed after one retry, so no support figures are reported and nothing was written:\n"
+            "the convergence gate failed (a fit is retried once before it fails), so no support figures are "
+            "reported and nothing was written:\n"
             + "\n".join(f"  - {x}" for x in failed)
             + "\nTry more --tune/--draws, or pass --allow-unconverged to write results flagged as unreliable."
         )

@@ -447,3 +447,35 @@ def test_posterior_probabilities_within_two_points_of_quadrature(case, request):
     assert np.all(np.abs(r.prob - r.exact_prob) < PROB_TOL), _report(r)
     # The cases are chosen to be informative: no hypothesis is certain or negligible.
     assert np.all((r.exact_prob > 0.03) & (r.exact_prob < 0.97)), _report(r)
+
+
+def _gaussian_draws(rng: np.random.Generator, chains: int, draws: int, dim: int) -> np.ndarray:
+    return rng.standard_normal((chains, draws, dim))
+
+
+def _standard_normal_log_density(x: np.ndarray) -> np.ndarray:
+    # Unnormalised N(0, I): the exact log marginal likelihood is (dim / 2) log(2 pi).
+    return -0.5 * (x**2).sum(axis=1)
+
+
+def test_bridge_on_a_gaussian_posterior_is_exact_and_passes_the_check():
+    from forecast.marginal import bridge_problem
+
+    dim = 3
+    result = bridge_sampling(
+        _standard_normal_log_density, _gaussian_draws(np.random.default_rng(5), 4, 1000, dim), np.random.default_rng(6)
+    )
+    assert result.log_ml == pytest.approx(0.5 * dim * np.log(2 * np.pi), abs=3 * result.se + 1e-3)
+    assert bridge_problem(result) is None
+
+
+def test_bridge_with_fewer_draws_than_dimensions_is_flagged_not_trusted():
+    from forecast.marginal import BRIDGE_SE_MAX, bridge_problem
+
+    # The proposal's covariance comes from 2 x 20 draws in 60 dimensions: rank-deficient, so
+    # the proposal misses the posterior and the estimate's error cannot be vouched for.
+    result = bridge_sampling(
+        _standard_normal_log_density, _gaussian_draws(np.random.default_rng(7), 2, 40, 60), np.random.default_rng(8)
+    )
+    assert not result.se <= BRIDGE_SE_MAX
+    assert "use more --draws" in bridge_problem(result)

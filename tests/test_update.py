@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from forecast.marginal import bridge_sampling
 from forecast.observations import load_observations
 from forecast.runstore import latest_run, load_summary
 from forecast.study import load_study
-from forecast.update import run_update
+from forecast.update import checked, marginal_likelihood, run_update
 
 CONTRACT_KEYS = {
     "id",
@@ -171,3 +172,16 @@ def test_hypotheses_with_different_priors_get_different_posteriors(small_static)
     study, _, model = small_static
     means = [float(model.fit(h, SMALL).trace.posterior["tilt__ga"].mean()) for h in study.hypotheses]
     assert means[0] > means[1] + 0.3
+
+
+def test_a_marginal_likelihood_of_unknown_error_fails_the_gate(small_static):
+    study, _, model = small_static
+    h = study.hypotheses[0]
+    fit = model.fit(h, SMALL)
+    bridge = marginal_likelihood(model, h, fit, seed=1)
+    assert fit.diagnostics.converged and checked(fit, bridge).diagnostics.converged
+    flagged = checked(fit, replace(bridge, se=float("inf")))
+    assert not flagged.diagnostics.converged
+    assert any(
+        p.startswith("marginal likelihood: Monte Carlo error cannot be estimated") for p in flagged.diagnostics.problems
+    )
