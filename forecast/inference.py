@@ -22,8 +22,10 @@ from forecast.cells import CellData
 from forecast.model import (
     CENTRE_AT,
     DOMAIN_CENTRED,
+    DOMAIN_EFFECT,
     PRIOR_DATA,
     RW_CENTRED,
+    RW_STEPS,
     Centring,
     build_model,
     centring,
@@ -258,6 +260,35 @@ class StudyModel:
         unconstrained = np.array(trace.sample_stats["unconstrained_draw"].values)
         trace = _slim(trace, self.study, signature)
         return trace, unconstrained, diagnose(trace)
+
+    def standard_normal_coordinates(self, hypothesis: Hypothesis, cells: CellData | None = None) -> np.ndarray:
+        """Which unconstrained coordinates are independent standard normals under the posterior.
+
+        The model carries both a non-centred and a centred (or levels) coordinate for every
+        element it may centre; the masks pick one per element for this hypothesis and these
+        cells, and the other enters nothing but its own Normal(0, 1) density (``model._mixed``,
+        ``model._walk_in_levels``). Laid out as nutpie's ``unconstrained_draw``.
+        """
+        _, cm = self.compiled(family_signature(self.study, hypothesis))
+        data = self._data(hypothesis, cells)
+        names, slices, _ = cm.shape_info
+        out = np.zeros(cm.n_dim, dtype=bool)
+
+        def mark(name: str, unused: np.ndarray) -> None:
+            where = slices[names.index(name)]
+            if where.stop > cm.n_dim or where.stop - where.start != unused.size:
+                raise RuntimeError(f"unexpected layout of the sampler's coordinate '{name}'")
+            out[where] = unused.ravel()
+
+        if RW_CENTRED in data:
+            levels = data[RW_CENTRED] > 0.5
+            mark(f"{RW_STEPS}_nc", levels)
+            mark(f"{RW_STEPS}_levels", ~levels)
+        if DOMAIN_CENTRED in data:
+            centred = data[DOMAIN_CENTRED] > 0.5
+            mark(f"{DOMAIN_EFFECT}_nc", centred)
+            mark(f"{DOMAIN_EFFECT}_c", ~centred)
+        return out
 
     def log_posterior(
         self, hypothesis: Hypothesis, cells: CellData | None = None

@@ -107,7 +107,12 @@ def marginal_likelihood(
 ) -> BridgeResult:
     """Bridge-sampling estimate of log p(y | H) from a fit, seeded per hypothesis."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(hypothesis.id.encode()), 1]))
-    return bridge_sampling(model.log_posterior(hypothesis, cells), fit.unconstrained, rng)
+    return bridge_sampling(
+        model.log_posterior(hypothesis, cells),
+        fit.unconstrained,
+        rng,
+        standard_normal=model.standard_normal_coordinates(hypothesis, cells),
+    )
 
 
 def loo(model: StudyModel, fit: Fit, cells: CellData | None = None) -> Loo:

@@ -156,3 +156,50 @@ def test_walk_in_levels_and_centred_domains_are_an_exact_change_of_variables(tmp
     )
     np.testing.assert_allclose(got[0], z, atol=1e-10)
     np.testing.assert_allclose(got[1], rw_z, atol=1e-10)
+
+
+def test_the_unused_coordinates_are_exactly_the_standard_normal_ones(tmp_path, monkeypatch):
+    """The bridge sampler takes the coordinates ``standard_normal_coordinates`` marks as exact
+    N(0, 1) factors of the posterior: moving one changes the log density by its standard normal
+    density alone, and every other coordinate enters the model otherwise."""
+    from forecast import inference
+    from forecast.inference import StudyModel
+    from tests.helpers import event, write_mini
+
+    rows = [event(1, counterpart="us"), event(2, counterpart="russia", domain="energy", event_date="2021-05-02")]
+    study = load_study(write_mini(tmp_path, rows)[0])
+    cells = cell_data(load_observations(study).table, study)
+    n_g, n_d, n_q = len(study.groups), len(study.domains), study.time.n_quarters
+    model = StudyModel(study, cells, centre_at=0.0)  # compiled with both coordinates everywhere
+    rng = np.random.default_rng(5)
+    # A hypothesis that centres some domains and walks in levels for some groups only.
+    domain = np.zeros((n_g, n_d), dtype=bool)
+    domain[0, 0] = domain[-1, -1] = True
+    steps = np.zeros((n_g, n_q - 1), dtype=bool)
+    steps[0] = True
+    mixed = Centring(domain=domain, steps=steps)
+    assert mixed.domain.any() and not mixed.domain.all() and mixed.steps.any() and not mixed.steps.all()
+    monkeypatch.setattr(inference, "centring", lambda *args, **kwargs: mixed)
+    h = study.hypotheses[0]
+    exact = model.standard_normal_coordinates(h)
+    logp = model.log_posterior(h)
+
+    x = rng.normal(0.0, 0.3, size=(1, exact.size))
+    base = logp(x)[0]
+    step = 0.7
+    standard_like = np.zeros(exact.size, dtype=bool)
+    for j in range(exact.size):
+        moved = x.copy()
+        moved[0, j] += step
+        change = logp(moved)[0] - base
+        standard_normal_change = -0.5 * (moved[0, j] ** 2 - x[0, j] ** 2)
+        if exact[j]:
+            assert change == pytest.approx(standard_normal_change, abs=1e-9), j
+        standard_like[j] = change == pytest.approx(standard_normal_change, abs=1e-9)
+    # one unused coordinate per element that has both: a domain effect and a walk step each
+    assert exact.sum() == n_g * n_d + n_g * (n_q - 1)
+    # Not every coordinate is standard normal: the hyperparameters and the centred (levels)
+    # coordinates in use are not. (A used non-centred coordinate that no data reach is, exactly.)
+    n_hyper = 4 * n_g
+    n_centred_in_use = int(domain.sum() + steps.sum())
+    assert (~standard_like[~exact]).sum() >= n_hyper + n_centred_in_use

@@ -479,3 +479,18 @@ def test_bridge_with_fewer_draws_than_dimensions_is_flagged_not_trusted():
     )
     assert not result.se <= BRIDGE_SE_MAX
     assert "use more --draws" in bridge_problem(result)
+
+
+def test_bridge_takes_known_standard_normal_coordinates_exactly():
+    from forecast.marginal import bridge_problem
+
+    # 3 coordinates to fit, 57 the model declares standard normal (unused sampler coordinates):
+    # the proposal is then fitted in 3 dimensions only, so 2 x 40 draws are enough.
+    dim, fitted = 60, 3
+    draws = _gaussian_draws(np.random.default_rng(9), 2, 80, dim)
+    exact = np.arange(dim) >= fitted
+    result = bridge_sampling(_standard_normal_log_density, draws, np.random.default_rng(10), standard_normal=exact)
+    assert result.log_ml == pytest.approx(0.5 * dim * np.log(2 * np.pi), abs=max(3 * result.se, 0.02))
+    assert bridge_problem(result) is None
+    naive = bridge_sampling(_standard_normal_log_density, draws, np.random.default_rng(10))
+    assert bridge_problem(naive) is not None
