@@ -36,7 +36,9 @@ What is measured, all in one run and each in a FRESH process (wall clock, `time.
 
 Progress goes to stderr. Stdout gets a readable summary and, as its LAST line, one JSON object
 with the keys ``default_study_s``, ``baseline_s``, ``speedup``, ``scaling`` (event count as a
-string -> seconds) and ``scaling_ratio_1m_1k`` (null when skipped).
+string -> seconds), ``scaling_ratio_1m_1k`` (null when skipped) and ``machine_yardstick_s``
+(a fixed pure-Python loop's seconds at the start and the end: this machine's speed drifts by up
+to a third over a day, so compare figures of runs whose yardsticks agree).
 
 Run from the repository root with the venv's interpreter::
 
@@ -511,8 +513,26 @@ def main(argv: list[str]) -> dict:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def machine_speed() -> float:
+    """Seconds for a fixed pure-Python loop (best of 3): a yardstick for this machine's speed.
+
+    The machine's speed drifts by a third over a day (shared hardware); printed at the start and
+    end of a run, it says whether two runs' figures can be compared, and how.
+    """
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        total = 0
+        for i in range(10_000_000):
+            total += i
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def measure(args: argparse.Namespace, tmp: Path) -> dict:
     runs = tmp / "runs"
+    speed_before = machine_speed()
+    print(f"Machine yardstick (pure-Python loop, lower is faster): {speed_before:.2f} s at the start")
 
     # 1. The default study.
     say("default study: warm-up run (fills the compile caches)")
@@ -568,12 +588,15 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict:
     ratio = scaling["1000000"] / scaling["1000"] if {"1000", "1000000"} <= scaling.keys() else None
     if ratio is not None:
         print(f"Scaling ratio 1M / 1k events: {ratio:.2f} (target <= 2)")
+    speed_after = machine_speed()
+    print(f"Machine yardstick: {speed_after:.2f} s at the end ({speed_before:.2f} s at the start)")
     return {
         "default_study_s": default.seconds,
         "baseline_s": baseline_s,
         "speedup": speedup,
         "scaling": scaling,
         "scaling_ratio_1m_1k": ratio,
+        "machine_yardstick_s": [speed_before, speed_after],
     }
 
 
