@@ -504,6 +504,7 @@ TRICKY_CSV = {
     "a trailing comma": "id,a,b,\n1,x,y,\n",
     "spaces around values": "id, a ,b\n1, x ,y\n",
     "header only": "id,a,b\n",
+    "a column of empty fields": "id,a,b\n1,,x\n2,,y\n",
     "no final newline": "id,a,b\n1,x,y",
     "numbers, dates and booleans kept as written": "id,a,b,c\n01,1.50,1e3,TRUE\n002,-0,+3,2019-07-12\n",
     "a byte-order mark and non-ASCII text": "\ufeffid,a,b\n1,İstanbul,Ş\n",
