@@ -10,7 +10,7 @@ Two different questions, kept apart everywhere they are shown:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -133,11 +133,14 @@ def _weighted_total_and_se(values: np.ndarray, counts: np.ndarray) -> tuple[floa
 R_EFF_PATTERNS = 256
 
 
-def psis_loo(loglik: np.ndarray, counts: np.ndarray) -> Loo:
-    """PSIS-LOO from per-pattern log-likelihoods of shape (chains, draws, patterns)."""
-    chains, draws, n_pat = loglik.shape
-    rows = np.moveaxis(loglik, -1, 0).reshape(n_pat, -1)
-    return _psis_loo(rows.shape, lambda sel: rows[sel], _row_blocks(rows), counts, chains)
+def relative_ess(rows: np.ndarray, chains: int) -> float:
+    """One relative efficiency for PSIS: the mean over rows of the relative ESS (of the mean) of
+    each row's likelihood, as loo does for a single r_eff. ``rows`` is a (rows, samples)
+    log-likelihood, samples chain-major."""
+    from forecast.convergence import ess_mean
+
+    r = ess_mean(np.exp(rows).reshape(len(rows), chains, rows.shape[1] // chains), relative=True)
+    return float(np.clip(np.nanmean(r), 1e-3, None)) if np.isfinite(r).any() else 1.0
 
 
 def psis_loo_cells(eta: np.ndarray, cells: CellData, chains: int) -> Loo:
@@ -146,36 +149,17 @@ def psis_loo_cells(eta: np.ndarray, cells: CellData, chains: int) -> Loo:
     Works through the patterns in cache-sized blocks: the (patterns x samples) log-likelihood
     (~400 MB for a million imported events) is never held whole.
     """
-    loglik = PatternLoglik(eta, cells)
-    return _psis_loo((loglik.n_patterns, loglik.n_samples), loglik.rows, loglik.blocks(), cells.pattern_count, chains)
-
-
-def _row_blocks(rows: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
-    block = max(1, _BLOCK_ELEMENTS // max(1, rows.shape[1]))
-    for start in range(0, rows.shape[0], block):
-        sel = slice(start, start + block)
-        yield sel, rows[sel]
-
-
-def _psis_loo(
-    shape: tuple[int, int],
-    rows_of: Callable[[np.ndarray], np.ndarray],
-    blocks: Iterable[tuple[slice, np.ndarray]],
-    counts: np.ndarray,
-    chains: int,
-) -> Loo:
-    from forecast.convergence import ess_mean
     from forecast.psis import logsumexp_rows, psislw
 
-    n_pat, n_samples = shape
-    # One relative efficiency for all patterns (their mean), as loo does for a single r_eff;
-    # estimated on at most R_EFF_PATTERNS evenly spaced patterns, which is plenty for a mean
+    loglik = PatternLoglik(eta, cells)
+    n_pat, n_samples, counts = loglik.n_patterns, loglik.n_samples, cells.pattern_count
+    # Estimated on at most R_EFF_PATTERNS evenly spaced patterns, which is plenty for a mean
     # and keeps 10^4-pattern studies from spending seconds on it.
-    sub = rows_of(np.unique(np.linspace(0, n_pat - 1, min(n_pat, R_EFF_PATTERNS)).astype(int)))
-    r_eff = ess_mean(np.exp(sub).reshape(len(sub), chains, -1), relative=True)
-    r_eff = float(np.clip(np.nanmean(r_eff), 1e-3, None)) if np.isfinite(r_eff).any() else 1.0
+    r_eff = relative_ess(
+        loglik.rows(np.unique(np.linspace(0, n_pat - 1, min(n_pat, R_EFF_PATTERNS)).astype(int))), chains
+    )
     pointwise, lppd, k = np.empty(n_pat), np.empty(n_pat), np.empty(n_pat)
-    for sel, rows in blocks:
+    for sel, rows in loglik.blocks():
         # arviz-stats' psislw takes the log-likelihood and smooths weights proportional to its
         # negative exponent (1 / p(y_i | theta)), the leave-one-out importance ratios, and
         # returns them normalised. Row by row, so blocks give the same numbers as one call.

@@ -46,7 +46,7 @@ import pandas as pd
 from scipy.special import logsumexp, softmax
 
 from forecast.cells import CellData, cell_data, corroboration
-from forecast.comparison import PARETO_K_GOOD
+from forecast.comparison import PARETO_K_GOOD, relative_ess
 from forecast.errors import ConvergenceError, InputError, RunStoreError
 from forecast.inference import SamplerSettings, StudyModel
 from forecast.model import draws_as_arrays, latent_logit, years_from_reference
@@ -200,15 +200,6 @@ def term_loglik(eta: np.ndarray, keys: list[Term]) -> np.ndarray:
     return w * np.where(coop.astype(bool), -np.logaddexp(0.0, -e), -np.logaddexp(0.0, e))
 
 
-def relative_ess(loglik: np.ndarray, chains: int) -> float:
-    """The relative efficiency PSIS-LOO uses (``comparison.psis_loo``): mean over terms."""
-    from forecast.convergence import ess_mean
-
-    by_term = np.moveaxis(loglik.reshape(chains, -1, loglik.shape[-1]), -1, 0)
-    r = ess_mean(np.exp(by_term), relative=True)
-    return float(np.clip(np.nanmean(r), 1e-3, None)) if np.isfinite(r).any() else 1.0
-
-
 def psis_weights(log_ratios: np.ndarray, r_eff: float) -> tuple[np.ndarray, np.ndarray]:
     """Normalised Pareto-smoothed log weights for importance ratios exp(log_ratios), and Pareto k.
 
@@ -350,7 +341,7 @@ def estimate(ctx: RunContext, scenarios: list[Scenario], k_threshold: float) -> 
     for s in scenarios:
         s.delta, s.log_ml_se = np.zeros(n_h), ctx.log_ml_se.copy()
         s.pareto_k, s.method = np.full(n_h, np.nan), ["unchanged"] * n_h
-    r_eff = [relative_ess(term_loglik(e, pattern_terms(ctx.cells)), ctx.chains) for e in ctx.eta]
+    r_eff = [relative_ess(term_loglik(e, pattern_terms(ctx.cells)).T, ctx.chains) for e in ctx.eta]
     cache: dict[tuple, tuple[Change, ...]] = {}  # items of one pattern change the likelihood alike
     for s in scenarios:
         if not s.removed and not s.added:
@@ -495,7 +486,7 @@ def _assemble(ctx, removals, reversals, quality, dropped, shift, threshold, n_re
     hyps = ctx.hypotheses
     # PSIS-LOO elpd per observation and hypothesis (a report not counted: none).
     pat_ll = [term_loglik(e, pattern_terms(cells)) for e in ctx.eta]
-    r_eff = [relative_ess(ll, ctx.chains) for ll in pat_ll]
+    r_eff = [relative_ess(ll.T, ctx.chains) for ll in pat_ll]
     elpd = np.zeros((len(cells.pattern_count), len(hyps)))
     kpat = np.zeros_like(elpd)
     for j, ll in enumerate(pat_ll):

@@ -21,11 +21,13 @@ import numpy as np
 from forecast.cells import CellData
 from forecast.model import (
     CENTRE_AT,
+    DOMAIN_C,
     DOMAIN_CENTRED,
-    DOMAIN_EFFECT,
+    DOMAIN_NC,
     PRIOR_DATA,
     RW_CENTRED,
-    RW_STEPS,
+    RW_LEVELS,
+    RW_NC,
     Centring,
     build_model,
     centring,
@@ -282,12 +284,12 @@ class StudyModel:
 
         if RW_CENTRED in data:
             levels = data[RW_CENTRED] > 0.5
-            mark(f"{RW_STEPS}_nc", levels)
-            mark(f"{RW_STEPS}_levels", ~levels)
+            mark(RW_NC, levels)
+            mark(RW_LEVELS, ~levels)
         if DOMAIN_CENTRED in data:
             centred = data[DOMAIN_CENTRED] > 0.5
-            mark(f"{DOMAIN_EFFECT}_nc", centred)
-            mark(f"{DOMAIN_EFFECT}_c", ~centred)
+            mark(DOMAIN_NC, centred)
+            mark(DOMAIN_C, ~centred)
         return out
 
     def log_posterior(

@@ -52,6 +52,11 @@ from forecast.study import Hypothesis, Study
 PRIOR_DATA = "prior_params"
 DOMAIN_EFFECT = "domain_z"
 RW_STEPS = "rw_z"
+# The sampler's own coordinates for the standardised effects (see _mixed, _walk_in_levels); which
+# of them a fit uses depends on the data, so results keep only the effects they map to.
+DOMAIN_NC, DOMAIN_C = f"{DOMAIN_EFFECT}_nc", f"{DOMAIN_EFFECT}_c"  # as _mixed names them
+RW_NC, RW_LEVELS = f"{RW_STEPS}_nc", f"{RW_STEPS}_levels"
+SAMPLER_COORDINATES = (DOMAIN_NC, DOMAIN_C, RW_NC, RW_LEVELS)
 DOMAIN_CENTRED = "domain_centred"
 RW_CENTRED = "rw_centred"
 
@@ -204,11 +209,6 @@ def prior_vectors(study: Study, signature: tuple[str, ...]) -> list[PriorVector]
                 by_family.setdefault(signature[k], []).append(k)
         out += [PriorVector(f"{param}__{f}", param, f, tuple(rows)) for f, rows in by_family.items()]
     return out
-
-
-# The sampler's own coordinates for the standardised effects (see _mixed, _walk_in_levels); which
-# of them a fit uses depends on the data, so results keep only the effects they map to.
-SAMPLER_COORDINATES = (f"{DOMAIN_EFFECT}_nc", f"{DOMAIN_EFFECT}_c", f"{RW_STEPS}_nc", f"{RW_STEPS}_levels")
 
 
 def split_prior_vectors(posterior, study: Study, signature: tuple[str, ...]):
@@ -385,8 +385,8 @@ def _walk_in_levels(mask: Any, shape: tuple[int, int], drift: Any, volatility: A
 
     use_levels = pt.gt(mask, 0.5)
     in_levels = use_levels[:, 0]
-    standard = pm.Normal(f"{RW_STEPS}_nc", 0.0, 1.0, shape=shape)
-    free = pm.Flat(f"{RW_STEPS}_levels", shape=shape)
+    standard = pm.Normal(RW_NC, 0.0, 1.0, shape=shape)
+    free = pm.Flat(RW_LEVELS, shape=shape)
     dev = free @ basis.T  # (G, Q), rows sum to zero
     walk = dev - dev[:, ref : ref + 1]
     increments = walk[:, 1:] - walk[:, :-1]

@@ -149,14 +149,10 @@ def read_with_arrow(raw: bytes) -> pd.DataFrame | None:
 def lookup(col: pd.Series, table: dict) -> pd.Series:
     """``col.map(table)``, NaN where a value is not a key: mapped once per distinct value
     (``Series.map`` on pandas' Arrow strings builds a Python object per row: seconds at 10^6)."""
-    codes, uniques = pd.factorize(col)
-    mapped = pd.Series(uniques).map(table).to_numpy()
-    if not len(mapped):
+    codes, distinct = pd.factorize(col, use_na_sentinel=False)
+    if not len(distinct):
         return pd.Series(np.full(len(col), np.nan), index=col.index)
-    out = mapped[np.maximum(codes, 0)]
-    if (codes < 0).any():
-        out = np.where(codes < 0, np.nan, out)
-    return pd.Series(out, index=col.index)
+    return _per_row(pd.Series(distinct).map(table), codes, col.index)
 
 
 def load_observations(study: Study, path: Path | None = None, *, today: dt.date | None = None) -> Observations:

@@ -28,7 +28,7 @@ import pandas as pd
 
 from forecast import figures as F
 from forecast.cells import CellData, cell_data
-from forecast.comparison import PARETO_K_GOOD, jeffreys_label, pattern_loglik, psis_loo
+from forecast.comparison import PARETO_K_GOOD, jeffreys_label, pattern_loglik, psis_loo_cells
 from forecast.errors import InputError, RunStoreError
 from forecast.figures import FigureJobs, FigureRenderer, palette
 from forecast.history import HISTORY, History, load_history
@@ -839,7 +839,7 @@ def _pointwise(run: RunData, etas: dict[str, np.ndarray]) -> pd.DataFrame:
     table = pd.DataFrame({"id": run.obs.table["id"].to_numpy()})
     for hid, eta in etas.items():
         chains = run.posteriors[hid].sizes["chain"]
-        lo = psis_loo(pattern_loglik(eta, cells).reshape(chains, -1, len(cells.pattern_cell)), cells.pattern_count)
+        lo = psis_loo_cells(eta, cells, chains)
         table[f"elpd_loo__{hid}"] = lo.pointwise[cells.event_pattern]
         table[f"pareto_k__{hid}"] = lo.pareto_k[cells.event_pattern]
     return table

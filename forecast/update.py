@@ -173,9 +173,9 @@ def run_update(
         status = "converged" if fit.diagnostics.converged else "NOT CONVERGED: " + "; ".join(fit.diagnostics.problems)
         say(f"      sampled in {fit.seconds:.1f} s, {status}")
         bridge = marginal_likelihood(model, h, fit, settings.seed)
-        # Gated like non-convergence: a support figure from it would not be one to defend.
-        fits[-1] = fit = checked(fit, bridge)
         if problem := bridge_problem(bridge):
+            # Gated like non-convergence: a support figure from it would not be one to defend.
+            fits[-1] = fit = with_problem(fit, problem)
             say(f"      {problem}")
         bridges.append(bridge)
         loos.append(loo(model, fit))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -9,7 +11,7 @@ from arviz_stats import ess, loo
 
 from forecast import comparison
 from forecast.cells import CellData
-from forecast.comparison import pattern_loglik, psis_loo, psis_loo_cells
+from forecast.comparison import pattern_loglik, psis_loo_cells
 
 CHAINS, DRAWS = 4, 500
 
@@ -45,11 +47,11 @@ def _eta(rng: np.random.Generator, n_cells: int) -> np.ndarray:
 
 def test_psis_loo_matches_arviz_loo_with_the_relative_efficiency_of_the_likelihood() -> None:
     rng = np.random.default_rng(11)
-    cells = _cells(rng, n_cells=12, n_patterns=40)
-    loglik = pattern_loglik(_eta(rng, 12), cells).reshape(CHAINS, DRAWS, -1)
-    ones = np.ones(loglik.shape[-1], dtype=np.int64)
+    cells = replace(_cells(rng, n_cells=12, n_patterns=40), pattern_count=np.ones(40, dtype=np.int64))
+    eta = _eta(rng, 12)
+    loglik = pattern_loglik(eta, cells).reshape(CHAINS, DRAWS, -1)
 
-    ours = psis_loo(loglik, ones)
+    ours = psis_loo_cells(eta, cells, CHAINS)
 
     # loo's r_eff: the mean relative ESS of the likelihood (the R package's convention).
     likelihood = xr.DataArray(np.exp(loglik), dims=("chain", "draw", "obs"))
@@ -72,10 +74,10 @@ def test_psis_loo_matches_arviz_loo_with_the_relative_efficiency_of_the_likeliho
 def test_a_pattern_counted_c_times_counts_as_c_events() -> None:
     rng = np.random.default_rng(12)
     cells = _cells(rng, n_cells=5, n_patterns=8)
-    loglik = pattern_loglik(_eta(rng, 5), cells).reshape(CHAINS, DRAWS, -1)
+    eta = _eta(rng, 5)
     counts = cells.pattern_count
-    grouped = psis_loo(loglik, counts)
-    one_each = psis_loo(loglik, np.ones_like(counts))
+    grouped = psis_loo_cells(eta, cells, CHAINS)
+    one_each = psis_loo_cells(eta, replace(cells, pattern_count=np.ones_like(counts)), CHAINS)
 
     np.testing.assert_array_equal(grouped.pointwise, one_each.pointwise)
     assert grouped.elpd == pytest.approx((one_each.pointwise * counts).sum(), rel=1e-12)
@@ -84,13 +86,14 @@ def test_a_pattern_counted_c_times_counts_as_c_events() -> None:
     assert grouped.se == pytest.approx(np.sqrt(n * per_event.var(ddof=1)), rel=1e-10)
 
 
-def test_loo_from_cell_draws_in_blocks_gives_the_same_numbers_as_from_the_whole_array(
+def test_loo_in_blocks_gives_the_same_numbers_as_in_one_block(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     rng = np.random.default_rng(13)
     cells = _cells(rng, n_cells=30, n_patterns=300)
     eta = _eta(rng, 30)
-    whole = psis_loo(pattern_loglik(eta, cells).reshape(CHAINS, DRAWS, -1), cells.pattern_count)
+    whole = psis_loo_cells(eta, cells, CHAINS)  # 300 patterns in one block
+    assert comparison._BLOCK_ELEMENTS >= 300 * CHAINS * DRAWS
     # Blocks of 7 patterns: the last block is partial and the buffer is reused between blocks.
     monkeypatch.setattr(comparison, "_BLOCK_ELEMENTS", 7 * CHAINS * DRAWS)
     blocked = psis_loo_cells(eta, cells, CHAINS)
