@@ -110,7 +110,7 @@ def main() -> None:
 
     # The stage timings of build_report are in the report's JSON file; re-derive them in-process
     # would skew the fresh-process measurement, so take them from a last in-process build.
-    from forecast.report import build_report
+    from forecast.reports.report import build_report
 
     report = build_report(run)
     median_wall, median_cpu = statistics.median(walls), statistics.median(cpus)

@@ -75,7 +75,7 @@ def naive_jobs(study, limit: int | None) -> list[tuple[str, object]]:
     """(key, hypothesis with the variant's priors): the base hypotheses, then the grid's variants."""
     from dataclasses import replace
 
-    from forecast.sensitivity import GridSpec, build_grid
+    from forecast.workflows.sensitivity import GridSpec, build_grid
 
     variants = build_grid(study, GridSpec())[1:]
     jobs = [(f"base/{h.id}", h) for h in study.hypotheses]
@@ -90,12 +90,12 @@ def naive_worker(study_path: str, runs_dir: str, which: str) -> None:
     """
     from dataclasses import replace
 
-    from forecast.cells import cell_data
-    from forecast.inference import StudyModel, hypothesis_seed
-    from forecast.observations import load_observations
-    from forecast.sensitivity import GridSpec, build_grid, load_base, matching_run
-    from forecast.study import load_study
-    from forecast.update import marginal_likelihood
+    from forecast.data.cells import cell_data
+    from forecast.data.observations import load_observations
+    from forecast.fit.hypothesis import marginal_likelihood
+    from forecast.fit.sampler import StudyModel, hypothesis_seed
+    from forecast.spec.study import load_study
+    from forecast.workflows.sensitivity import GridSpec, build_grid, load_base, matching_run
 
     study = load_study(study_path)
     obs = load_observations(study)
@@ -181,7 +181,7 @@ def main() -> None:
         wall_a, naive = run_naive(args.study, runs, limit)
         say(f"  {wall_a:.1f} s")
         say("timed: naive, a fresh process per variant (build, compile, fit, bridge)")
-        from forecast.study import load_study
+        from forecast.spec.study import load_study
 
         keys = [k for k, _ in naive_jobs(load_study(args.study), None if limit == "all" else int(limit))]
         fresh = {}

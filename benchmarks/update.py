@@ -66,6 +66,8 @@ from pathlib import Path
 
 import numpy as np
 
+from forecast.settings import DEFAULT_SEED
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STUDY = Path("priors/turkey_nato.toml")
 FORECAST = Path(sys.executable).parent / "forecast"
@@ -75,7 +77,7 @@ CONVERGENCE_EXIT = 3  # forecast's exit code when the convergence gate fails
 # Scaling runs still report their timings and diagnostics when a fit fails the gate (the same
 # work is done either way: every fit and its retry, bridge sampling and LOO precede the gate).
 ALLOW_UNCONVERGED = "--allow-unconverged"
-SEED = 20190712
+SEED = DEFAULT_SEED
 WARMUP_DRAWS = ("--draws", "100", "--tune", "100")
 
 # Admiralty grades of the synthetic events and how often each occurs.
@@ -161,7 +163,7 @@ def synthetic_study(template: Path, n: int, directory: Path, seed: int = SEED) -
     """Write ``n`` valid synthetic events and a copy of ``template`` that reads them."""
     import pandas as pd
 
-    from forecast.study import load_study
+    from forecast.spec.study import load_study
 
     study = load_study(template)
     counterparts = [(c, gi) for gi, g in enumerate(study.groups) for c in g.counterparts]
@@ -235,11 +237,11 @@ def breakdown_worker(study_path: str) -> dict:
     import pandas as pd
     import pymc  # noqa: F401
 
-    from forecast.cells import cell_data
-    from forecast.inference import StudyModel
-    from forecast.model import family_signature
-    from forecast.observations import load_observations, read_with_arrow
-    from forecast.study import load_study
+    from forecast.data.cells import cell_data
+    from forecast.data.observations import load_observations, read_with_arrow
+    from forecast.fit.sampler import StudyModel
+    from forecast.model.build import family_signature
+    from forecast.spec.study import load_study
 
     out: dict = {"import_s": time.perf_counter() - t0}
     t = time.perf_counter()

@@ -2,7 +2,39 @@
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+
+# The one default seed (the day the first S-400 parts were delivered, 12 July 2019).
+DEFAULT_SEED = 20190712
+SEED_MAX = 2**32 - 1  # NumPy's SeedSequence and nutpie take non-negative seeds below this
+
+# A progress callback: one human-readable line at a time (the CLI prints them on stderr).
+Progress = Callable[[str], None]
+
+
+def seed_sequence(seed: int, *keys: int | str):
+    """The one way a seed is derived for a part of a computation (a hypothesis, an origin, ...).
+
+    Strings enter by their CRC-32, so a hypothesis keeps its stream when others are added or
+    removed; the same (seed, keys) always give the same stream.
+    """
+    import numpy as np
+
+    return np.random.SeedSequence([seed, *(zlib.crc32(k.encode()) if isinstance(k, str) else int(k) for k in keys)])
+
+
+def derive_seed(seed: int, *keys: int | str) -> int:
+    """An integer seed for a sampler, derived from ``seed`` and ``keys`` (see ``seed_sequence``)."""
+    return int(seed_sequence(seed, *keys).generate_state(1)[0])
+
+
+def derive_rng(seed: int, *keys: int | str):
+    """A NumPy generator derived from ``seed`` and ``keys`` (see ``seed_sequence``)."""
+    import numpy as np
+
+    return np.random.default_rng(seed_sequence(seed, *keys))
 
 
 @dataclass(frozen=True)
@@ -16,11 +48,11 @@ class SamplerSettings:
     chains: int = 4
     cores: int = 2
     target_accept: float = 0.85
-    seed: int = 20190712
+    seed: int = DEFAULT_SEED
     sampler: str = "nutpie"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-__all__ = ["SamplerSettings"]
+__all__ = ["DEFAULT_SEED", "SEED_MAX", "Progress", "SamplerSettings", "derive_rng", "derive_seed", "seed_sequence"]

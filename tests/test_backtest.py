@@ -17,7 +17,14 @@ from click.testing import CliRunner
 from helpers import base_study, hypothesis, prior, write_study
 from scipy import stats
 
-from forecast.backtest import (
+from forecast.cli import main
+from forecast.data.cells import cell_data
+from forecast.data.observations import load_observations
+from forecast.fit.sampler import SamplerSettings, StudyModel
+from forecast.spec.questions import Question, load_questions
+from forecast.spec.study import load_study, quarter_index
+from forecast.stats.scoring import brier, interval_coverage, log_score, reliability_table, running_mean, skill
+from forecast.workflows.backtest import (
     BASELINES,
     BMA,
     backtest,
@@ -28,13 +35,6 @@ from forecast.backtest import (
     psis_log_weights,
     question_baselines,
 )
-from forecast.cells import cell_data
-from forecast.cli import main
-from forecast.inference import SamplerSettings, StudyModel
-from forecast.observations import load_observations
-from forecast.questions import Question, load_questions
-from forecast.scoring import brier, interval_coverage, log_score, reliability_table, running_mean, skill
-from forecast.study import load_study, quarter_index
 
 Q = quarter_index
 
@@ -308,8 +308,8 @@ def test_approximate_lfo_refits_less_and_agrees_with_exact_refits(trend):
 
 def test_origins_fanned_out_as_tasks_give_the_same_fits(trend, compiled):
     """The executor path (one task per origin, as on worker processes or Dask), run in-process."""
-    from forecast.backtest import _MODELS
-    from forecast.scaleout import InlineExecutor, Pool, model_key
+    from forecast.fit.pool import InlineExecutor, Pool, model_key
+    from forecast.workflows.backtest import _MODELS
 
     _, study, obs, exact, _ = trend
     model = compiled[3]
@@ -346,7 +346,7 @@ def invoke(*args):
 
 @pytest.fixture(scope="module")
 def fitted(trend, tmp_path_factory):
-    from forecast.update import run_update
+    from forecast.workflows.update import run_update
 
     study_path, *_ = trend
     runs = tmp_path_factory.mktemp("runs")

@@ -19,17 +19,17 @@ import pytest
 from click.testing import CliRunner
 from scipy.special import softmax
 
-from forecast.calibrate import (
+from forecast.cli import main
+from forecast.fit.sampler import SamplerSettings
+from forecast.spec.study import load_study
+from forecast.workflows.calibrate import (
     CALIBRATION,
     calibration_checks,
     design_analysis,
     run_calibration,
     simulate_replicate,
 )
-from forecast.cli import main
-from forecast.inference import SamplerSettings
-from forecast.simulate import uniform_design
-from forecast.study import load_study
+from forecast.workflows.simulate import uniform_design
 
 STUDY_TEMPLATE = """
 [study]

@@ -10,10 +10,10 @@ import numpy as np
 import pytensor
 import pytest
 
-from forecast.cells import CellData, cell_data
-from forecast.model import CENTRE_AT, WALK_LEVELS_AT, Centring, centring, information, study_centring
-from forecast.observations import load_observations
-from forecast.study import load_study
+from forecast.data.cells import CellData, cell_data
+from forecast.data.observations import load_observations
+from forecast.model.build import CENTRE_AT, WALK_LEVELS_AT, Centring, centring, information, study_centring
+from forecast.spec.study import load_study
 from tests.helpers import DEFAULT_STUDY
 
 
@@ -95,7 +95,7 @@ def test_walk_in_levels_and_centred_domains_are_an_exact_change_of_variables(tmp
     standard normal densities), so posteriors and marginal likelihoods agree."""
     from scipy.stats import norm
 
-    from forecast.model import (
+    from forecast.model.build import (
         DOMAIN_EFFECT,
         RW_STEPS,
         build_model,
@@ -162,8 +162,8 @@ def test_the_unused_coordinates_are_exactly_the_standard_normal_ones(tmp_path, m
     """The bridge sampler takes the coordinates ``standard_normal_coordinates`` marks as exact
     N(0, 1) factors of the posterior: moving one changes the log density by its standard normal
     density alone, and every other coordinate enters the model otherwise."""
-    from forecast import inference
-    from forecast.inference import StudyModel
+    from forecast.fit import sampler as inference
+    from forecast.fit.sampler import StudyModel
     from tests.helpers import event, write_mini
 
     rows = [event(1, counterpart="us"), event(2, counterpart="russia", domain="energy", event_date="2021-05-02")]

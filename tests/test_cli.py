@@ -166,7 +166,7 @@ def test_init_json_names_the_created_files(runner, tmp_path):
 
 
 def test_init_study_file_is_a_valid_study(runner, tmp_path):
-    from forecast.study import load_study
+    from forecast.spec.study import load_study
 
     invoke(runner, "init", "gulf_hedging", "--dir", tmp_path)
     study = load_study(tmp_path / "priors" / "gulf_hedging.toml")

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from forecast.compile_cache import compile_model
+from forecast.fit.compile_cache import compile_model
 
 
 def tiny_model(shift: float = 0.0):
@@ -78,7 +78,7 @@ def test_a_new_process_loads_the_wrappers_instead_of_compiling_them():
         "c.Cache.load_overload = spy\n"
         "sys.path.insert(0, 'tests')\n"
         "from test_compile_cache import tiny_model\n"
-        "from forecast.compile_cache import compile_model\n"
+        "from forecast.fit.compile_cache import compile_model\n"
         "compile_model(tiny_model(0.25))\n"
         "print(len(hits))\n"
     )
@@ -88,7 +88,7 @@ def test_a_new_process_loads_the_wrappers_instead_of_compiling_them():
 
 
 def test_a_nutpie_that_no_longer_fits_is_logged_and_compiled_the_usual_way(monkeypatch, caplog):
-    import forecast.compile_cache as cc
+    import forecast.fit.compile_cache as cc
 
     def broken(model):
         raise TypeError("_make_functions() got an unexpected keyword argument 'join_expanded'")

@@ -1,4 +1,4 @@
-"""forecast.convergence must reproduce arviz_stats' R-hat and ESS, not approximate them.
+"""forecast.stats.convergence must reproduce arviz_stats' R-hat and ESS, not approximate them.
 
 Every case compares against ``arviz_stats.base.array_stats`` on the same (k, chain, draw)
 array. The cases aim at the places where a vectorized rewrite could diverge: Geyer's
@@ -14,7 +14,7 @@ import pytest
 from arviz_stats.base import array_stats
 from scipy.signal import lfilter
 
-from forecast.convergence import ess_bulk, ess_mean, ess_tail, rhat_rank
+from forecast.stats.convergence import ess_bulk, ess_mean, ess_tail, rhat_rank
 
 TOL = {"rtol": 1e-10, "atol": 1e-12, "equal_nan": True}
 

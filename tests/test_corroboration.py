@@ -16,10 +16,10 @@ import pytest
 from exact import log_ml_group, pymc_prior
 from helpers import event, write_mini
 
-from forecast.cells import cell_data, corroboration
-from forecast.observations import load_observations
-from forecast.study import load_study, quarter_index
-from forecast.update import run_update
+from forecast.data.cells import cell_data, corroboration
+from forecast.data.observations import load_observations
+from forecast.spec.study import load_study, quarter_index
+from forecast.workflows.update import run_update
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Priors stated in an analyst's terms (forecast.elicitation) and `forecast priors`.
+"""Priors stated in an analyst's terms (forecast.spec.elicitation) and `forecast priors`.
 
 Nothing here samples a model. Masses are checked with scipy against the stated ones, model
 intervals against the exact logit transforms, prior predictive quantiles against closed forms.
@@ -18,9 +18,11 @@ from scipy import stats
 from scipy.special import expit, logit
 
 from forecast.cli import main
-from forecast.elicitation import maxent, model_interval, preliz_maxent, symmetric_bound
 from forecast.errors import StudyError
-from forecast.prior_predictive import (
+from forecast.spec.elicitation import maxent, model_interval, preliz_maxent, symmetric_bound
+from forecast.spec.priors import FAMILIES, Prior
+from forecast.spec.study import load_study
+from forecast.workflows.priors import (
     PRIOR_PREDICTIVE,
     PRIOR_PREDICTIVE_PLOT,
     hellinger,
@@ -28,8 +30,6 @@ from forecast.prior_predictive import (
     prior_draws,
     run_priors,
 )
-from forecast.priors import FAMILIES, Prior
-from forecast.study import load_study
 
 Z90 = stats.norm.ppf(0.95)
 
@@ -222,7 +222,7 @@ def test_distribution_entries_keep_their_messages(tmp_path):
 
 
 def test_model_interval_of_between_is_the_interval_itself():
-    from forecast.elicitation import Statement
+    from forecast.spec.elicitation import Statement
 
     assert model_interval(Statement("tilt", "between", (-1.0, 2.0), 0.9, "Normal"), None) == (-1.0, 2.0)
 

@@ -19,7 +19,9 @@ from click.testing import CliRunner
 from exact import log_ml_group, posterior_probabilities, pymc_prior
 
 from forecast.cli import main
-from forecast.evidence import (
+from forecast.fit.sampler import SamplerSettings, StudyModel
+from forecast.spec.study import load_study
+from forecast.workflows.evidence import (
     EVIDENCE,
     change_of_log_ml,
     diagnosticity,
@@ -27,9 +29,7 @@ from forecast.evidence import (
     refit_log_ml,
     run_evidence,
 )
-from forecast.inference import SamplerSettings, StudyModel
-from forecast.study import load_study
-from forecast.update import run_update
+from forecast.workflows.update import run_update
 
 STUDY = """
 [study]

@@ -16,8 +16,11 @@ import pytest
 from helpers import base_study, hypothesis, prior, write_study
 from scipy import stats
 
-from forecast.cells import cell_data
-from forecast.forecasting import (
+from forecast.data.cells import cell_data
+from forecast.fit.sampler import SamplerSettings, StudyModel
+from forecast.model.build import DOMAIN_EFFECT, RW_STEPS, draws_as_arrays, latent_logit, years_from_reference
+from forecast.model.milestones import cell_diagnosticity, milestones
+from forecast.model.predictive import (
     EventRates,
     Predictive,
     event_rates,
@@ -31,11 +34,8 @@ from forecast.forecasting import (
     summarise,
     weighted_quantiles,
 )
-from forecast.inference import SamplerSettings, StudyModel
-from forecast.milestones import cell_diagnosticity, milestones
-from forecast.model import DOMAIN_EFFECT, RW_STEPS, draws_as_arrays, latent_logit, years_from_reference
-from forecast.questions import Question
-from forecast.study import load_study, quarter_index
+from forecast.spec.questions import Question
+from forecast.spec.study import load_study, quarter_index
 
 Q = quarter_index
 

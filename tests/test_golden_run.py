@@ -34,16 +34,28 @@ def _runs_root(tmp_path: Path) -> Path:
 
 
 def _numbers(summary: dict) -> list[tuple]:
-    keys = ("id", "log_marginal_likelihood", "log_marginal_likelihood_se", "posterior_probability",
-            "posterior_probability_se", "elpd_loo", "elpd_loo_se", "p_loo", "pareto_k_max")
+    keys = (
+        "id",
+        "log_marginal_likelihood",
+        "log_marginal_likelihood_se",
+        "posterior_probability",
+        "posterior_probability_se",
+        "elpd_loo",
+        "elpd_loo_se",
+        "p_loo",
+        "pareto_k_max",
+    )
     return [tuple(h[k] for k in keys) for h in summary["hypotheses"]]
 
 
 def test_the_golden_run_renders_as_a_report(tmp_path):
     root = _runs_root(tmp_path)
     out = tmp_path / "golden.json"
-    result = CliRunner().invoke(main, ["report", str(root / "golden" / "20261207T051613Z"), "--format", "json",
-                                       "--output", str(out), "-q"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        main,
+        ["report", str(root / "golden" / "20261207T051613Z"), "--format", "json", "--output", str(out), "-q"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text(encoding="utf-8"))
     assert "golden" in json.dumps(report)
@@ -51,8 +63,9 @@ def test_the_golden_run_renders_as_a_report(tmp_path):
 
 def test_predict_accepts_the_golden_run_for_its_inputs(tmp_path):
     root = _runs_root(tmp_path)
-    result = CliRunner().invoke(main, ["predict", str(STUDY), "--runs-dir", str(root), "--json", "-q"],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        main, ["predict", str(STUDY), "--runs-dir", str(root), "--json", "-q"], catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
     forecasts = json.loads(result.output)
     golden = json.loads((RUN / "summary.json").read_text(encoding="utf-8"))

@@ -1,4 +1,4 @@
-"""Support over time (forecast.history): sequential refits on one compiled model, on a tiny static study."""
+"""Support over time (forecast.workflows.history): sequential refits on one compiled model, on a tiny static study."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ import numpy as np
 import pytest
 from helpers import base_study, event, hypothesis, prior, write_mini
 
-from forecast.cells import cell_data
-from forecast.history import (
+from forecast.data.cells import cell_data
+from forecast.data.observations import load_observations
+from forecast.fit.hypothesis import marginal_likelihood
+from forecast.fit.sampler import SamplerSettings, StudyModel
+from forecast.spec.study import load_study
+from forecast.workflows.history import (
     HISTORY,
     History,
     compute_history,
@@ -17,10 +21,6 @@ from forecast.history import (
     load_history,
     quarter_end,
 )
-from forecast.inference import SamplerSettings, StudyModel
-from forecast.observations import load_observations
-from forecast.study import load_study
-from forecast.update import marginal_likelihood
 
 SETTINGS = SamplerSettings(draws=500, tune=300, chains=4, seed=5)
 
@@ -107,7 +107,7 @@ def test_last_point_equals_a_direct_fit_on_all_data_within_mc_error(tiny):
     for i, h in enumerate(study.hypotheses):
         combined = np.hypot(se[i], last.log_marginal_likelihood_se[h.id])
         assert abs(last.log_marginal_likelihood[h.id] - log_ml[i]) <= 4 * combined + 1e-9
-    from forecast.comparison import posterior_probabilities
+    from forecast.stats.loo import posterior_probabilities
 
     p, p_se = posterior_probabilities(np.array(log_ml), np.array(se), np.array([0.5, 0.5]))
     for i, h in enumerate(study.hypotheses):

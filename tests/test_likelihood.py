@@ -8,8 +8,8 @@ import pytensor
 import pytensor.tensor as pt
 import pytest
 
-from forecast.likelihood import CellLoglik, cell_loglik_numpy
-from forecast.model import DOMAIN_EFFECT, RW_STEPS, latent_logit
+from forecast.model.build import DOMAIN_EFFECT, RW_STEPS, latent_logit
+from forecast.model.likelihood import CellLoglik, cell_loglik_numpy
 
 G, D, Q = 3, 4, 9
 

@@ -1,4 +1,4 @@
-"""forecast.comparison's PSIS-LOO: the same numbers as arviz-stats' loo, by pattern and in blocks."""
+"""forecast.stats.loo's PSIS-LOO: the same numbers as arviz-stats' loo, by pattern and in blocks."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import xarray as xr
 from arviz_stats import ess, loo
 
-from forecast import comparison
-from forecast.cells import CellData
-from forecast.comparison import pattern_loglik, psis_loo_cells
+from forecast.data.cells import CellData
+from forecast.stats import loo as comparison
+from forecast.stats.loo import pattern_loglik, psis_loo_cells
 
 CHAINS, DRAWS = 4, 500
 

@@ -2,7 +2,7 @@
 
 The exact values come from numerical integration (``tests/exact.py``, which does not import the
 toolkit) on small static studies; the weighted counts it integrates are tallied here from the
-events as written, not from ``forecast.cells``, so the whole path — study file, observation CSV,
+events as written, not from ``forecast.data.cells``, so the whole path — study file, observation CSV,
 reliability weights, cell sums, model, nutpie draws, bridge sampler, posterior probabilities —
 is checked end to end. Required agreement: 0.1 nats for log p(y | H), 0.02 for P(H | y).
 
@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from forecast.cells import cell_data
-from forecast.comparison import posterior_probabilities
-from forecast.inference import SamplerSettings, StudyModel
-from forecast.marginal import bridge_sampling
-from forecast.model import CENTRE_AT
-from forecast.observations import load_observations
-from forecast.study import load_study
+from forecast.data.cells import cell_data
+from forecast.data.observations import load_observations
+from forecast.fit.sampler import SamplerSettings, StudyModel
+from forecast.model.build import CENTRE_AT
+from forecast.spec.study import load_study
+from forecast.stats.bridge import bridge_sampling
+from forecast.stats.loo import posterior_probabilities
 
 
 def _load_exact():
@@ -459,7 +459,7 @@ def _standard_normal_log_density(x: np.ndarray) -> np.ndarray:
 
 
 def test_bridge_on_a_gaussian_posterior_is_exact_and_passes_the_check():
-    from forecast.marginal import bridge_problem
+    from forecast.stats.bridge import bridge_problem
 
     dim = 3
     result = bridge_sampling(
@@ -470,7 +470,7 @@ def test_bridge_on_a_gaussian_posterior_is_exact_and_passes_the_check():
 
 
 def test_bridge_with_fewer_draws_than_dimensions_is_flagged_not_trusted():
-    from forecast.marginal import BRIDGE_SE_MAX, bridge_problem
+    from forecast.stats.bridge import BRIDGE_SE_MAX, bridge_problem
 
     # The proposal's covariance comes from 2 x 20 draws in 60 dimensions: rank-deficient, so
     # the proposal misses the posterior and the estimate's error cannot be vouched for.
@@ -482,7 +482,7 @@ def test_bridge_with_fewer_draws_than_dimensions_is_flagged_not_trusted():
 
 
 def test_bridge_takes_known_standard_normal_coordinates_exactly():
-    from forecast.marginal import bridge_problem
+    from forecast.stats.bridge import bridge_problem
 
     # 3 coordinates to fit, 57 the model declares standard normal (unused sampler coordinates):
     # the proposal is then fitted in 3 dimensions only, so 2 x 40 draws are enough.

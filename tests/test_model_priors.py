@@ -8,9 +8,9 @@ import pytest
 import xarray as xr
 from helpers import base_study, event, hypothesis, prior, write_events, write_study
 
-from forecast.cells import cell_data
-from forecast.likelihood import cell_loglik_numpy
-from forecast.model import (
+from forecast.data.cells import cell_data
+from forecast.data.observations import load_observations
+from forecast.model.build import (
     DOMAIN_EFFECT,
     RW_STEPS,
     build_model,
@@ -22,8 +22,8 @@ from forecast.model import (
     split_prior_vectors,
     years_from_reference,
 )
-from forecast.observations import load_observations
-from forecast.study import load_study
+from forecast.model.likelihood import cell_loglik_numpy
+from forecast.spec.study import load_study
 
 # Different families and parameters per group, with the StudentT groups not adjacent.
 MIXED = {

@@ -21,10 +21,10 @@ from helpers import (
     write_study,
 )
 
-from forecast.cells import cell_data
+from forecast.data.cells import cell_data
+from forecast.data.observations import MAX_REPORTED_PER_RULE, load_observations, read_with_arrow
 from forecast.errors import ObservationError
-from forecast.observations import MAX_REPORTED_PER_RULE, load_observations, read_with_arrow
-from forecast.study import load_study, quarter_index
+from forecast.spec.study import load_study, quarter_index
 
 TODAY = dt.date(2024, 6, 30)
 FILE = "events.csv"

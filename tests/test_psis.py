@@ -1,4 +1,4 @@
-"""forecast.psis.psislw: the same Pareto-smoothed log weights and Pareto k as arviz-stats' psislw.
+"""forecast.stats.psis.psislw: the same Pareto-smoothed log weights and Pareto k as arviz-stats' psislw.
 
 Every case is compared against ``arviz_stats.base.array_stats.psislw(x, r_eff=..., axis=-1)`` on
 the same input (the log-likelihood: both smooth weights proportional to exp(-x)).
@@ -11,7 +11,7 @@ import pytest
 from arviz_stats.base import array_stats
 from scipy.special import logsumexp
 
-from forecast.psis import psislw
+from forecast.stats.psis import psislw
 
 RTOL = 1e-9
 ATOL = 1e-12

@@ -15,8 +15,8 @@ from helpers import DEFAULT_STUDY, base_study, event, problem_with, write_mini, 
 
 from forecast.cli import main
 from forecast.errors import StudyError
-from forecast.questions import Question, load_questions, quarter_end
-from forecast.study import load_study, quarter_index
+from forecast.spec.questions import Question, load_questions, quarter_end
+from forecast.spec.study import load_study, quarter_index
 
 TODAY = dt.date(2021, 1, 15)
 
@@ -225,7 +225,7 @@ def test_score_judges_resolved_questions_against_the_observations(tmp_path):
     ]
     _fake_run(tmp_path / "runs", stored, "2021-01-20T00:00:00+00:00")
 
-    from forecast.predict import run_score
+    from forecast.workflows.predict import run_score
 
     result = run_score(study_path, runs_root=tmp_path / "runs", today=dt.date(2021, 11, 1))
     by_id = {r["id"]: r for r in result.to_dict()["questions"]}
@@ -256,7 +256,7 @@ def test_score_ignores_forecasts_issued_after_resolution_and_waits_for_data(tmp_
     study_path, _ = write_mini(tmp_path, [event(1, event_date="2021-04-02")], data)
     stored = [{**q.to_dict(), "probability": 0.7} for q in load_questions(load_study(study_path), today=TODAY)]
     _fake_run(tmp_path / "runs", stored, "2021-07-10T00:00:00+00:00")  # after 2021Q2 resolved
-    from forecast.predict import run_score
+    from forecast.workflows.predict import run_score
 
     rows = {r["id"]: r for r in run_score(study_path, runs_root=tmp_path / "runs", today=dt.date(2022, 3, 1)).questions}
     assert rows["east_energy_q2"]["status"] == "no forecast before resolution"

@@ -24,12 +24,12 @@ from click.testing import CliRunner
 from helpers import base_study, event, hypothesis, prior, write_mini
 
 from forecast.cli import default_study, main
-from forecast.figures import palette
-from forecast.inference import SamplerSettings
-from forecast.model import cell_logit_draws, draws_as_arrays
-from forecast.report import _pointwise, load_run
-from forecast.runstore import POINTWISE, SUMMARY
-from forecast.update import run_update
+from forecast.fit.sampler import SamplerSettings
+from forecast.model.build import cell_logit_draws, draws_as_arrays
+from forecast.reports.figures import palette
+from forecast.reports.report import _pointwise, load_run
+from forecast.runs.store import POINTWISE, SUMMARY
+from forecast.workflows.update import run_update
 
 # The keys `forecast report --json` documents (README, "Reports").
 REPORT_JSON_KEYS = {
@@ -300,7 +300,7 @@ def test_one_colour_per_hypothesis_everywhere(default_report):
 
 
 def test_rendering_in_worker_processes_gives_the_same_figures():
-    from forecast.figures import FigureJobs, FigureRenderer, evidence_bars
+    from forecast.reports.figures import FigureJobs, FigureRenderer, evidence_bars
 
     jobs = FigureJobs()
     labels, colours = {"a": "A", "b": "B"}, palette(["a", "b"])

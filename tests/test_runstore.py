@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from forecast.errors import RunStoreError
-from forecast.runstore import LATEST, SCHEMA_VERSION, SUMMARY, RunWriter, latest_run, load_summary
+from forecast.runs.store import LATEST, SCHEMA_VERSION, SUMMARY, RunWriter, latest_run, load_summary
 
 NOW = dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.UTC)
 STUDY = "mini"

@@ -1,4 +1,4 @@
-"""Fanning fits out (forecast.scaleout): a sensitivity grid on a local Dask cluster, and the pools.
+"""Fanning fits out (forecast.fit.pool): a sensitivity grid on a local Dask cluster, and the pools.
 
 The Dask test starts its own two-worker cluster, sends it the grid's fits of a tiny static
 study and checks every log marginal likelihood against its exact value (quadrature,
@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 from exact import log_ml_group, pymc_prior
 
-from forecast.cells import cell_data
+from forecast.data.cells import cell_data
+from forecast.data.observations import load_observations
 from forecast.errors import InputError
-from forecast.inference import SamplerSettings, hypothesis_seed
-from forecast.observations import load_observations
-from forecast.scaleout import FitTask, InlineExecutor, ProgressBar, model_key, open_pool, run_fits
-from forecast.sensitivity import GridSpec, build_grid
-from forecast.study import load_study
+from forecast.fit.pool import FitTask, InlineExecutor, ProgressBar, model_key, open_pool, run_fits
+from forecast.fit.sampler import SamplerSettings, hypothesis_seed
+from forecast.spec.study import load_study
+from forecast.workflows.sensitivity import GridSpec, build_grid
 
 STUDY = """
 [study]

@@ -20,14 +20,15 @@ from exact import log_ml_group, pymc_prior
 from helpers import DEFAULT_STUDY
 from scipy.special import softmax
 
-from forecast.cells import cell_data
 from forecast.cli import main
-from forecast.comparison import posterior_probabilities
+from forecast.data.cells import cell_data
+from forecast.data.observations import load_observations
 from forecast.errors import ConvergenceError
-from forecast.inference import SamplerSettings, StudyModel
-from forecast.observations import load_observations
-from forecast.priors import Prior
-from forecast.sensitivity import (
+from forecast.fit.sampler import SamplerSettings, StudyModel
+from forecast.spec.priors import Prior
+from forecast.spec.study import load_study
+from forecast.stats.loo import posterior_probabilities
+from forecast.workflows.sensitivity import (
     PRIOR_ODDS_PLOT,
     SENSITIVITY,
     TORNADO_PLOT,
@@ -45,8 +46,7 @@ from forecast.sensitivity import (
     scale_prior,
     shift_prior,
 )
-from forecast.study import load_study
-from forecast.update import run_update
+from forecast.workflows.update import run_update
 
 SETTINGS = SamplerSettings(draws=2000, tune=1000, chains=4, seed=5)
 
@@ -109,7 +109,7 @@ def case(tmp_path_factory):
     model = StudyModel(study, cells)
     root = d / "runs"
     with pytest.MonkeyPatch.context() as mp:  # one compile for the module: update uses our model
-        mp.setattr("forecast.update.StudyModel", lambda s, c: model)
+        mp.setattr("forecast.workflows.update.StudyModel", lambda s, c: model)
         update = run_update(d / "s.toml", SETTINGS, runs_root=root)
     counts = [
         (float(cells.w_coop[cells.domain == k].sum()), float(cells.w_conf[cells.domain == k].sum())) for k in range(2)
@@ -384,7 +384,7 @@ def test_sensitivity_command_bad_spec_exits_2_and_writes_nothing(case):
 
 
 def test_failed_refit_gate_exits_3_and_writes_nothing(case, monkeypatch):
-    import forecast.scaleout as scaleout
+    import forecast.fit.pool as scaleout
 
     run = Path(case.update.run_dir)
     written = (run / SENSITIVITY).read_text() if (run / SENSITIVITY).exists() else None

@@ -18,11 +18,12 @@ from numpy.polynomial.hermite_e import hermegauss
 from scipy.special import expit
 
 from forecast.cli import main
+from forecast.data.observations import load_observations
 from forecast.errors import InputError, RunStoreError
-from forecast.model import DOMAIN_EFFECT
-from forecast.observations import load_observations
-from forecast.prior_predictive import prior_draws
-from forecast.simulate import (
+from forecast.model.build import DOMAIN_EFFECT
+from forecast.spec.study import load_study
+from forecast.workflows.priors import prior_draws
+from forecast.workflows.simulate import (
     cooperation_probability,
     cooperation_probability_draws,
     one_prior_draw,
@@ -32,8 +33,7 @@ from forecast.simulate import (
     to_toml,
     uniform_design,
 )
-from forecast.study import load_study
-from forecast.update import run_update
+from forecast.workflows.update import run_update
 
 STATIC = """
 [study]

@@ -8,8 +8,8 @@ import pytest
 from helpers import DEFAULT_STUDY, base_study, default_priors, hypothesis, prior, problem_with, write_study
 
 from forecast.errors import StudyError
-from forecast.priors import Prior
-from forecast.study import PARAMETERS, load_study, quarter_index
+from forecast.spec.priors import Prior
+from forecast.spec.study import PARAMETERS, load_study, quarter_index
 
 
 def study_error(tmp_path, data) -> StudyError:

@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from forecast.cells import cell_data
 from forecast.cli import default_study
-from forecast.inference import SamplerSettings, StudyModel
-from forecast.marginal import bridge_sampling
-from forecast.observations import load_observations
-from forecast.runstore import latest_run, load_summary
-from forecast.study import load_study
-from forecast.update import checked, marginal_likelihood, run_update
+from forecast.data.cells import cell_data
+from forecast.data.observations import load_observations
+from forecast.fit.hypothesis import checked, marginal_likelihood
+from forecast.fit.sampler import SamplerSettings, StudyModel
+from forecast.runs.store import latest_run, load_summary
+from forecast.spec.study import load_study
+from forecast.stats.bridge import bridge_sampling
+from forecast.workflows.update import run_update
 
 CONTRACT_KEYS = {
     "id",

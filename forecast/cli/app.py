@@ -1,0 +1,73 @@
+"""The command group and what every command shares: error mapping, JSON output, progress.
+
+Exit codes: 0 success; 2 bad input or usage; 3 convergence gate failed; 130 interrupted;
+1 anything else (a bug: say so, keep the traceback for FORECAST_DEBUG=1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from forecast.errors import ForecastError
+
+DEFAULT_STUDY = "turkey_nato.toml"
+
+
+def default_study() -> Path:
+    """``priors/turkey_nato.toml`` in the current directory, else the one shipped with the repo."""
+    here = Path.cwd() / "priors" / DEFAULT_STUDY
+    if here.is_file():
+        return here
+    return Path(__file__).resolve().parents[2] / "priors" / DEFAULT_STUDY
+
+
+def progress(quiet: bool):
+    """Progress messages on stderr, or None with --quiet."""
+    if quiet:
+        return None
+    return lambda msg: click.echo(msg, err=True)
+
+
+def guard(fn):
+    """Call ``fn`` and turn toolkit errors into a message and an exit code, never a traceback."""
+    try:
+        return fn()
+    except ForecastError as e:
+        click.echo(f"forecast: error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("forecast: interrupted; nothing was written and earlier results are untouched", err=True)
+        sys.exit(130)
+    except Exception as e:  # the CLI boundary: an unexpected failure is a bug; say so plainly
+        if os.environ.get("FORECAST_DEBUG"):
+            raise
+        click.echo(
+            f"forecast: internal error: {type(e).__name__}: {e}\n(set FORECAST_DEBUG=1 to see the traceback)", err=True
+        )
+        sys.exit(1)
+
+
+def emit_json(obj: object) -> None:
+    """One JSON object on stdout: strict JSON (an unknown or unbounded figure is null)."""
+    # Imported here: forecast.runs pulls in the spec layer, which `forecast --help` does not need.
+    from forecast.runs.store import jsonable
+
+    click.echo(json.dumps(jsonable(obj), indent=2, allow_nan=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="forecast")
+def main() -> None:
+    """Weigh competing hypotheses about a geopolitical question with Bayesian evidence.
+
+    \b
+    Example:
+      forecast validate                 # check the default study and its observations
+      forecast update                   # fit every hypothesis, print posterior support
+      forecast init my_study            # scaffold priors/my_study.toml and data/my_study.csv
+    """

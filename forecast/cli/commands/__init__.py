@@ -1,0 +1,1 @@
+"""One module per command; importing them registers the commands on ``forecast.cli.app.main``."""

@@ -1,0 +1,76 @@
+"""`forecast update`: Fit every hypothesis of STUDY and report how strongly the evidence supports each."""
+
+from __future__ import annotations
+
+import click
+
+from forecast.cli.app import default_study, emit_json, guard, main, progress
+from forecast.cli.options import (
+    allow_unconverged_option,
+    draws_and_tune,
+    json_option,
+    quiet_option,
+    runs_dir_option,
+    seed_option,
+    study_argument,
+)
+
+
+@main.command()
+@study_argument
+@seed_option("Random seed (same seed, same numbers).")
+@draws_and_tune
+@click.option(
+    "--chains", type=click.IntRange(2), default=4, show_default=True, help="Independent chains (R-hat needs >= 2)."
+)
+@click.option("--cores", type=click.IntRange(1), default=2, show_default=True, help="Chains sampled in parallel.")
+@runs_dir_option("Where run directories go [default: reports/runs under the current directory].")
+@allow_unconverged_option("Write results even if a fit fails its convergence checks (flagged as unreliable).")
+@click.option(
+    "--history",
+    is_flag=True,
+    help="Also compute support over time (a refit per quarter of evidence; minutes) into history.json.",
+)
+@click.option(
+    "--history-every",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="With --history: evaluate every N-th quarter (and the last); cost falls about N-fold.",
+)
+@json_option("Print one JSON object on stdout instead of the table.")
+@quiet_option("No progress messages on stderr.")
+def update(
+    study, seed, draws, tune, chains, cores, runs_dir, allow_unconverged, history, history_every, as_json, quiet
+):
+    """Fit every hypothesis of STUDY and report how strongly the evidence supports each.
+
+    STUDY is a study file (TOML); by default priors/turkey_nato.toml. Prints, per hypothesis,
+    the prior probability, the log marginal likelihood and posterior probability with their
+    Monte Carlo errors, PSIS-LOO predictive accuracy, and convergence diagnostics; writes a
+    run directory under reports/runs/<study>/.
+
+    \b
+    Example:
+      forecast update priors/turkey_nato.toml --seed 1 --json > support.json
+    """
+    from forecast.reports.text.update import render_update
+    from forecast.settings import SamplerSettings
+    from forecast.workflows.update import run_update
+
+    settings = SamplerSettings(draws=draws, tune=tune, chains=chains, cores=cores, seed=seed)
+    result = guard(
+        lambda: run_update(
+            study or default_study(),
+            settings,
+            runs_root=runs_dir,
+            allow_unconverged=allow_unconverged,
+            progress=progress(quiet),
+            history=history,
+            history_every=history_every,
+        )
+    )
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        click.echo(render_update(result))

@@ -1,0 +1,1 @@
+"""What was observed: observation files, cell statistics, imports of event data. pandas, no PyMC."""

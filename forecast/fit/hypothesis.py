@@ -1,0 +1,77 @@
+"""One hypothesis, fitted and judged: fit -> bridge-sampled marginal likelihood -> gate -> LOO.
+
+Every command that fits (update, history, backtest, evidence, calibrate, the pool) goes through
+``fit_hypothesis`` or its two steps here, so a change to how a fit is judged is made once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from forecast.data.cells import CellData
+from forecast.fit.sampler import Fit, SamplerSettings, StudyModel, with_problem
+from forecast.model.build import cell_logit_draws, draws_as_arrays
+from forecast.settings import derive_rng
+from forecast.spec.study import Hypothesis
+from forecast.stats.bridge import BridgeResult, bridge_problem, bridge_sampling
+from forecast.stats.loo import Loo, psis_loo_cells
+
+
+def marginal_likelihood(
+    model: StudyModel, hypothesis: Hypothesis, fit: Fit, seed: int, cells: CellData | None = None
+) -> BridgeResult:
+    """Bridge-sampling estimate of log p(y | H) from a fit, seeded per hypothesis."""
+    rng = derive_rng(seed, hypothesis.id, 1)
+    return bridge_sampling(
+        model.log_posterior(hypothesis, cells),
+        fit.unconstrained,
+        rng,
+        standard_normal=model.standard_normal_coordinates(hypothesis, cells),
+    )
+
+
+def loo(model: StudyModel, fit: Fit, cells: CellData | None = None) -> Loo:
+    """PSIS-LOO of a fit, leaving out one event at a time (via its pattern)."""
+    cells = cells or model.cells
+    eta = cell_logit_draws(draws_as_arrays(fit.trace.posterior, model.study), model.study, cells)
+    return psis_loo_cells(eta, cells, fit.settings.chains)
+
+
+def checked(fit: Fit, bridge: BridgeResult) -> Fit:
+    """The fit, failing the gate when its marginal likelihood cannot be trusted (``bridge_problem``)."""
+    problem = bridge_problem(bridge)
+    return with_problem(fit, problem) if problem else fit
+
+
+@dataclass(frozen=True)
+class HypothesisFit:
+    """A fit that has been through the gate, with its marginal likelihood and (optionally) LOO."""
+
+    fit: Fit
+    bridge: BridgeResult
+    loo: Loo | None
+
+    @property
+    def converged(self) -> bool:
+        return self.fit.diagnostics.converged
+
+
+def fit_hypothesis(
+    model: StudyModel,
+    hypothesis: Hypothesis,
+    settings: SamplerSettings,
+    *,
+    bridge_seed: int | None = None,
+    cells: CellData | None = None,
+    with_loo: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> HypothesisFit:
+    """Fit one hypothesis, estimate its marginal likelihood, gate both, and compute LOO."""
+    fit = model.fit(hypothesis, settings, progress=progress, cells=cells)
+    bridge = marginal_likelihood(model, hypothesis, fit, settings.seed if bridge_seed is None else bridge_seed, cells)
+    fit = checked(fit, bridge)
+    return HypothesisFit(fit=fit, bridge=bridge, loo=loo(model, fit, cells) if with_loo else None)
+
+
+__all__ = ["HypothesisFit", "checked", "fit_hypothesis", "loo", "marginal_likelihood"]

@@ -1,0 +1,1 @@
+"""The one hierarchical model: its PyMC build, the fused likelihood, predictive draws."""

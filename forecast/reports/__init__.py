@@ -1,0 +1,1 @@
+"""Everything a person reads: terminal renderers, plots, the report."""

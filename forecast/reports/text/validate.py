@@ -1,0 +1,23 @@
+"""Terminal rendering of `forecast validate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def render_validate(result) -> str:
+    lines = [
+        f"{Path(result.study_path).name}: valid; {len(result.hypotheses)} hypotheses ({', '.join(result.hypotheses)})"
+    ]
+    lines.append(
+        f"{Path(result.observations_path).name}: valid; {result.n_observations} observations"
+        + (
+            f", latest {result.latest_observation}"
+            if result.n_observations
+            else " (add coded events before `forecast update`)"
+        )
+    )
+    if result.n_observations:
+        lines.append("  by group:  " + ", ".join(f"{k} {v}" for k, v in result.by_group.items()))
+        lines.append("  by domain: " + ", ".join(f"{k} {v}" for k, v in result.by_domain.items()))
+    return "\n".join(lines)

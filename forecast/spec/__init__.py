@@ -1,0 +1,1 @@
+"""What the analyst states: study, priors, elicitation, questions. Plain values; no pandas, no PyMC."""

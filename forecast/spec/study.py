@@ -1,0 +1,416 @@
+"""The study file: one schema for the question, counterparts, domains, time and hypotheses.
+
+A study is TOML. Its structure is checked by pydantic models that forbid unknown keys; the
+cross-field rules (ids unique, every group given a prior, probabilities summing to one) are
+checked afterwards, and every problem is reported at once with its key path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict
+
+from forecast.errors import StudyError, allowed_list, did_you_mean
+from forecast.spec.elicitation import PendingStatement, is_statement, resolve_statements
+from forecast.spec.priors import Prior, Support, parse_prior
+
+# The shared model's hyperparameters, per counterpart group, and the time components that
+# bring each one in. Every hypothesis states a prior for each of them.
+PARAMETERS: dict[str, tuple[Support, str | None, str]] = {
+    "tilt": ("real", None, "log-odds that an interaction with the group is cooperative, at the reference quarter"),
+    "spread": ("positive", None, "standard deviation of the domain effects around the tilt (log-odds)"),
+    "trend": ("real", "trend", "change in the log-odds of cooperation per year"),
+    "volatility": ("positive", "random_walk", "standard deviation of the quarter-to-quarter random walk (log-odds)"),
+}
+TIME_COMPONENTS = ("trend", "random_walk")
+ALL_GROUPS = "all"
+PRIOR_SUM_TOLERANCE = 0.002
+_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+_QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class _StudySection(_Strict):
+    name: str
+    question: str
+    actor: str
+    observations: str
+    runs: str | None = None
+
+
+class _Time(_Strict):
+    step: Literal["quarter"] = "quarter"
+    start: str
+    end: str
+    reference: str | None = None
+    components: list[Literal["trend", "random_walk"]] = ["trend", "random_walk"]
+
+
+class _Group(_Strict):
+    id: str
+    label: str
+    counterparts: list[str]
+    description: str = ""
+
+
+class _Domain(_Strict):
+    id: str
+    label: str
+    description: str = ""
+
+
+class _Reliability(_Strict):
+    source: dict[str, float] = {"A": 1.0, "B": 0.9, "C": 0.75, "D": 0.5, "E": 0.25, "F": 0.5}
+    credibility: dict[str, float] = {"1": 1.0, "2": 0.9, "3": 0.75, "4": 0.5, "5": 0.25, "6": 0.5}
+
+
+class _Hypothesis(_Strict):
+    id: str
+    label: str
+    claim: str
+    prior_probability: float
+    priors: dict[str, dict[str, object]]
+
+
+class _StudyFile(_Strict):
+    study: _StudySection
+    time: _Time
+    groups: list[_Group]
+    domains: list[_Domain]
+    reliability: _Reliability = _Reliability()
+    hypotheses: list[_Hypothesis]
+    # Forecast questions are validated by forecast.spec.questions against the resolved study.
+    questions: list[dict[str, object]] = []
+
+
+def quarter_index(text: str) -> int:
+    """'2019Q3' -> an integer that counts quarters (year * 4 + quarter - 1)."""
+    m = _QUARTER.match(text)
+    if not m:
+        raise ValueError(text)
+    return int(m.group(1)) * 4 + int(m.group(2)) - 1
+
+
+def quarter_label(index: int) -> str:
+    return f"{index // 4}Q{index % 4 + 1}"
+
+
+@dataclass(frozen=True)
+class Group:
+    id: str
+    label: str
+    counterparts: tuple[str, ...]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Domain:
+    id: str
+    label: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TimeSpec:
+    start: int
+    end: int
+    reference: int
+    components: tuple[str, ...]
+
+    @property
+    def quarters(self) -> list[str]:
+        return [quarter_label(q) for q in range(self.start, self.end + 1)]
+
+    @property
+    def n_quarters(self) -> int:
+        return self.end - self.start + 1
+
+    @property
+    def static(self) -> bool:
+        return not self.components
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    id: str
+    label: str
+    claim: str
+    prior_probability: float
+    # (parameter, group id) -> prior
+    priors: dict[tuple[str, str], Prior]
+
+
+@dataclass(frozen=True)
+class Study:
+    path: Path
+    name: str
+    question: str
+    actor: str
+    observations_path: Path
+    runs_path: Path | None
+    time: TimeSpec
+    groups: tuple[Group, ...]
+    domains: tuple[Domain, ...]
+    reliability_source: dict[str, float]
+    reliability_credibility: dict[str, float]
+    hypotheses: tuple[Hypothesis, ...]
+    questions_raw: tuple[dict, ...] = ()
+    sha256: str = field(default="")
+
+    @property
+    def parameters(self) -> list[str]:
+        """The hyperparameters this study's time components bring into the model."""
+        return [p for p, (_, comp, _) in PARAMETERS.items() if comp is None or comp in self.time.components]
+
+    @property
+    def slots(self) -> list[tuple[str, str]]:
+        """(parameter, group id) pairs: one prior each, in the model's order of prior rows."""
+        return [(p, g.id) for p in self.parameters for g in self.groups]
+
+    @property
+    def counterpart_group(self) -> dict[str, str]:
+        return {c: g.id for g in self.groups for c in g.counterparts}
+
+    def hypothesis(self, hid: str) -> Hypothesis:
+        for h in self.hypotheses:
+            if h.id == hid:
+                return h
+        raise StudyError(f"{self.path}: no hypothesis '{hid}'{did_you_mean(hid, [h.id for h in self.hypotheses])}")
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _pydantic_problems(err: pydantic.ValidationError, raw: dict) -> list[str]:
+    problems = []
+    for e in err.errors():
+        loc = e["loc"]
+        if e["type"] == "extra_forbidden":
+            parent_model = _model_at(_StudyFile, loc[:-1], raw)
+            allowed = list(parent_model.model_fields) if parent_model else []
+            hint = did_you_mean(str(loc[-1]), allowed)
+            problems.append(f"{_loc(loc)}: unknown key{hint}; allowed: {allowed_list(allowed)}")
+        elif e["type"] == "missing":
+            problems.append(f"{_loc(loc)}: required key is missing")
+        else:
+            problems.append(f"{_loc(loc)}: {e['msg']} (got {e.get('input')!r})")
+    return problems
+
+
+def _model_at(model: type[BaseModel], loc: tuple, raw: object) -> type[BaseModel] | None:
+    """The pydantic model class that validates the value at ``loc`` (for 'allowed keys' hints)."""
+    current: object = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        f = current.model_fields.get(str(part))
+        if f is None:
+            return None
+        ann = f.annotation
+        args = getattr(ann, "__args__", ())
+        current = args[0] if args and isinstance(args[0], type) and issubclass(args[0], BaseModel) else ann
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a study file; raise StudyError listing every problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise StudyError(f"{path}: study file not found")
+    data = path.read_bytes()
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise StudyError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise StudyError(f"{path}: not valid TOML: {e}") from None
+    try:
+        spec = _StudyFile.model_validate(raw)
+    except pydantic.ValidationError as e:
+        raise StudyError(_pydantic_problems(e, raw), heading=f"{path}: the study file has problems") from None
+    problems: list[str] = []
+    study = _resolve(path, spec, problems)
+    if problems:
+        raise StudyError(problems, heading=f"{path}: the study file has problems")
+    return Study(**{**study.__dict__, "sha256": hashlib.sha256(data).hexdigest()})
+
+
+def _check_ids(kind: str, ids: list[str], problems: list[str]) -> None:
+    seen: set[str] = set()
+    for i, x in enumerate(ids):
+        if not _ID.match(x):
+            problems.append(f"{kind}[{i}].id: '{x}' must be lower-case letters, digits and '_', starting with a letter")
+        if x in seen:
+            problems.append(f"{kind}[{i}].id: '{x}' is used twice")
+        seen.add(x)
+
+
+def _resolve(path: Path, spec: _StudyFile, problems: list[str]) -> Study:
+    _check_ids("groups", [g.id for g in spec.groups], problems)
+    _check_ids("domains", [d.id for d in spec.domains], problems)
+    _check_ids("hypotheses", [h.id for h in spec.hypotheses], problems)
+    if not spec.groups:
+        problems.append("groups: at least one counterpart group is required")
+    if not spec.domains:
+        problems.append("domains: at least one issue domain is required")
+    if len(spec.hypotheses) < 1:
+        problems.append("hypotheses: at least one hypothesis is required")
+
+    owner: dict[str, str] = {}
+    for i, g in enumerate(spec.groups):
+        if not g.counterparts:
+            problems.append(f"groups[{i}].counterparts: list at least one counterpart")
+        for c in g.counterparts:
+            if not _ID.match(c):
+                problems.append(f"groups[{i}].counterparts: '{c}' must be lower-case letters, digits and '_'")
+            if c in owner:
+                problems.append(f"groups[{i}].counterparts: '{c}' is already in group '{owner[c]}'")
+            owner[c] = g.id
+
+    time = _resolve_time(spec.time, problems)
+    for table, key_pattern in ((spec.reliability.source, r"^[A-F]$"), (spec.reliability.credibility, r"^[1-6]$")):
+        name = "source" if table is spec.reliability.source else "credibility"
+        allowed = "A-F" if name == "source" else "1-6"
+        for k, v in table.items():
+            if not re.match(key_pattern, k):
+                problems.append(f"reliability.{name}: key '{k}' is not an Admiralty grade ({allowed})")
+            if not 0 < v <= 1:
+                problems.append(f"reliability.{name}.{k}: weight must be in (0, 1], got {v}")
+        missing = [k for k in (list("ABCDEF") if name == "source" else list("123456")) if k not in table]
+        if missing:
+            problems.append(f"reliability.{name}: missing grades {allowed_list(missing)}")
+
+    group_ids = [g.id for g in spec.groups]
+    params = [p for p, (_, comp, _) in PARAMETERS.items() if comp is None or comp in time.components]
+    hypotheses = []
+    for i, h in enumerate(spec.hypotheses):
+        where = f"hypotheses[{i}] ('{h.id}')"
+        if not 0 < h.prior_probability < 1 and len(spec.hypotheses) > 1:
+            problems.append(f"{where}.prior_probability: must be in (0, 1), got {h.prior_probability}")
+        priors = _resolve_priors(where, h.priors, params, group_ids, time.components, problems)
+        hypotheses.append(Hypothesis(h.id, h.label, h.claim.strip(), h.prior_probability, priors))
+    total = sum(h.prior_probability for h in spec.hypotheses)
+    if spec.hypotheses and abs(total - 1) > PRIOR_SUM_TOLERANCE:
+        problems.append(f"hypotheses: prior probabilities must sum to 1, they sum to {total:g}")
+    elif total > 0:
+        # Rounded thirds (0.334, 0.333, 0.333) are fine; use the exact normalised values.
+        hypotheses = [replace(h, prior_probability=h.prior_probability / total) for h in hypotheses]
+
+    base = path.parent
+    return Study(
+        path=path.resolve(),
+        name=spec.study.name,
+        question=spec.study.question.strip(),
+        actor=spec.study.actor,
+        observations_path=(base / spec.study.observations).resolve(),
+        runs_path=(base / spec.study.runs).resolve() if spec.study.runs else None,
+        time=time,
+        groups=tuple(Group(g.id, g.label, tuple(g.counterparts), g.description) for g in spec.groups),
+        domains=tuple(Domain(d.id, d.label, d.description) for d in spec.domains),
+        reliability_source=dict(spec.reliability.source),
+        reliability_credibility=dict(spec.reliability.credibility),
+        hypotheses=tuple(hypotheses),
+        questions_raw=tuple(spec.questions),
+    )
+
+
+def _resolve_time(t: _Time, problems: list[str]) -> TimeSpec:
+    idx = {}
+    for key in ("start", "end", "reference"):
+        value = getattr(t, key)
+        if value is None:
+            continue
+        try:
+            idx[key] = quarter_index(value)
+        except ValueError:
+            problems.append(f"time.{key}: '{value}' is not a quarter like '2019Q3'")
+    start, end = idx.get("start", 0), idx.get("end", 0)
+    if "start" in idx and "end" in idx and end < start:
+        problems.append(f"time: end {t.end} is before start {t.start}")
+    reference = idx.get("reference", (start + end) // 2)
+    if "reference" in idx and not start <= reference <= end:
+        problems.append(f"time.reference: {t.reference} lies outside {t.start}..{t.end}")
+    if len(set(t.components)) != len(t.components):
+        problems.append("time.components: a component is listed twice")
+    return TimeSpec(start, end, reference, tuple(c for c in TIME_COMPONENTS if c in t.components))
+
+
+def _resolve_priors(
+    where: str,
+    raw: dict[str, dict[str, object]],
+    params: list[str],
+    group_ids: list[str],
+    components: tuple[str, ...],
+    problems: list[str],
+) -> dict[tuple[str, str], Prior]:
+    out: dict[tuple[str, str], Prior] = {}
+    # Priors stated in the analyst's terms (forecast.spec.elicitation) are fitted after the loop,
+    # once this hypothesis's tilt priors are known (share-change statements start from them).
+    pending: list[PendingStatement] = []
+    for pname, per_group in raw.items():
+        if pname not in PARAMETERS:
+            problems.append(
+                f"{where}.priors.{pname}: unknown hyperparameter{did_you_mean(pname, PARAMETERS)}; "
+                f"the model has {allowed_list(params)}"
+            )
+            continue
+        if pname not in params:
+            comp = PARAMETERS[pname][1]
+            problems.append(
+                f"{where}.priors.{pname}: the study's time components {list(components)} do not include "
+                f"'{comp}', so the model has no {pname}; remove this prior or add '{comp}' to time.components"
+            )
+            continue
+        if not isinstance(per_group, dict):
+            problems.append(f"{where}.priors.{pname}: expected a table keyed by group id or '{ALL_GROUPS}'")
+            continue
+        support = PARAMETERS[pname][0]
+        for gkey, rawprior in per_group.items():
+            if gkey != ALL_GROUPS and gkey not in group_ids:
+                problems.append(
+                    f"{where}.priors.{pname}.{gkey}: unknown group{did_you_mean(gkey, group_ids)}; "
+                    f"known: {allowed_list([*group_ids, ALL_GROUPS])}"
+                )
+                continue
+            if is_statement(rawprior):
+                explicit = frozenset(k for k in per_group if k != ALL_GROUPS)
+                pending.append(PendingStatement(pname, gkey, rawprior, explicit))
+                continue
+            prior, errs = parse_prior(rawprior, f"{where}.priors.{pname}.{gkey}", support)
+            problems.extend(errs)
+            if prior is None:
+                continue
+            targets = group_ids if gkey == ALL_GROUPS else [gkey]
+            for g in targets:
+                # A group-specific prior overrides the 'all' default, whatever the key order.
+                if gkey == ALL_GROUPS and (pname, g) in out and g in per_group:
+                    continue
+                out[(pname, g)] = prior
+    if pending:
+        supports = {p: PARAMETERS[p][0] for p in PARAMETERS}
+        resolve_statements(where, pending, out, group_ids, supports, ALL_GROUPS, problems)
+    for pname in params:
+        missing = [g for g in group_ids if (pname, g) not in out]
+        if missing and pname in raw:
+            problems.append(
+                f"{where}.priors.{pname}: no prior for group(s) {allowed_list(missing)}; give one or use '{ALL_GROUPS}'"
+            )
+        elif missing:
+            problems.append(f"{where}.priors: missing '{pname}' ({PARAMETERS[pname][2]})")
+    return out

@@ -1,0 +1,219 @@
+"""Comparing hypotheses: posterior probabilities from marginal likelihoods, and PSIS-LOO.
+
+Two different questions, kept apart everywhere they are shown:
+- *support*: how probable is each hypothesis given the evidence and the prior probabilities
+  (Bayes factors from the log marginal likelihoods, Monte Carlo error propagated);
+- *predictive accuracy*: how well would each hypothesis's fitted model predict a left-out
+  event (PSIS-LOO elpd, differences with their standard errors, stacking weights). Stacking
+  weights are not probabilities that a hypothesis is true.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import logsumexp, softmax
+
+
+class Patterns(Protocol):
+    """What LOO needs of the observations: their distinct (cell, outcome, weight) patterns.
+
+    ``forecast.data.cells.CellData`` is one; stats imports nothing from forecast, so it is named
+    by its shape here.
+    """
+
+    pattern_cell: np.ndarray
+    pattern_coop: np.ndarray
+    pattern_weight: np.ndarray
+    pattern_count: np.ndarray
+
+
+JEFFREYS = ((1.0, "no support"), (3.0, "anecdotal"), (10.0, "moderate"), (30.0, "strong"), (100.0, "very strong"))
+PARETO_K_GOOD = 0.7
+# LOO works through the patterns' log-likelihood in blocks of about this many values (8 MB).
+_BLOCK_ELEMENTS = 1 << 20
+
+
+def posterior_probabilities(
+    log_ml: np.ndarray, log_ml_se: np.ndarray, prior: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """P(H | y) from log p(y | H) and P(H), with first-order (delta-method) standard errors.
+
+    dp_i / dlog_ml_j = p_i (delta_ij - p_j); the estimates for different hypotheses come from
+    independent fits, so their errors are independent.
+    """
+    log_ml, log_ml_se, prior = (np.asarray(a, dtype=float) for a in (log_ml, log_ml_se, prior))
+    p = softmax(np.log(prior) + log_ml)
+    jac = np.diag(p) - np.outer(p, p)
+    if not np.all(np.isfinite(log_ml_se)):
+        # An estimate of unknown error (forecast.stats.bridge.bridge_problem) leaves every
+        # probability's error unknown: they are tied through the normalisation.
+        return p, np.full_like(p, np.nan)
+    se = np.sqrt((jac**2) @ (log_ml_se**2))
+    return p, se
+
+
+def jeffreys_label(bayes_factor: float) -> str:
+    """Jeffreys' verbal scale for a Bayes factor >= 1 (1-3 anecdotal, ..., > 100 extreme)."""
+    for bound, label in JEFFREYS:
+        if bayes_factor < bound:
+            return label
+    return "extreme"
+
+
+@dataclass(frozen=True)
+class Loo:
+    """PSIS-LOO for one hypothesis; pointwise values are per pattern (see cells.CellData)."""
+
+    elpd: float
+    se: float
+    p_loo: float
+    pareto_k_max: float
+    n_bad_k: int  # events whose pattern has Pareto k above the threshold
+    pointwise: np.ndarray  # elpd of one event of each pattern
+    pareto_k: np.ndarray  # per pattern
+
+    def to_dict(self) -> dict:
+        return {
+            "elpd_loo": self.elpd,
+            "se": self.se,
+            "p_loo": self.p_loo,
+            "pareto_k_max": self.pareto_k_max,
+            "n_bad_k": self.n_bad_k,
+        }
+
+
+class PatternLoglik:
+    """Log-likelihood of one event of each pattern, pattern-major, built on demand for any rows.
+
+    Holds both outcomes' log-likelihood once per cell (patterns outnumber cells several times):
+    a (2 * cells, samples) table, conflictual rows first; draws of all chains flattened in
+    (chain, draw) order. ``rows(patterns)`` gathers and weights the requested patterns, a
+    contiguous copy per pattern.
+    """
+
+    def __init__(self, eta: np.ndarray, cells: Patterns):
+        eta_by_cell = eta.reshape(-1, eta.shape[-1]).T
+        n_cells, self.n_samples = eta_by_cell.shape
+        self.table = np.empty((2 * n_cells, self.n_samples))
+        coop = self.table[n_cells:]
+        # log sigmoid(-eta) = log sigmoid(eta) - eta
+        np.logaddexp(0.0, -eta_by_cell, out=coop)
+        np.negative(coop, out=coop)
+        np.subtract(coop, eta_by_cell, out=self.table[:n_cells])
+        self.index = cells.pattern_cell + n_cells * cells.pattern_coop
+        self.weight = cells.pattern_weight
+        self.n_patterns = self.index.size
+
+    def rows(self, patterns: slice | np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        index = self.index[patterns]
+        out = np.take(self.table, index, axis=0, out=None if out is None else out[: index.size])
+        out *= self.weight[patterns, None]
+        return out
+
+    def blocks(self) -> Iterator[tuple[slice, np.ndarray]]:
+        """(patterns, rows) in blocks small enough to stay in cache, reusing one buffer."""
+        block = max(1, _BLOCK_ELEMENTS // max(1, self.n_samples))
+        buf = np.empty((min(block, self.n_patterns), self.n_samples))
+        for start in range(0, self.n_patterns, block):
+            sel = slice(start, min(start + block, self.n_patterns))
+            yield sel, self.rows(sel, out=buf)
+
+
+def pattern_loglik(eta: np.ndarray, cells: Patterns) -> np.ndarray:
+    """Log-likelihood of one event of each pattern, per draw: (..., patterns) from (..., cells)."""
+    loglik = PatternLoglik(eta, cells)
+    rows = np.empty((loglik.n_patterns, loglik.n_samples))
+    for sel, block in loglik.blocks():
+        rows[sel] = block
+    return rows.T.reshape(*eta.shape[:-1], -1)
+
+
+def _weighted_total_and_se(values: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
+    n = counts.sum()
+    total = float((values * counts).sum())
+    if n < 2:
+        return total, float("nan")
+    mean = total / n
+    var = float((counts * (values - mean) ** 2).sum() / (n - 1))
+    return total, float(np.sqrt(n * var))
+
+
+R_EFF_PATTERNS = 256
+
+
+def relative_ess(rows: np.ndarray, chains: int) -> float:
+    """One relative efficiency for PSIS: the mean over rows of the relative ESS (of the mean) of
+    each row's likelihood, as loo does for a single r_eff. ``rows`` is a (rows, samples)
+    log-likelihood, samples chain-major."""
+    from forecast.stats.convergence import ess_mean
+
+    r = ess_mean(np.exp(rows).reshape(len(rows), chains, rows.shape[1] // chains), relative=True)
+    return float(np.clip(np.nanmean(r), 1e-3, None)) if np.isfinite(r).any() else 1.0
+
+
+def psis_loo_cells(eta: np.ndarray, cells: Patterns, chains: int) -> Loo:
+    """PSIS-LOO from cell log-odds draws (samples, cells), chain-major, leaving out one event at a time.
+
+    Works through the patterns in cache-sized blocks: the (patterns x samples) log-likelihood
+    (~400 MB for a million imported events) is never held whole.
+    """
+    from forecast.stats.psis import logsumexp_rows, psislw
+
+    loglik = PatternLoglik(eta, cells)
+    n_pat, n_samples, counts = loglik.n_patterns, loglik.n_samples, cells.pattern_count
+    # Estimated on at most R_EFF_PATTERNS evenly spaced patterns, which is plenty for a mean
+    # and keeps 10^4-pattern studies from spending seconds on it.
+    r_eff = relative_ess(
+        loglik.rows(np.unique(np.linspace(0, n_pat - 1, min(n_pat, R_EFF_PATTERNS)).astype(int))), chains
+    )
+    pointwise, lppd, k = np.empty(n_pat), np.empty(n_pat), np.empty(n_pat)
+    for sel, rows in loglik.blocks():
+        # arviz-stats' psislw takes the log-likelihood and smooths weights proportional to its
+        # negative exponent (1 / p(y_i | theta)), the leave-one-out importance ratios, and
+        # returns them normalised. Row by row, so blocks give the same numbers as one call.
+        log_w, k[sel] = psislw(rows, r_eff=r_eff)
+        lppd[sel] = logsumexp_rows(rows)[:, 0]
+        log_w += rows
+        pointwise[sel] = logsumexp_rows(log_w)[:, 0]
+    lppd -= np.log(n_samples)
+    elpd, se = _weighted_total_and_se(pointwise, counts)
+    threshold = min(1 - 1 / np.log10(n_samples), PARETO_K_GOOD)
+    return Loo(
+        elpd=elpd,
+        se=se,
+        p_loo=float(((lppd - pointwise) * counts).sum()),
+        pareto_k_max=float(np.nanmax(k)),
+        n_bad_k=int(counts[k > threshold].sum()),
+        pointwise=pointwise,
+        pareto_k=k,
+    )
+
+
+def elpd_differences(loos: list[Loo], counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """elpd of each hypothesis minus the best one's (<= 0), with the SE of each difference."""
+    best = int(np.argmax([lo.elpd for lo in loos]))
+    diff, se = [], []
+    for lo in loos:
+        d, s = _weighted_total_and_se(lo.pointwise - loos[best].pointwise, counts)
+        diff.append(d)
+        se.append(0.0 if lo is loos[best] else s)
+    return np.array(diff), np.array(se)
+
+
+def stacking_weights(loos: list[Loo], counts: np.ndarray) -> np.ndarray:
+    """Stacking of predictive distributions (Yao et al. 2018) from the LOO pointwise densities."""
+    if len(loos) == 1:
+        return np.ones(1)
+    lp = np.stack([lo.pointwise for lo in loos])  # (hypotheses, patterns)
+
+    def objective(z: np.ndarray) -> float:
+        logw = z - logsumexp(z)
+        return -float((counts * logsumexp(lp + logw[:, None], axis=0)).sum())
+
+    res = minimize(objective, np.zeros(len(loos)), method="L-BFGS-B")
+    return softmax(res.x)

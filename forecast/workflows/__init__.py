@@ -1,0 +1,1 @@
+"""One module per command: compute, store through forecast.runs, return a typed record."""
