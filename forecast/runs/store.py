@@ -54,6 +54,41 @@ PACKAGES = (
 )
 
 
+# Room a run needs, checked before any fitting: a default-study run is ~25 MB (three posteriors).
+MIN_FREE_BYTES = 64 * 1024 * 1024
+
+
+def preflight(root: Path, study_name: str, *, need_bytes: int = MIN_FREE_BYTES) -> Path:
+    """Check, before any work, that a run of ``study_name`` can be written under ``root``.
+
+    Creates the study's run folder if needed, writes and removes a probe file, and checks free
+    space; raises RunStoreError (exit 2) naming the directory otherwise. Returns the folder.
+    """
+    import errno
+
+    folder = Path(root) / study_name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".probe{TMP_MARK}{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        why = {
+            errno.EROFS: "it is on a read-only file system",
+            errno.EACCES: "permission denied",
+            errno.EPERM: "permission denied",
+            errno.ENOSPC: "the disk is full",
+        }.get(e.errno, e.strerror or str(e))
+        raise RunStoreError(f"cannot write runs to {folder}: {why}; choose another --runs-dir") from None
+    free = shutil.disk_usage(folder).free
+    if free < need_bytes:
+        raise RunStoreError(
+            f"cannot write runs to {folder}: only {free / 2**20:.0f} MB free, a run needs about "
+            f"{need_bytes / 2**20:.0f} MB; free some space or choose another --runs-dir"
+        )
+    return folder
+
+
 def default_root() -> Path:
     return Path.cwd() / "reports" / "runs"
 
