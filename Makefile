@@ -7,7 +7,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: update test lint bench
+.PHONY: update test test-fast lint bench
 
 $(STAMP): pyproject.toml
 	@python -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "Python >= 3.12 is needed; with pyenv run: pyenv install 3.12")'
@@ -21,8 +21,14 @@ update: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The fast layer: everything that does not sample (well under a minute).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# Style (ruff) and the layer contracts between subpackages (import-linter, see pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check forecast tests benchmarks
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/update.py
