@@ -5,6 +5,18 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
+
+DEFAULT_STUDY_FILE = "turkey_nato.toml"
+
+
+def default_study() -> Path:
+    """``priors/turkey_nato.toml`` in the current directory, else the one shipped with the repo."""
+    here = Path.cwd() / "priors" / DEFAULT_STUDY_FILE
+    if here.is_file():
+        return here
+    return Path(__file__).resolve().parents[1] / "priors" / DEFAULT_STUDY_FILE
+
 
 # The one default seed (the day the first S-400 parts were delivered, 12 July 2019).
 DEFAULT_SEED = 20190712
@@ -55,4 +67,14 @@ class SamplerSettings:
         return asdict(self)
 
 
-__all__ = ["DEFAULT_SEED", "SEED_MAX", "Progress", "SamplerSettings", "derive_rng", "derive_seed", "seed_sequence"]
+__all__ = [
+    "DEFAULT_SEED",
+    "DEFAULT_STUDY_FILE",
+    "default_study",
+    "SEED_MAX",
+    "Progress",
+    "SamplerSettings",
+    "derive_rng",
+    "derive_seed",
+    "seed_sequence",
+]
