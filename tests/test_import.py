@@ -15,10 +15,11 @@ from click.testing import CliRunner
 from helpers import DEFAULT_STUDY, REPO, event, write_events, write_mini
 
 from forecast.cli import main
-from forecast.data.importer import GDELT2_COLUMNS, load_mapping, run_import
+from forecast.data.importer import GDELT2_COLUMNS, load_mapping
 from forecast.data.observations import load_observations
 from forecast.errors import InputError, ObservationError
 from forecast.spec.study import load_study
+from forecast.workflows.import_events import run_import
 
 TODAY = dt.date(2026, 1, 1)
 

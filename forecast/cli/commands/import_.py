@@ -44,7 +44,7 @@ from forecast.cli.options import (
     default=None,
     help="An event already in the file: skip, corroborate (add as a report of it) or keep [default: the mapping's].",
 )
-@click.option("--dry-run", is_flag=True, help="Map and validate, but write nothing.")
+@click.option("--dry-run", is_flag=True, help="Map and validate, but write nothing (needs no write access).")
 @runs_dir_option()
 @json_option("Print one JSON object on stdout.")
 def import_events(source, study, mapping_path, into, fmt, on_match, dry_run, runs_dir, as_json):
@@ -60,7 +60,8 @@ def import_events(source, study, mapping_path, into, fmt, on_match, dry_run, run
     Example:
       forecast import gdelt_export.csv priors/turkey_nato.toml --dry-run
     """
-    from forecast.data.importer import render, run_import
+    from forecast.reports.text.import_ import render_import
+    from forecast.workflows.import_events import run_import
 
     result = guard(
         lambda: run_import(
@@ -77,4 +78,4 @@ def import_events(source, study, mapping_path, into, fmt, on_match, dry_run, run
     if as_json:
         emit_json(result.to_dict())
     else:
-        click.echo(render(result))
+        click.echo(render_import(result))

@@ -1,0 +1,267 @@
+"""`forecast import`: map a coded event file into the study's observations, validate, append, report.
+
+The mapping is the data layer's (`forecast.data.importer`); this workflow decides what is
+written and writes it, every file through the run store's atomic writer:
+
+1. the study, the mapping file and the event file's header are read and checked;
+2. every row is mapped to an observation or to the reason it is not imported;
+3. the observation file with the new rows appended is validated in memory, as `forecast
+   validate` would (nothing is written if it would not validate);
+4. unless ``dry_run``: leftovers of an interrupted import beside the observation file (and in
+   the study's import reports) are removed, the run store is checked writable, the observation
+   file is replaced atomically with its permissions kept, and a JSON report is written under
+   ``<runs root>/<study>/imports/``.
+
+A dry run writes nothing at all (no temporary file, no report, no folder) and so needs no write
+access to the data folder or the run store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import os
+import re
+import stat
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from forecast.data.importer import (
+    DEFAULT_MAPPING,
+    ON_MATCH,
+    Skipped,
+    check_observations,
+    combined_text,
+    existing_events,
+    load_mapping,
+    map_rows,
+    read_source,
+)
+from forecast.data.importer.limits import echo
+from forecast.errors import InputError, RunStoreError
+from forecast.runs.store import TMP_MARK, atomic_write_with, default_root, preflight, write_json
+from forecast.spec.study import load_study
+
+# The study's import reports: <runs root>/<study>/imports/<UTC time>-<event file stem>.json.
+IMPORTS_DIR = "imports"
+# Room an import report needs (checked before the observation file is touched).
+REPORT_BYTES = 1024 * 1024
+# The hidden copy an import before the run store's writer left beside a file: ".<name>.import-<pid>".
+LEGACY_MARK = ".import-"
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import mapped, skipped and wrote."""
+
+    study: str
+    source_file: str
+    format: str
+    mapping_file: str
+    into: str
+    dry_run: bool
+    n_rows: int
+    imported: tuple[dict, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
+    written: bool = False
+    report: str | None = None
+    removed_leftovers: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        reasons = Counter(s.reason for s in self.skipped)
+        return {
+            "study": self.study,
+            "source_file": self.source_file,
+            "format": self.format,
+            "mapping_file": self.mapping_file,
+            "into": self.into,
+            "dry_run": self.dry_run,
+            "n_rows": self.n_rows,
+            "n_imported": len(self.imported),
+            "n_corroborating": sum(1 for r in self.imported if r.get("origin_id")),
+            "n_skipped": len(self.skipped),
+            "reasons": dict(sorted(reasons.items())),
+            "imported_ids": [r["id"] for r in self.imported],
+            "skipped": [s.to_dict() for s in self.skipped],
+            "written": self.written,
+            "report": self.report,
+            "removed_leftovers": list(self.removed_leftovers),
+        }
+
+
+# --- leftovers of an interrupted import -------------------------------------------------------------
+
+
+def _running(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user counts as running)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+def sweep_leftovers(directory: Path, pattern: re.Pattern[str]) -> list[str]:
+    """Remove the files of ``directory`` whose whole name matches ``pattern`` (its one group a pid)
+    and whose process no longer runs; return their names. Nothing else is touched: not a
+    symbolic link, not a folder, not the file of a process that still runs."""
+    removed: list[str] = []
+    if not directory.is_dir():
+        return removed
+    for p in directory.iterdir():
+        m = pattern.fullmatch(p.name)
+        if m is None or p.is_symlink() or not p.is_file() or _running(int(m.group(1))):
+            continue
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            continue  # another import removed it first
+        removed.append(p.name)
+    return sorted(removed)
+
+
+def leftover_pattern(target: Path) -> re.Pattern[str]:
+    """The hidden temporary copies of ``target`` an interrupted write leaves: ``.<name>.tmp-<pid>``
+    (the run store's atomic writer) and ``.<name>.import-<pid>`` (imports before it)."""
+    marks = "|".join(re.escape(m) for m in (TMP_MARK, LEGACY_MARK))
+    return re.compile(rf"\.{re.escape(target.name)}(?:{marks})(\d+)")
+
+
+REPORT_LEFTOVER = re.compile(rf"\..+\.json{re.escape(TMP_MARK)}(\d+)")
+
+
+# --- writing ------------------------------------------------------------------------------------------
+
+
+def _why(e: OSError) -> str:
+    return {
+        errno.EROFS: "it is on a read-only file system",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exceeded",
+    }.get(e.errno, e.strerror or str(e))
+
+
+def write_keeping_mode(target: Path, text: str) -> None:
+    """Replace ``target`` with ``text`` atomically, keeping its permission bits (and owner, if allowed).
+
+    The temporary copy is created private (0600) and given the old file's mode before any byte
+    is written, so a 0600 file is never readable by others, not even for a moment.
+    """
+    data = text.encode("utf-8")
+    try:
+        old = target.stat()
+    except FileNotFoundError:
+        old = None
+
+    def writer(tmp: Path) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(tmp, flags, 0o600 if old is not None else 0o666)
+        try:
+            if old is not None:
+                try:
+                    os.fchown(fd, old.st_uid, old.st_gid)
+                except PermissionError:
+                    pass  # not ours to give away: the new file belongs to whoever imports
+                os.fchmod(fd, stat.S_IMODE(old.st_mode))
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+
+    try:
+        atomic_write_with(target, writer)
+    except OSError as e:
+        raise InputError(f"cannot write {target}: {_why(e)}; the observation file was not changed") from None
+
+
+def _report_path(folder: Path, source: Path) -> Path:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    path, n = folder / f"{stamp}-{source.stem}.json", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stamp}-{source.stem}-{n}.json"
+    return path
+
+
+# --- the workflow -------------------------------------------------------------------------------------
+
+
+def run_import(
+    source: str | Path,
+    study_path: str | Path,
+    *,
+    mapping_path: str | Path | None = None,
+    into: str | Path | None = None,
+    fmt: str = "auto",
+    on_match: str | None = None,
+    dry_run: bool = False,
+    runs_root: Path | None = None,
+    today: dt.date | None = None,
+    write_report: bool = True,
+) -> ImportResult:
+    """Map a coded event file into the study's observations; append them after validation."""
+    today = today or dt.date.today()
+    study = load_study(study_path)
+    mapping_file = Path(mapping_path) if mapping_path else study.observations_path.parent / DEFAULT_MAPPING
+    mapping = load_mapping(mapping_file, study)
+    policy = on_match or mapping.on_match
+    if policy not in ON_MATCH:
+        raise InputError(f"--on-match: {echo(policy)} is not one of 'skip', 'corroborate', 'keep'")
+    target = Path(into) if into else study.observations_path
+    src = read_source(Path(source), fmt)
+    fmt = src.format if fmt == "auto" else fmt
+    existing = existing_events(study, target, today)
+    mapped = map_rows(src, fmt, study, mapping, existing, on_match=policy, today=today)
+    result = ImportResult(
+        study=study.name,
+        source_file=str(Path(source).resolve()),
+        format=fmt,
+        mapping_file=str(mapping.path.resolve()),
+        into=str(target.resolve()),
+        dry_run=dry_run,
+        n_rows=mapped.n_rows,
+        imported=tuple(mapped.imported),
+        skipped=tuple(mapped.skipped),
+    )
+    text = None
+    if mapped.imported:
+        text = combined_text(target, mapped.imported)
+        check_observations(study, text, target, today=today)  # the whole file, old rows and new
+    if dry_run:
+        return result
+
+    removed = sweep_leftovers(target.parent, leftover_pattern(target))
+    reports = None
+    if write_report:
+        root = Path(runs_root or study.runs_path or default_root())
+        reports = preflight(root, study.name, need_bytes=REPORT_BYTES) / IMPORTS_DIR
+        removed += sweep_leftovers(reports, REPORT_LEFTOVER)
+        try:
+            reports.mkdir(exist_ok=True)
+        except OSError as e:
+            raise RunStoreError(f"cannot write import reports to {reports}: {_why(e)}") from None
+    if text is not None:
+        write_keeping_mode(target, text)
+        result = replace(result, written=True)
+    result = replace(result, removed_leftovers=tuple(removed))
+    if reports is not None:
+        report = _report_path(reports, Path(source))
+        result = replace(result, report=str(report))
+        try:
+            write_json(report, result)
+        except OSError as e:
+            raise RunStoreError(
+                f"cannot write the import report {report}: {_why(e)}"
+                + ("; the observations were appended" if result.written else "")
+            ) from None
+    return result
