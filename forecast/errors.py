@@ -44,6 +44,10 @@ class RunStoreError(InputError):
     """A stored run is missing, unreadable or does not match its inputs."""
 
 
+class SamplingError(ForecastError):
+    """The sampler returned fewer chains or draws than asked (never treated as a result)."""
+
+
 class ConvergenceError(ForecastError):
     """At least one hypothesis's fit failed the convergence gate."""
 

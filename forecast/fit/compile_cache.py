@@ -183,7 +183,9 @@ def _cfunc(kind: str, inner, n_dim: int, n_expanded: int, keys: list[str], share
     cache_key = None
     if inner_key is not None:
         digest = hashlib.sha256(
-            "\n".join([_FORMAT, src, inner_key, numba.__version__, nutpie.__version__]).encode()
+            # The module name too: Numba pickles it with the function, and an entry cached by
+            # a module since moved (forecast.compile_cache) fails to load.
+            "\n".join([_FORMAT, __name__, src, inner_key, numba.__version__, nutpie.__version__]).encode()
         ).hexdigest()
         cache_key = f"forecast_nutpie_{kind}_{digest}"
     name = f"forecast_{kind}_wrapper"

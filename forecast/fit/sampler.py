@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from forecast.data.cells import CellData
+from forecast.errors import SamplingError
 from forecast.model.build import (
     CENTRE_AT,
     DOMAIN_C,
@@ -246,7 +247,7 @@ class StudyModel:
         for name, value in data.items():
             model.set_data(name, value)
         with _quiet():
-            trace = nutpie.sample(
+            sampler = nutpie.sample(
                 cm,
                 draws=settings.draws,
                 tune=settings.tune,
@@ -257,7 +258,10 @@ class StudyModel:
                 progress_bar=False,
                 save_warmup=False,
                 store_unconstrained=True,
+                blocking=False,
             )
+            trace = _wait(sampler)
+        _check_complete(trace, settings, hypothesis.id)
         unconstrained = np.array(trace.sample_stats["unconstrained_draw"].values)
         trace = _slim(trace, self.study, signature)
         return trace, unconstrained, diagnose(trace)
@@ -313,6 +317,32 @@ class StudyModel:
             return out
 
         return logp
+
+
+def _wait(sampler):
+    """The finished trace of a background nutpie sampler; Ctrl-C stops it and propagates.
+
+    ``nutpie.sample(blocking=True)`` catches KeyboardInterrupt and returns the draws made so
+    far as if sampling had finished: the gate then read a truncated trace as a failed fit,
+    retried it, and a run was written. Waiting here, the interrupt discards the sampler's
+    work and ends the command (exit 130, nothing written).
+    """
+    try:
+        return sampler.wait()
+    except KeyboardInterrupt:
+        sampler.cancel()
+        raise
+
+
+def _check_complete(trace, settings: SamplerSettings, hypothesis_id: str) -> None:
+    """A fit with fewer chains or draws than asked is never a result: raise, never retry."""
+    sizes = trace.posterior.sizes
+    chains, draws = int(sizes.get("chain", 0)), int(sizes.get("draw", 0))
+    if (chains, draws) != (settings.chains, settings.draws):
+        raise SamplingError(
+            f"the sampler stopped early for hypothesis '{hypothesis_id}': {chains} chain(s) x {draws} draw(s) "
+            f"instead of {settings.chains} x {settings.draws}; nothing was written"
+        )
 
 
 def _slim(trace, study: Study, signature: tuple[str, ...]):
