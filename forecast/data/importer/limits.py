@@ -33,8 +33,7 @@ def clip(text: object, limit: int = ECHO_CHARS) -> str:
 
 def echo(value: object, limit: int = ECHO_CHARS) -> str:
     """A value from the file as a message shows it: quoted, escaped, cut to ``limit`` characters."""
-    s = str(value)
-    return repr(s) if len(s) <= limit else repr(s[: limit - 1]) + "…"
+    return repr(clip(value, limit))
 
 
 def names(values: Iterable[object], limit: int = MAX_LISTED) -> str:
