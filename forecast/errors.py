@@ -41,7 +41,9 @@ class ObservationError(InputError):
 
 
 class RunStoreError(InputError):
-    """A stored run is missing, unreadable or does not match its inputs."""
+    """A stored run is missing, unreadable or does not match its inputs, or a run cannot be
+    written where asked (a full disk, a read-only file system, no permission, a study name
+    that would leave the runs directory): exit 2, with the file or directory named."""
 
 
 class SamplingError(ForecastError):

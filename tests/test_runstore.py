@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from forecast.errors import RunStoreError
-from forecast.runs.store import LATEST, SCHEMA_VERSION, SUMMARY, RunWriter, latest_run, load_summary
+from forecast.runs.store import (
+    LATEST,
+    SCHEMA_VERSION,
+    SUMMARY,
+    RunWriter,
+    latest_run,
+    load_summary,
+    sweep_leftovers,
+)
+from forecast.runs.stored import StoredRun
 
 NOW = dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.UTC)
 STUDY = "mini"
@@ -173,3 +185,118 @@ def test_latest_run_pointing_at_a_missing_run_is_reported(tmp_path):
     (root / STUDY / LATEST).write_text("20990101T000000Z\n", encoding="utf-8")
     with pytest.raises(RunStoreError, match=r"names run '20990101T000000Z', which has no summary\.json"):
         latest_run(root, STUDY)
+
+
+# --- leftovers of killed runs ------------------------------------------------------------------
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.fixture
+def live_pid():
+    """The pid of another process that is running for the whole test."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def leftovers(study_dir, pid: int, run_id: str = "20240101T000000Z") -> set[str]:
+    """What a writer with ``pid`` killed mid-run leaves: its partial run (with a file), the empty
+    placeholder reserving the id, and the temporary file of a LATEST it was replacing."""
+    partial = study_dir / f".{run_id}.partial-{pid}"
+    (partial / "posterior").mkdir(parents=True)
+    (partial / "posterior" / "steady.nc").write_bytes(b"\0" * 1000)
+    (study_dir / run_id).mkdir()
+    (study_dir / f".{LATEST}.tmp-{pid}").write_text(run_id, encoding="utf-8")
+    return {partial.name, run_id, f".{LATEST}.tmp-{pid}"}
+
+
+def test_a_new_run_sweeps_what_a_killed_writer_left(tmp_path, dead_pid):
+    root = tmp_path / "runs"
+    first = write_run(root)
+    left = leftovers(root / STUDY, dead_pid)
+    assert left <= entries(root / STUDY)
+    second = write_run(root, now=NOW + dt.timedelta(hours=1))
+    assert entries(root / STUDY) == {first.name, second.name, LATEST}
+
+
+def test_reading_the_latest_run_sweeps_what_a_killed_writer_left(tmp_path, dead_pid):
+    root = tmp_path / "runs"
+    first = write_run(root)
+    leftovers(root / STUDY, dead_pid)
+    assert StoredRun.latest(root, STUDY).path == first
+    assert entries(root / STUDY) == {first.name, LATEST}
+
+
+def test_the_leftovers_of_a_live_process_are_kept(tmp_path, live_pid):
+    root = tmp_path / "runs"
+    first = write_run(root)
+    left = leftovers(root / STUDY, live_pid)
+    second = write_run(root, now=NOW + dt.timedelta(hours=1))
+    StoredRun.latest(root, STUDY)
+    assert entries(root / STUDY) == {first.name, second.name, LATEST} | left
+    assert (root / STUDY / f".20240101T000000Z.partial-{live_pid}" / "posterior" / "steady.nc").is_file()
+
+
+def test_an_empty_run_folder_without_a_live_writer_is_swept(tmp_path):
+    """An empty placeholder whose writer removed its partial run and was then killed (or one
+    left by an earlier version) belongs to no live writer: a writer's partial run always
+    exists, beside it, for as long as its placeholder is empty."""
+    root = tmp_path / "runs"
+    first = write_run(root)
+    (root / STUDY / "20240101T000000Z-2").mkdir()
+    StoredRun.latest(root, STUDY)
+    assert entries(root / STUDY) == {first.name, LATEST}
+
+
+def test_the_sweep_leaves_whatever_it_did_not_create(tmp_path, dead_pid):
+    root = tmp_path / "runs"
+    first = write_run(root)
+    study_dir = root / STUDY
+    mine = {
+        "notes",  # an empty folder that is not named like a run
+        "20240101T000000Z",  # named like a run, but not empty
+        ".hidden",
+        f".{LATEST}.partial-{dead_pid}",  # not a run id
+        f"{LATEST}.tmp-{dead_pid}",  # not hidden
+        f".{LATEST}.tmp-x{dead_pid}",  # not a pid
+    }
+    (study_dir / "notes").mkdir()
+    (study_dir / "20240101T000000Z").mkdir()
+    (study_dir / "20240101T000000Z" / "mine.txt").write_text("keep", encoding="utf-8")
+    for name in mine - {"notes", "20240101T000000Z"}:
+        (study_dir / name).write_text("keep", encoding="utf-8")
+    assert sweep_leftovers(study_dir) == []
+    write_run(root, now=NOW + dt.timedelta(hours=1))
+    assert mine <= entries(study_dir) and first.name in entries(study_dir)
+
+
+def test_opening_a_run_sweeps_temporary_files_of_dead_writers_inside_it(tmp_path, dead_pid, live_pid):
+    root = tmp_path / "runs"
+    run = write_run(root)
+    (run / f".report.html.tmp-{dead_pid}").write_text("<html", encoding="utf-8")
+    (run / f".report.md.tmp-{live_pid}").write_text("# partial", encoding="utf-8")
+    StoredRun.open(run)
+    assert entries(run) == {SUMMARY, f".report.md.tmp-{live_pid}"}
+
+
+def test_a_writer_keeps_its_partial_run_beside_its_placeholder_until_commit(tmp_path):
+    """The order sweep_leftovers relies on: partial run first, placeholder second, both with the
+    writer's pid on record (in the partial run's name)."""
+    root = tmp_path / "runs"
+    with RunWriter(root, STUDY, now=NOW) as w:
+        assert w.tmp.name == f".{w.run_id}.partial-{os.getpid()}"
+        assert w.final.is_dir() and not any(w.final.iterdir())
+        assert sweep_leftovers(root / STUDY) == []  # our own: alive
+        w.write_json(SUMMARY, summary())
+        w.commit()
+    assert entries(root / STUDY) == {w.run_id, LATEST}

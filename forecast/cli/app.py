@@ -1,7 +1,15 @@
 """The command group and what every command shares: error mapping, JSON output, progress.
 
-Exit codes: 0 success; 2 bad input or usage; 3 convergence gate failed; 130 interrupted;
-1 anything else (a bug: say so, keep the traceback for FORECAST_DEBUG=1).
+Exit codes:
+
+- 0 success;
+- 2 bad input or usage, before any work (a study or observation file, an option's value), a
+  stored file that is missing, damaged or truncated (named), or a directory that cannot be
+  written ("cannot write ... to <directory>": full disk, read-only file system, no permission;
+  earlier runs and LATEST stay as they were, the partial files are removed);
+- 3 the convergence gate failed (nothing written);
+- 130 interrupted (Ctrl-C at any moment: nothing written, no pointer moved);
+- 1 anything else (a bug: say so, keep the traceback for FORECAST_DEBUG=1).
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -33,6 +42,12 @@ def progress(quiet: bool):
     return lambda msg: click.echo(msg, err=True)
 
 
+def interrupted() -> NoReturn:
+    """Ctrl-C: say so and exit 130 (the writers have removed their partial files by now)."""
+    click.echo("forecast: interrupted; nothing was written and earlier results are untouched", err=True)
+    sys.exit(130)
+
+
 def guard(fn):
     """Call ``fn`` and turn toolkit errors into a message and an exit code, never a traceback."""
     try:
@@ -41,15 +56,28 @@ def guard(fn):
         click.echo(f"forecast: error: {e}", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        click.echo("forecast: interrupted; nothing was written and earlier results are untouched", err=True)
-        sys.exit(130)
+        interrupted()
+    except OSError as e:
+        # A write the run store did not make (so not yet a RunStoreError) on a full, read-only or
+        # forbidden file system: the environment's fault, not a bug (exit 2, the file named).
+        from forecast.runs.store import WHY_NOT_WRITABLE
+
+        if e.errno not in WHY_NOT_WRITABLE or os.environ.get("FORECAST_DEBUG"):
+            _internal_error(e)
+        where = f"{e.filename}: " if e.filename else ""
+        click.echo(f"forecast: error: {where}{WHY_NOT_WRITABLE[e.errno]}", err=True)
+        sys.exit(2)
     except Exception as e:  # the CLI boundary: an unexpected failure is a bug; say so plainly
-        if os.environ.get("FORECAST_DEBUG"):
-            raise
-        click.echo(
-            f"forecast: internal error: {type(e).__name__}: {e}\n(set FORECAST_DEBUG=1 to see the traceback)", err=True
-        )
-        sys.exit(1)
+        _internal_error(e)
+
+
+def _internal_error(e: Exception) -> NoReturn:
+    if os.environ.get("FORECAST_DEBUG"):
+        raise e
+    click.echo(
+        f"forecast: internal error: {type(e).__name__}: {e}\n(set FORECAST_DEBUG=1 to see the traceback)", err=True
+    )
+    sys.exit(1)
 
 
 def emit_json(obj: object) -> None:
@@ -60,7 +88,18 @@ def emit_json(obj: object) -> None:
     click.echo(json.dumps(jsonable(obj), indent=2, allow_nan=False))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class ForecastGroup(click.Group):
+    """The command group: Ctrl-C anywhere in a command (outside ``guard`` too) exits 130, not
+    click's "Aborted!" with exit 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            interrupted()
+
+
+@click.group(cls=ForecastGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="forecast")
 def main() -> None:
     """Weigh competing hypotheses about a geopolitical question with Bayesian evidence.

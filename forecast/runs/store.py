@@ -3,16 +3,28 @@
 A run is assembled in a hidden temporary directory next to its final place, every file is
 fsynced, and the directory is renamed into place; only then is the study's ``LATEST`` pointer
 replaced. A crash or Ctrl-C at any point leaves earlier runs and the pointer as they were.
+
+Everything here stays under the runs root: a study name or run id that would name a folder
+anywhere else is refused. A directory that cannot be written (full, read-only, no permission)
+is a RunStoreError naming it (exit 2), with the partial files removed. What a killed process
+left behind (a hidden partial run, an empty placeholder run folder, a ``.<name>.tmp-<pid>``
+file) is swept by the next command that touches the study's run folder, once that process is
+gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
 import json
 import os
+import re
 import shutil
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -36,7 +48,11 @@ __all__ = [
     "latest_run",
     "load_summary",
     "package_versions",
+    "preflight",
+    "study_folder",
+    "sweep_leftovers",
     "write_json",
+    "write_netcdf",
 ]
 
 PACKAGES = (
@@ -64,22 +80,14 @@ def preflight(root: Path, study_name: str, *, need_bytes: int = MIN_FREE_BYTES) 
     Creates the study's run folder if needed, writes and removes a probe file, and checks free
     space; raises RunStoreError (exit 2) naming the directory otherwise. Returns the folder.
     """
-    import errno
-
-    folder = Path(root) / study_name
+    folder = study_folder(root, study_name)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".probe{TMP_MARK}{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        why = {
-            errno.EROFS: "it is on a read-only file system",
-            errno.EACCES: "permission denied",
-            errno.EPERM: "permission denied",
-            errno.ENOSPC: "the disk is full",
-        }.get(e.errno, e.strerror or str(e))
-        raise RunStoreError(f"cannot write runs to {folder}: {why}; choose another --runs-dir") from None
+        raise cannot_write(folder, e) from None
     free = shutil.disk_usage(folder).free
     if free < need_bytes:
         raise RunStoreError(
@@ -87,6 +95,168 @@ def preflight(root: Path, study_name: str, *, need_bytes: int = MIN_FREE_BYTES) 
             f"{need_bytes / 2**20:.0f} MB; free some space or choose another --runs-dir"
         )
     return folder
+
+
+# Why a directory cannot be written, in a person's words (other errors: the system's own words).
+WHY_NOT_WRITABLE = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "it is on a read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EFBIG: "a file is larger than the file system allows",
+}
+
+
+def cannot_write(where: Path, error: OSError, *, what: str = "runs") -> RunStoreError:
+    """The RunStoreError (exit 2) for an OSError met while writing under ``where``."""
+    why = WHY_NOT_WRITABLE.get(error.errno) or error.strerror or str(error)[:200] or type(error).__name__
+    advice = "; choose another --runs-dir" if what == "runs" else ""
+    return RunStoreError(f"cannot write {what} to {where}: {why}{advice}")
+
+
+@contextlib.contextmanager
+def _writing(where: Path, *, what: str = "runs") -> Iterator[None]:
+    """Turn an OSError met while writing under ``where`` into a RunStoreError naming it."""
+    try:
+        yield
+    except OSError as e:
+        raise cannot_write(where, e, what=what) from None
+
+
+# --- where runs live ---------------------------------------------------------------------------
+
+RUN_ID = re.compile(r"\d{8}T\d{6}Z(?:-\d+)?")  # RunWriter's ids: UTC time, then -2, -3... within a second
+PARTIAL = re.compile(r"\.(?P<run>\d{8}T\d{6}Z(?:-\d+)?)\.partial-(?P<pid>\d+)")
+
+
+def _plain_name(name: object) -> bool:
+    """A single, visible path component: no separator, no parent, nothing hidden or empty."""
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and not name.startswith(".")
+        and not any(c in name for c in ("/", "\\", "\0"))
+        and name == name.strip()
+    )
+
+
+def _child(folder: Path, name: str) -> Path | None:
+    """``folder / name`` if that stays directly inside ``folder`` (checked on the resolved paths)."""
+    if not _plain_name(name):
+        return None
+    path = folder / name
+    return path if Path(os.path.abspath(path)).parent == Path(os.path.abspath(folder)) else None
+
+
+def study_folder(root: Path, study_name: str) -> Path:
+    """``<root>/<study name>`` (root resolved), refusing a name that would leave the runs root."""
+    root = Path(root).resolve()
+    folder = _child(root, study_name)
+    if folder is None:
+        raise RunStoreError(
+            f"study name {str(study_name)[:80]!r} cannot be a folder under the runs directory {root}: "
+            "use a plain name of letters, digits, '-' and '_' (no '/', '..' or leading '.')"
+        )
+    return folder
+
+
+def pointed_run(pointer: Path) -> Path:
+    """The run a study's LATEST file names, refused unless it is a run folder beside the pointer."""
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise RunStoreError(f"{pointer}: cannot be read ({getattr(e, 'strerror', None) or e})") from None
+    run = _child(pointer.parent, name)
+    if run is None:
+        raise RunStoreError(f"{pointer}: does not name a run folder beside it ({name[:80]!r})")
+    return run
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` may still be running (when in doubt: yes, so nothing of it is swept)."""
+    if pid <= 0 or pid == os.getpid():
+        return pid == os.getpid()
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):
+        return True  # e.g. another user's process (EPERM)
+    return True
+
+
+def _tmp_pid(name: str) -> int | None:
+    """The creator pid of a hidden temporary file ``.<name>.tmp-<pid>`` (``temporary_name``), or None."""
+    if not name.startswith(".") or TMP_MARK not in name:
+        return None
+    pid = name.rsplit(TMP_MARK, 1)[1]
+    return int(pid) if pid.isdigit() else None
+
+
+def sweep_temporaries(folder: Path) -> list[Path]:
+    """Remove ``.<name>.tmp-<pid>`` files in ``folder`` whose process is gone; return them."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        pid = _tmp_pid(entry.name)
+        if pid is None or _alive(pid):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            pass
+    return removed
+
+
+def sweep_leftovers(study_dir: Path) -> list[Path]:
+    """Remove what killed runs of this toolkit left in a study's run folder; return what went.
+
+    Only names RunWriter and the atomic writer create, and only once their process is gone:
+
+    - hidden partial runs ``.<run id>.partial-<pid>`` (with the empty placeholder ``<run id>``
+      they reserved);
+    - empty placeholder folders ``<run id>`` that no live partial run belongs to (a writer
+      creates its partial run before the placeholder and removes the placeholder first, so a
+      live writer's placeholder always has one);
+    - temporary files ``.<name>.tmp-<pid>`` (``.LATEST.tmp-<pid>``, probes).
+
+    A process on another machine sharing the folder looks dead to this one: share a runs root
+    between machines only if they never write it at the same time. Best effort: whatever cannot
+    be listed or removed is left where it is.
+    """
+    removed: list[Path] = []
+    study_dir = Path(study_dir)
+    try:
+        names = os.listdir(study_dir)
+    except OSError:
+        return removed
+    for name in names:
+        m = PARTIAL.fullmatch(name)
+        if m and not _alive(int(m["pid"])):
+            shutil.rmtree(study_dir / name, ignore_errors=True)
+            if not (study_dir / name).exists():
+                removed.append(study_dir / name)
+    removed += sweep_temporaries(study_dir)
+    for name in names:
+        if not RUN_ID.fullmatch(name):
+            continue
+        placeholder = study_dir / name
+        with contextlib.suppress(OSError):
+            if not placeholder.is_dir() or placeholder.is_symlink() or any(placeholder.iterdir()):
+                continue
+            # Listed afresh: a live writer's partial run was created before its placeholder.
+            owners = [PARTIAL.fullmatch(p.name) for p in study_dir.glob(f".{name}.partial-*")]
+            if any(o and _alive(int(o["pid"])) for o in owners):
+                continue
+            placeholder.rmdir()  # fails, harmlessly, if the folder is no longer empty
+            removed.append(placeholder)
+    return removed
 
 
 def default_root() -> Path:
@@ -119,13 +289,7 @@ def temporary_name(path: Path) -> Path:
     return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
 
 
-def atomic_write_with(path: Path, writer: Callable[[Path], None]) -> Path:
-    """Have ``writer`` write a temporary file beside ``path``, fsync it, rename it into place.
-
-    The one way this toolkit writes a file: a crash or Ctrl-C at any moment leaves either the
-    old file or the new one, never a mix, and no temporary file behind (it is removed on error).
-    """
-    path = Path(path)
+def _atomic_write_with(path: Path, writer: Callable[[Path], None]) -> Path:
     tmp = temporary_name(path)
     try:
         writer(tmp)
@@ -138,11 +302,39 @@ def atomic_write_with(path: Path, writer: Callable[[Path], None]) -> Path:
     return path
 
 
+def atomic_write_with(path: Path, writer: Callable[[Path], None]) -> Path:
+    """Have ``writer`` write a temporary file beside ``path``, fsync it, rename it into place.
+
+    The one way this toolkit writes a file: a crash or Ctrl-C at any moment leaves either the
+    old file or the new one, never a mix, and no temporary file behind (it is removed on error).
+    A full, read-only or forbidden directory is a RunStoreError naming it (exit 2).
+    """
+    path = Path(path)
+    with _writing(path.parent, what=path.name):
+        return _atomic_write_with(path, writer)
+
+
 def atomic_write_text(path: Path, text: str) -> Path:
     return atomic_write_with(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    return atomic_write_with(path, lambda tmp: tmp.write_bytes(data))
+
+
+def netcdf_bytes(tree) -> memoryview:
+    """An ``xarray.DataTree`` (or Dataset) as the bytes of a NetCDF-4 file, written in memory.
+
+    HDF5 never touches the disk: on a full disk, h5py/h5netcdf raise on close and then crash the
+    process when the half-closed file is collected (a segmentation fault, exit 139); the bytes
+    are written by Python instead, whose OSError the run store maps to a message.
+    """
+    return tree.to_netcdf(None, engine="h5netcdf")
+
+
+def write_netcdf(path: Path, tree) -> Path:
+    """Write ``tree`` as NetCDF-4 to ``path`` atomically (see ``netcdf_bytes``)."""
+    data = netcdf_bytes(tree)
     return atomic_write_with(path, lambda tmp: tmp.write_bytes(data))
 
 
@@ -184,61 +376,123 @@ def write_json(path: Path, obj: object) -> Path:
     return atomic_write_text(path, dumps(obj) + "\n")
 
 
+@contextlib.contextmanager
+def _interrupt_deferred() -> Iterator[Callable[[], bool]]:
+    """Hold a Ctrl-C that arrives inside the block until it ends; yields "was there one?".
+
+    Only in the main thread (where Python runs signal handlers), and only when Ctrl-C would
+    raise KeyboardInterrupt (an ignored SIGINT stays ignored).
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield lambda: False
+        return
+    seen: list = []
+    signal.signal(signal.SIGINT, lambda signum, frame: seen.append(frame))
+    try:
+        yield lambda: bool(seen)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if seen:
+        previous(signal.SIGINT, seen[0])  # Python's default handler raises KeyboardInterrupt
+
+
 class RunWriter:
-    """Collects a run's files in a temporary directory; ``commit`` publishes them at once."""
+    """Collects a run's files in a temporary directory; ``commit`` publishes them at once.
+
+    On disk while it works: ``.<run id>.partial-<pid>`` (the files) and the empty placeholder
+    ``<run id>`` that reserves the id; the pid in the partial run's name tells a later command
+    (``sweep_leftovers``) whether the writer is still alive. Every OSError while writing is a
+    RunStoreError naming the study's run folder (exit 2), and leaves no partial files.
+    """
 
     def __init__(self, root: Path, study_name: str, now: dt.datetime | None = None):
         now = now or dt.datetime.now(dt.UTC)
-        self.study_dir = Path(root) / study_name
-        self.study_dir.mkdir(parents=True, exist_ok=True)
-        base = now.strftime("%Y%m%dT%H%M%SZ")
-        run_id, n = base, 1
-        while True:
-            # Reserve the id atomically with an empty placeholder directory, so runs that
-            # overlap (in this or another process) never share an id; commit renames onto it.
-            try:
-                (self.study_dir / run_id).mkdir()
-                break
-            except FileExistsError:
+        self.study_dir = study_folder(root, study_name)
+        self.committed = False
+        with _writing(self.study_dir):
+            self.study_dir.mkdir(parents=True, exist_ok=True)
+            sweep_leftovers(self.study_dir)
+            base = now.strftime("%Y%m%dT%H%M%SZ")
+            n = 1
+            while True:
+                run_id = base if n == 1 else f"{base}-{n}"
                 n += 1
-                run_id = f"{base}-{n}"
+                # The partial run first, then the placeholder that reserves the id atomically
+                # (mkdir), so runs that overlap (in this or another process) never share an id
+                # and a live writer's placeholder always has its partial run beside it.
+                tmp = self.study_dir / f".{run_id}.partial-{os.getpid()}"
+                try:
+                    tmp.mkdir()
+                except FileExistsError:
+                    continue  # another writer of this process holds this id
+                try:
+                    (self.study_dir / run_id).mkdir()
+                    break
+                except FileExistsError:
+                    tmp.rmdir()
+                except BaseException:
+                    tmp.rmdir()
+                    raise
         self.run_id = run_id
         self.final = self.study_dir / run_id
-        self.tmp = self.study_dir / f".{run_id}.partial-{os.getpid()}"
-        self.tmp.mkdir()
-        self.committed = False
+        self.tmp = tmp
 
     def path(self, name: str) -> Path:
         p = self.tmp / name
-        p.parent.mkdir(parents=True, exist_ok=True)
+        if not Path(os.path.abspath(p)).is_relative_to(os.path.abspath(self.tmp)):
+            raise RunStoreError(f"file name {name[:80]!r} would be written outside the run directory")
+        with _writing(self.study_dir):
+            p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
     def write_json(self, name: str, obj: object) -> None:
-        self.path(name).write_text(dumps(obj) + "\n", encoding="utf-8")
+        text = dumps(obj) + "\n"  # a value JSON cannot hold fails before the file is opened
+        with _writing(self.study_dir):
+            self.path(name).write_text(text, encoding="utf-8")
 
     def write_with(self, name: str, writer: Callable[[Path], None]) -> None:
-        writer(self.path(name))
+        with _writing(self.study_dir):
+            writer(self.path(name))
+
+    def write_netcdf(self, name: str, tree) -> None:
+        """``tree`` as the NetCDF-4 file ``name`` (serialised in memory: see ``netcdf_bytes``)."""
+        data = netcdf_bytes(tree)
+        with _writing(self.study_dir):
+            self.path(name).write_bytes(data)
 
     def copy(self, name: str, source: Path) -> None:
-        shutil.copyfile(source, self.path(name))
+        with _writing(self.study_dir):
+            shutil.copyfile(source, self.path(name))
 
     def commit(self) -> Path:
-        for p in sorted(self.tmp.rglob("*"), reverse=True):
-            fsync(p)
-        fsync(self.tmp)
-        os.rename(self.tmp, self.final)  # POSIX: replaces the empty placeholder atomically
-        self.committed = True
-        fsync(self.study_dir)
-        atomic_write_text(self.study_dir / LATEST, self.run_id + "\n")
+        """Publish the run, then move LATEST to it; until LATEST has moved, any failure or Ctrl-C
+        takes the run back out again (earlier runs and the pointer stay as they were)."""
+        with _writing(self.study_dir):
+            for p in sorted(self.tmp.rglob("*"), reverse=True):
+                fsync(p)
+            fsync(self.tmp)
+            with _interrupt_deferred() as interrupted:
+                os.rename(self.tmp, self.final)  # POSIX: replaces the empty placeholder atomically
+                try:
+                    fsync(self.study_dir)
+                    if interrupted():
+                        raise KeyboardInterrupt
+                    _atomic_write_with(
+                        self.study_dir / LATEST, lambda tmp: tmp.write_text(self.run_id + "\n", encoding="utf-8")
+                    )
+                except BaseException:
+                    shutil.rmtree(self.final, ignore_errors=True)
+                    raise
+                self.committed = True
         return self.final
 
     def abort(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        """Remove the partial run and the placeholder (the placeholder first: see sweep_leftovers)."""
         if not self.committed:
-            try:
+            with contextlib.suppress(OSError):
                 self.final.rmdir()  # the empty placeholder
-            except OSError:
-                pass
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self) -> RunWriter:
         return self
@@ -250,10 +504,12 @@ class RunWriter:
 
 def latest_run(root: Path, study_name: str) -> Path:
     """The most recent complete run of a study, from its LATEST pointer."""
-    pointer = Path(root) / study_name / LATEST
+    folder = study_folder(root, study_name)
+    sweep_leftovers(folder)
+    pointer = folder / LATEST
     if not pointer.is_file():
         raise RunStoreError(f"no runs of study '{study_name}' under {root}; run `forecast update` first")
-    run = pointer.parent / pointer.read_text(encoding="utf-8").strip()
+    run = pointed_run(pointer)
     if not (run / SUMMARY).is_file():
         raise RunStoreError(f"{pointer} names run '{run.name}', which has no {SUMMARY}")
     return run

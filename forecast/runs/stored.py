@@ -12,6 +12,7 @@ the same thing when it fails.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,16 @@ from forecast.runs.layout import (
     STUDY_COPY,
     SUMMARY,
 )
-from forecast.runs.store import atomic_write_text, atomic_write_with, default_root, dumps
+from forecast.runs.store import (
+    atomic_write_text,
+    atomic_write_with,
+    default_root,
+    dumps,
+    pointed_run,
+    study_folder,
+    sweep_leftovers,
+    sweep_temporaries,
+)
 from forecast.spec.study import Study, load_study
 
 REFIT = "run `forecast update` to fit the current inputs first"
@@ -41,6 +51,7 @@ def fitting_content(study: Study) -> tuple:
         sorted(study.reliability_source.items()),
         sorted(study.reliability_credibility.items()),
         tuple((h.id, round(h.prior_probability, 12), sorted(h.priors.items())) for h in study.hypotheses),
+        study.evidence_initiators,  # whose acts count as evidence ([evidence] initiators)
     )
 
 
@@ -49,6 +60,8 @@ def _read_json(path: Path, what: str) -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RunStoreError(f"{path}: missing ({what})") from None
+    except IsADirectoryError:
+        raise RunStoreError(f"{path}: is a directory, not a file ({what})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunStoreError(f"{path}: unreadable {what} ({e}); the file is damaged or truncated") from None
     except OSError as e:
@@ -70,9 +83,15 @@ class StoredRun:
 
     @classmethod
     def open(cls, path: Path) -> StoredRun:
-        path = Path(path)
+        """The run in directory ``path`` (resolved); its own temporary files of dead processes are swept."""
+        path = Path(path).resolve()
+        if path.exists() and not path.is_dir():
+            raise RunStoreError(f"{path}: is a file, not a run directory")
+        if (path / SUMMARY).is_dir():
+            raise RunStoreError(f"{path / SUMMARY}: is a directory, not a file (run summary)")
         if not (path / SUMMARY).is_file():
             raise RunStoreError(f"{path}: not a run directory (no {SUMMARY})")
+        sweep_temporaries(path)
         summary = _read_json(path / SUMMARY, "run summary")
         version = summary.get("schema_version")
         if version != SCHEMA_VERSION:
@@ -80,18 +99,19 @@ class StoredRun:
                 f"{path / SUMMARY}: written with results schema {version!r}; this forecast reads schema "
                 f"{SCHEMA_VERSION}. Re-run `forecast update` to refresh it."
             )
-        manifest = _read_json(path / MANIFEST, "run manifest") if (path / MANIFEST).is_file() else {}
+        manifest = _read_json(path / MANIFEST, "run manifest") if (path / MANIFEST).exists() else {}
         return cls(path=path, summary=summary, manifest=manifest)
 
     @classmethod
     def latest(cls, root: Path, study_name: str) -> StoredRun:
-        pointer = Path(root) / study_name / LATEST
+        """The run a study's LATEST names (never outside the study's run folder); sweeps that
+        folder of what killed runs left (``runs.store.sweep_leftovers``)."""
+        folder = study_folder(root, study_name)
+        sweep_leftovers(folder)
+        pointer = folder / LATEST
         if not pointer.is_file():
             raise RunStoreError(f"no runs of study '{study_name}' under {root}; run `forecast update` first")
-        name = pointer.read_text(encoding="utf-8").strip()
-        if not name or "/" in name or name.startswith("."):
-            raise RunStoreError(f"{pointer}: does not name a run ({name[:80]!r})")
-        return cls.open(pointer.parent / name)
+        return cls.open(pointed_run(pointer))
 
     @classmethod
     def find(cls, run: Path | None = None, *, study: Study | None = None, runs_root: Path | None = None) -> StoredRun:
@@ -104,6 +124,8 @@ class StoredRun:
                 if (run / LATEST).is_file():
                     return cls.latest(run.parent, run.name)
                 raise RunStoreError(f"{run}: not a run directory (no {SUMMARY}) nor a study's run folder (no {LATEST})")
+            if run.exists():
+                raise RunStoreError(f"{run}: is a file, not a run directory")
             raise RunStoreError(f"{run}: no such run directory")
         if study is None:
             raise InputError("name a run directory or a study file")
@@ -148,6 +170,10 @@ class StoredRun:
 
     def posterior_path(self, hypothesis: str) -> Path:
         path = self.path / POSTERIOR_DIR / f"{hypothesis}.nc"
+        if not Path(os.path.abspath(path)).parent == Path(os.path.abspath(self.path / POSTERIOR_DIR)):
+            raise RunStoreError(f"hypothesis id {hypothesis[:80]!r} cannot name a file in {self.path / POSTERIOR_DIR}")
+        if path.is_dir():
+            raise RunStoreError(f"{path}: is a directory, not a posterior file. {REFIT}")
         if not path.is_file():
             raise RunStoreError(f"{path}: missing; the run has no posterior for hypothesis '{hypothesis}'. {REFIT}")
         return path
@@ -181,7 +207,7 @@ class StoredRun:
     def read_json(self, name: str, schema: int | None = None) -> dict | None:
         """An analysis file of the run, or None when the run does not have it."""
         path = self.path / name
-        if not path.is_file():
+        if not path.exists():
             return None
         data = _read_json(path, name)
         if schema is not None and data.get("schema_version") != schema:
