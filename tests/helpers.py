@@ -18,7 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_STUDY = REPO / "priors" / "turkey_nato.toml"
 DEFAULT_DATA = REPO / "data" / "turkey_nato_events.csv"
 
-# Header of an observation file, in the order `forecast init` writes it.
+# Header of an observation file written before the `initiator` column existed (every row then
+# counts as a 'joint' act, i.e. as before): the default of ``write_events``, so that files written
+# by tests keep meaning what they meant.
 COLUMNS = (
     "id",
     "event_date",
@@ -32,6 +34,9 @@ COLUMNS = (
     "source",
     "origin_id",
 )
+
+# Header of an observation file in the order `forecast init` writes it (with `initiator`).
+DIRECTED_COLUMNS = (*COLUMNS[:6], "initiator", *COLUMNS[6:])
 
 
 def prior(dist: str, **kwargs: float) -> dict:

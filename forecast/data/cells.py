@@ -12,6 +12,15 @@ best-corroborated report: the row with the highest reliability weight (ties go t
 row, then to the first in file order). The other reports are kept but not counted; their
 ``event_pattern`` is the pattern of the report that is counted for their event, and
 ``event_counted`` says which rows count.
+
+Direction: the study's ``[evidence] initiators`` chooses whose acts count as evidence of the
+actor's alignment (the ``initiator`` column: the actor's, the counterpart's, or joint acts). Only
+the rows whose initiator is chosen enter the cells, the patterns and the corroboration above;
+the others are left out exactly as if they were not in the file. The per-row arrays of
+``CellData`` (``event_*``) describe the chosen rows, in file order: ``event_row`` gives their
+positions in the table that was passed in (with the default, all three initiators, every row is
+chosen and ``event_row`` is ``0..n-1``). A table without an ``initiator`` column (one built in
+code, e.g. simulated data) has every row chosen.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from forecast.data.observations import lookup
-from forecast.spec.study import Study
+from forecast.spec.study import INITIATORS, Study
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,8 @@ class CellData:
     # Corroboration, per observation row: whether the likelihood counts it, and its root event id.
     event_counted: np.ndarray | None = None  # bool
     event_root: np.ndarray | None = None  # str
+    # Position of each chosen row (see "Direction" above) in the table given to ``cell_data``.
+    event_row: np.ndarray | None = None  # int
 
     @property
     def n_cells(self) -> int:
@@ -102,11 +113,30 @@ def corroboration(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return roots, counted
 
 
+def evidence_rows(table: pd.DataFrame, study: Study) -> np.ndarray:
+    """Whether each row counts as evidence: its initiator is one of the study's chosen initiators."""
+    if "initiator" not in table or set(study.evidence_initiators) == set(INITIATORS):
+        return np.ones(len(table), dtype=bool)
+    return table["initiator"].isin(study.evidence_initiators).to_numpy(dtype=bool)
+
+
+def evidence_table(table: pd.DataFrame, study: Study) -> pd.DataFrame:
+    """The rows of ``table`` that count as evidence (all of them under the default study)."""
+    keep = evidence_rows(table, study)
+    return table if keep.all() else table[keep]
+
+
 def cell_data(table: pd.DataFrame, study: Study) -> CellData:
     """Collapse validated observations into cell counts and LOO patterns.
 
-    Only the counted report of each event enters the cells and patterns (see ``corroboration``).
+    Only the rows whose initiator the study counts as evidence are used (see "Direction" in the
+    module docstring), and of those, only the counted report of each event enters the cells and
+    patterns (see ``corroboration``).
     """
+    keep = evidence_rows(table, study)
+    rows = np.flatnonzero(keep)
+    if not keep.all():
+        table = table.iloc[rows]
     roots, counted = corroboration(table)
     gidx = {g.id: i for i, g in enumerate(study.groups)}
     didx = {d.id: i for i, d in enumerate(study.domains)}
@@ -148,4 +178,5 @@ def cell_data(table: pd.DataFrame, study: Study) -> CellData:
         event_pattern=event_pattern,
         event_counted=counted,
         event_root=roots,
+        event_row=rows,
     )

@@ -17,6 +17,21 @@ from forecast.errors import allowed_list, did_you_mean
 
 Support = Literal["real", "positive"]
 
+# Longest text of a user's value echoed in a message (a 200 MiB field must not become a 200 MB error).
+ECHO_LIMIT = 80
+
+
+def shown(value: object, limit: int = ECHO_LIMIT) -> str:
+    """``repr(value)`` for a message, cut to about ``limit`` characters with the length left out.
+
+    Control characters show escaped (``repr``), so a NUL or an escape sequence in a user's value
+    can never reach a terminal raw.
+    """
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value):,} characters)"
+    text = repr(value)
+    return text if len(text) <= limit + 2 else f"{text[:limit]}... ({len(text):,} characters)"
+
 
 @dataclass(frozen=True)
 class Family:
@@ -138,13 +153,13 @@ def parse_prior(raw: object, where: str, support: Support) -> tuple[Prior | None
     unknown = set(raw) - {"dist", "kwargs"}
     for key in sorted(unknown):
         problems.append(
-            f"{where}: unknown key '{key}'{did_you_mean(key, ['dist', 'kwargs'])}; allowed: 'dist', 'kwargs'"
+            f"{where}: unknown key {shown(key)}{did_you_mean(key, ['dist', 'kwargs'])}; allowed: 'dist', 'kwargs'"
         )
     dist = raw.get("dist")
     if dist not in FAMILIES:
         allowed = [n for n, f in FAMILIES.items() if f.support == support]
         problems.append(
-            f"{where}.dist: unknown distribution {dist!r}{did_you_mean(str(dist), FAMILIES)}; "
+            f"{where}.dist: unknown distribution {shown(dist)}{did_you_mean(str(dist), FAMILIES)}; "
             f"allowed here: {allowed_list(allowed)}"
         )
         return None, problems
@@ -161,7 +176,7 @@ def parse_prior(raw: object, where: str, support: Support) -> tuple[Prior | None
         return None, problems
     for key in sorted(set(kwargs) - set(family.params)):
         problems.append(
-            f"{where}.kwargs: unknown parameter '{key}' for {dist}{did_you_mean(key, family.params)}; "
+            f"{where}.kwargs: unknown parameter {shown(key)} for {dist}{did_you_mean(key, family.params)}; "
             f"{dist} takes {allowed_list(family.params)}"
         )
     clean: dict[str, float] = {}
@@ -171,10 +186,10 @@ def parse_prior(raw: object, where: str, support: Support) -> tuple[Prior | None
             continue
         value = kwargs[name]
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            problems.append(f"{where}.kwargs.{name}: expected a finite number, got {value!r}")
+            problems.append(f"{where}.kwargs.{name}: expected a finite number, got {shown(value)}")
             continue
         if name in family.positive_params and value <= 0:
-            problems.append(f"{where}.kwargs.{name}: must be > 0, got {value!r}")
+            problems.append(f"{where}.kwargs.{name}: must be > 0, got {shown(value)}")
             continue
         clean[name] = float(value)
     if problems:

@@ -3,6 +3,12 @@
 A study is TOML. Its structure is checked by pydantic models that forbid unknown keys; the
 cross-field rules (ids unique, every group given a prior, probabilities summing to one) are
 checked afterwards, and every problem is reported at once with its key path.
+
+Hostile or broken input is refused with a message, never followed: the study ``name`` becomes a
+folder of the runs directory and hypothesis ids become file names, so the name is a slug and ids
+are identifiers (never ``..``, ``/`` or an absolute path); control characters other than TAB and
+line breaks are refused in every string of the file; values echoed in messages are cut to about
+80 characters.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 
 from forecast.errors import StudyError, allowed_list, did_you_mean
 from forecast.spec.elicitation import PendingStatement, is_statement, resolve_statements
-from forecast.spec.priors import Prior, Support, parse_prior
+from forecast.spec.priors import Prior, Support, parse_prior, shown
 
 # The shared model's hyperparameters, per counterpart group, and the time components that
 # bring each one in. Every hypothesis states a prior for each of them.
@@ -32,8 +38,27 @@ PARAMETERS: dict[str, tuple[Support, str | None, str]] = {
 TIME_COMPONENTS = ("trend", "random_walk")
 ALL_GROUPS = "all"
 PRIOR_SUM_TOLERANCE = 0.002
-_ID = re.compile(r"^[a-z][a-z0-9_]*$")
-_QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
+MAX_ID_LENGTH = 64
+# Ids (groups, domains, hypotheses, counterparts) are identifiers; hypothesis ids name files of a
+# run. Every id is also a slug (below). fullmatch, not '$': '$' would accept a trailing newline.
+_ID = re.compile(rf"[a-z][a-z0-9_]{{0,{MAX_ID_LENGTH - 1}}}")
+ID_RULE = f"must be lower-case letters, digits and '_', starting with a letter (at most {MAX_ID_LENGTH} characters)"
+# The study name is a folder of the runs directory: a slug, so never '..', '/' or an absolute path.
+SLUG = re.compile(rf"[a-z0-9][a-z0-9_-]{{0,{MAX_ID_LENGTH - 1}}}")
+SLUG_RULE = (
+    f"must be a slug: lower-case letters, digits, '_' and '-', starting with a letter or digit, "
+    f"at most {MAX_ID_LENGTH} characters (e.g. 'turkey_nato'); it names the study's folder of runs"
+)
+_QUARTER = re.compile(r"(\d{4})Q([1-4])")
+# Control characters (C0, DEL, C1) other than TAB, LF and CR: refused in every string of a study.
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# A study file is a few kilobytes; anything this large is not one (and is not parsed).
+MAX_STUDY_BYTES = 4 * 1024 * 1024
+
+# Who acted in an observation (its ``initiator`` column): the study's actor, the counterpart, or
+# both together. ``[evidence] initiators`` chooses which of them count as evidence of the actor's
+# alignment; by default all three do (every row counts).
+INITIATORS = ("actor", "counterpart", "joint")
 
 
 class _Strict(BaseModel):
@@ -74,6 +99,11 @@ class _Reliability(_Strict):
     credibility: dict[str, float] = {"1": 1.0, "2": 0.9, "3": 0.75, "4": 0.5, "5": 0.25, "6": 0.5}
 
 
+class _Evidence(_Strict):
+    # Checked against INITIATORS in _resolve (with a did-you-mean), not by a Literal.
+    initiators: list[str] = list(INITIATORS)
+
+
 class _Hypothesis(_Strict):
     id: str
     label: str
@@ -88,6 +118,7 @@ class _StudyFile(_Strict):
     groups: list[_Group]
     domains: list[_Domain]
     reliability: _Reliability = _Reliability()
+    evidence: _Evidence = _Evidence()
     hypotheses: list[_Hypothesis]
     # Forecast questions are validated by forecast.spec.questions against the resolved study.
     questions: list[dict[str, object]] = []
@@ -95,7 +126,7 @@ class _StudyFile(_Strict):
 
 def quarter_index(text: str) -> int:
     """'2019Q3' -> an integer that counts quarters (year * 4 + quarter - 1)."""
-    m = _QUARTER.match(text)
+    m = _QUARTER.fullmatch(text)
     if not m:
         raise ValueError(text)
     return int(m.group(1)) * 4 + int(m.group(2)) - 1
@@ -166,6 +197,8 @@ class Study:
     hypotheses: tuple[Hypothesis, ...]
     questions_raw: tuple[dict, ...] = ()
     sha256: str = field(default="")
+    # Which initiators' rows count as evidence (``[evidence] initiators``), in INITIATORS order.
+    evidence_initiators: tuple[str, ...] = INITIATORS
 
     @property
     def parameters(self) -> list[str]:
@@ -185,14 +218,52 @@ class Study:
         for h in self.hypotheses:
             if h.id == hid:
                 return h
-        raise StudyError(f"{self.path}: no hypothesis '{hid}'{did_you_mean(hid, [h.id for h in self.hypotheses])}")
+        ids = [h.id for h in self.hypotheses]
+        raise StudyError(
+            f"{self.path}: no hypothesis {shown(hid)}{did_you_mean(hid, ids)}; the study has {allowed_list(ids)}"
+        )
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _key(part: object) -> str:
+    """A key as part of a key path: as it is when plain, else quoted and cut (it may hold anything)."""
+    return str(part) if _PLAIN_KEY.fullmatch(str(part)) else shown(str(part))
 
 
 def _loc(loc: tuple) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        out += f"[{part}]" if isinstance(part, int) else (f".{_key(part)}" if out else _key(part))
     return out
+
+
+def _control_problems(raw: object, loc: tuple = ()) -> list[str]:
+    """A problem for every string (value or key) of the parsed TOML that holds a control character.
+
+    TAB and line breaks are allowed in values (multi-line questions and claims); keys allow none.
+    """
+    where = _loc(loc) or "the file"
+    if isinstance(raw, str):
+        m = CONTROL.search(raw)
+        if m:
+            return [
+                f"{where}: contains the control character U+{ord(m.group()):04X} at position {m.start() + 1} "
+                f"({shown(raw)}); only TAB and line breaks are allowed in text"
+            ]
+        return []
+    problems: list[str] = []
+    if isinstance(raw, dict):
+        for k, v in raw.items():
+            if CONTROL.search(k) or any(c in k for c in "\t\n\r"):
+                problems.append(f"{where}: the key {shown(k)} contains a control character; keys may hold none")
+                continue
+            problems.extend(_control_problems(v, (*loc, k)))
+    elif isinstance(raw, list):
+        for i, v in enumerate(raw):
+            problems.extend(_control_problems(v, (*loc, i)))
+    return problems
 
 
 def _pydantic_problems(err: pydantic.ValidationError, raw: dict) -> list[str]:
@@ -207,7 +278,7 @@ def _pydantic_problems(err: pydantic.ValidationError, raw: dict) -> list[str]:
         elif e["type"] == "missing":
             problems.append(f"{_loc(loc)}: required key is missing")
         else:
-            problems.append(f"{_loc(loc)}: {e['msg']} (got {e.get('input')!r})")
+            problems.append(f"{_loc(loc)}: {e['msg']} (got {shown(e.get('input'))})")
     return problems
 
 
@@ -231,20 +302,37 @@ def _model_at(model: type[BaseModel], loc: tuple, raw: object) -> type[BaseModel
 def load_study(path: str | Path) -> Study:
     """Read and validate a study file; raise StudyError listing every problem."""
     path = Path(path)
+    if path.is_dir():
+        raise StudyError(
+            f"{path}: is a directory, not a study file (name the .toml file, e.g. priors/turkey_nato.toml)"
+        )
     if not path.is_file():
         raise StudyError(f"{path}: study file not found")
-    data = path.read_bytes()
+    try:
+        size = path.stat().st_size
+        if size > MAX_STUDY_BYTES:
+            raise StudyError(
+                f"{path}: {size:,} bytes is far too large for a study file (at most {MAX_STUDY_BYTES:,} bytes); "
+                "is this the right file?"
+            )
+        data = path.read_bytes()
+    except OSError as e:
+        raise StudyError(f"{path}: cannot be read ({e.strerror or e})") from None
     try:
         raw = tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as e:
         raise StudyError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except tomllib.TOMLDecodeError as e:
         raise StudyError(f"{path}: not valid TOML: {e}") from None
+    except RecursionError:
+        raise StudyError(f"{path}: not valid TOML: nested too deeply") from None
+    control = _control_problems(raw)
     try:
         spec = _StudyFile.model_validate(raw)
     except pydantic.ValidationError as e:
-        raise StudyError(_pydantic_problems(e, raw), heading=f"{path}: the study file has problems") from None
-    problems: list[str] = []
+        problems = control + _pydantic_problems(e, raw)
+        raise StudyError(problems, heading=f"{path}: the study file has problems") from None
+    problems = control
     study = _resolve(path, spec, problems)
     if problems:
         raise StudyError(problems, heading=f"{path}: the study file has problems")
@@ -254,14 +342,41 @@ def load_study(path: str | Path) -> Study:
 def _check_ids(kind: str, ids: list[str], problems: list[str]) -> None:
     seen: set[str] = set()
     for i, x in enumerate(ids):
-        if not _ID.match(x):
-            problems.append(f"{kind}[{i}].id: '{x}' must be lower-case letters, digits and '_', starting with a letter")
+        if not _ID.fullmatch(x):
+            problems.append(f"{kind}[{i}].id: {shown(x)} {ID_RULE}")
         if x in seen:
-            problems.append(f"{kind}[{i}].id: '{x}' is used twice")
+            problems.append(f"{kind}[{i}].id: {shown(x)} is used twice")
         seen.add(x)
 
 
+def _resolve_path(base: Path, given: str, key: str, problems: list[str]) -> Path:
+    try:
+        return (base / given).resolve()
+    except (OSError, ValueError) as e:  # e.g. a name too long for the file system
+        problems.append(f"{key}: {shown(given)} is not a usable path ({e})")
+        return base / "invalid"
+
+
+def _resolve_evidence(evidence: _Evidence, problems: list[str]) -> tuple[str, ...]:
+    chosen = evidence.initiators
+    for i, x in enumerate(chosen):
+        if x not in INITIATORS:
+            problems.append(
+                f"evidence.initiators[{i}]: unknown initiator {shown(x)}{did_you_mean(x, INITIATORS)}; "
+                f"allowed: {allowed_list(INITIATORS)} (who acted: the study's actor, the counterpart, or both)"
+            )
+    if len(set(chosen)) != len(chosen):
+        problems.append("evidence.initiators: an initiator is listed twice")
+    if not chosen:
+        problems.append(
+            f"evidence.initiators: list at least one of {allowed_list(INITIATORS)} (all three: every row counts)"
+        )
+    return tuple(x for x in INITIATORS if x in chosen)
+
+
 def _resolve(path: Path, spec: _StudyFile, problems: list[str]) -> Study:
+    if not SLUG.fullmatch(spec.study.name):
+        problems.append(f"study.name: {shown(spec.study.name)} {SLUG_RULE}")
     _check_ids("groups", [g.id for g in spec.groups], problems)
     _check_ids("domains", [d.id for d in spec.domains], problems)
     _check_ids("hypotheses", [h.id for h in spec.hypotheses], problems)
@@ -277,10 +392,10 @@ def _resolve(path: Path, spec: _StudyFile, problems: list[str]) -> Study:
         if not g.counterparts:
             problems.append(f"groups[{i}].counterparts: list at least one counterpart")
         for c in g.counterparts:
-            if not _ID.match(c):
-                problems.append(f"groups[{i}].counterparts: '{c}' must be lower-case letters, digits and '_'")
+            if not _ID.fullmatch(c):
+                problems.append(f"groups[{i}].counterparts: {shown(c)} {ID_RULE}")
             if c in owner:
-                problems.append(f"groups[{i}].counterparts: '{c}' is already in group '{owner[c]}'")
+                problems.append(f"groups[{i}].counterparts: {shown(c)} is already in group {shown(owner[c])}")
             owner[c] = g.id
 
     time = _resolve_time(spec.time, problems)
@@ -289,7 +404,7 @@ def _resolve(path: Path, spec: _StudyFile, problems: list[str]) -> Study:
         allowed = "A-F" if name == "source" else "1-6"
         for k, v in table.items():
             if not re.match(key_pattern, k):
-                problems.append(f"reliability.{name}: key '{k}' is not an Admiralty grade ({allowed})")
+                problems.append(f"reliability.{name}: key {shown(k)} is not an Admiralty grade ({allowed})")
             if not 0 < v <= 1:
                 problems.append(f"reliability.{name}.{k}: weight must be in (0, 1], got {v}")
         missing = [k for k in (list("ABCDEF") if name == "source" else list("123456")) if k not in table]
@@ -300,7 +415,7 @@ def _resolve(path: Path, spec: _StudyFile, problems: list[str]) -> Study:
     params = [p for p, (_, comp, _) in PARAMETERS.items() if comp is None or comp in time.components]
     hypotheses = []
     for i, h in enumerate(spec.hypotheses):
-        where = f"hypotheses[{i}] ('{h.id}')"
+        where = f"hypotheses[{i}] ({shown(h.id)})"
         if not 0 < h.prior_probability < 1 and len(spec.hypotheses) > 1:
             problems.append(f"{where}.prior_probability: must be in (0, 1), got {h.prior_probability}")
         priors = _resolve_priors(where, h.priors, params, group_ids, time.components, problems)
@@ -312,14 +427,15 @@ def _resolve(path: Path, spec: _StudyFile, problems: list[str]) -> Study:
         # Rounded thirds (0.334, 0.333, 0.333) are fine; use the exact normalised values.
         hypotheses = [replace(h, prior_probability=h.prior_probability / total) for h in hypotheses]
 
+    evidence = _resolve_evidence(spec.evidence, problems)
     base = path.parent
     return Study(
         path=path.resolve(),
         name=spec.study.name,
         question=spec.study.question.strip(),
         actor=spec.study.actor,
-        observations_path=(base / spec.study.observations).resolve(),
-        runs_path=(base / spec.study.runs).resolve() if spec.study.runs else None,
+        observations_path=_resolve_path(base, spec.study.observations, "study.observations", problems),
+        runs_path=_resolve_path(base, spec.study.runs, "study.runs", problems) if spec.study.runs else None,
         time=time,
         groups=tuple(Group(g.id, g.label, tuple(g.counterparts), g.description) for g in spec.groups),
         domains=tuple(Domain(d.id, d.label, d.description) for d in spec.domains),
@@ -327,6 +443,7 @@ def _resolve(path: Path, spec: _StudyFile, problems: list[str]) -> Study:
         reliability_credibility=dict(spec.reliability.credibility),
         hypotheses=tuple(hypotheses),
         questions_raw=tuple(spec.questions),
+        evidence_initiators=evidence,
     )
 
 
@@ -339,7 +456,7 @@ def _resolve_time(t: _Time, problems: list[str]) -> TimeSpec:
         try:
             idx[key] = quarter_index(value)
         except ValueError:
-            problems.append(f"time.{key}: '{value}' is not a quarter like '2019Q3'")
+            problems.append(f"time.{key}: {shown(value)} is not a quarter like '2019Q3'")
     start, end = idx.get("start", 0), idx.get("end", 0)
     if "start" in idx and "end" in idx and end < start:
         problems.append(f"time: end {t.end} is before start {t.start}")
@@ -366,7 +483,7 @@ def _resolve_priors(
     for pname, per_group in raw.items():
         if pname not in PARAMETERS:
             problems.append(
-                f"{where}.priors.{pname}: unknown hyperparameter{did_you_mean(pname, PARAMETERS)}; "
+                f"{where}.priors.{_key(pname)}: unknown hyperparameter{did_you_mean(pname, PARAMETERS)}; "
                 f"the model has {allowed_list(params)}"
             )
             continue
@@ -384,7 +501,7 @@ def _resolve_priors(
         for gkey, rawprior in per_group.items():
             if gkey != ALL_GROUPS and gkey not in group_ids:
                 problems.append(
-                    f"{where}.priors.{pname}.{gkey}: unknown group{did_you_mean(gkey, group_ids)}; "
+                    f"{where}.priors.{pname}.{_key(gkey)}: unknown group{did_you_mean(gkey, group_ids)}; "
                     f"known: {allowed_list([*group_ids, ALL_GROUPS])}"
                 )
                 continue

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from forecast.data.observations import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+from forecast.data.observations import COLUMNS
 from forecast.errors import InputError
+from forecast.spec.priors import shown
+from forecast.spec.study import INITIATORS, MAX_ID_LENGTH
 
 STUDY_TEMPLATE = """# Study "{name}". Every key is explained in the README ("Study files").
 # Priors are plain data: a distribution from a fixed set and its parameters, e.g.
@@ -36,6 +38,11 @@ counterparts = ["partner_a"]
 id = "rival"
 label = "Rival"
 counterparts = ["rival_a", "rival_b"]
+
+# Whose acts count as evidence of the actor's alignment (the observations' `initiator` column):
+# "actor" (the actor acted), "counterpart" (the counterpart acted on the actor), "joint" (both).
+[evidence]
+initiators = [{initiators}]
 
 [[domains]]
 id = "security"
@@ -74,8 +81,12 @@ volatility.all = {{ dist = "HalfNormal", kwargs = {{ sigma = 0.15 }} }}
 
 def init_study(name: str, directory: Path, *, start: str = "2015Q1", end: str = "2025Q4") -> tuple[Path, Path]:
     """Write ``priors/NAME.toml`` and ``data/NAME.csv`` under ``directory``; never overwrite."""
-    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-        raise InputError(f"study name '{name}' must be lower-case letters, digits and '_', starting with a letter")
+    # Stricter than a study name must be (a slug): the name is also the file names' stem.
+    if not re.fullmatch(rf"[a-z][a-z0-9_]{{0,{MAX_ID_LENGTH - 1}}}", name):
+        raise InputError(
+            f"study name {shown(name)} must be lower-case letters, digits and '_', starting with a letter "
+            f"(at most {MAX_ID_LENGTH} characters)"
+        )
     study = directory / "priors" / f"{name}.toml"
     data = directory / "data" / f"{name}.csv"
     existing = [str(p) for p in (study, data) if p.exists()]
@@ -83,20 +94,7 @@ def init_study(name: str, directory: Path, *, start: str = "2015Q1", end: str = 
         raise InputError(f"{', '.join(existing)} already exist(s); choose another name or remove them")
     study.parent.mkdir(parents=True, exist_ok=True)
     data.parent.mkdir(parents=True, exist_ok=True)
-    study.write_text(STUDY_TEMPLATE.format(name=name, start=start, end=end), encoding="utf-8")
-    header = [
-        "id",
-        "event_date",
-        "report_date",
-        "counterpart",
-        "domain",
-        "outcome",
-        "intensity",
-        "reliability",
-        "description",
-        "source",
-        "origin_id",
-    ]
-    assert set(header) == set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)
-    data.write_text(",".join(header) + "\n", encoding="utf-8")
+    initiators = ", ".join(f'"{i}"' for i in INITIATORS)
+    study.write_text(STUDY_TEMPLATE.format(name=name, start=start, end=end, initiators=initiators), encoding="utf-8")
+    data.write_text(",".join(COLUMNS) + "\n", encoding="utf-8")
     return study, data

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from forecast.data.cells import evidence_rows
 from forecast.data.observations import load_observations
 from forecast.spec.questions import load_questions
-from forecast.spec.study import load_study
+from forecast.spec.study import INITIATORS, load_study
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,11 @@ class ValidationResult:
     by_group: dict[str, int]
     by_domain: dict[str, int]
     cooperative_share: float | None
+    # Who acted (a file without the initiator column counts every row as 'joint').
+    by_initiator: dict[str, int]
+    # Whose acts count as evidence ([evidence] initiators), and how many rows that leaves.
+    evidence_initiators: list[str]
+    n_evidence: int
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -44,4 +50,7 @@ def run_validate(study_path: str | Path) -> ValidationResult:
         by_group={g.id: int((t["group"] == g.id).sum()) for g in study.groups},
         by_domain={d.id: int((t["domain"] == d.id).sum()) for d in study.domains},
         cooperative_share=float(t["cooperative"].mean()) if obs.n else None,
+        by_initiator={i: int((t["initiator"] == i).sum()) for i in INITIATORS},
+        evidence_initiators=list(study.evidence_initiators),
+        n_evidence=int(evidence_rows(t, study).sum()),
     )

@@ -18,6 +18,12 @@ def render_validate(result) -> str:
         )
     )
     if result.n_observations:
-        lines.append("  by group:  " + ", ".join(f"{k} {v}" for k, v in result.by_group.items()))
-        lines.append("  by domain: " + ", ".join(f"{k} {v}" for k, v in result.by_domain.items()))
+        lines.append("  by group:     " + ", ".join(f"{k} {v}" for k, v in result.by_group.items()))
+        lines.append("  by domain:    " + ", ".join(f"{k} {v}" for k, v in result.by_domain.items()))
+        lines.append("  by initiator: " + ", ".join(f"{k} {v}" for k, v in result.by_initiator.items()))
+    if len(result.evidence_initiators) < len(result.by_initiator):
+        lines.append(
+            f"  evidence: only rows with initiator {' or '.join(result.evidence_initiators)} count "
+            f"({result.n_evidence} of {result.n_observations}; [evidence] initiators)"
+        )
     return "\n".join(lines)
