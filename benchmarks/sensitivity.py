@@ -94,13 +94,15 @@ def naive_worker(study_path: str, runs_dir: str, which: str) -> None:
     from forecast.data.observations import load_observations
     from forecast.fit.hypothesis import marginal_likelihood
     from forecast.fit.sampler import StudyModel, hypothesis_seed
+    from forecast.runs.stored import StoredRun
     from forecast.spec.study import load_study
-    from forecast.workflows.sensitivity import GridSpec, build_grid, load_base, matching_run
+    from forecast.workflows.sensitivity import GridSpec, build_grid, load_base
 
     study = load_study(study_path)
     obs = load_observations(study)
     cells = cell_data(obs.table, study)
-    settings = load_base(matching_run(Path(runs_dir), study, obs.sha256), study).settings
+    run = StoredRun.find(study=study, runs_root=Path(runs_dir)).check_inputs(study, obs.sha256)
+    settings = load_base(run, study).settings
     if which.startswith("key="):
         jobs = [j for j in naive_jobs(study, None) if j[0] == which[4:]]
     else:

@@ -13,18 +13,20 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from exact import pymc_prior
-from helpers import base_study, prior, problem_with, write_events, write_study
+from helpers import base_study, event, prior, problem_with, write_events, write_study
 from scipy import stats
 from scipy.special import expit, logit
 
 from forecast.cli import main
 from forecast.errors import StudyError
+from forecast.reports.plots.run_pngs import priors_pngs
+from forecast.runs.layout import PRIOR_PREDICTIVE, PRIOR_PREDICTIVE_PLOT, PRIOR_PREDICTIVE_SCHEMA
 from forecast.spec.elicitation import maxent, model_interval, preliz_maxent, symmetric_bound
 from forecast.spec.priors import FAMILIES, Prior
 from forecast.spec.study import load_study
 from forecast.workflows.priors import (
-    PRIOR_PREDICTIVE,
-    PRIOR_PREDICTIVE_PLOT,
+    PriorsResult,
+    describe_priors,
     hellinger,
     predictive_quantities,
     prior_draws,
@@ -321,30 +323,37 @@ def test_nearly_identical_hypotheses_are_warned_about(tmp_path):
     )
     write_events(tmp_path / "events.csv", [])
     result = run_priors(study_path, runs_root=tmp_path / "runs", n=20_000)
-    assert len(result["warnings"]) == 1 and "no data can" in result["warnings"][0]
-    assert result["distinguishability"][0]["indistinguishable"]
+    assert len(result.warnings) == 1 and "no data can" in result.warnings[0]
+    assert result.distinguishability[0]["indistinguishable"]
     other = static_study(tmp_path, [hyp("east_lean", 1.5, 0.5, 0.5), hyp("west_lean", -1.5, 0.5, 0.5)])
     result = run_priors(other.path, runs_root=tmp_path / "runs", n=20_000)
-    assert result["warnings"] == [] and result["distinguishability"][0]["max_hellinger"] > 0.8
+    assert result.warnings == [] and result.distinguishability[0]["max_hellinger"] > 0.8
 
 
 def test_the_default_study_hypotheses_are_distinguishable_a_priori(tmp_path):
     from helpers import DEFAULT_STUDY
 
     result = run_priors(DEFAULT_STUDY, runs_root=tmp_path, n=5000, write=False)
-    assert result["warnings"] == []
-    assert {h["id"] for h in result["hypotheses"]} == {"hedging", "realignment", "alignment"}
+    assert result.warnings == [] and not result.written and result.note is None
+    assert {h["id"] for h in result.hypotheses} == {"hedging", "realignment", "alignment"}
 
 
 # --- the command -----------------------------------------------------------------------------------
 
 
-def fake_run(root, study) -> object:
-    """A run directory that `latest_run` accepts, made from ``study``'s file (no fits inside)."""
+def fake_run(root, study, observations_sha256: str | None = None) -> object:
+    """A run directory that `StoredRun` reads, made from ``study`` and its observations (no fits inside)."""
+    import hashlib
+    import shutil
+
+    if observations_sha256 is None:
+        observations_sha256 = hashlib.sha256(study.observations_path.read_bytes()).hexdigest()
     run = root / study.name / "20250101T000000Z"
     run.mkdir(parents=True)
     (run / "summary.json").write_text(json.dumps({"schema_version": 1, "hypotheses": []}))
-    (run / "manifest.json").write_text(json.dumps({"study": {"sha256": study.sha256}}))
+    manifest = {"created": "2025-01-01T00:00:00Z", "study": {"sha256": study.sha256}}
+    (run / "manifest.json").write_text(json.dumps(manifest | {"observations": {"sha256": observations_sha256}}))
+    shutil.copy(study.path, run / "study.toml")
     (root / study.name / "LATEST").write_text(run.name + "\n")
     return run
 
@@ -374,6 +383,55 @@ def test_priors_command_json_and_files(tmp_path):
     assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temporary files left
     text = CliRunner().invoke(main, ["priors", str(path), "--runs-dir", str(tmp_path / "runs"), "--draws", "4000"])
     assert text.exit_code == 0 and "stated: 90% sure that 60% to 90%" in text.output
+
+
+def test_priors_result_is_a_record_with_the_json_of_prior_predictive_json(tmp_path):
+    data = base_study()
+    write_events(tmp_path / "events.csv", [])
+    path = write_study(tmp_path, data)
+    run = fake_run(tmp_path / "runs", load_study(path))
+    result = run_priors(path, runs_root=tmp_path / "runs", n=2000, plots=priors_pngs)
+    assert isinstance(result, PriorsResult) and result.written and result.run_dir == str(run)
+    stored = json.loads((run / PRIOR_PREDICTIVE).read_text())
+    assert stored == result.to_dict() and stored["schema_version"] == PRIOR_PREDICTIVE_SCHEMA
+    assert list(stored)[-3:] == ["run_dir", "written", "files"] and "note" not in stored
+    assert stored["files"] == {"plot": PRIOR_PREDICTIVE_PLOT}
+    assert stored["hypotheses"][0]["priors"] == describe_priors(load_study(path))[0]["priors"]
+    # without a plotter only the JSON is written, and it says so
+    (run / PRIOR_PREDICTIVE_PLOT).unlink()
+    plain = run_priors(path, runs_root=tmp_path / "runs", n=2000)
+    assert plain.written and plain.files == {} and not (run / PRIOR_PREDICTIVE_PLOT).exists()
+
+
+def test_priors_says_exactly_why_nothing_was_written(tmp_path):
+    data = base_study()
+    write_events(tmp_path / "events.csv", [event(1)])
+    path = write_study(tmp_path, data)
+    study = load_study(path)
+    result = run_priors(path, runs_root=tmp_path / "runs", n=2000)
+    assert not result.written and result.run_dir is None
+    assert result.note.startswith("nothing written: no runs of study 'mini' under ")
+    assert result.to_dict()["note"] == result.note
+    run = fake_run(tmp_path / "runs", study, observations_sha256="0" * 64)
+    result = run_priors(path, runs_root=tmp_path / "runs", n=2000)
+    assert not result.written and not (run / PRIOR_PREDICTIVE).exists()
+    assert f"run {run} does not match the current inputs: the observations have changed" in result.note
+    # a changed comment and label are not a change of inputs (the one rule)
+    (run / "manifest.json").unlink()
+    (run.parent / "LATEST").unlink()
+    run.rename(tmp_path / "old")
+    run = fake_run(tmp_path / "runs", study)
+    path.write_text(path.read_text().replace('label = "West"', 'label = "The West"') + "# a comment\n")
+    assert run_priors(path, runs_root=tmp_path / "runs", n=2000).written
+    # observations that do not validate: nothing can match them, and the note says why
+    (tmp_path / "events.csv").write_text("id,event_date\nx,2020-01-01\n")
+    result = run_priors(path, runs_root=tmp_path / "runs", n=2000)
+    assert not result.written and "observations that do not validate" in result.note
+    (run / "summary.json").write_text("{not json")
+    (tmp_path / "events.csv").unlink()
+    write_events(tmp_path / "events.csv", [event(1)])
+    result = run_priors(path, runs_root=tmp_path / "runs", n=2000)
+    assert not result.written and "summary.json: unreadable run summary" in result.note
 
 
 def test_priors_command_bad_study_exits_2(tmp_path):

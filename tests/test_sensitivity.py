@@ -3,7 +3,9 @@
 One small static study (one counterpart group, two domains, mostly cooperative events, a small
 spread so the tilt carries the data) with a weak and a deliberately conflicting hypothesis
 (tilt prior centred on a 18% share against 85% observed); the model is compiled once for the module and
-shared by `forecast update` and every refit (``run_update`` is pointed at it).
+shared by `forecast update` and every refit (``run_update`` is pointed at it). Tests that use it
+sample, so they are marked slow; the grid schema, the numerics, the record and the renderer are
+tested without a fit.
 """
 
 from __future__ import annotations
@@ -25,19 +27,21 @@ from forecast.data.cells import cell_data
 from forecast.data.observations import load_observations
 from forecast.errors import ConvergenceError
 from forecast.fit.sampler import SamplerSettings, StudyModel
+from forecast.reports.plots.run_pngs import sensitivity_pngs
+from forecast.reports.text.sensitivity import render_sensitivity
+from forecast.runs.layout import SENSITIVITY, SENSITIVITY_PRIOR_ODDS_PLOT, SENSITIVITY_SCHEMA, SENSITIVITY_TORNADO_PLOT
+from forecast.runs.store import dumps
+from forecast.runs.stored import StoredRun
 from forecast.spec.priors import Prior
 from forecast.spec.study import load_study
 from forecast.stats.loo import posterior_probabilities
 from forecast.workflows.sensitivity import (
-    PRIOR_ODDS_PLOT,
-    SENSITIVITY,
-    TORNADO_PLOT,
     GridSpec,
+    SensitivityResult,
     SensitivitySpecError,
     build_grid,
     grid_spec_from,
     load_base,
-    load_sensitivity,
     log_prior_ratio,
     parse_grid_spec,
     prior_odds,
@@ -136,12 +140,19 @@ def exact_log_ml(case, tilt: Prior, spread: Prior) -> float:
 def refit_all(case):
     """Every variant of the weak hypothesis's tilt refitted (and the base), beside its reweighting."""
     spec = GridSpec(refit="all", hypotheses=("weak",), parameters=("tilt",), joint=False)
-    return run_sensitivity(case.path, spec, runs_root=case.root, workers=0, model=case.model, write=False)
+    return run_sensitivity(case.path, spec, runs_root=case.root, workers=0, model=case.model, write=False).to_dict()
 
 
 @pytest.fixture(scope="module")
-def auto(case):
-    return run_sensitivity(case.path, GridSpec(), runs_root=case.root, workers=0, model=case.model)
+def auto_record(case):
+    return run_sensitivity(
+        case.path, GridSpec(), runs_root=case.root, workers=0, model=case.model, plots=sensitivity_pngs
+    )
+
+
+@pytest.fixture(scope="module")
+def auto(auto_record):
+    return auto_record.to_dict()
 
 
 # --- exact pieces (no sampling) ----------------------------------------------------------------
@@ -258,9 +269,107 @@ def test_grid_spec_must_fit_the_study(tmp_path):
         grid_spec_from(tmp_path / "bad.toml")
 
 
+def test_grid_spec_normalises_values_and_is_frozen():
+    spec = parse_grid_spec({"shifts": [1, 0.5, 1.0], "scales": 2, "hypotheses": "weak", "joint": False})
+    assert spec.shifts == (0.5, 1.0) and spec.scales == (2.0,) and spec.hypotheses == ("weak",)
+    assert spec.to_dict() == {
+        "shifts": [0.5, 1.0],
+        "scales": [2.0],
+        "by": "parameter",
+        "joint": False,
+        "hypotheses": ["weak"],
+        "parameters": None,
+        "refit": "auto",
+        "pareto_k_threshold": None,
+    }
+    assert parse_grid_spec({}) == GridSpec() and GridSpec().to_dict()["shifts"] == [0.5]
+    with pytest.raises(ValueError):  # pydantic refuses assignment to a frozen model
+        spec.refit = "all"
+
+
+def test_grid_spec_reports_every_problem_at_once():
+    with pytest.raises(SensitivitySpecError) as e:
+        parse_grid_spec({"shfits": [0.5], "scales": [0.8, 3, "{x}"], "refit": None, "hypotheses": []}, "g.toml")
+    problems = e.value.problems
+    assert len(problems) == 4, problems
+    assert any(p.startswith("g.toml: unknown key 'shfits'") and "allowed: 'shifts'," in p for p in problems)
+    assert any(p.startswith("g.toml.scales:") and "0.8" in p and "'{x}'" in p and ", 3" not in p for p in problems)
+    assert any(p.startswith("g.toml.refit: None is not one of") for p in problems)
+    assert any(p.startswith("g.toml.hypotheses: expected a list of ids") for p in problems)
+    assert str(e.value).startswith("g.toml: the sensitivity grid has problems:")
+    with pytest.raises(SensitivitySpecError, match="expected a table of grid settings"):
+        parse_grid_spec([0.5], "g.toml")
+    with pytest.raises(SensitivitySpecError, match="grid file not found"):
+        grid_spec_from("no-such-grid.toml")
+
+
+def record(**changes) -> SensitivityResult:
+    """A hand-made result of two hypotheses and two variants (no fit)."""
+    row = {"posterior_probabilities": {"a": 0.7, "b": 0.3}}
+    fields = dict(
+        schema_version=SENSITIVITY_SCHEMA,
+        study="s",
+        study_path="s.toml",
+        run_dir="runs/s/1",
+        converged=True,
+        grid=GridSpec().to_dict() | {"pareto_k_threshold": 0.7},
+        sampler={},
+        hypotheses=[
+            {"id": "a", "label": "A", "prior_probability": 0.5},
+            {"id": "b", "label": "B", "prior_probability": 0.5},
+        ],
+        base={},
+        variants=[
+            {"id": "base", "method": "base", **row},
+            {"id": "a/tilt/wider1.5", "method": "refitted", "pareto_k": float("inf"), **row},
+            {"id": "a/tilt/narrower1.5", "method": "reweighted", "pareto_k": np.float64(0.2), **row},
+        ],
+        ranges={"a": {"base": 0.7, "min": 0.6, "max": 0.8}, "b": {"base": 0.3, "min": 0.2, "max": 0.4}},
+        tornado=[{"hypothesis": "a", "target": "tilt", "low": 0.6, "high": 0.8}],
+        verdict={"leader": "a", "stable": True, "flips": [], "text": "'A' leads in all 3 prior variants."},
+        prior_odds={},
+        prior_odds_text="'A' stays ahead.",
+        psense={"a": [], "b": []},
+        psense_flags=[],
+        psense_threshold=0.05,
+        scaleout={},
+        files={},
+        unreliable_variants=[],
+        warning=None,
+        timings={"total_s": 1.0},
+    )
+    return SensitivityResult(**(fields | changes))
+
+
+def test_sensitivity_record_gives_the_json_of_sensitivity_json():
+    r = record()
+    d = r.to_dict()
+    assert list(d)[:5] == ["schema_version", "study", "study_path", "run_dir", "converged"]
+    assert list(d)[-3:] == ["files", "unreliable_variants", "timings"]  # no warning, no ran_update
+    assert (d["n_variants"], d["n_refitted"], d["refitted"]) == (3, 1, ["a/tilt/wider1.5"])
+    assert d["variants"][1]["pareto_k"] is None and d["variants"][2]["pareto_k"] == 0.2  # strict JSON
+    assert json.loads(dumps(r)) == d and r.leader == "a" and r.stable
+    late = record(ran_update="no runs of study 's' under runs", warning="UNRELIABLE: ...").to_dict()
+    assert list(late)[4] == "ran_update" and list(late)[-2] == "warning"
+    with pytest.raises(AttributeError):
+        r.study = "other"
+
+
+def test_render_sensitivity_from_the_record_or_its_json():
+    text = render_sensitivity(record())
+    assert text == render_sensitivity(record().to_dict())
+    assert "3 variants" in text and "'A' leads in all 3 prior variants." in text and "ran first" not in text
+    assert "Refitted (reweighting unreliable): a/tilt/wider1.5" in text
+    assert "no prior-data conflict" in text and "Plots:" not in text
+    text = render_sensitivity(record(ran_update="run X does not match", files={"tornado": "t.png"}))
+    assert "`forecast update` ran first: run X does not match" in text
+    assert f"Plots: {Path('runs/s/1') / 't.png'}" in text
+
+
 # --- against refits and exact answers ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_unperturbed_variant_reproduces_update_within_mc_error(case, refit_all):
     base = refit_all["variants"][0]
     assert base["id"] == "base" and base["method"] == "base"
@@ -278,8 +387,9 @@ def test_unperturbed_variant_reproduces_update_within_mc_error(case, refit_all):
         assert abs(h.log_marginal_likelihood - exact) <= 3 * h.log_marginal_likelihood_se + 0.02
 
 
+@pytest.mark.slow
 def test_reweighted_variants_agree_with_refits_and_exact_values(case, refit_all):
-    base = load_base(Path(case.update.run_dir), case.study)
+    base = load_base(StoredRun.open(Path(case.update.run_dir)), case.study)
     weak = case.study.hypothesis("weak")
     grid = {v.id: v for v in build_grid(case.study, GridSpec(hypotheses=("weak",), parameters=("tilt",), joint=False))}
     rows = [r for r in refit_all["variants"] if r["method"] == "refitted"]
@@ -306,6 +416,7 @@ def test_reweighted_variants_agree_with_refits_and_exact_values(case, refit_all)
         assert abs(mean_rw - refit["posterior_means"]["tilt__a"]) <= 4 * mcse, r["id"]
 
 
+@pytest.mark.slow
 def test_auto_mode_refits_exactly_where_pareto_k_is_too_high(auto):
     k_max = auto["grid"]["pareto_k_threshold"]
     assert k_max == pytest.approx(min(1 - 1 / math.log10(8000), 0.7))
@@ -316,6 +427,7 @@ def test_auto_mode_refits_exactly_where_pareto_k_is_too_high(auto):
     assert auto["n_variants"] == len(auto["variants"]) == 1 + 2 * (6 + 4)  # per hypothesis: tilt 4, spread 2, joint 4
 
 
+@pytest.mark.slow
 def test_ranges_tornado_and_verdict_are_consistent(auto):
     for h, r in auto["ranges"].items():
         values = [v["posterior_probabilities"][h] for v in auto["variants"]]
@@ -330,6 +442,7 @@ def test_ranges_tornado_and_verdict_are_consistent(auto):
     assert auto["prior_odds"]["weak"]["flip_prior"] < auto["prior_odds"]["weak"]["prior_probability"]
 
 
+@pytest.mark.slow
 def test_power_scaling_flags_the_conflicting_prior_not_the_weak_one(auto):
     tilt = {h: next(r for r in auto["psense"][h] if r["parameter"] == "tilt") for h in ("weak", "conflict")}
     assert tilt["conflict"]["flag"] == "prior-data conflict"
@@ -337,14 +450,45 @@ def test_power_scaling_flags_the_conflicting_prior_not_the_weak_one(auto):
     assert tilt["weak"]["flag"] is None and tilt["weak"]["prior"] < 0.05 and tilt["weak"]["likelihood"] >= 0.05
 
 
-def test_results_are_written_atomically_into_the_run(case, auto):
+@pytest.mark.slow
+def test_results_are_written_atomically_into_the_run(case, auto_record, auto):
     run = Path(case.update.run_dir)
-    stored = load_sensitivity(run)
-    assert stored == json.loads(json.dumps(auto))
-    for name in (TORNADO_PLOT, PRIOR_ODDS_PLOT):
+    stored = StoredRun.open(run).read_json(SENSITIVITY, SENSITIVITY_SCHEMA)
+    assert stored == json.loads(dumps(auto_record)) == auto
+    for name in (SENSITIVITY_TORNADO_PLOT, SENSITIVITY_PRIOR_ODDS_PLOT):
         assert (run / name).read_bytes()[:4] == b"\x89PNG"
     assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temporary files left
-    assert auto["files"] == {"tornado": TORNADO_PLOT, "prior_odds": PRIOR_ODDS_PLOT}
+    assert auto["files"] == {"tornado": SENSITIVITY_TORNADO_PLOT, "prior_odds": SENSITIVITY_PRIOR_ODDS_PLOT}
+    assert "ran_update" not in auto  # the run matched: no `forecast update`
+
+
+@pytest.mark.slow
+def test_update_runs_first_and_says_why_when_no_run_matches(case, tmp_path):
+    """One more event than the study's latest run was fitted to: the run does not match the inputs."""
+    import shutil
+
+    shutil.copytree(case.root, tmp_path / "runs")
+    shutil.copy(case.path, tmp_path / "s.toml")
+    (tmp_path / "obs.csv").write_text(events() + "extra,2020-03-15,a,x,cooperative,A1,one more,t\n")
+    said: list[str] = []
+    result = run_sensitivity(
+        tmp_path / "s.toml",
+        GridSpec(refit="none", hypotheses=("weak",), parameters=("tilt",), joint=False),
+        runs_root=tmp_path / "runs",
+        workers=0,
+        write=False,
+        progress=said.append,
+        bar=False,
+        allow_unconverged=True,
+        update_settings=SamplerSettings(draws=300, tune=300, chains=2, seed=3),
+    )
+    old = Path(case.update.run_dir).name
+    assert "the observations have changed" in result.ran_update and old in result.ran_update
+    assert any(m.startswith("running `forecast update` first: run ") and "observations" in m for m in said)
+    assert Path(result.run_dir).name != old
+    assert StoredRun.find(tmp_path / "runs" / "sens").path == Path(result.run_dir)  # the new run is the latest
+    assert result.to_dict()["ran_update"] == result.ran_update
+    assert "`forecast update` ran first: run " in render_sensitivity(result)
 
 
 # --- the command ---------------------------------------------------------------------------------
@@ -357,6 +501,7 @@ JSON_KEYS = {
 }  # fmt: skip
 
 
+@pytest.mark.slow
 def test_sensitivity_command_json(case):
     res = CliRunner().invoke(
         main, ["sensitivity", str(case.path), "--runs-dir", str(case.root), "--refit", "none", "--json", "-q"]
@@ -368,6 +513,7 @@ def test_sensitivity_command_json(case):
     assert out["run_dir"] == str(case.update.run_dir)
 
 
+@pytest.mark.slow
 def test_sensitivity_command_bad_spec_exits_2_and_writes_nothing(case):
     run = Path(case.update.run_dir)
     before = sorted(p.name for p in run.iterdir())
@@ -383,6 +529,7 @@ def test_sensitivity_command_bad_spec_exits_2_and_writes_nothing(case):
     assert sorted(p.name for p in run.iterdir()) == before
 
 
+@pytest.mark.slow
 def test_failed_refit_gate_exits_3_and_writes_nothing(case, monkeypatch):
     import forecast.fit.pool as scaleout
 

@@ -389,7 +389,7 @@ def elicit(statement: Statement, group: str, p0: float | None, where: str) -> tu
     lower, upper = interval
     try:
         fitted = maxent(statement.dist, lower, upper, statement.mass, statement.nu)
-    except Exception as e:  # PreliZ raises plain ValueErrors for impossible constraints
+    except (ValueError, ArithmeticError) as e:  # PreliZ: ValueError for impossible constraints; overflow in its fit
         return None, [f"{where}: could not fit a {statement.dist} to the statement ({e})"]
     achieved = float(fitted.cdf(upper) - fitted.cdf(lower))
     if not abs(achieved - statement.mass) <= MASS_TOLERANCE or not all(math.isfinite(v) for v in fitted.values()):
@@ -443,28 +443,3 @@ def resolve_statements(
                     break  # the same failure for every group: report it once
                 continue
             out[(item.parameter, g)] = prior
-
-
-def describe_priors(study) -> list[dict]:
-    """Per hypothesis and (parameter, group): the fitted prior and, if elicited, its statement.
-
-    For display (``forecast priors``) and for run summaries: plain JSON-able data.
-    """
-
-    out = []
-    for h in study.hypotheses:
-        rows = []
-        for param, group in study.slots:
-            prior = h.priors[(param, group)]
-            rows.append(
-                {
-                    "parameter": param,
-                    "group": group,
-                    "prior": prior.describe(),
-                    "dist": prior.dist,
-                    "kwargs": dict(prior.kwargs),
-                    "statement": prior.statement.to_dict() if prior.statement is not None else None,
-                }
-            )
-        out.append({"id": h.id, "label": h.label, "priors": rows})
-    return out

@@ -23,21 +23,22 @@ normals with equal spread that is a shift of their means by about 0.43 standard 
 
 from __future__ import annotations
 
-import io
-import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 from scipy.special import expit
 
+from forecast.errors import InputError, RunStoreError
 from forecast.model.build import DOMAIN_EFFECT, RW_STEPS, latent_logit, years_from_reference
-from forecast.settings import DEFAULT_SEED
+from forecast.runs.layout import PRIOR_PREDICTIVE, PRIOR_PREDICTIVE_SCHEMA
+from forecast.runs.store import default_root, jsonable
+from forecast.runs.stored import StoredRun
+from forecast.settings import DEFAULT_SEED, derive_seed
 from forecast.spec.study import Hypothesis, Study, load_study, quarter_label
 
-PRIOR_PREDICTIVE = "prior_predictive.json"
-PRIOR_PREDICTIVE_PLOT = "prior_predictive.png"
-SCHEMA_VERSION = 1
 N_DRAWS = 20_000
 DISTINCT_THRESHOLD = 0.15
 N_BINS = 25
@@ -139,6 +140,80 @@ def _rows(study: Study, q: dict[str, np.ndarray]) -> dict[str, list[dict]]:
     return out
 
 
+def describe_priors(study: Study) -> list[dict]:
+    """Per hypothesis and (parameter, group): the fitted prior and, if elicited, its statement (JSON-able)."""
+    out = []
+    for h in study.hypotheses:
+        rows = []
+        for param, group in study.slots:
+            prior = h.priors[(param, group)]
+            rows.append(
+                {
+                    "parameter": param,
+                    "group": group,
+                    "prior": prior.describe(),
+                    "dist": prior.dist,
+                    "kwargs": dict(prior.kwargs),
+                    "statement": prior.statement.to_dict() if prior.statement is not None else None,
+                }
+            )
+        out.append({"id": h.id, "label": h.label, "priors": rows})
+    return out
+
+
+@dataclass(frozen=True)
+class PriorsResult:
+    """Every hypothesis's priors and their prior predictive implications (``prior_predictive.json``).
+
+    ``hypotheses``: per hypothesis its priors (stated and fitted) and prediction summaries;
+    ``distinguishability``: per pair, the summary that differs most (Hellinger); ``warnings``:
+    pairs no data can separate. ``written`` says whether the result went into ``run_dir``; when
+    it did not, ``note`` says why.
+    """
+
+    schema_version: int
+    study: str
+    study_path: str
+    reference_quarter: str
+    window: list[str]
+    n_draws: int
+    seed: int
+    threshold: float
+    hypotheses: list[dict]
+    distinguishability: list[dict]
+    warnings: list[str]
+    run_dir: str | None = None
+    written: bool = False
+    files: dict[str, str] | None = None
+    note: str | None = None
+
+    def to_dict(self) -> dict:
+        out = {
+            "schema_version": self.schema_version,
+            "study": self.study,
+            "study_path": self.study_path,
+            "reference_quarter": self.reference_quarter,
+            "window": self.window,
+            "n_draws": self.n_draws,
+            "seed": self.seed,
+            "threshold": self.threshold,
+            "hypotheses": self.hypotheses,
+            "distinguishability": self.distinguishability,
+            "warnings": self.warnings,
+            "run_dir": self.run_dir,
+            "written": self.written,
+            "files": self.files or {},
+        }
+        if self.note is not None:
+            out["note"] = self.note
+        return jsonable(out)
+
+
+# Draws the plot of a result (its ``to_dict()``): key -> (file name in the run, PNG bytes).
+# Workflows sit below reports, so the CLI hands in forecast.reports.plots.run_pngs.priors_pngs.
+Plots = Callable[[dict], Mapping[str, tuple[str, bytes]]]
+
+
 def run_priors(
     study_path: str | Path,
     *,
@@ -147,23 +222,21 @@ def run_priors(
     seed: int = DEFAULT_SEED,
     threshold: float = DISTINCT_THRESHOLD,
     write: bool = True,
-) -> dict:
+    plots: Plots | None = None,
+) -> PriorsResult:
     """Every hypothesis's priors (stated and fitted) and their prior predictive implications.
 
-    Writes ``prior_predictive.json`` and ``prior_predictive.png`` into the study's latest run
-    directory when that run was made from the current study file; otherwise writes nothing
-    and says so (``written`` False, ``note``).
+    With ``write``, the result goes into the study's latest run (``prior_predictive.json``, and
+    the PNG ``plots`` draws) when that run matches the current study and observations
+    (``StoredRun.check_inputs``); otherwise nothing is written and ``note`` says why.
     """
-    from forecast.fit.sampler import hypothesis_seed
-    from forecast.spec.elicitation import describe_priors
-
     study = load_study(study_path)
     ids = [h.id for h in study.hypotheses]
     described = {d["id"]: d["priors"] for d in describe_priors(study)}
     quantities = {}
     hypotheses = []
     for h in study.hypotheses:
-        rng = np.random.default_rng(hypothesis_seed(seed, h.id))
+        rng = np.random.default_rng(derive_seed(seed, h.id))  # the sampler's per-hypothesis seed
         quantities[h.id] = predictive_quantities(study, prior_draws(study, h, n, rng))
         hypotheses.append(
             {
@@ -183,148 +256,60 @@ def run_priors(
         for p in pairs
         if p["indistinguishable"]
     ]
-    result = {
-        "schema_version": SCHEMA_VERSION,
-        "study": study.name,
-        "study_path": str(study.path),
-        "reference_quarter": quarter_label(study.time.reference),
-        "window": [quarter_label(study.time.start), quarter_label(study.time.end)],
-        "n_draws": n,
-        "seed": seed,
-        "threshold": threshold,
-        "hypotheses": hypotheses,
-        "distinguishability": pairs,
-        "warnings": warnings,
-        "run_dir": None,
-        "written": False,
-        "files": {},
-    }
+    result = PriorsResult(
+        schema_version=PRIOR_PREDICTIVE_SCHEMA,
+        study=study.name,
+        study_path=str(study.path),
+        reference_quarter=quarter_label(study.time.reference),
+        window=[quarter_label(study.time.start), quarter_label(study.time.end)],
+        n_draws=n,
+        seed=seed,
+        threshold=threshold,
+        hypotheses=hypotheses,
+        distinguishability=pairs,
+        warnings=warnings,
+    )
     if write:
-        _write(study, runs_root, result)
+        result = write_into_run(study, runs_root, result, plots)
     return result
 
 
-def _write(study: Study, runs_root: Path | None, result: dict) -> None:
-    from forecast.runs.store import MANIFEST, default_root, latest_run
-    from forecast.workflows.sensitivity import atomic_write
+def matching_run(study: Study, runs_root: Path | None) -> StoredRun:
+    """The study's latest run if it matches the current inputs; RunStoreError or ObservationError saying why not."""
+    from forecast.data.observations import load_observations  # pandas: only when a run is looked for
 
+    obs = load_observations(study)
     root = Path(runs_root or study.runs_path or default_root())
+    return StoredRun.find(study=study, runs_root=root).check_inputs(study, obs.sha256)
+
+
+def write_into_run(study: Study, runs_root: Path | None, result: PriorsResult, plots: Plots | None) -> PriorsResult:
+    """``result`` written into the study's latest run if it matches (else a ``note`` says why not)."""
     try:
-        run = latest_run(root, study.name)
-        manifest = json.loads((run / MANIFEST).read_text(encoding="utf-8"))
-    except Exception:
-        result["note"] = f"no run of '{study.name}' under {root}: nothing written (run `forecast update` first)"
-        return
-    if manifest.get("study", {}).get("sha256") != study.sha256:
-        result["note"] = f"the latest run {run.name} was made from another version of the study file: nothing written"
-        return
-    result["run_dir"] = str(run)
-    result["written"] = True
-    result["files"] = {"plot": PRIOR_PREDICTIVE_PLOT}
-    atomic_write(run / PRIOR_PREDICTIVE_PLOT, plot_png(result))
-    atomic_write(run / PRIOR_PREDICTIVE, json.dumps(result, indent=2) + "\n")
-
-
-def plot_png(result: dict) -> bytes:
-    """Per group: each hypothesis's prior predictive shares (median, 50% and 90% intervals)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    hyps = result["hypotheses"]
-    groups = list(dict.fromkeys(r["group"] for r in hyps[0]["predictive"]["domain_shares"]))
-    fig, axes = plt.subplots(len(groups), 1, figsize=(9, 2.4 * len(groups) + 0.6), squeeze=False, sharey=True)
-    for ax, g in zip(axes[:, 0], groups, strict=True):
-        for k, h in enumerate(hyps):
-            rows = [r for r in h["predictive"]["domain_shares"] if r["group"] == g]
-            rows += [
-                {**r, "domain": f"typical, {r['at']}"}
-                for r in h["predictive"]["typical_share"]
-                if r["group"] == g and r["at"] != "reference"
-            ]
-            x = np.arange(len(rows)) + (k - (len(hyps) - 1) / 2) * 0.8 / max(len(hyps), 1)
-            med = [r["median"] for r in rows]
-            ax.vlines(x, [r["q05"] for r in rows], [r["q95"] for r in rows], lw=1, color=f"C{k}")
-            ax.vlines(x, [r["q25"] for r in rows], [r["q75"] for r in rows], lw=3.5, color=f"C{k}")
-            ax.plot(x, med, "o", ms=3, color=f"C{k}", label=h["label"] if g == groups[0] else None)
-            ax.set_xticks(np.arange(len(rows)))
-            ax.set_xticklabels([r["domain"] for r in rows], fontsize=7)
-        ax.set_ylim(0, 1)
-        ax.set_ylabel(f"{g}\ncooperative share", fontsize=8)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0, 0].legend(fontsize=7, ncol=len(hyps), loc="upper left", bbox_to_anchor=(0, 1.35))
-    fig.suptitle(
-        f"Prior predictive cooperative shares at {result['reference_quarter']} (median, 50% and 90% intervals)",
-        fontsize=9,
-    )
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def load_prior_predictive(run_dir: str | Path) -> dict | None:
-    """The `forecast priors` results stored in a run directory, or None."""
-    path = Path(run_dir) / PRIOR_PREDICTIVE
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def render_priors(result: dict) -> str:
-    """The plain-text output of `forecast priors` (also usable as a report section)."""
-    lines = [
-        f"Priors of '{result['study']}' and what they imply before any data (reference quarter {result['reference_quarter']})"
-    ]
-    for h in result["hypotheses"]:
-        lines += ["", f"{h['label']} ({h['id']}, prior probability {h['prior_probability']:.3f})"]
-        for p in h["priors"]:
-            line = f"  {p['parameter'] + '.' + p['group']:<22} {p['prior']}"
-            if p["statement"]:
-                line += f"\n  {'':<22} stated: {p['statement']['text']}"
-            lines.append(line)
-        lines.append(f"  {'prior predictive share':<34} {'median':>6}  {'50% interval':>13}  {'90% interval':>13}")
-        # The priors treat a group's domains alike, so one row stands for all of them here
-        # (the JSON output lists every domain).
-        shown = set()
-        for r in h["predictive"]["domain_shares"]:
-            if r["group"] not in shown:
-                shown.add(r["group"])
-                lines.append(_row(f"{r['group']} / each domain, {r['quarter']}", r))
-        for r in h["predictive"]["typical_share"]:
-            lines.append(_row(f"{r['group']} / typical domain, {r['quarter']}", r))
-        for r in h["predictive"]["change_over_window"]:
-            lines.append(_row(f"{r['group']} / change over window", r, signed=True))
-    lines.append("")
-    for p in result["distinguishability"]:
-        lines.append(
-            f"{p['a']} vs {p['b']}: most different in {p['most_different']} (Hellinger {p['max_hellinger']:.2f})"
+        run = matching_run(study, runs_root)
+    except RunStoreError as e:  # no run, an unreadable one, or one of other inputs
+        return replace(result, note=f"nothing written: {e}")
+    except InputError as e:  # the observations do not validate, so no run can be matched to them
+        return replace(
+            result, note=f"nothing written: no run can be matched to observations that do not validate ({e})"
         )
-    for w in result["warnings"]:
-        lines.append("WARNING: " + w)
-    if result["written"]:
-        lines.append(f"\nWritten to {result['run_dir']} ({PRIOR_PREDICTIVE}, {PRIOR_PREDICTIVE_PLOT})")
-    elif result.get("note"):
-        lines.append("\n" + result["note"])
-    return "\n".join(lines)
+    pngs = plots(result.to_dict()) if plots is not None else {}
+    result = replace(result, run_dir=str(run.path), written=True, files={k: name for k, (name, _) in pngs.items()})
+    for name, png in pngs.values():
+        run.write_with(name, lambda tmp, png=png: tmp.write_bytes(png))
+    run.write_json(PRIOR_PREDICTIVE, result)
+    return result
 
 
-def _row(name: str, r: dict, signed: bool = False) -> str:
-    f = "{:+.2f}" if signed else "{:.2f}"
-    a = f"[{f.format(r['q25'])}, {f.format(r['q75'])}]"
-    b = f"[{f.format(r['q05'])}, {f.format(r['q95'])}]"
-    return f"  {name[:34]:<34} {f.format(r['median']):>6}  {a:>13}  {b:>13}"
-
-
-def prior_predictive_section(run_dir: str | Path) -> str | None:
-    """A report section (Markdown) for ``forecast report``, or None if `forecast priors` wrote nothing here."""
-    data = load_prior_predictive(run_dir)
-    if data is None:
-        return None
-    return (
-        "## What the priors imply\n\n```\n"
-        + render_priors(data)
-        + "\n```\n\n"
-        + f"![prior predictive]({PRIOR_PREDICTIVE_PLOT})\n"
-    )
+__all__ = [
+    "DISTINCT_THRESHOLD",
+    "N_DRAWS",
+    "PriorsResult",
+    "describe_priors",
+    "distinguishability",
+    "hellinger",
+    "predictive_quantities",
+    "prior_draws",
+    "run_priors",
+    "summarize",
+]

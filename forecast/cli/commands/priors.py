@@ -41,16 +41,20 @@ def priors(study, n_draws, seed, threshold, runs_dir, as_json):
     predictive cooperative shares per counterpart group and domain with 50% and 90%
     intervals. Warns when two hypotheses imply nearly the same data (then no data can separate
     them). Writes prior_predictive.json and prior_predictive.png into the study's latest run
-    if that run was made from this study file.
+    if that run matches the current study and observations; otherwise says why nothing was written.
 
     \b
     Example:
       forecast priors priors/turkey_nato.toml --json > priors.json
     """
-    from forecast.workflows.priors import render_priors, run_priors
+    from forecast.reports.plots.run_pngs import priors_pngs
+    from forecast.reports.text.priors import render_priors
+    from forecast.workflows.priors import run_priors
 
     result = guard(
-        lambda: run_priors(study or default_study(), runs_root=runs_dir, n=n_draws, seed=seed, threshold=threshold)
+        lambda: run_priors(
+            study or default_study(), runs_root=runs_dir, n=n_draws, seed=seed, threshold=threshold, plots=priors_pngs
+        )
     )
     if as_json:
         emit_json(result)

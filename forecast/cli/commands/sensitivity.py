@@ -68,23 +68,26 @@ def sensitivity(
 ):
     """Would the conclusion about STUDY change under other reasonable priors?
 
-    Works on the study's latest run (runs `forecast update` first if there is none for the
-    current files). Power-scaling diagnostics per hypothesis and hyperparameter; a grid of
-    prior variants (each prior shifted, widened and narrowed, one at a time and jointly), each
-    hypothesis's posterior probability in every variant by Pareto-smoothed importance
-    reweighting, refitting only where Pareto k says reweighting is unreliable; the range of
-    each probability, a tornado plot and a verdict on whether the leading hypothesis stays
-    ahead; and the prior probability at which the conclusion flips. Refits run on local
-    worker processes, or on a Dask cluster with --scheduler. Writes sensitivity.json and two
-    plots into the run.
+    Works on the study's latest run if it matches the current study and observations (runs
+    `forecast update` first otherwise, and says why). Power-scaling diagnostics per hypothesis
+    and hyperparameter; a grid of prior variants (each prior shifted, widened and narrowed, one
+    at a time and jointly), each hypothesis's posterior probability in every variant by
+    Pareto-smoothed importance reweighting, refitting only where Pareto k says reweighting is
+    unreliable; the range of each probability, a tornado plot and a verdict on whether the
+    leading hypothesis stays ahead; and the prior probability at which the conclusion flips.
+    Refits run on local worker processes, or on a Dask cluster with --scheduler. Writes
+    sensitivity.json and two plots into the run.
 
     \b
     Example:
       forecast sensitivity priors/turkey_nato.toml --shift 0.5 --shift 1 --json > sensitivity.json
       forecast sensitivity --scheduler tcp://10.0.0.5:8786
     """
+    # Imported here, not at the top: they load the sampler, which `forecast --help` does not need.
+    from forecast.reports.plots.run_pngs import sensitivity_pngs
+    from forecast.reports.text.sensitivity import render_sensitivity
     from forecast.settings import SamplerSettings
-    from forecast.workflows.sensitivity import grid_spec_from, render_sensitivity, run_sensitivity
+    from forecast.workflows.sensitivity import grid_spec_from, run_sensitivity
 
     def go():
         spec = grid_spec_from(
@@ -106,6 +109,7 @@ def sensitivity(
             allow_unconverged=allow_unconverged,
             progress=progress(quiet),
             update_settings=SamplerSettings(seed=seed),
+            plots=sensitivity_pngs,
         )
 
     result = guard(go)
