@@ -169,6 +169,7 @@ spread.all = { dist = "HalfNormal", kwargs = { sigma = 0.3 } }
 """
 
 
+@pytest.mark.slow
 def test_update_counts_a_corroborated_event_once(tmp_path):
     (tmp_path / "s.toml").write_text(STATIC)
     rows = "id,event_date,counterpart,domain,outcome,reliability,description,source,origin_id\n"

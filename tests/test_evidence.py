@@ -1,7 +1,11 @@
 """`forecast evidence`: diagnosticity, critical items, evidence quality, corroboration.
 
-One static study with one counterpart group and two domains is fitted once. Its exact log
-marginal likelihoods come from quadrature (tests/exact.py), so every leave-one-out predictive
+Fast layer: pure functions, and evidence without refits on a copy of the golden run
+(tests/golden/run-v1: no sampling), which pins its numbers, the record, the renderer, where it
+writes and the one staleness rule.
+
+Slow layer: one static study with one counterpart group and two domains is fitted once. Its exact
+log marginal likelihoods come from quadrature (tests/exact.py), so every leave-one-out predictive
 density, every "what if removed / reversed" and the quality filter have exact answers:
 log p(y_i | y_-i) = log p(y) - log p(y_-i), all from closed-form counts per domain.
 """
@@ -18,11 +22,16 @@ import pytest
 from click.testing import CliRunner
 from exact import log_ml_group, posterior_probabilities, pymc_prior
 
+import forecast.workflows.evidence as evidence_module
 from forecast.cli import main
+from forecast.errors import RunStoreError
 from forecast.fit.sampler import SamplerSettings, StudyModel
+from forecast.reports.text.evidence import render_evidence
+from forecast.runs.layout import EVIDENCE
+from forecast.runs.stored import StoredRun
 from forecast.spec.study import load_study
 from forecast.workflows.evidence import (
-    EVIDENCE,
+    EvidenceResult,
     change_of_log_ml,
     diagnosticity,
     load_run,
@@ -30,6 +39,8 @@ from forecast.workflows.evidence import (
     run_evidence,
 )
 from forecast.workflows.update import run_update
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
 
 STUDY = """
 [study]
@@ -122,6 +133,7 @@ LEFT_OUT = {
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
+    """The static study fitted once (slow: only tests marked slow use it)."""
     d = tmp_path_factory.mktemp("evidence")
     (d / "s.toml").write_text(STUDY)
     (d / "events.csv").write_text(HEADER + "\n".join(ROWS) + "\n")
@@ -169,9 +181,119 @@ def test_importance_sampling_change_is_exact_for_a_conjugate_toy():
     assert add.delta == pytest.approx(expected, abs=1e-12)
 
 
+# --- the golden run: no sampling ------------------------------------------------------------------
+
+
+def _golden_copy(d: Path) -> tuple[Path, Path, Path]:
+    """The golden study's inputs and a runs root whose latest run is a copy of the golden run."""
+    shutil.copytree(GOLDEN / "inputs", d / "inputs")
+    run = d / "runs" / "golden" / "run-v1"
+    shutil.copytree(GOLDEN / "run-v1", run)
+    (run.parent / "LATEST").write_text("run-v1\n")
+    return d / "inputs" / "golden.toml", d / "runs", run
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory):
+    """Evidence without refits (PSIS only, no sampling) on a copy of the golden run, written into it."""
+    study, runs, run = _golden_copy(tmp_path_factory.mktemp("golden"))
+    return study, runs, run, run_evidence(study, runs_root=runs, refit=False, reliability_below=0.5)
+
+
+def test_evidence_on_the_golden_run_keeps_its_numbers(golden):
+    """Figures computed before the redesign (PSIS only, so exact for the stored draws)."""
+    *_, result = golden
+    assert isinstance(result, EvidenceResult)
+    assert (result.leading, result.critical, result.n_observations, result.n_counted) == ("shift", (), 48, 48)
+    assert result.posterior_probability["shift"] == pytest.approx(0.7679244350573817, rel=1e-12)
+    assert result.pareto_k_threshold == pytest.approx(0.6970642492453765, rel=1e-12)
+    top = result.observations[:3]
+    assert [x.id for x in top] == ["G047", "G044", "G031"]
+    assert [x.diagnosticity for x in top] == pytest.approx(
+        [0.03805264505738304, 0.03483413133911473, 0.03469495612566664], rel=1e-9
+    )
+    assert top[0].if_removed.posterior_probability["shift"] == pytest.approx(0.7610738088409298, rel=1e-9)
+    assert top[0].favours == "shift" and top[0].rank == 1
+    assert top[0].if_reversed.method == {"steady": "psis", "shift": "psis"}
+    assert result.corroboration.events == () and result.quality.n_dropped >= 0
+
+
+def test_the_evidence_record_keeps_the_documented_json_keys(golden):
+    *_, result = golden
+    out = result.to_dict()
+    assert list(out) == [
+        "study", "run_dir", "hypotheses", "prior_probability", "posterior_probability", "leading",
+        "n_observations", "n_counted", "shift_threshold", "pareto_k_threshold", "pareto_k_threshold_default",
+        "n_refits", "n_unreliable", "converged", "critical", "observations", "corroboration", "quality",
+        "warnings", "timings", "written",
+    ]  # fmt: skip
+    scenario = [
+        "posterior_probability", "posterior_probability_se", "log_marginal_likelihood_change", "leading",
+        "max_shift", "method", "pareto_k", "converged",
+    ]  # fmt: skip
+    x = out["observations"][0]
+    assert list(x) == [
+        "id", "event_date", "report_date", "counterpart", "domain", "outcome", "reliability", "weight",
+        "description", "counted", "event", "corroborates", "elpd_loo", "pareto_k", "diagnosticity", "favours",
+        "disfavours", "log_predictive_ratio", "if_removed", "if_reversed", "changes_leading", "critical", "rank",
+    ]  # fmt: skip
+    assert list(x["if_removed"]) == scenario and isinstance(x["changes_leading"], list)
+    assert list(out["quality"]) == ["reliability_below", "n_dropped", "dropped", *scenario, "changes_leading"]
+    assert list(out["corroboration"]) == ["n_events", "n_reports_not_counted", "rule", "events"]
+    assert isinstance(out["hypotheses"], list) and isinstance(out["critical"], list)
+    json.dumps(out, allow_nan=False)
+
+
+def test_evidence_is_written_into_the_run_it_read(golden):
+    _, _, run, result = golden
+    assert result.written == str(run / EVIDENCE) and result.run_dir == str(run)
+    stored = json.loads((run / EVIDENCE).read_text())
+    assert "written" not in stored and stored["observations"] == result.to_dict()["observations"]
+    assert not [p.name for p in run.iterdir() if ".tmp-" in p.name]
+
+
+def test_the_evidence_text_names_the_items_and_where_it_was_written(golden):
+    _, _, run, result = golden
+    text = render_evidence(result, top=3)
+    assert f"Study 'golden': 48 observations (48 counted), run {run.name}" in text
+    assert "   1  G047" in text and "   4  " not in text
+    assert "Evidence quality:" in text and f"Written to {run / EVIDENCE}" in text
+
+
+def test_an_edited_comment_or_label_keeps_the_run_and_the_csv_is_read_once(golden, tmp_path, monkeypatch):
+    """The one staleness rule: what the model uses decides; the run named by --run is read the same way."""
+    _, _, run, result = golden
+    shutil.copytree(GOLDEN / "inputs", tmp_path / "inputs")
+    study = tmp_path / "inputs" / "golden.toml"
+    text = study.read_text()
+    study.write_text("# a note added after the run\n" + text.replace('"label" = "Steady"', '"label" = "Steady state"'))
+    calls = []
+    real = evidence_module.load_observations
+    monkeypatch.setattr(evidence_module, "load_observations", lambda *a, **k: calls.append(a) or real(*a, **k))
+    again = run_evidence(study, run_dir=run, refit=False, reliability_below=0.5, write=False)
+    assert len(calls) == 1 and again.written is None
+    assert again.to_dict()["observations"] == result.to_dict()["observations"]
+
+
+def test_changed_observations_or_model_refuse_the_run_and_say_which(tmp_path):
+    study, runs, _ = _golden_copy(tmp_path)
+    events = study.parent / "events.csv"
+    original = events.read_text()
+    events.write_text("\n".join(original.splitlines()[:-1]) + "\n")
+    with pytest.raises(RunStoreError, match="the observations have changed.*forecast update"):
+        run_evidence(study, runs_root=runs, refit=False, write=False)
+    events.write_text(original)
+    study.write_text(study.read_text().replace('"mu" = -1.0, "sigma" = 0.75', '"mu" = -1.5, "sigma" = 0.75'))
+    cli = CliRunner().invoke(main, ["evidence", str(study), "--runs-dir", str(runs), "--no-refit", "-q"])
+    assert (
+        cli.exit_code == 2 and "the study's model" in cli.stderr and "does not match the current inputs" in cli.stderr
+    )
+
+
 # --- against exact answers ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_diagnosticity_matches_exact_leave_one_out_densities(fitted, exact):
     _, _, _, result = fitted
     base, _ = exact
@@ -186,6 +308,7 @@ def test_diagnosticity_matches_exact_leave_one_out_densities(fitted, exact):
         assert got["favours"] == ("up" if elpd["up"] > elpd["down"] else "down")
 
 
+@pytest.mark.slow
 def test_diagnosticity_ranking_reads_as_a_hand_analysis(fitted):
     _, _, _, result = fitted
     items = by_id(result)
@@ -202,6 +325,7 @@ def test_diagnosticity_ranking_reads_as_a_hand_analysis(fitted):
     assert items["r1"]["diagnosticity"] == 0 and ranked[-1] == "r1"
 
 
+@pytest.mark.slow
 def test_removal_and_reversal_match_exact_marginal_likelihoods(fitted, exact):
     _, _, update, result = fitted
     base, scenarios = exact
@@ -222,6 +346,7 @@ def test_removal_and_reversal_match_exact_marginal_likelihoods(fitted, exact):
             assert got["posterior_probability"]["up"] == pytest.approx(p[0], abs=tol), (ident, key)
 
 
+@pytest.mark.slow
 def test_a_report_that_is_not_counted_changes_nothing(fitted):
     _, _, _, result = fitted
     r1 = by_id(result)["r1"]
@@ -233,6 +358,7 @@ def test_a_report_that_is_not_counted_changes_nothing(fitted):
     assert corr["events"] == [{"event": "e1", "reports": ["e1", "r1"], "counted": "e1"}]
 
 
+@pytest.mark.slow
 def test_evidence_quality_drops_low_reliability_observations(fitted, exact):
     _, _, _, result = fitted
     base, scenarios = exact
@@ -243,6 +369,7 @@ def test_evidence_quality_drops_low_reliability_observations(fitted, exact):
         assert q["log_marginal_likelihood_change"][h] == pytest.approx(truth[h] - base[h], abs=0.04)
 
 
+@pytest.mark.slow
 def test_critical_items_are_those_that_move_the_conclusion(fitted):
     _, _, _, result = fitted
     items = by_id(result)
@@ -253,6 +380,7 @@ def test_critical_items_are_those_that_move_the_conclusion(fitted):
     assert "r1" not in result["critical"]
 
 
+@pytest.mark.slow
 def test_evidence_is_written_into_the_run(fitted):
     _, runs, update, result = fitted
     stored = json.loads((Path(update.run_dir) / EVIDENCE).read_text())
@@ -263,6 +391,7 @@ def test_evidence_is_written_into_the_run(fitted):
     assert (e9["event_date"], e9["report_date"]) == ("2020-05-01", "2020-05-03")
 
 
+@pytest.mark.slow
 def test_the_runs_stored_pointwise_loo_matches_exact(fitted, exact):
     _, _, update, _ = fitted
     base, _ = exact
@@ -279,10 +408,11 @@ def test_the_runs_stored_pointwise_loo_matches_exact(fitted, exact):
 def refit_model(fitted):
     d, runs, update, _ = fitted
     study = load_study(d / "s.toml")
-    ctx = load_run(study, Path(update.run_dir))
+    ctx = load_run(study, StoredRun.open(Path(update.run_dir)))
     return ctx, StudyModel(study, ctx.cells)
 
 
+@pytest.mark.slow
 def test_leave_one_out_removal_matches_an_actual_refit(fitted, refit_model, exact):
     """e9 (a full-weight conflictual event) removed: PSIS from the posterior vs a refit without it."""
     _, _, update, result = fitted
@@ -299,6 +429,7 @@ def test_leave_one_out_removal_matches_an_actual_refit(fitted, refit_model, exac
         assert log_ml == pytest.approx(scenarios["e9"][0][h], abs=4 * se + 0.01)
 
 
+@pytest.mark.slow
 def test_unreliable_estimates_fall_back_to_refits(fitted, refit_model):
     d, runs, _, result = fitted
     _, model = refit_model
@@ -324,6 +455,7 @@ def test_unreliable_estimates_fall_back_to_refits(fitted, refit_model):
 # --- command line ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_evidence_json(fitted):
     d, runs, _, _ = fitted
     result = CliRunner().invoke(
@@ -351,6 +483,7 @@ def test_cli_evidence_json(fitted):
     assert text.exit_code == 0 and "Most diagnostic observations" in text.stdout and "e1: reports e1, r1" in text.stdout
 
 
+@pytest.mark.slow
 def test_cli_evidence_bad_input_exits_2(fitted, tmp_path):
     d, runs, _, _ = fitted
     bad = CliRunner().invoke(main, ["evidence", str(d / "s.toml"), "--runs-dir", str(runs), "--shift", "3"])
@@ -361,4 +494,4 @@ def test_cli_evidence_bad_input_exits_2(fitted, tmp_path):
     shutil.copy(d / "s.toml", tmp_path / "s.toml")
     (tmp_path / "events.csv").write_text(HEADER + "\n".join(ROWS[:-1]) + "\n")
     stale = CliRunner().invoke(main, ["evidence", str(tmp_path / "s.toml"), "--runs-dir", str(runs)])
-    assert stale.exit_code == 2 and "changed since run" in stale.stderr
+    assert stale.exit_code == 2 and "the observations have changed" in stale.stderr

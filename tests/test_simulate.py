@@ -1,13 +1,16 @@
 """`forecast simulate`: synthetic observations from a hypothesis's prior or posterior predictive.
 
 Cheap checks first (exact probabilities for hand-set parameters, the prior predictive's marginal
-share against quadrature, labelling, where files go); then one large simulated data set is fitted
-with `forecast update`, which must recover the hypothesis that generated it.
+share against quadrature, labelling, where files go, the posterior predictive from the golden run);
+then, in the slow layer, one large simulated data set is fitted with `forecast update`, which must
+recover the hypothesis that generated it.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,23 +20,24 @@ from helpers import base_study, write_mini
 from numpy.polynomial.hermite_e import hermegauss
 from scipy.special import expit
 
+import forecast.workflows.simulate as simulate_module
 from forecast.cli import main
 from forecast.data.observations import load_observations
 from forecast.errors import InputError, RunStoreError
 from forecast.model.build import DOMAIN_EFFECT
-from forecast.spec.study import load_study
-from forecast.workflows.priors import prior_draws
-from forecast.workflows.simulate import (
+from forecast.model.predictive import (
     cooperation_probability,
     cooperation_probability_draws,
     one_prior_draw,
-    run_simulate,
+    prior_draws,
     simulate_outcomes,
-    study_design,
-    to_toml,
-    uniform_design,
 )
+from forecast.reports.text.simulate import render_simulate
+from forecast.spec.study import load_study
+from forecast.workflows.simulate import SimulationResult, run_simulate, study_design, to_toml, uniform_design
 from forecast.workflows.update import run_update
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
 
 STATIC = """
 [study]
@@ -220,6 +224,66 @@ def test_simulate_refuses_to_write_into_data_or_over_files(tmp_path):
         run_simulate(study_path, "sideways", n=5, runs_root=tmp_path / "runs")
 
 
+def test_an_unknown_hypothesis_lists_the_studys_hypotheses_and_exits_2(tmp_path):
+    study_path = write_static(tmp_path, "a,2020-02-01,c,d,cooperative,A1,x,w\n")
+    with pytest.raises(InputError) as e:
+        run_simulate(study_path, "sideways", n=5, runs_root=tmp_path / "runs")
+    assert "'up', 'flat', 'down'" in str(e.value) and "did you mean" not in str(e.value)
+    cli = CliRunner().invoke(main, ["simulate", str(study_path), "-H", "flatt", "--n", "5"])
+    assert cli.exit_code == 2
+    assert "no hypothesis 'flatt'" in cli.stderr and "did you mean 'flat'" in cli.stderr
+    assert "its hypotheses are 'up', 'flat', 'down'" in cli.stderr
+    long = CliRunner().invoke(main, ["simulate", str(study_path), "-H", "x" * 500, "--n", "5"])
+    assert long.exit_code == 2 and "x" * 81 not in long.stderr
+    assert not (tmp_path / "runs").exists()  # refused before any work
+
+
+def test_the_directory_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    study_path = write_static(tmp_path, "a,2020-02-01,c,d,cooperative,A1,x,w\n")
+    out = tmp_path / "sim"
+    calls = []
+
+    def failing_fsync(path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(simulate_module, "fsync", failing_fsync)
+    with pytest.raises(RunStoreError, match="the disk is full"):
+        run_simulate(study_path, "up", n=5, out=out, runs_root=tmp_path / "runs")
+    assert not out.exists() and not [p.name for p in tmp_path.iterdir() if p.name.startswith(".sim")]
+    monkeypatch.undo()
+    result = run_simulate(study_path, "up", n=5, out=out, runs_root=tmp_path / "runs")
+    assert isinstance(result, SimulationResult)
+    assert sorted(p.name for p in out.iterdir()) == ["observations.csv", "simulation.json", "study.toml"]
+    assert json.loads((out / "simulation.json").read_text()) == result.to_dict()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    text = render_simulate(result)
+    assert "Simulated 5 SYNTHETIC events from hypothesis 'up'" in text and "forecast update" in text
+
+
+def _golden_runs(d: Path) -> tuple[Path, Path]:
+    shutil.copytree(GOLDEN / "inputs", d / "inputs")
+    run = d / "runs" / "golden" / "run-v1"
+    shutil.copytree(GOLDEN / "run-v1", run)
+    (run.parent / "LATEST").write_text("run-v1\n")
+    return d / "inputs" / "golden.toml", d / "runs"
+
+
+def test_the_posterior_predictive_reads_a_run_that_matches_the_current_inputs(tmp_path):
+    study, runs = _golden_runs(tmp_path)
+    result = run_simulate(study, "shift", source="posterior", seed=6, runs_root=runs)
+    assert result.posterior_draw is not None and result.n_events == 48  # the study's own design
+    assert result.out_dir.startswith(str((runs / "golden" / "run-v1" / "simulations").resolve()))
+    assert set(result.parameters) >= {"tilt", "spread", "trend", "volatility", DOMAIN_EFFECT}
+    events = study.parent / "events.csv"
+    events.write_text("\n".join(events.read_text().splitlines()[:-1]) + "\n")
+    with pytest.raises(RunStoreError, match="does not match the current inputs.*observations have changed"):
+        run_simulate(study, "shift", source="posterior", n=5, seed=6, runs_root=runs)
+    # the prior predictive only uses the run as the place to write
+    assert run_simulate(study, "shift", n=5, seed=6, runs_root=runs).posterior_draw is None
+
+
 def test_a_study_without_observations_needs_n(tmp_path):
     study_path, _ = write_mini(tmp_path, [])
     with pytest.raises(InputError, match="--n"):
@@ -233,6 +297,7 @@ def test_a_study_without_observations_needs_n(tmp_path):
 
 @pytest.fixture(scope="module")
 def recovered(tmp_path_factory):
+    """A simulated data set fitted by `forecast update` (slow: only tests marked slow use it)."""
     d = tmp_path_factory.mktemp("recover")
     study_path = write_static(d, "a,2020-02-01,c,d,cooperative,A1,x,w\n")
     sim = run_simulate(study_path, "flat", n=3000, out=d / "sim", runs_root=d / "runs", seed=11).to_dict()
@@ -240,6 +305,7 @@ def recovered(tmp_path_factory):
     return d, sim, update
 
 
+@pytest.mark.slow
 def test_update_recovers_the_generating_hypothesis(recovered):
     _, sim, update = recovered
     assert update.converged
@@ -251,6 +317,7 @@ def test_update_recovers_the_generating_hypothesis(recovered):
     assert abs(sim["parameters"]["tilt"][0]) < 0.45  # the draw really is a 'flat' one
 
 
+@pytest.mark.slow
 def test_posterior_predictive_reproduces_the_fitted_share(recovered):
     d, sim, update = recovered
     out = run_simulate(sim["study_file"], "flat", source="posterior", out=d / "ppc", seed=2, runs_root=d / "runs")
@@ -261,6 +328,7 @@ def test_posterior_predictive_reproduces_the_fitted_share(recovered):
     assert res["n_cooperative"] / res["n_events"] == pytest.approx(share_data, abs=0.05)
 
 
+@pytest.mark.slow
 def test_cli_simulate_json_and_exit_codes(recovered, tmp_path):
     d, sim, _ = recovered
     runner = CliRunner()

@@ -2,7 +2,7 @@
 
 For each (counterpart group, domain) cell, take the two leading hypotheses' posterior
 predictive distributions for the next quarter: the number of events N (the count model of
-``forecasting.EventRates``, shared by both) and, given N, the number k of cooperative ones,
+``predictive.EventRates``, shared by both) and, given N, the number k of cooperative ones,
 ``p(k | N, H) = E_H[Binomial(k; N, share)]`` over H's posterior draws. Observing (N, k) changes
 the log Bayes factor between the two by
 

@@ -13,6 +13,9 @@ Pure functions on posterior draws; nothing here samples or touches files.
   is modelled per (group, domain) as Poisson with a Gamma(n + 1/2, T) posterior for the rate
   (n distinct events in T quarters, Jeffreys prior), independent of the share: a negative
   binomial count. An assumption, stated wherever its results are shown.
+- Prior draws (``prior_draws``: the one prior sampler, for `forecast priors`, `simulate` and
+  `calibrate`) and simulated outcomes (``simulate_outcomes``): what a hypothesis predicts before
+  any data, drawn with the same formula.
 """
 
 from __future__ import annotations
@@ -25,15 +28,64 @@ import pandas as pd
 from scipy import stats
 from scipy.special import expit
 
-from forecast.model.build import RW_STEPS, latent_logit
+from forecast.model.build import DOMAIN_EFFECT, RW_STEPS, latent_logit, years_from_reference
 from forecast.spec.questions import SHARE_KINDS, Question
-from forecast.spec.study import Study, quarter_label
+from forecast.spec.study import Hypothesis, Study, quarter_label
 
 INTERVALS = (0.5, 0.9)
 LEVELS = (0.05, 0.25, 0.75, 0.95)  # the ends of the central 90% and 50% intervals
 RATE_PRIOR_SHAPE = 0.5  # Jeffreys prior for a Poisson rate
 COUNT_TAIL = 1e-10  # probability mass of event counts left out of the enumeration
 _EPS = 1e-9  # guards threshold * n against rounding (0.29 * 100 = 28.999999999999996)
+
+
+# --- prior draws and simulated outcomes ----------------------------------------------------
+
+
+def prior_draws(study: Study, hypothesis: Hypothesis, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Draws of every model variable from the hypothesis's priors, shaped as ``latent_logit`` expects.
+
+    Hyperparameters come from each slot's ``Prior.sample``; the domain effects and random-walk
+    steps are the model's standard normals (the model scales them by ``spread``/``volatility``).
+    """
+    G, D, Q = len(study.groups), len(study.domains), study.time.n_quarters
+    out: dict[str, np.ndarray] = {}
+    for p in study.parameters:
+        out[p] = np.stack([hypothesis.priors[(p, g.id)].sample(rng, n) for g in study.groups], axis=-1)
+    out[DOMAIN_EFFECT] = rng.standard_normal((n, G, D))
+    if "random_walk" in study.time.components and Q > 1:
+        out[RW_STEPS] = rng.standard_normal((n, G, Q - 1))
+    return out
+
+
+def one_prior_draw(study: Study, hypothesis: Hypothesis, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """One draw of ``prior_draws`` (arrays without the sample axis)."""
+    return {k: v[0] for k, v in prior_draws(study, hypothesis, 1, rng).items()}
+
+
+def cooperation_probability_draws(study: Study, params: Mapping[str, np.ndarray], design: pd.DataFrame) -> np.ndarray:
+    """P(cooperative) of each design row (``counterpart``, ``domain``, ``event_date``) under each
+    of many parameter draws: (draws, rows)."""
+    eta = latent_logit(
+        np, params, years_from_reference(study), study.time.reference - study.time.start, study.time.components
+    )
+    gidx = {c: i for i, g in enumerate(study.groups) for c in g.counterparts}
+    didx = {d.id: i for i, d in enumerate(study.domains)}
+    dates = pd.to_datetime(design["event_date"])
+    t = (dates.dt.year * 4 + (dates.dt.month - 1) // 3).to_numpy() - study.time.start
+    return expit(eta[:, design["counterpart"].map(gidx).to_numpy(), design["domain"].map(didx).to_numpy(), t])
+
+
+def cooperation_probability(study: Study, params: Mapping[str, np.ndarray], design: pd.DataFrame) -> np.ndarray:
+    """P(cooperative) of each design row under one parameter draw (arrays without a sample axis)."""
+    return cooperation_probability_draws(study, {k: v[None] for k, v in params.items()}, design)[0]
+
+
+def simulate_outcomes(
+    study: Study, params: Mapping[str, np.ndarray], design: pd.DataFrame, rng: np.random.Generator
+) -> np.ndarray:
+    """Cooperative (True) or conflictual outcomes for the design rows under one parameter draw."""
+    return rng.uniform(size=len(design)) < cooperation_probability(study, params, design)
 
 
 # --- predictive draws ---------------------------------------------------------------------

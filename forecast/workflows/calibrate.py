@@ -49,10 +49,11 @@ from forecast.data.cells import cell_data
 from forecast.data.observations import load_observations, reliability_weight
 from forecast.errors import ConvergenceError, InputError, RunStoreError
 from forecast.fit.sampler import SamplerSettings, StudyModel
+from forecast.model.predictive import one_prior_draw, simulate_outcomes
 from forecast.runs.store import atomic_write_text, default_root, dumps, latest_run
 from forecast.settings import seed_sequence
 from forecast.spec.study import Study, load_study
-from forecast.workflows.simulate import one_prior_draw, simulate_outcomes, study_design, uniform_design
+from forecast.workflows.simulate import study_design, uniform_design
 
 CALIBRATION = "calibration.json"
 BAND_LEVEL = 0.99

@@ -34,11 +34,10 @@ where E_w is the PSIS-weighted mean over posterior draws with weights exp(-L_rem
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,27 +45,23 @@ import pandas as pd
 from scipy.special import logsumexp, softmax
 
 from forecast.data.cells import CellData, cell_data, corroboration
-from forecast.data.observations import load_observations
+from forecast.data.observations import Observations, load_observations
 from forecast.errors import ConvergenceError, InputError, RunStoreError
+from forecast.fit.hypothesis import fit_hypothesis
 from forecast.fit.sampler import SamplerSettings, StudyModel
 from forecast.model.build import draws_as_arrays, latent_logit, years_from_reference
-from forecast.runs.store import (
-    MANIFEST,
-    POINTWISE,
-    POSTERIOR_DIR,
-    atomic_write_text,
-    default_root,
-    dumps,
-    load_summary,
-)
-from forecast.runs.store import latest_run as find_latest_run
+from forecast.runs.layout import EVIDENCE, POINTWISE
+from forecast.runs.store import preflight
+from forecast.runs.stored import StoredRun
+from forecast.settings import Progress
 from forecast.spec.study import Study, load_study
 from forecast.stats.loo import PARETO_K_GOOD, relative_ess
 
-EVIDENCE = "evidence.json"
 DEFAULT_SHIFT = 0.1
 DEFAULT_MAX_REFITS = 10
-Progress = Callable[[str], None]
+MIN_FREE_BYTES = 4 * 1024 * 1024  # room checked before refits: evidence.json of a large study is a few MB
+CORROBORATION_RULE = "each event counts once, through its report with the highest reliability weight"
+UNRELIABLE_RUN = "UNRELIABLE: the run's fits failed their convergence checks"
 
 # A likelihood term: (group, domain, quarter, cooperative, weight); the model's log-likelihood is
 # the sum over counted observations of weight * log sigmoid(+-eta[group, domain, quarter]).
@@ -81,10 +76,9 @@ class RunContext:
     """A finished run with the data and draws evidence needs."""
 
     study: Study
-    run_dir: Path
+    run: StoredRun
     table: pd.DataFrame  # the run's observations, with origin_id flattened to each row's root event
     cells: CellData
-    summary: dict
     settings: SamplerSettings
     hypotheses: list[str]
     prior: np.ndarray
@@ -95,6 +89,14 @@ class RunContext:
     draws: int = 0
 
     @property
+    def run_dir(self) -> Path:
+        return self.run.path
+
+    @property
+    def summary(self) -> dict:
+        return self.run.summary
+
+    @property
     def n_samples(self) -> int:
         return self.chains * self.draws
 
@@ -103,51 +105,34 @@ class RunContext:
         return float(min(1 - 1 / np.log10(self.n_samples), PARETO_K_GOOD))
 
 
-def load_run(study: Study, run_dir: Path) -> RunContext:
-    """Read a run of ``study``; refuse a run whose inputs differ from the current files."""
-    import xarray as xr
+def load_run(study: Study, run: StoredRun, obs: Observations | None = None) -> RunContext:
+    """A run of ``study`` with its draws; refused (RunStoreError, exit 2) unless it matches the
+    current inputs (``StoredRun.check_inputs``, the one staleness rule).
 
-    summary = load_summary(run_dir)
-    try:
-        manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError) as e:
-        raise RunStoreError(f"{run_dir}: no readable {MANIFEST} ({e})") from None
-    if manifest.get("study", {}).get("sha256") != study.sha256:
-        raise RunStoreError(
-            f"{study.path} has changed since run {run_dir.name}; run `forecast update` again before `forecast evidence`"
-        )
-    obs = load_observations(study, run_dir / "observations.csv")
-    current = load_observations(study)
-    if current.sha256 != manifest.get("observations", {}).get("sha256"):
-        raise RunStoreError(
-            f"{current.path} has changed since run {run_dir.name}; run `forecast update` again before `forecast evidence`"
-        )
-    rows = {h["id"]: h for h in summary["hypotheses"]}
+    ``obs``: the current observations, if already read. When the run matches, they are the very
+    observations it was fitted to (same SHA-256), so the file is read and validated once.
+    """
+    obs = obs or load_observations(study)
+    run.check_inputs(study, obs.sha256)
+    rows = {h["id"]: h for h in run.summary.get("hypotheses", [])}
     hyps = [h.id for h in study.hypotheses]
     if sorted(rows) != sorted(hyps):
-        raise RunStoreError(f"{run_dir}: its hypotheses {sorted(rows)} are not the study's {sorted(hyps)}")
+        raise RunStoreError(f"{run.path}: its hypotheses {sorted(rows)} are not the study's {sorted(hyps)}")
     table = flatten_origins(obs.table)
     cells = cell_data(table, study)
     eta, chains, draws = [], 0, 0
     years = years_from_reference(study)
     ref = study.time.reference - study.time.start
     for h in hyps:
-        path = run_dir / POSTERIOR_DIR / f"{h}.nc"
-        if not path.is_file():
-            raise RunStoreError(f"{run_dir}: missing {POSTERIOR_DIR}/{h}.nc")
-        tree = xr.open_datatree(path, engine="h5netcdf")
-        post = tree.posterior
+        post = run.open_posterior(h)
         chains, draws = int(post.sizes["chain"]), int(post.sizes["draw"])
-        arrays = draws_as_arrays(post, study)
-        tree.close()
-        eta.append(latent_logit(np, arrays, years, ref, study.time.components))
+        eta.append(latent_logit(np, draws_as_arrays(post, study), years, ref, study.time.components))
     return RunContext(
         study=study,
-        run_dir=run_dir,
+        run=run,
         table=table,
         cells=cells,
-        summary=summary,
-        settings=SamplerSettings(**summary["settings"]),
+        settings=SamplerSettings(**run.summary["settings"]),
         hypotheses=hyps,
         prior=np.array([rows[h]["prior_probability"] for h in hyps]),
         log_ml=np.array([rows[h]["log_marginal_likelihood"] for h in hyps]),
@@ -232,6 +217,151 @@ def change_of_log_ml(eta: np.ndarray, removed: Counter, added: Counter, r_eff: f
     return Change(float(-logsumexp(lw + lr) + logsumexp(lw + la)), float(k))
 
 
+# --- the record --------------------------------------------------------------------------------------
+
+
+def _plain(value: object) -> object:
+    """Records as plain dicts and tuples as lists, in field order (numbers untouched)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return value.to_dict()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+class _Record:
+    def to_dict(self) -> dict:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class ScenarioOutcome(_Record):
+    """The conclusion on a changed data set (an item removed or reversed, or a quality filter)."""
+
+    posterior_probability: dict[str, float]
+    posterior_probability_se: dict[str, float]
+    log_marginal_likelihood_change: dict[str, float]
+    leading: str
+    max_shift: float  # largest change of a posterior probability against the run's
+    method: dict[str, str]  # per hypothesis: 'unchanged', 'psis', 'refit' or 'unreliable'
+    pareto_k: dict[str, float | None]
+    converged: bool
+
+    @property
+    def approximate(self) -> bool:
+        """Refitted or unreliable for some hypothesis (flagged with * in the text)."""
+        return any(m in ("refit", "unreliable") for m in self.method.values())
+
+
+@dataclass(frozen=True)
+class ObservationEvidence(_Record):
+    """One observation: how diagnostic it is, and the conclusion without it or with it reversed."""
+
+    id: str
+    event_date: str
+    report_date: str
+    counterpart: str
+    domain: str
+    outcome: str  # 'cooperative' or 'conflictual'
+    reliability: str
+    weight: float
+    description: str
+    counted: bool
+    event: str  # the event it reports (its own id for a root report)
+    corroborates: str | None
+    elpd_loo: dict[str, float] | None  # None for a report that is not counted
+    pareto_k: dict[str, float] | None
+    diagnosticity: float
+    favours: str | None
+    disfavours: str | None
+    log_predictive_ratio: dict[str, float]
+    if_removed: ScenarioOutcome
+    if_reversed: ScenarioOutcome
+    changes_leading: tuple[str, ...]  # 'removed' and/or 'reversed'
+    critical: bool
+    rank: int = 0  # 1 = most diagnostic
+
+    @property
+    def max_shift(self) -> float:
+        return max(self.if_removed.max_shift, self.if_reversed.max_shift)
+
+
+@dataclass(frozen=True)
+class QualityCheck:
+    """The conclusion without every observation whose reliability weight is below a threshold."""
+
+    reliability_below: float
+    n_dropped: int
+    dropped: tuple[str, ...]
+    outcome: ScenarioOutcome
+    changes_leading: bool
+
+    def to_dict(self) -> dict:
+        return {
+            "reliability_below": self.reliability_below,
+            "n_dropped": self.n_dropped,
+            "dropped": list(self.dropped),
+            **self.outcome.to_dict(),
+            "changes_leading": self.changes_leading,
+        }
+
+
+@dataclass(frozen=True)
+class CorroboratedEvent(_Record):
+    event: str
+    reports: tuple[str, ...]
+    counted: str  # the report through which the event counts
+
+
+@dataclass(frozen=True)
+class Corroboration(_Record):
+    n_events: int
+    n_reports_not_counted: int
+    rule: str
+    events: tuple[CorroboratedEvent, ...]  # events with more than one report
+
+
+@dataclass(frozen=True)
+class EvidenceResult(_Record):
+    """What `forecast evidence` found: diagnosticity, critical items, evidence quality, corroboration."""
+
+    study: str
+    run_dir: str
+    hypotheses: tuple[str, ...]
+    prior_probability: dict[str, float]
+    posterior_probability: dict[str, float]
+    leading: str
+    n_observations: int
+    n_counted: int
+    shift_threshold: float
+    pareto_k_threshold: float
+    pareto_k_threshold_default: float
+    n_refits: int
+    n_unreliable: int  # PSIS estimates above the Pareto k threshold that were not refitted
+    converged: bool
+    critical: tuple[str, ...]  # ids, the most consequential first
+    observations: tuple[ObservationEvidence, ...]  # the most diagnostic first
+    corroboration: Corroboration
+    quality: QualityCheck | None
+    warnings: tuple[str, ...]
+    timings: dict[str, float]
+    written: str | None = None  # where evidence.json was written
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        if self.written is None:
+            del out["written"]
+        return out
+
+    def observation(self, ident: str) -> ObservationEvidence:
+        for x in self.observations:
+            if x.id == ident:
+                return x
+        raise KeyError(ident)
+
+
 # --- scenarios -------------------------------------------------------------------------------------
 
 
@@ -251,20 +381,20 @@ class Scenario:
     posterior_se: np.ndarray | None = None
     converged: bool = True
 
-    def to_dict(self, ctx: RunContext) -> dict:
+    def outcome(self, ctx: RunContext) -> ScenarioOutcome:
         lead = int(np.argmax(self.posterior))
-        return {
-            "posterior_probability": dict(zip(ctx.hypotheses, self.posterior.tolist(), strict=True)),
-            "posterior_probability_se": dict(zip(ctx.hypotheses, self.posterior_se.tolist(), strict=True)),
-            "log_marginal_likelihood_change": dict(zip(ctx.hypotheses, self.delta.tolist(), strict=True)),
-            "leading": ctx.hypotheses[lead],
-            "max_shift": float(np.max(np.abs(self.posterior - base_posterior(ctx)))),
-            "method": dict(zip(ctx.hypotheses, self.method, strict=True)),
-            "pareto_k": dict(
+        return ScenarioOutcome(
+            posterior_probability=dict(zip(ctx.hypotheses, self.posterior.tolist(), strict=True)),
+            posterior_probability_se=dict(zip(ctx.hypotheses, self.posterior_se.tolist(), strict=True)),
+            log_marginal_likelihood_change=dict(zip(ctx.hypotheses, self.delta.tolist(), strict=True)),
+            leading=ctx.hypotheses[lead],
+            max_shift=float(np.max(np.abs(self.posterior - base_posterior(ctx)))),
+            method=dict(zip(ctx.hypotheses, self.method, strict=True)),
+            pareto_k=dict(
                 zip(ctx.hypotheses, [None if not np.isfinite(k) else float(k) for k in self.pareto_k], strict=True)
             ),
-            "converged": self.converged,
-        }
+            converged=self.converged,
+        )
 
 
 def base_posterior(ctx: RunContext) -> np.ndarray:
@@ -272,7 +402,7 @@ def base_posterior(ctx: RunContext) -> np.ndarray:
 
 
 def posterior_with_se(ctx: RunContext, log_ml: np.ndarray, log_ml_se: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """As ``comparison.posterior_probabilities``."""
+    """As ``forecast.stats.loo.posterior_probabilities``."""
     from forecast.stats.loo import posterior_probabilities
 
     return posterior_probabilities(log_ml, log_ml_se, ctx.prior)
@@ -354,15 +484,21 @@ def estimate(ctx: RunContext, scenarios: list[Scenario], k_threshold: float) -> 
             s.method[j] = "unreliable" if ch.pareto_k > k_threshold else "psis"
 
 
-def refit_log_ml(model: StudyModel, ctx: RunContext, hypothesis_index: int, table: pd.DataFrame, progress=None):
-    """Refit one hypothesis on changed observations; return (log ML, its SE, converged)."""
-    from forecast.fit.hypothesis import checked, marginal_likelihood
-
+def refit_log_ml(
+    model: StudyModel, ctx: RunContext, hypothesis_index: int, table: pd.DataFrame, progress: Progress | None = None
+) -> tuple[float, float, bool]:
+    """Refit one hypothesis on changed observations (fit -> bridge -> gate); return (log ML, its SE, converged)."""
     h = ctx.study.hypotheses[hypothesis_index]
-    cells = cell_data(table, ctx.study)
-    fit = model.fit(h, ctx.settings, progress=progress, cells=cells)
-    bridge = marginal_likelihood(model, h, fit, ctx.settings.seed, cells)
-    return bridge.log_ml, bridge.se, checked(fit, bridge).diagnostics.converged
+    judged = fit_hypothesis(
+        model,
+        h,
+        ctx.settings,
+        bridge_seed=ctx.settings.seed,
+        cells=cell_data(table, ctx.study),
+        with_loo=False,
+        progress=progress,
+    )
+    return judged.bridge.log_ml, judged.bridge.se, judged.converged
 
 
 def refit_unreliable(
@@ -392,14 +528,6 @@ def finish(ctx: RunContext, scenarios: list[Scenario]) -> None:
 
 
 # --- the command -----------------------------------------------------------------------------------
-
-
-@dataclass
-class EvidenceResult:
-    data: dict
-
-    def to_dict(self) -> dict:
-        return self.data
 
 
 def diagnosticity(elpd: np.ndarray, hypotheses: list[str]) -> dict:
@@ -434,10 +562,13 @@ def run_evidence(
     model: StudyModel | None = None,
     progress: Progress | None = None,
 ) -> EvidenceResult:
-    """Diagnosticity, critical items, evidence quality and corroboration for a study's latest run.
+    """Diagnosticity, critical items, evidence quality and corroboration for a run of the study.
 
+    ``run_dir``: a run directory (or a study's run folder); by default the study's latest run.
+    The run must match the current study and observations (``StoredRun.check_inputs``).
     ``k_threshold`` overrides the Pareto k above which PSIS estimates are refitted (tests use it
-    to force refits); ``model`` reuses an already compiled ``StudyModel`` for refits.
+    to force refits); ``model`` reuses an already compiled ``StudyModel`` for refits. With
+    ``write``, evidence.json is added to the run.
     """
     say = progress or (lambda _m: None)
     t0 = time.perf_counter()
@@ -446,9 +577,11 @@ def run_evidence(
     if reliability_below is not None and not 0 < reliability_below <= 1:
         raise InputError(f"--reliability-below must lie in (0, 1], got {reliability_below}")
     study = load_study(study_path)
-    run = Path(run_dir) if run_dir else find_latest_run(runs_root or study.runs_path or default_root(), study.name)
-    say(f"{study.name}: reading run {run}")
+    run = StoredRun.find(run_dir, study=study, runs_root=runs_root)
+    say(f"{study.name}: reading run {run.path}")
     ctx = load_run(study, run)
+    if write:  # before any refit: the run must take evidence.json
+        preflight(run.path.parent.parent, run.path.parent.name, need_bytes=MIN_FREE_BYTES)
     threshold = ctx.k_threshold if k_threshold is None else k_threshold
 
     removals, reversals = item_scenarios(ctx)
@@ -470,33 +603,32 @@ def run_evidence(
             "was written. Pass --allow-unconverged to write results flagged as unreliable, or --no-refit."
         )
 
-    data = _assemble(ctx, removals, reversals, quality, dropped, shift, threshold, n_refits, converged)
-    data["timings"] = {"total_s": time.perf_counter() - t0}
+    result = _assemble(ctx, removals, reversals, quality, reliability_below, dropped, shift, threshold, n_refits)
+    result = replace(result, timings={"total_s": time.perf_counter() - t0})
     if write:
-        path = run / EVIDENCE
-        atomic_write_text(path, dumps(data) + "\n")
-        data["written"] = str(path)
-    return EvidenceResult(data)
+        result = replace(result, written=str(run.write_json(EVIDENCE, result)))
+    return result
 
 
-def _assemble(ctx, removals, reversals, quality, dropped, shift, threshold, n_refits, converged):
-    t, cells = ctx.table, ctx.cells
-    base = base_posterior(ctx)
-    base_lead = int(np.argmax(base))
-    hyps = ctx.hypotheses
-    # PSIS-LOO elpd per observation and hypothesis (a report not counted: none).
-    pat_ll = [term_loglik(e, pattern_terms(cells)) for e in ctx.eta]
+def _pointwise_elpd(ctx: RunContext) -> tuple[np.ndarray, np.ndarray]:
+    """PSIS-LOO elpd and Pareto k per pattern and hypothesis, from the posterior draws."""
+    pat_ll = [term_loglik(e, pattern_terms(ctx.cells)) for e in ctx.eta]
     r_eff = [relative_ess(ll.T, ctx.chains) for ll in pat_ll]
-    elpd = np.zeros((len(cells.pattern_count), len(hyps)))
+    elpd = np.zeros((len(ctx.cells.pattern_count), len(ctx.hypotheses)))
     kpat = np.zeros_like(elpd)
     for j, ll in enumerate(pat_ll):
         lw, k = psis_weights(-ll.T, r_eff[j])
         elpd[:, j] = logsumexp(lw + ll.T, axis=-1)
         kpat[:, j] = k
-    stored = _stored_pointwise(ctx)
+    return elpd, kpat
+
+
+def _warnings(ctx: RunContext, elpd: np.ndarray) -> list[str]:
+    t, cells, hyps = ctx.table, ctx.cells, ctx.hypotheses
     warnings = []
     if not ctx.summary.get("converged", True):
-        warnings.append("UNRELIABLE: the run's fits failed their convergence checks")
+        warnings.append(UNRELIABLE_RUN)
+    stored = _stored_pointwise(ctx)
     if stored is not None:
         mine = pd.DataFrame(elpd[cells.event_pattern], columns=hyps, index=t["id"].to_numpy())
         counted_ids = t["id"].to_numpy()[cells.event_counted]
@@ -506,178 +638,111 @@ def _assemble(ctx, removals, reversals, quality, dropped, shift, threshold, n_re
                 f"the run's {POINTWISE} differs from the PSIS-LOO recomputed here from the posterior draws by up to "
                 f"{gap:.2g} nats; the figures above use the recomputed values"
             )
-    items = []
-    for i in range(len(t)):
-        row = t.iloc[i]
-        counted = bool(cells.event_counted[i])
-        root = str(cells.event_root[i])
-        p = cells.event_pattern[i]
-        e = elpd[p] if counted else np.zeros(len(hyps))
-        rm, rv = removals[i].to_dict(ctx), reversals[i].to_dict(ctx)
-        hinge = [name for name, sc in (("removed", rm), ("reversed", rv)) if sc["leading"] != hyps[base_lead]]
-        critical = bool(hinge) or max(rm["max_shift"], rv["max_shift"]) >= shift
-        items.append(
-            {
-                "id": row["id"],
-                "event_date": row["event_date"].date().isoformat(),
-                "report_date": row["report_date"].date().isoformat(),
-                "counterpart": row["counterpart"],
-                "domain": row["domain"],
-                "outcome": "cooperative" if row["cooperative"] else "conflictual",
-                "reliability": row["reliability"],
-                "weight": float(row["weight"]),
-                "description": row["description"],
-                "counted": counted,
-                "event": root,
-                "corroborates": None if root == row["id"] else root,
-                "elpd_loo": dict(zip(hyps, e.tolist(), strict=True)) if counted else None,
-                "pareto_k": dict(zip(hyps, kpat[p].tolist(), strict=True)) if counted else None,
-                **diagnosticity(e, hyps),
-                "if_removed": rm,
-                "if_reversed": rv,
-                "changes_leading": hinge,
-                "critical": critical,
-            }
-        )
-    items.sort(key=lambda x: (-x["diagnosticity"], x["id"]))
-    for rank, x in enumerate(items, start=1):
-        x["rank"] = rank
-    critical = sorted(
-        (x for x in items if x["critical"]),
-        key=lambda x: (-len(x["changes_leading"]), -max(x["if_removed"]["max_shift"], x["if_reversed"]["max_shift"])),
+    return warnings
+
+
+def _observation(ctx: RunContext, i: int, elpd: np.ndarray, kpat: np.ndarray, removed, reversed_, shift, lead):
+    row = ctx.table.iloc[i]
+    cells, hyps = ctx.cells, ctx.hypotheses
+    counted = bool(cells.event_counted[i])
+    root = str(cells.event_root[i])
+    p = cells.event_pattern[i]
+    e = elpd[p] if counted else np.zeros(len(hyps))
+    rm, rv = removed.outcome(ctx), reversed_.outcome(ctx)
+    hinge = tuple(name for name, sc in (("removed", rm), ("reversed", rv)) if sc.leading != lead)
+    d = diagnosticity(e, hyps)
+    return ObservationEvidence(
+        id=row["id"],
+        event_date=row["event_date"].date().isoformat(),
+        report_date=row["report_date"].date().isoformat(),
+        counterpart=row["counterpart"],
+        domain=row["domain"],
+        outcome="cooperative" if row["cooperative"] else "conflictual",
+        reliability=row["reliability"],
+        weight=float(row["weight"]),
+        description=row["description"],
+        counted=counted,
+        event=root,
+        corroborates=None if root == row["id"] else root,
+        elpd_loo=dict(zip(hyps, e.tolist(), strict=True)) if counted else None,
+        pareto_k=dict(zip(hyps, kpat[p].tolist(), strict=True)) if counted else None,
+        diagnosticity=d["diagnosticity"],
+        favours=d["favours"],
+        disfavours=d["disfavours"],
+        log_predictive_ratio=d["log_predictive_ratio"],
+        if_removed=rm,
+        if_reversed=rv,
+        changes_leading=hinge,
+        critical=bool(hinge) or max(rm.max_shift, rv.max_shift) >= shift,
     )
-    events = pd.DataFrame({"event": cells.event_root, "id": t["id"].to_numpy(), "counted": cells.event_counted})
+
+
+def _corroboration(ctx: RunContext) -> Corroboration:
+    cells = ctx.cells
+    events = pd.DataFrame({"event": cells.event_root, "id": ctx.table["id"].to_numpy(), "counted": cells.event_counted})
     multi = events.groupby("event").filter(lambda g: len(g) > 1)
-    corroborated = [
-        {"event": ev, "reports": g["id"].tolist(), "counted": g.loc[g["counted"], "id"].iloc[0]}
-        for ev, g in multi.groupby("event", sort=True)
-    ]
+    return Corroboration(
+        n_events=int(events["event"].nunique()),
+        n_reports_not_counted=int((~cells.event_counted).sum()),
+        rule=CORROBORATION_RULE,
+        events=tuple(
+            CorroboratedEvent(event=ev, reports=tuple(g["id"].tolist()), counted=g.loc[g["counted"], "id"].iloc[0])
+            for ev, g in multi.groupby("event", sort=True)
+        ),
+    )
+
+
+def _assemble(
+    ctx, removals, reversals, quality, reliability_below, dropped, shift, threshold, n_refits
+) -> EvidenceResult:
+    hyps = ctx.hypotheses
+    base = base_posterior(ctx)
+    lead = hyps[int(np.argmax(base))]
+    elpd, kpat = _pointwise_elpd(ctx)
+    items = [_observation(ctx, i, elpd, kpat, removals[i], reversals[i], shift, lead) for i in range(len(ctx.table))]
+    items.sort(key=lambda x: (-x.diagnosticity, x.id))
+    items = [replace(x, rank=rank) for rank, x in enumerate(items, start=1)]
+    critical = sorted((x for x in items if x.critical), key=lambda x: (-len(x.changes_leading), -x.max_shift))
     methods = [m for s in removals + reversals for m in s.method]
-    out = {
-        "study": ctx.study.name,
-        "run_dir": str(ctx.run_dir),
-        "hypotheses": hyps,
-        "prior_probability": dict(zip(hyps, ctx.prior.tolist(), strict=True)),
-        "posterior_probability": dict(zip(hyps, base.tolist(), strict=True)),
-        "leading": hyps[base_lead],
-        "n_observations": len(t),
-        "n_counted": int(cells.event_counted.sum()),
-        "shift_threshold": shift,
-        "pareto_k_threshold": threshold,
-        "pareto_k_threshold_default": ctx.k_threshold,
-        "n_refits": n_refits,
-        "n_unreliable": int(sum(m == "unreliable" for m in methods)),
-        "converged": converged,
-        "critical": [x["id"] for x in critical],
-        "observations": items,
-        "corroboration": {
-            "n_events": int(events["event"].nunique()),
-            "n_reports_not_counted": int((~cells.event_counted).sum()),
-            "rule": "each event counts once, through its report with the highest reliability weight",
-            "events": corroborated,
-        },
-        "quality": None,
-        "warnings": warnings,
-    }
+    q = None
     if quality is not None:
-        q = quality.to_dict(ctx)
-        out["quality"] = {
-            "reliability_below": float(quality.label.rsplit(" ", 1)[-1]),
-            "n_dropped": len(dropped),
-            "dropped": dropped,
-            **q,
-            "changes_leading": q["leading"] != hyps[base_lead],
-        }
-    return out
+        outcome = quality.outcome(ctx)
+        q = QualityCheck(
+            reliability_below=float(reliability_below),
+            n_dropped=len(dropped),
+            dropped=tuple(dropped),
+            outcome=outcome,
+            changes_leading=outcome.leading != lead,
+        )
+    return EvidenceResult(
+        study=ctx.study.name,
+        run_dir=str(ctx.run_dir),
+        hypotheses=tuple(hyps),
+        prior_probability=dict(zip(hyps, ctx.prior.tolist(), strict=True)),
+        posterior_probability=dict(zip(hyps, base.tolist(), strict=True)),
+        leading=lead,
+        n_observations=len(ctx.table),
+        n_counted=int(ctx.cells.event_counted.sum()),
+        shift_threshold=shift,
+        pareto_k_threshold=threshold,
+        pareto_k_threshold_default=ctx.k_threshold,
+        n_refits=n_refits,
+        n_unreliable=int(sum(m == "unreliable" for m in methods)),
+        converged=all(s.converged for s in [*removals, *reversals, *([quality] if quality is not None else [])]),
+        critical=tuple(x.id for x in critical),
+        observations=tuple(items),
+        corroboration=_corroboration(ctx),
+        quality=q,
+        warnings=tuple(_warnings(ctx, elpd)),
+        timings={},
+    )
 
 
 def _stored_pointwise(ctx: RunContext) -> pd.DataFrame | None:
-    path = ctx.run_dir / POINTWISE
-    if not path.is_file():
+    if not ctx.run.has(POINTWISE):
         return None
-    df = pd.read_csv(path).set_index("id")
+    df = pd.read_csv(ctx.run.path / POINTWISE).set_index("id")
     cols = {f"elpd_loo__{h}": h for h in ctx.hypotheses}
     if not set(cols) <= set(df.columns):
         return None
     return df[list(cols)].rename(columns=cols)
-
-
-def render(result: EvidenceResult, top: int = 15) -> str:
-    """The evidence report as text: most diagnostic items, critical items, quality, corroboration."""
-    d = result.data
-    hyps = d["hypotheses"]
-    lines = [
-        f"Study '{d['study']}': {d['n_observations']} observations ({d['n_counted']} counted), run {Path(d['run_dir']).name}",
-        "Posterior probability now: " + ", ".join(f"{h} {d['posterior_probability'][h]:.3f}" for h in hyps),
-        "",
-        f"Most diagnostic observations (LOO log predictive density differences; top {top}):",
-    ]
-    head = f"{'rank':>4}  {'id':<16} {'date':<10}  {'outcome':<11} {'wt':>4}  {'diag':>6}  {'favours':<14} {'P if removed':<24} {'P if reversed':<24}"
-    lines += [head, "-" * len(head)]
-
-    def probs(sc):
-        return " ".join(f"{sc['posterior_probability'][h]:.2f}" for h in hyps) + (
-            " *" if any(m in ("refit", "unreliable") for m in sc["method"].values()) else ""
-        )
-
-    for x in d["observations"][:top]:
-        fav = x["favours"] or ("(not counted)" if not x["counted"] else "-")
-        lines.append(
-            f"{x['rank']:>4}  {x['id'][:16]:<16} {x['event_date']:<10}  {x['outcome']:<11} {x['weight']:>4.2f}  "
-            f"{x['diagnosticity']:>6.2f}  {fav[:14]:<14} {probs(x['if_removed']):<24} {probs(x['if_reversed']):<24}"
-        )
-    lines += ["", f"(probabilities in the order {', '.join(hyps)}; * = refitted or unreliable, see --json)", ""]
-    if d["critical"]:
-        lines.append(
-            f"Critical items (the leading hypothesis changes, or a probability moves by >= {d['shift_threshold']:g}, "
-            "if the item is removed or reversed):"
-        )
-        by_id = {x["id"]: x for x in d["observations"]}
-        for i in d["critical"]:
-            x = by_id[i]
-            what = "; ".join(
-                f"{name}: leading '{x['if_' + name]['leading']}', max shift {x['if_' + name]['max_shift']:.2f}"
-                for name in ("removed", "reversed")
-            )
-            lines.append(f"  {i}: {x['description'][:60]} — {what}")
-    else:
-        lines.append(
-            f"No single item is critical: removing or reversing any one moves no probability by >= {d['shift_threshold']:g}."
-        )
-    if d["quality"] and not d["quality"]["n_dropped"]:
-        lines += [
-            "",
-            f"Evidence quality: no observation has a reliability weight below {d['quality']['reliability_below']:g}.",
-        ]
-    elif d["quality"]:
-        q = d["quality"]
-        lines += [
-            "",
-            f"Evidence quality: without the {q['n_dropped']} observation(s) of reliability weight below "
-            f"{q['reliability_below']:g}: "
-            + ", ".join(f"{h} {q['posterior_probability'][h]:.3f}" for h in hyps)
-            + (
-                f" — the leading hypothesis becomes '{q['leading']}'"
-                if q["changes_leading"]
-                else " — same leading hypothesis"
-            ),
-        ]
-    c = d["corroboration"]
-    if c["events"]:
-        lines += [
-            "",
-            f"Corroboration: {c['n_reports_not_counted']} report(s) corroborate an event already counted "
-            f"({c['rule']}):",
-        ]
-        lines += [f"  {e['event']}: reports {', '.join(e['reports'])}; counted: {e['counted']}" for e in c["events"]]
-    if d["n_unreliable"]:
-        lines += [
-            "",
-            f"{d['n_unreliable']} estimate(s) have Pareto k > {d['pareto_k_threshold']:.2f} and were not refitted "
-            "(raise --max-refits); treat them with caution.",
-        ]
-    for w in d["warnings"]:
-        lines += ["", "WARNING: " + w]
-    if d.get("written"):
-        lines += ["", f"Written to {d['written']}"]
-    return "\n".join(lines)

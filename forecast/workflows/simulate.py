@@ -21,29 +21,29 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
-import shutil
 import tomllib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
 
 from forecast.data.cells import cell_data
 from forecast.data.observations import load_observations
-from forecast.errors import InputError, RunStoreError
-from forecast.model.build import draws_as_arrays, latent_logit, years_from_reference
-from forecast.runs.store import POSTERIOR_DIR, default_root, dumps, fsync, latest_run
+from forecast.errors import InputError, RunStoreError, allowed_list, did_you_mean
+from forecast.model.build import draws_as_arrays
+from forecast.model.predictive import one_prior_draw, simulate_outcomes
+from forecast.runs.store import atomic_write_with, default_root, dumps, fsync
+from forecast.runs.stored import StoredRun
 from forecast.settings import DEFAULT_SEED, derive_rng
 from forecast.spec.study import Hypothesis, Study, load_study
-from forecast.workflows.priors import prior_draws
 
-SIMULATIONS = "simulations"
+SIMULATIONS = "simulations"  # the folder `simulate` adds to a run (or to the study's run folder)
+SIMULATED_OBSERVATIONS = "observations.csv"
+SIMULATED_STUDY = "study.toml"
+SIMULATION = "simulation.json"
 SOURCES = ("prior", "posterior")
-DESIGN_COLUMNS = ("counterpart", "domain", "event_date", "report_date", "reliability")
 
 
 def quarter_dates(study: Study, quarter: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -99,45 +99,11 @@ def study_design(study: Study, table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def cooperation_probability(study: Study, params: dict[str, np.ndarray], design: pd.DataFrame) -> np.ndarray:
-    """P(cooperative) of each design row under one parameter draw (arrays without a sample axis)."""
-    return cooperation_probability_draws(study, {k: v[None] for k, v in params.items()}, design)[0]
-
-
-def cooperation_probability_draws(study: Study, params: dict[str, np.ndarray], design: pd.DataFrame) -> np.ndarray:
-    """P(cooperative) of each design row under each of many parameter draws: (draws, rows)."""
-    eta = latent_logit(
-        np, params, years_from_reference(study), study.time.reference - study.time.start, study.time.components
-    )
-    gidx = {c: i for i, g in enumerate(study.groups) for c in g.counterparts}
-    didx = {d.id: i for i, d in enumerate(study.domains)}
-    dates = pd.to_datetime(design["event_date"])
-    t = (dates.dt.year * 4 + (dates.dt.month - 1) // 3).to_numpy() - study.time.start
-    return expit(eta[:, design["counterpart"].map(gidx).to_numpy(), design["domain"].map(didx).to_numpy(), t])
-
-
-def simulate_outcomes(
-    study: Study, params: dict[str, np.ndarray], design: pd.DataFrame, rng: np.random.Generator
-) -> np.ndarray:
-    """Cooperative (True) or conflictual outcomes for the design rows under one parameter draw."""
-    return rng.uniform(size=len(design)) < cooperation_probability(study, params, design)
-
-
-def one_prior_draw(study: Study, hypothesis: Hypothesis, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    return {k: v[0] for k, v in prior_draws(study, hypothesis, 1, rng).items()}
-
-
-def one_posterior_draw(study: Study, run_dir: Path, hypothesis: Hypothesis, rng: np.random.Generator):
+def one_posterior_draw(study: Study, run: StoredRun, hypothesis: Hypothesis, rng: np.random.Generator):
     """A random draw of the hypothesis's posterior in a run; also its (chain, draw) index."""
-    import xarray as xr
-
-    path = run_dir / POSTERIOR_DIR / f"{hypothesis.id}.nc"
-    if not path.is_file():
-        raise RunStoreError(f"{run_dir}: no posterior for hypothesis '{hypothesis.id}' ({POSTERIOR_DIR}/{path.name})")
-    tree = xr.open_datatree(path, engine="h5netcdf")
-    arrays = draws_as_arrays(tree.posterior, study)
-    chains, draws = tree.posterior.sizes["chain"], tree.posterior.sizes["draw"]
-    tree.close()
+    post = run.open_posterior(hypothesis.id)
+    arrays = draws_as_arrays(post, study)
+    chains, draws = post.sizes["chain"], post.sizes["draw"]
     k = int(rng.integers(chains * draws))
     return {name: a[k] for name, a in arrays.items()}, (k // draws, k % draws)
 
@@ -206,7 +172,7 @@ def to_toml(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def synthetic_study_text(study: Study, hypothesis_id: str, observations: str = "observations.csv") -> str:
+def synthetic_study_text(study: Study, hypothesis_id: str, observations: str = SIMULATED_OBSERVATIONS) -> str:
     """The study file, renamed and pointed at the simulated observations."""
     raw = tomllib.loads(study.path.read_text(encoding="utf-8"))
     raw["study"]["name"] = f"{study.name}__sim_{hypothesis_id}"
@@ -223,12 +189,49 @@ def synthetic_study_text(study: Study, hypothesis_id: str, observations: str = "
 # --- the command ------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
+class PosteriorDraw:
+    chain: int
+    draw: int
+
+
+@dataclass(frozen=True)
 class SimulationResult:
-    data: dict
+    """One synthetic data set written by `forecast simulate`, and the parameters it was drawn from."""
+
+    study: str
+    hypothesis: str
+    source: str  # "prior" or "posterior"
+    seed: int
+    synthetic: bool
+    n_events: int
+    n_cooperative: int
+    design: str
+    posterior_draw: PosteriorDraw | None  # which stored draw, for the posterior predictive
+    parameters: dict[str, list]  # the parameter values the data were drawn from
+    out_dir: str
+    observations: str
+    study_file: str
+    run_dir: str | None
+
+    @property
+    def cooperative_share(self) -> float:
+        return self.n_cooperative / self.n_events if self.n_events else float("nan")
 
     def to_dict(self) -> dict:
-        return self.data
+        return asdict(self)
+
+
+def _hypothesis(study: Study, hypothesis: str) -> Hypothesis:
+    """The study's hypothesis ``hypothesis``, or an InputError (exit 2) listing the study's hypotheses."""
+    ids = [h.id for h in study.hypotheses]
+    if hypothesis not in ids:
+        shown = hypothesis if len(hypothesis) <= 80 else hypothesis[:77] + "..."
+        raise InputError(
+            f"-H/--hypothesis: study '{study.name}' has no hypothesis '{shown}'{did_you_mean(hypothesis, ids)}; "
+            f"its hypotheses are {allowed_list(ids)}"
+        )
+    return study.hypothesis(hypothesis)
 
 
 def run_simulate(
@@ -243,30 +246,35 @@ def run_simulate(
     reliability: str = "A1",
     today: dt.date | None = None,
 ) -> SimulationResult:
-    """Simulate one synthetic data set from a hypothesis's prior or posterior predictive and write it."""
+    """Simulate one synthetic data set from a hypothesis's prior or posterior predictive and write it.
+
+    The posterior predictive reads the study's latest run, which must match the current inputs
+    (``StoredRun.check_inputs``); the prior predictive uses a run, if there is one, only as the
+    default place for the output.
+    """
     today = today or dt.date.today()
     if source not in SOURCES:
         raise InputError(f"--from: '{source}' is not one of 'prior', 'posterior'")
     if n is not None and n < 1:
         raise InputError(f"--n must be at least 1, got {n}")
     study = load_study(study_path)
-    h = study.hypothesis(hypothesis)
+    h = _hypothesis(study, hypothesis)
+    if n is not None and not re.fullmatch(r"[A-F][1-6]|0?\.\d+|1(\.0*)?", reliability.strip().upper()):
+        raise InputError(
+            f"--reliability: '{reliability[:80]}' is not an Admiralty grade like 'B2' or a weight in (0, 1]"
+        )
     rng = derive_rng(seed, 7)
     root = runs_root or study.runs_path or default_root()
     run = None
     try:
-        run = latest_run(root, study.name)
+        run = StoredRun.find(study=study, runs_root=root)
     except RunStoreError:
         if source == "posterior":
             raise
-    if n is None:
-        design = study_design(study, load_observations(study, today=today).table)
-    else:
-        if not re.fullmatch(r"[A-F][1-6]|0?\.\d+|1(\.0*)?", reliability.strip().upper()):
-            raise InputError(
-                f"--reliability: '{reliability}' is not an Admiralty grade like 'B2' or a weight in (0, 1]"
-            )
-        design = uniform_design(study, n, rng, reliability, today)
+    obs = load_observations(study, today=today) if n is None or source == "posterior" else None
+    if source == "posterior":
+        run.check_inputs(study, obs.sha256)
+    design = study_design(study, obs.table) if n is None else uniform_design(study, n, rng, reliability, today)
     if source == "prior":
         params, where = one_prior_draw(study, h, rng), None
     else:
@@ -276,75 +284,54 @@ def run_simulate(
     table = synthetic_table(design, cooperative, label)
 
     if out is None:
-        base = (run / SIMULATIONS) if run is not None else Path(root) / study.name / SIMULATIONS
+        base = (run.path / SIMULATIONS) if run is not None else Path(root) / study.name / SIMULATIONS
         out = base / f"{h.id}-{source}-seed{seed}"
     out = Path(out)
     if out.resolve() == study.observations_path.parent.resolve():
         raise InputError(f"--out {out}: that is the study's data directory; synthetic events are kept out of it")
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"--out {out}: the directory exists and is not empty; choose another")
-    truth = {
-        name: np.asarray(v).tolist() for name, v in params.items()
-    }  # the parameter values the data were drawn from
-    summary = {
-        "study": study.name,
-        "hypothesis": h.id,
-        "source": source,
-        "seed": seed,
-        "synthetic": True,
-        "n_events": int(len(table)),
-        "n_cooperative": int(cooperative.sum()),
-        "design": "study observations" if n is None else f"{n} events uniform over counterparts, domains, quarters",
-        "posterior_draw": None if where is None else {"chain": int(where[0]), "draw": int(where[1])},
-        "parameters": truth,
-        "out_dir": str(out.resolve()),
-        "observations": str((out / "observations.csv").resolve()),
-        "study_file": str((out / "study.toml").resolve()),
-        "run_dir": str(run) if run is not None else None,
-    }
-    _write_dir(
-        out,
-        {
-            "observations.csv": table.to_csv(index=False, lineterminator="\n"),
-            "study.toml": synthetic_study_text(study, h.id),
-            "simulation.json": dumps(summary) + "\n",
-        },
+    result = SimulationResult(
+        study=study.name,
+        hypothesis=h.id,
+        source=source,
+        seed=seed,
+        synthetic=True,
+        n_events=int(len(table)),
+        n_cooperative=int(cooperative.sum()),
+        design="study observations" if n is None else f"{n} events uniform over counterparts, domains, quarters",
+        posterior_draw=None if where is None else PosteriorDraw(chain=int(where[0]), draw=int(where[1])),
+        parameters={name: np.asarray(v).tolist() for name, v in params.items()},
+        out_dir=str(out.resolve()),
+        observations=str((out / SIMULATED_OBSERVATIONS).resolve()),
+        study_file=str((out / SIMULATED_STUDY).resolve()),
+        run_dir=str(run.path) if run is not None else None,
     )
-    # The copy must validate as written: the simulated events are in the observation format.
-    sim_study = load_study(out / "study.toml")
-    load_observations(sim_study, today=today)
-    return SimulationResult(summary)
-
-
-def _write_dir(out: Path, files: dict[str, str]) -> None:
-    """Write ``files`` into a hidden sibling directory, fsync, and rename it to ``out`` at once."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    files = {
+        SIMULATED_OBSERVATIONS: table.to_csv(index=False, lineterminator="\n"),
+        SIMULATED_STUDY: synthetic_study_text(study, h.id),
+        SIMULATION: dumps(result) + "\n",
+    }
+    atomic_write_with(out, lambda tmp: _write_directory(tmp, files))
+    # The copy must validate as written: the simulated events are in the observation format.
+    sim_study = load_study(out / SIMULATED_STUDY)
+    load_observations(sim_study, today=today)
+    return result
+
+
+def _write_directory(path: Path, files: dict[str, str]) -> None:
+    """The writer ``atomic_write_with`` renames into place: a directory of fsynced files.
+
+    It removes what it wrote if it fails part-way, so nothing is left behind.
+    """
+    path.mkdir()
     try:
         for name, text in files.items():
-            (tmp / name).write_text(text, encoding="utf-8")
-            fsync(tmp / name)
-        fsync(tmp)
-        if out.exists():
-            out.rmdir()  # empty, checked by the caller
-        os.rename(tmp, out)
-        fsync(out.parent)
+            (path / name).write_text(text, encoding="utf-8")
+            fsync(path / name)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        for name in files:
+            (path / name).unlink(missing_ok=True)
+        path.rmdir()
         raise
-
-
-def render(result: SimulationResult) -> str:
-    d = result.to_dict()
-    share = d["n_cooperative"] / d["n_events"] if d["n_events"] else float("nan")
-    return "\n".join(
-        [
-            f"Simulated {d['n_events']} SYNTHETIC events from hypothesis '{d['hypothesis']}' ({d['source']} predictive, "
-            f"seed {d['seed']}): {share:.0%} cooperative.",
-            f"  events:     {d['observations']}",
-            f"  study copy: {d['study_file']}  (study '{d['study']}__sim_{d['hypothesis']}')",
-            f"Fit it with: forecast update {d['study_file']}",
-        ]
-    )

@@ -24,7 +24,7 @@ from forecast.cli.options import (
     "run_dir",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     default=None,
-    help="A run directory to read [default: the study's latest run].",
+    help="A run directory to read [default: the study's latest run]; it must match the current study and observations.",
 )
 @click.option(
     "--shift",
@@ -56,7 +56,8 @@ def evidence(
 ):
     """Diagnosticity and critical items of STUDY's evidence: what if an observation is wrong?
 
-    Reads the latest run of `forecast update`. For every observation: how strongly it favours
+    Reads the latest run of `forecast update` (refused, exit 2, if the study's model or the
+    observations have changed since; comments and labels may change). For every observation: how strongly it favours
     one hypothesis over another (differences of its leave-one-out log predictive densities),
     and the posterior probabilities if it were removed or its outcome reversed (Pareto-smoothed
     importance sampling from the posterior draws; a refit where Pareto k is too high). Lists the
@@ -67,7 +68,8 @@ def evidence(
     Example:
       forecast evidence priors/turkey_nato.toml --reliability-below 0.5 --json > evidence.json
     """
-    from forecast.workflows.evidence import render, run_evidence
+    from forecast.reports.text.evidence import render_evidence
+    from forecast.workflows.evidence import run_evidence
 
     result = guard(
         lambda: run_evidence(
@@ -85,4 +87,4 @@ def evidence(
     if as_json:
         emit_json(result.to_dict())
     else:
-        click.echo(render(result, top=top))
+        click.echo(render_evidence(result, top=top))

@@ -17,7 +17,13 @@ from forecast.cli.options import (
 
 @main.command()
 @study_argument
-@click.option("--hypothesis", "-H", "hypothesis", required=True, help="The hypothesis to simulate from (its id).")
+@click.option(
+    "--hypothesis",
+    "-H",
+    "hypothesis",
+    required=True,
+    help="The hypothesis to simulate from (its id; see `forecast validate`).",
+)
 @click.option(
     "--from",
     "source",
@@ -56,7 +62,8 @@ def simulate(study, hypothesis, source, n, reliability, seed, out, runs_dir, as_
       forecast simulate priors/turkey_nato.toml -H realignment --n 2000 --out /tmp/sim
       forecast update /tmp/sim/study.toml
     """
-    from forecast.workflows.simulate import render, run_simulate
+    from forecast.reports.text.simulate import render_simulate
+    from forecast.workflows.simulate import run_simulate
 
     result = guard(
         lambda: run_simulate(
@@ -73,4 +80,4 @@ def simulate(study, hypothesis, source, n, reliability, seed, out, runs_dir, as_
     if as_json:
         emit_json(result.to_dict())
     else:
-        click.echo(render(result))
+        click.echo(render_simulate(result))
