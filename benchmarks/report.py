@@ -111,8 +111,9 @@ def main() -> None:
     # The stage timings of build_report are in the report's JSON file; re-derive them in-process
     # would skew the fresh-process measurement, so take them from a last in-process build.
     from forecast.reports.report import build_report
+    from forecast.runs.stored import StoredRun
 
-    report = build_report(run)
+    report = build_report(StoredRun.open(run))
     median_wall, median_cpu = statistics.median(walls), statistics.median(cpus)
     print(f"forecast report (HTML, default study, {len(last.get('figures', []))} figures, {size_kb:.0f} KB)")
     print(f"  wall: median {median_wall:.2f} s, min {min(walls):.2f} s over {len(walls)} fresh processes")

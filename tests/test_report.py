@@ -1,6 +1,8 @@
 """`forecast report`: the default study's report in headless Chromium, formats, unconverged and older runs.
 
-Fits shared by the module (MCMC kept small; model compilation dominates):
+Every test here but the browser's own self-check needs a fit, so they are in the slow layer
+(tests/test_report_sections.py covers the report of a stored run without fitting). Fits shared
+by the module (MCMC kept small; model compilation dominates):
 - one `forecast update` of the default study with light settings (2 chains x 200 draws, so it
   usually fails the gate: the report must be produced either way), reported ONCE in all formats;
 - two updates of a tiny static study, one converged and one deliberately unconverged (tiny
@@ -23,12 +25,15 @@ import pytest
 from click.testing import CliRunner
 from helpers import base_study, event, hypothesis, prior, write_mini
 
-from forecast.cli import default_study, main
+from forecast.cli import main
+from forecast.cli.app import default_study
 from forecast.fit.sampler import SamplerSettings
 from forecast.model.build import cell_logit_draws, draws_as_arrays
 from forecast.reports.figures import palette
-from forecast.reports.report import _pointwise, load_run
+from forecast.reports.report.assemble import _pointwise
+from forecast.reports.report.read import load_run
 from forecast.runs.store import POINTWISE, SUMMARY
+from forecast.runs.stored import StoredRun
 from forecast.workflows.update import run_update
 
 # The keys `forecast report --json` documents (README, "Reports").
@@ -48,8 +53,10 @@ REPORT_JSON_KEYS = {
     "notes",
     "seconds",
     "report_schema_version",
+    "sensitivity",
+    "prior_predictive",
 }
-SECTIONS = ("headline", "history", "learned", "fit", "evidence", "diagnostics")
+SECTIONS = ("headline", "history", "learned", "fit", "evidence", "sensitivity", "priors", "diagnostics")
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -174,6 +181,7 @@ def png_size(data: bytes) -> tuple[int, int]:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(chromium_binary() is None, reason=NO_CHROMIUM)
 def test_default_report_loads_in_headless_chromium(default_report, tmp_path):
     run_dir, update, result = default_report
@@ -206,7 +214,7 @@ def test_default_report_loads_in_headless_chromium(default_report, tmp_path):
 @pytest.mark.skipif(chromium_binary() is None, reason=NO_CHROMIUM)
 def test_the_chromium_check_catches_broken_images_and_script_errors(tmp_path):
     """The browser check must be able to fail: a broken image and an uncaught error are both reported."""
-    template = Path(__file__).resolve().parents[1] / "forecast" / "templates" / "report.html.j2"
+    template = Path(__file__).resolve().parents[1] / "forecast" / "reports" / "templates" / "report.html.j2"
     script = re.search(r"<script>.*?</script>", template.read_text(), re.S).group(0)
     bad = tmp_path / "bad.html"
     bad.write_text(
@@ -222,6 +230,7 @@ def test_the_chromium_check_catches_broken_images_and_script_errors(tmp_path):
 # --- the default study's report: content and formats -------------------------------------------
 
 
+@pytest.mark.slow
 def test_report_json_output_follows_its_contract(default_report):
     run_dir, update, result = default_report
     out = json.loads(result.stdout)
@@ -235,6 +244,7 @@ def test_report_json_output_follows_its_contract(default_report):
     assert leader["bayes_factor"] >= 1 or leader["jeffreys"] == "no support"
 
 
+@pytest.mark.slow
 def test_html_is_self_contained_and_complete(default_report):
     run_dir, update, result = default_report
     out = json.loads(result.stdout)
@@ -246,24 +256,28 @@ def test_html_is_self_contained_and_complete(default_report):
     headline = section(html, "headline")
     assert "Predictive accuracy (PSIS-LOO), not support" in headline
     assert 'id="conclusion"' in headline
-    assert "forecast report --history" in section(html, "history")  # says how to get support over time
+    assert "forecast history" in section(html, "history")  # says how to get support over time
+    assert "forecast sensitivity" in section(html, "sensitivity") and "forecast priors" in section(html, "priors")
     assert ('id="convergence-warning"' in html) == (not update.converged)
     assert "tilt__" not in html and "domain_z" not in html  # readable names, not variable names
     assert "@media print" in html
 
 
+@pytest.mark.slow
 def test_markdown_and_json_files_carry_the_same_content(default_report):
     run_dir, _, result = default_report
     out = json.loads(result.stdout)
     md = (run_dir / "report.md").read_text()
-    assert md.startswith("# turkey_nato")
+    assert md.startswith("# turkey\\_nato")  # Markdown-escaped
     headings = [
         "## 1. Headline",
         "## 2. Support over time",
         "## 3. What each hypothesis learned",
         "## 4. Does the model fit?",
         "## 5. Evidence",
-        "## 6. Diagnostics",
+        "## 6. Sensitivity to the priors",
+        "## 7. What the priors imply",
+        "## 8. Diagnostics",
     ]
     positions = [md.index(h) for h in headings]
     assert positions == sorted(positions)
@@ -286,6 +300,7 @@ def test_markdown_and_json_files_carry_the_same_content(default_report):
     assert d["diagnostics"]["manifest"]["seed"] == 3 and d["diagnostics"]["data_hash_matches"] is True
 
 
+@pytest.mark.slow
 def test_one_colour_per_hypothesis_everywhere(default_report):
     run_dir, _, _ = default_report
     d = json.loads((run_dir / "report.json").read_text())
@@ -327,6 +342,7 @@ def test_rendering_in_worker_processes_gives_the_same_figures():
 # --- options, other runs ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_output_path_format_inference_and_study_file(tiny_runs, tmp_path):
     study_path, run_dir, _ = tiny_runs
     md = tmp_path / "brief.md"
@@ -345,6 +361,7 @@ def test_output_path_format_inference_and_study_file(tiny_runs, tmp_path):
     assert r.exit_code == 2 and "does not exist" in r.stderr
 
 
+@pytest.mark.slow
 def test_support_over_time_is_reported_from_history_json(tiny_runs):
     _, run_dir, _ = tiny_runs
     assert (run_dir / "history.json").is_file()
@@ -366,6 +383,7 @@ def test_support_over_time_is_reported_from_history_json(tiny_runs):
     assert d["history"]["figure"] in d["figures"]
 
 
+@pytest.mark.slow
 def test_report_history_computes_support_over_time_for_a_stored_run(tiny_runs, tmp_path):
     _, run_dir, _ = tiny_runs
     copy = tmp_path / "run"
@@ -373,6 +391,7 @@ def test_report_history_computes_support_over_time_for_a_stored_run(tiny_runs, t
     (copy / "history.json").unlink()
     r = invoke("report", copy, "--history", "--history-every", "8", "--format", "json", "--json", "-q")
     assert r.exit_code == 0, r.output
+    assert "alias of `forecast history`" in r.stderr  # said even with -q
     out = json.loads(r.stdout)
     assert out["history"]["computed"] is True and out["history"]["every"] == 8
     stored = json.loads((copy / "history.json").read_text())
@@ -380,6 +399,7 @@ def test_report_history_computes_support_over_time_for_a_stored_run(tiny_runs, t
     assert not list(copy.glob(".*tmp*"))  # written atomically, no temporary files left
 
 
+@pytest.mark.slow
 def test_unconverged_run_report_says_so_everywhere_and_exits_3(tiny_runs):
     _, _, run_dir = tiny_runs
     result = invoke("report", run_dir, "--json", "--quiet")
@@ -412,20 +432,21 @@ def test_a_run_with_another_schema_version_is_a_clear_error(tmp_path):
     assert invoke("report", tmp_path / "nowhere").exit_code == 2
 
 
+@pytest.mark.slow
 def test_an_older_run_without_pointwise_loo_is_recomputed(tiny_runs, tmp_path):
     """Runs written before loo_pointwise.csv existed: the evidence is recomputed from the draws."""
     _, run_dir, _ = tiny_runs
     old = tmp_path / "older"
     shutil.copytree(run_dir, old)
     (old / POINTWISE).unlink()
-    run = load_run(old)
+    run = load_run(StoredRun.open(old))
     assert run.pointwise is None and any(POINTWISE in n for n in run.notes)
     etas = {
         h.id: cell_logit_draws(draws_as_arrays(run.posteriors[h.id], run.study), run.study, run.cells)
         for h in run.study.hypotheses
     }
     recomputed = _pointwise(run, etas)
-    stored = load_run(run_dir).pointwise
+    stored = load_run(StoredRun.open(run_dir)).pointwise
     for col in stored.columns[1:]:
         np.testing.assert_allclose(recomputed[col], stored[col], rtol=1e-6, atol=1e-9)
     r = invoke("report", old, "--format", "md", "-q")

@@ -1,10 +1,10 @@
 """Report figures: ArviZ (arviz_plots, matplotlib backend) and matplotlib, rendered headless to PNG.
 
-Every plotting function takes plain arrays or xarray objects assembled by forecast.reports.report and
-returns PNG bytes; a ``Figure`` adds its title, caption and alt text, and is embedded in the
-report as base64. One palette maps each hypothesis to one colour, used by every figure; priors
-are grey and observed data black throughout. Axes carry units and hypothesis labels, never
-variable names.
+Every plotting function takes plain arrays or xarray objects assembled by forecast.reports.report
+(forecast.reports.plots: values read from a run's stored JSON) and returns PNG bytes; a ``Figure``
+adds its title, caption and alt text, and is embedded in the report as base64. One palette maps
+each hypothesis to one colour, used by every figure; priors are grey and observed data black
+throughout. Axes carry units and hypothesis labels, never variable names.
 
 Rendering is most of a report's cost and the figures are independent, so ``FigureRenderer``
 renders them in two forked worker processes where the platform allows it and a core is free
@@ -43,7 +43,7 @@ RC = {
 WORKERS_ENV = "FORECAST_REPORT_WORKERS"
 
 
-def _pyplot():
+def pyplot():
     """matplotlib.pyplot on the headless Agg backend (imported on first use)."""
     import matplotlib
 
@@ -172,7 +172,7 @@ class FigureRenderer:
 
 def _warm_up() -> None:
     """Worker initializer: import the plotting stack once, before any figure is asked for."""
-    _pyplot()
+    pyplot()
     import arviz_plots  # noqa: F401
 
 
@@ -182,14 +182,14 @@ def _render(fn: Callable[..., bytes], args: tuple, kwargs: dict) -> bytes:
         return fn(*args, **kwargs)
 
 
-def _png(fig) -> bytes:
+def png_bytes(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", facecolor="white")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return buf.getvalue()
 
 
-def _legend_handles(items: Sequence[tuple[str, str]], marker: str = "o"):
+def legend_handles(items: Sequence[tuple[str, str]], marker: str = "o"):
     from matplotlib.lines import Line2D
 
     return [Line2D([], [], color=c, marker=marker, linewidth=2, label=label) for label, c in items]
@@ -214,7 +214,7 @@ def support_history(
     """
     import matplotlib.dates as mdates
 
-    plt = _pyplot()
+    plt = pyplot()
     x = np.array(as_of, dtype="datetime64[D]")
     with plt.rc_context(RC):
         fig, ax = plt.subplots(figsize=(9.5, 4.2))
@@ -250,7 +250,7 @@ def support_history(
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y"))
         ax.grid(axis="y", color="#E5E5E5", lw=0.8)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        return _png(fig)
+        return png_bytes(fig)
 
 
 # --- prior beside posterior (ArviZ forest plots) -----------------------------------------
@@ -274,7 +274,7 @@ def forest(
     import arviz_plots as azp
     import xarray as xr
 
-    plt = _pyplot()
+    plt = pyplot()
     data = {
         "Prior": xr.DataTree.from_dict({"posterior": prior}),
         "Posterior": xr.DataTree.from_dict({"posterior": posterior}),
@@ -316,7 +316,7 @@ def forest(
         fig.subplots_adjust(top=1 - 0.75 / height, bottom=0.5 / height)
         fig.suptitle(title, fontsize=12, x=0.02, y=1 - 0.12 / height, ha="left", va="top")
         fig.legend(
-            handles=_legend_handles([("prior", PRIOR_COLOUR), ("posterior", colour)]),
+            handles=legend_handles([("prior", PRIOR_COLOUR), ("posterior", colour)]),
             loc="upper right",
             bbox_to_anchor=(0.98, 1 - 0.05 / height),
             ncols=2,
@@ -324,7 +324,7 @@ def forest(
             title="median, 50% and 94% intervals",
             title_fontsize=8,
         )
-        return _png(fig)
+        return png_bytes(fig)
 
 
 def _add_medians(ax, pc, data: dict) -> None:
@@ -358,7 +358,7 @@ def ppc_shares(
     colours: dict[str, str],
 ) -> bytes:
     """Observed cooperative share per (group, domain) against each hypothesis's replications."""
-    plt = _pyplot()
+    plt = pyplot()
     n_g, n_d = observed.shape
     hids = list(replicated)
     offsets = np.linspace(-0.25, 0.25, len(hids)) if len(hids) > 1 else np.zeros(1)
@@ -383,13 +383,13 @@ def ppc_shares(
             ax.set_ylim(-0.03, 1.03)
             ax.set_ylabel("cooperative share")
             ax.grid(axis="y", color="#E5E5E5", lw=0.8)
-        handles = _legend_handles([(labels[h], colours[h]) for h in hids], marker="|")
-        handles += _legend_handles([("observed", OBSERVED_COLOUR)], marker="D")
+        handles = legend_handles([(labels[h], colours[h]) for h in hids], marker="|")
+        handles += legend_handles([("observed", OBSERVED_COLOUR)], marker="D")
         handles[-1].set_linestyle("none")
         fig.legend(handles=handles, loc="upper center", ncols=len(handles), frameon=False, bbox_to_anchor=(0.5, 1.0))
         fig.supxlabel("issue domain (n = observed events)", fontsize=10)
         fig.tight_layout(rect=(0, 0, 1, 0.96))
-        return _png(fig)
+        return png_bytes(fig)
 
 
 # --- LOO calibration (ArviZ PAV-adjusted calibration for binary outcomes) ------------------
@@ -400,7 +400,7 @@ def loo_calibration(y_rep: np.ndarray, observed: np.ndarray, colour: str, title:
     import arviz_plots as azp
     import xarray as xr
 
-    plt = _pyplot()
+    plt = pyplot()
     dims = ("chain", "draw", "event")
     dt = xr.DataTree.from_dict(
         {
@@ -427,7 +427,7 @@ def loo_calibration(y_rep: np.ndarray, observed: np.ndarray, colour: str, title:
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_title(title, loc="left")
-        return _png(fig)
+        return png_bytes(fig)
 
 
 # --- evidence ----------------------------------------------------------------------------
@@ -442,7 +442,7 @@ def evidence_bars(
     colours: dict[str, str],
 ) -> bytes:
     """The most diagnostic observations: pointwise elpd difference, coloured by the hypothesis favoured."""
-    plt = _pyplot()
+    plt = pyplot()
     y = np.arange(len(names))[::-1]
     cols = [colours[leader] if d > 0 else colours[runner_up] for d in diffs]
     with plt.rc_context(RC):
@@ -461,4 +461,4 @@ def evidence_bars(
             loc="lower right",
             frameon=False,
         )
-        return _png(fig)
+        return png_bytes(fig)

@@ -14,7 +14,10 @@ from forecast.cli.options import (
     runs_dir_option,
 )
 
-REPORT_SUFFIXES = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md", ".json": "json"}
+ALIAS_NOTE = (
+    "forecast: `report --history` is an alias of `forecast history` (kept for one release): it runs "
+    "`forecast history` on the run first, then writes the report; the report itself never refits"
+)
 
 
 @main.command()
@@ -37,7 +40,7 @@ REPORT_SUFFIXES = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "m
 @click.option(
     "--history",
     is_flag=True,
-    help="First compute support over time for the run (a refit per quarter; minutes) and store history.json.",
+    help="Alias: run `forecast history` on the run first (a refit per quarter; minutes), then report.",
 )
 @click.option(
     "--history-every",
@@ -52,39 +55,34 @@ def report(run, formats, output, runs_dir, history, history_every, as_json, quie
     """Write a report of posterior support for RUN: one self-contained HTML page, Markdown, JSON.
 
     RUN is a run directory (reports/runs/<study>/<time>) or a study file (its latest run); by
-    default the latest run of priors/turkey_nato.toml. The report holds the support table with
-    its conclusion, support over time (if the run has history.json, or with --history), each
-    hypothesis's prior beside its posterior (ArviZ forest plots), posterior predictive checks and
-    LOO calibration, the observations ranked by how much they moved the support, and the
-    diagnostics and manifest. Files go to <run>/report.html, report.md and report.json, written
-    atomically. A run that failed its convergence checks still gets its report, marked
-    UNRELIABLE, and the command then exits 3.
+    default the latest run of priors/turkey_nato.toml. The report renders what the run holds and
+    never refits: the support table with its conclusion, support over time (if the run has
+    history.json: see `forecast history`), each hypothesis's prior beside its posterior (ArviZ
+    forest plots), posterior predictive checks and LOO calibration, the observations ranked by
+    how much they moved the support, sensitivity to the priors and what the priors imply (if
+    `forecast sensitivity` and `forecast priors` stored theirs in the run), and the diagnostics
+    and manifest. Files go to <run>/report.html, report.md and report.json, written atomically.
+    A run that failed its convergence checks still gets its report, marked UNRELIABLE, and the
+    command then exits 3.
 
     \b
     Example:
       forecast report                                   # latest run of the default study
       forecast report --format html --output brief.html
-      forecast report priors/turkey_nato.toml --history --history-every 4 --json
+      forecast report priors/turkey_nato.toml --json
     """
-    from forecast.reports.report import FORMATS, run_report
+    from forecast.reports.report import find_run, formats_for, output_paths, write_report
 
-    if not formats:
-        suffix = REPORT_SUFFIXES.get(output.suffix.lower()) if output is not None and not output.is_dir() else None
-        formats = (suffix,) if suffix else FORMATS
+    formats = guard(lambda: formats_for(tuple(formats), output))
     if output is not None and len(formats) != 1:
         raise click.UsageError("--output names one file: choose one --format (html, md or json)")
-    result = guard(
-        lambda: run_report(
-            run,
-            study_path=None if run is not None else default_study(),
-            runs_root=runs_dir,
-            formats=tuple(formats),
-            output=output,
-            history=history,
-            history_every=history_every,
-            progress=progress(quiet),
-        )
-    )
+    say = progress(quiet)
+    stored = guard(lambda: find_run(run, study_path=None if run is not None else default_study(), runs_root=runs_dir))
+    guard(lambda: output_paths(stored.path, formats, output))  # a bad --output fails before any work
+    if history:
+        click.echo(ALIAS_NOTE, err=True)
+        guard(lambda: _history(stored, history_every, say))
+    result = guard(lambda: write_report(stored, formats=formats, output=output, history_computed=history, progress=say))
     if as_json:
         emit_json(result.to_dict())
     else:
@@ -96,3 +94,12 @@ def report(run, formats, output, runs_dir, history, history_every, as_json, quie
     if not result.converged:
         click.echo("forecast: the run failed its convergence checks; its report says so (exit 3)", err=True)
         sys.exit(3)
+
+
+def _history(stored, every: int, say) -> None:
+    """`forecast history` on this run (its own inputs and sampler settings), storing history.json in it."""
+    from forecast.workflows.history import run_history
+
+    # A run that failed its checks still gets its history (points flagged) and its report (exit 3),
+    # as `report --history` always did.
+    run_history(run_dir=stored.path, every=every, allow_unconverged=True, progress=say)

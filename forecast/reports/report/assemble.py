@@ -1,0 +1,649 @@
+"""From a stored run to a typed ``Report``: the sections in reading order, their figures queued.
+
+Sections: 1 headline (support table, conclusion, convergence warning), 2 support over time
+(``history.json``), 3 what each hypothesis learned (prior beside posterior), 4 does the model fit
+(posterior predictive checks, LOO calibration), 5 evidence (most diagnostic observations first),
+sensitivity to the priors (``sensitivity.json``) and what the priors imply
+(``prior_predictive.json``) when the run holds them, 6 diagnostics (sampler, convergence, Pareto
+k, manifest). Nothing here fits a model: the report renders what the run holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from importlib import metadata
+
+import numpy as np
+import pandas as pd
+
+from forecast.data.cells import CellData
+from forecast.model.build import cell_logit_draws, draws_as_arrays
+from forecast.reports import figures as F
+from forecast.reports.figures import FigureJobs, FigureRenderer, palette
+from forecast.reports.report import analyses
+from forecast.reports.report import statistics as S
+from forecast.reports.report.read import RunData, load_run
+from forecast.reports.report.records import (
+    DEFAULT_GATE,
+    UNRELIABLE,
+    DiagnosticsRow,
+    DiagnosticsSection,
+    EvidenceRow,
+    EvidenceSection,
+    FitSection,
+    Headline,
+    HistoryRow,
+    HistorySection,
+    IntervalRow,
+    Learned,
+    PpcRow,
+    Report,
+    SupportRow,
+)
+from forecast.runs.layout import HISTORY
+from forecast.runs.stored import StoredRun
+from forecast.settings import DEFAULT_SEED, derive_rng
+from forecast.spec.questions import quarter_end
+from forecast.spec.study import Study, quarter_label
+from forecast.stats.loo import PARETO_K_GOOD, jeffreys_label
+
+REPLICATE_DRAWS = 1000  # posterior predictive replications per hypothesis
+CALIBRATION_DRAWS = 400  # LOO predictive replications for the calibration plot
+CALIBRATION_MAX_EVENTS = 5000  # larger studies: a seeded random subset of events
+EVIDENCE_BARS = 15
+EVIDENCE_MAX_ROWS = 1000  # larger studies: the most diagnostic observations only
+REPORT_SEED = DEFAULT_SEED  # the report's own draws (prior draws, PPC) use the default seed
+
+PARAMETER_LABELS = {"tilt": "tilt", "spread": "spread", "trend": "trend", "volatility": "volatility"}
+PARAMETER_UNITS = {
+    "tilt": "log-odds of cooperation at the reference quarter",
+    "spread": "SD of the domain effects (log-odds)",
+    "trend": "change in log-odds per year",
+    "volatility": "SD of the quarter-to-quarter steps (log-odds)",
+}
+
+Progress = Callable[[str], None]
+
+
+def build_report(
+    run: StoredRun,
+    *,
+    progress: Progress | None = None,
+    workers: int | None = None,
+    renderer: FigureRenderer | None = None,
+) -> Report:
+    """Assemble the report of a stored run (see the module docstring); no fitting.
+
+    ``workers``: processes that render the figures (default: forecast.reports.figures.default_workers());
+    ``renderer``: an open renderer to use instead (anything with ``render(FigureJobs)``).
+    """
+    if renderer is not None:
+        return _build(run, renderer, progress)
+    with FigureRenderer(workers) as own:  # its workers warm up while the report is assembled
+        return _build(run, own, progress)
+
+
+def _build(stored: StoredRun, renderer, progress: Progress | None) -> Report:
+    t0 = time.perf_counter()
+    say = progress or (lambda _msg: None)
+    timings: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def stage(name: str) -> None:
+        now = time.perf_counter()
+        timings[name] = round(now - clock[0], 3)
+        clock[0] = now
+
+    say(f"report: reading {stored.path}")
+    run = load_run(stored)
+    study = run.study
+    ids = [h.id for h in study.hypotheses]
+    colours = palette(ids)
+    labels = {h.id: h.label for h in study.hypotheses}
+    head = _headline(run, colours)
+    rows = {r.id: r for r in head.rows}
+    arrays = {hid: draws_as_arrays(run.posteriors[hid], study) for hid in ids}
+    etas = {hid: cell_logit_draws(arrays[hid], study, run.cells) for hid in ids}
+    stage("read_s")
+    jobs = FigureJobs()
+    say("report: assembling the sections")
+    history = _history_section(run, labels, colours, jobs)
+    learned = _learned(run, rows, colours, jobs, arrays)
+    fit = _fit_section(run, etas, labels, colours, rows, jobs)
+    pointwise = _pointwise(run, etas)
+    evidence = _evidence(run, head, pointwise, labels, colours, rows, jobs)
+    sensitivity = analyses.sensitivity_section(run.sensitivity, labels, colours, jobs)
+    prior_predictive = analyses.prior_predictive_section(run.prior_predictive, study, labels, colours, jobs)
+    diagnostics = _diagnostics(run, pointwise, colours)
+    stage("assemble_s")
+    say(f"report: rendering {len(jobs)} figures (ArviZ forest and calibration plots, matplotlib)")
+    figures = renderer.render(jobs)
+    stage("figures_s")
+    report = Report(
+        study=study.name,
+        run_dir=str(run.run_dir),
+        run_id=run.run_dir.name,
+        generated=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        forecast_version=_version(),
+        converged=head.converged,
+        warning=head.warning,
+        headline=head,
+        history=history,
+        learned=learned,
+        fit=fit,
+        evidence=evidence,
+        diagnostics=diagnostics,
+        colours=colours,
+        labels=labels,
+        sensitivity=sensitivity,
+        prior_predictive=prior_predictive,
+        figures=figures,
+        timings=timings,
+    )
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _version() -> str:
+    try:
+        return metadata.version("forecast")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# --- 1. headline -------------------------------------------------------------------------------
+
+
+def _support_rows(run: RunData, colours: dict[str, str]) -> list[SupportRow]:
+    hyps = run.summary["hypotheses"]
+    ranked = sorted(hyps, key=lambda h: h["posterior_probability"], reverse=True)
+    leader = ranked[0]
+    runner = ranked[1] if len(ranked) > 1 else None
+    rows = []
+    for rank, h in enumerate(ranked, start=1):
+        ref = runner if h is leader else leader
+        if ref is None:
+            bf = log_bf = log_bf_se = None
+            text, strength = "—", "only one hypothesis"
+        else:
+            log_bf = h["log_marginal_likelihood"] - ref["log_marginal_likelihood"]
+            log_bf_se = float(np.hypot(h["log_marginal_likelihood_se"], ref["log_marginal_likelihood_se"]))
+            bf = float(np.exp(log_bf))
+            shown = f"{bf:.3g}" if bf >= 1 else f"1/{1 / bf:.3g}"
+            text = f"{shown} vs {ref['label']}"
+            label = jeffreys_label(max(bf, 1 / bf))
+            strength = label if label == "no support" else f"{label} evidence {'for' if bf >= 1 else 'against'}"
+        d = h["diagnostics"]
+        rows.append(
+            SupportRow(
+                id=h["id"],
+                label=h["label"],
+                colour=colours[h["id"]],
+                rank=rank,
+                prior_probability=h["prior_probability"],
+                posterior_probability=h["posterior_probability"],
+                posterior_probability_se=h["posterior_probability_se"],
+                log_marginal_likelihood=h["log_marginal_likelihood"],
+                log_marginal_likelihood_se=h["log_marginal_likelihood_se"],
+                bayes_factor=bf,
+                log_bayes_factor=log_bf,
+                log_bayes_factor_se=log_bf_se,
+                bayes_factor_against=ref["id"] if ref else None,
+                bayes_factor_text=text,
+                jeffreys=strength,
+                elpd_loo=h["elpd_loo"],
+                elpd_loo_se=h["elpd_loo_se"],
+                elpd_diff=h["elpd_diff"],
+                elpd_diff_se=h["elpd_diff_se"],
+                loo_weight=h.get("loo_weight", float("nan")),
+                converged=bool(d.get("converged", False)),
+                problems=list(d.get("problems", [])),
+            )
+        )
+    return rows
+
+
+def _headline(run: RunData, colours: dict[str, str]) -> Headline:
+    s = run.summary
+    rows = _support_rows(run, colours)
+    failed = [r.label for r in rows if not r.converged]
+    converged = bool(s.get("converged", not failed)) and not failed
+    warning = None
+    if not converged:
+        warning = (
+            f"{UNRELIABLE}: "
+            + "; ".join(
+                f"{r.label} ({', '.join(p for p in r.problems if not p.startswith('warning')) or 'see diagnostics'})"
+                for r in rows
+                if not r.converged
+            )
+            + ". Every figure in this report is unreliable until the run is refitted with more --tune/--draws."
+        )
+    return Headline(
+        question=s.get("question", run.study.question),
+        study=s.get("study", run.study.name),
+        latest_observation=s.get("latest_observation", run.obs.latest_date),
+        n_observations=int(s.get("n_observations", run.obs.n)),
+        rows=rows,
+        leader=rows[0].id,
+        runner_up=rows[1].id if len(rows) > 1 else None,
+        conclusion=s.get("conclusion", ""),
+        loo_note=s.get("loo_note", ""),
+        converged=converged,
+        warning=warning,
+        failed=failed,
+    )
+
+
+# --- 2. support over time (history.json, written by `forecast history`) --------------------------
+
+HOW_TO_HISTORY = (
+    "Compute it with `forecast history` (or `forecast update --history`): one refit of every hypothesis per "
+    "quarter of evidence, several minutes on the default study; `--every 4` evaluates once a year at about a "
+    "quarter of the cost. The report itself never refits."
+)
+
+
+def _history_section(run: RunData, labels, colours, figures: FigureJobs) -> HistorySection:
+    h = run.history
+    if h is None:
+        return HistorySection(
+            available=False, note="Support over time was not computed for this run. " + HOW_TO_HISTORY
+        )
+    try:
+        ids = [x["id"] for x in h["hypotheses"]]
+        points = h["points"]
+        every, settings = int(h["every"]), dict(h["settings"])
+        if ids != list(labels):
+            return HistorySection(
+                available=False,
+                note=f"{HISTORY} lists other hypotheses ({ids}); recompute it with `forecast history`.",
+            )
+        rows = [
+            HistoryRow(
+                quarter=str(p["quarter"]),
+                as_of=str(p["as_of"]),
+                n_observations=int(p["n_observations"]),
+                new_observations=int(p["new_observations"]),
+                source=str(p["source"]),
+                probabilities={k: float(p["probabilities"][k]) for k in ids},
+                probabilities_se={k: float(p["probabilities_se"][k]) for k in ids},
+                converged=bool(p["converged"]),
+                failed=[labels.get(k, k) for k in p.get("problems", {})],
+            )
+            for p in points
+        ]
+        chains, draws = settings["chains"], settings["draws"]
+    except (KeyError, TypeError, ValueError) as e:
+        return HistorySection(
+            available=False,
+            note=f"{HISTORY} is incomplete ({type(e).__name__}: {e}); recompute it with `forecast history`.",
+        )
+    if not rows:
+        return HistorySection(available=False, note=f"{HISTORY} holds no points. " + HOW_TO_HISTORY)
+    probs = {hid: np.array([r.probabilities[hid] for r in rows]) for hid in ids}
+    errs = {hid: np.array([r.probabilities_se[hid] for r in rows]) for hid in ids}
+    flagged = np.array([not r.converged for r in rows])
+    ref = run.study.time.reference
+    bad = int(flagged.sum())
+    name = figures.add(
+        "support-over-time",
+        "Support over time",
+        "Posterior probability of each hypothesis given the evidence known by the end of each quarter "
+        f"(a refit per {'quarter' if every == 1 else f'{every} quarters'}; {chains} chains x "
+        f"{draws} draws); bands: ±2 Monte Carlo standard errors."
+        + (f" Circled points ({bad}) come from fits that failed their convergence checks." if bad else ""),
+        "Line chart of each hypothesis's posterior probability by quarter",
+        F.support_history,
+        [r.quarter for r in rows],
+        [r.as_of for r in rows],
+        probs,
+        errs,
+        flagged,
+        labels,
+        colours,
+        reference=(f"reference quarter {quarter_label(ref)}", quarter_end(ref).isoformat()),
+    )
+    n_fitted = sum(r.source == "fit" for r in rows)
+    last_is_run = rows[-1].source == "run"
+    note = (
+        f"{len(rows) - 1} quarter(s), every {every} quarter(s): {n_fitted} refitted"
+        + (", the last one (all evidence) is the run itself" if last_is_run else "")
+        + "; quarters without new evidence reuse the previous result; the first point is the prior."
+    )
+    converged = all(r.converged for r in rows)
+    return HistorySection(True, note, every, settings, converged, rows, name)
+
+
+# --- 3. what each hypothesis learned -------------------------------------------------------------
+
+
+def _hyper_dataset(study: Study, arrays: dict[str, np.ndarray], shape):
+    import xarray as xr
+
+    groups = [g.label for g in study.groups]
+    data = {
+        PARAMETER_LABELS[p]: xr.DataArray(
+            S.as_samples(arrays[p], shape),
+            dims=("chain", "draw", "counterpart group"),
+            coords={"counterpart group": groups},
+        )
+        for p in study.parameters
+    }
+    return xr.Dataset(data)
+
+
+def _propensity_dataset(study: Study, prop: np.ndarray, shape):
+    import xarray as xr
+
+    domains = [d.label for d in study.domains]
+    return xr.Dataset(
+        {
+            g.label: xr.DataArray(
+                S.as_samples(prop[:, i, :], shape), dims=("chain", "draw", "domain"), coords={"domain": domains}
+            )
+            for i, g in enumerate(study.groups)
+        }
+    )
+
+
+def _learned(run: RunData, rows: dict[str, SupportRow], colours, figures: FigureJobs, arrays: dict) -> list[Learned]:
+    study = run.study
+    out = []
+    ref = quarter_label(study.time.reference)
+    for i, h in enumerate(study.hypotheses):
+        # As many prior draws as posterior draws, in the same (chain, draw) layout, so that ArviZ
+        # can put the two side by side.
+        shape = run.posteriors[h.id]["tilt__" + study.groups[0].id].shape[:2]
+        rng = derive_rng(REPORT_SEED, i, 7)
+        pri = S.prior_draws(study, h, rng, int(np.prod(shape)))
+        post = arrays[h.id]
+        hyper = [
+            IntervalRow(
+                f"{PARAMETER_LABELS[p]} ({PARAMETER_UNITS[p]})",
+                g.label,
+                *S.interval(pri[p][:, j]),
+                *S.interval(post[p][:, j]),
+            )
+            for p in study.parameters
+            for j, g in enumerate(study.groups)
+        ]
+        prop_prior, prop_post = S.propensity(pri), S.propensity(post)
+        props = [
+            IntervalRow(
+                "P(cooperative)",
+                f"{g.label} / {d.label}",
+                *S.interval(prop_prior[:, a, b]),
+                *S.interval(prop_post[:, a, b]),
+            )
+            for a, g in enumerate(study.groups)
+            for b, d in enumerate(study.domains)
+        ]
+        names = [f"learned-{h.id}-hyperparameters", f"learned-{h.id}-propensities"]
+        figures.add(
+            names[0],
+            f"{h.label}: hyperparameters",
+            f"Hyperparameters under '{h.label}': prior (grey) beside posterior, medians with 50% and 94% intervals. "
+            + "; ".join(f"{PARAMETER_LABELS[p]}: {PARAMETER_UNITS[p]}" for p in study.parameters)
+            + ".",
+            f"Forest plot of prior and posterior hyperparameters for {h.label}",
+            F.forest,
+            _hyper_dataset(study, pri, shape),
+            _hyper_dataset(study, post, shape),
+            colours[h.id],
+            f"{h.label}: hyperparameters",
+            "value (log-odds scale)",
+        )
+        figures.add(
+            names[1],
+            f"{h.label}: propensity to cooperate",
+            f"Probability that an interaction with each counterpart group is cooperative, per issue domain, at the "
+            f"reference quarter {ref}, under '{h.label}': prior (grey) beside posterior.",
+            f"Forest plot of prior and posterior cooperation probabilities by group and domain for {h.label}",
+            F.forest,
+            _propensity_dataset(study, prop_prior, shape),
+            _propensity_dataset(study, prop_post, shape),
+            colours[h.id],
+            f"{h.label}: probability of cooperation at {ref}",
+            f"probability that an interaction is cooperative ({ref})",
+            variable_label="counterpart group",
+            xlim=(0, 1),
+        )
+        r = rows[h.id]
+        out.append(Learned(h.id, h.label, colours[h.id], h.claim, r.converged, r.problems, hyper, props, names))
+    return out
+
+
+# --- 4. does the model fit -----------------------------------------------------------------------
+
+
+def _fit_section(run: RunData, etas: dict[str, np.ndarray], labels, colours, rows, figures: FigureJobs) -> FitSection:
+    study, cells = run.study, run.cells
+    n_gd, k_gd, coop = S.group_domain_counts(study, run.obs.table)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        observed = np.where(n_gd > 0, k_gd / np.maximum(n_gd, 1), np.nan)
+    rng = derive_rng(REPORT_SEED, 11)
+    replicated, pvals = {}, {}
+    for hid, eta in etas.items():
+        replicated[hid], pvals[hid] = S.replicate_shares(eta, cells, n_gd, k_gd, rng, REPLICATE_DRAWS)
+    ppc_rows = []
+    surprising = set()
+    for a, g in enumerate(study.groups):
+        for b, d in enumerate(study.domains):
+            if n_gd[a, b] == 0:
+                continue
+            rep = {}
+            for hid in etas:
+                med, lo, hi = S.interval(replicated[hid][:, a, b])
+                rep[hid] = {"median": med, "low": lo, "high": hi, "p_value": float(pvals[hid][a, b])}
+                if pvals[hid][a, b] < 0.05:
+                    surprising.add((a, b))
+            ppc_rows.append(PpcRow(g.label, d.label, int(n_gd[a, b]), float(observed[a, b]), rep))
+    name = "ppc-shares"
+    figures.add(
+        name,
+        "Observed and replicated cooperative share",
+        "Posterior predictive check: for each counterpart group and issue domain, the observed share of cooperative "
+        "events (black diamond) and the share in data replicated under each hypothesis (median, 50% and 94% intervals; "
+        f"{REPLICATE_DRAWS} replications of every event from its cell's fitted probability).",
+        "Interval chart of replicated versus observed cooperative share per group and domain",
+        F.ppc_shares,
+        [g.label for g in study.groups],
+        [d.label for d in study.domains],
+        observed,
+        n_gd,
+        replicated,
+        labels,
+        colours,
+    )
+
+    # LOO calibration: the LOO predictive probability of each event (PSIS weights per pattern),
+    # then ArviZ's PAV-adjusted calibration plot; the binary-outcome counterpart of a LOO-PIT.
+    # Computed with the figure (in a rendering worker), it costs the assembly nothing.
+    y = coop.astype(np.int8)
+    events = np.arange(len(y))
+    note = ""
+    if len(y) > CALIBRATION_MAX_EVENTS:
+        events = np.sort(rng.choice(len(y), CALIBRATION_MAX_EVENTS, replace=False))
+        note = f" Computed on a random subset of {CALIBRATION_MAX_EVENTS} of the {len(y)} events."
+    cal_names = []
+    for k, (hid, eta) in enumerate(etas.items()):
+        cname = figures.add(
+            f"loo-calibration-{hid}",
+            f"{labels[hid]}: LOO calibration",
+            f"PAV-adjusted calibration of the leave-one-out predictive probabilities under '{labels[hid]}' "
+            "(ArviZ plot_ppc_pava): the diagonal is perfect calibration; the band is a 94% consistency interval."
+            + note,
+            f"Calibration curve of LOO predicted probability against observed rate for {labels[hid]}",
+            calibration_figure,
+            eta,
+            cells,
+            events,
+            y[events],
+            colours[hid],
+            labels[hid],
+            REPORT_SEED + k,
+        )
+        cal_names.append(cname)
+    flagged = [labels[h] for h in etas if not rows[h].converged]
+    return FitSection(
+        ppc_rows,
+        name,
+        cal_names,
+        "For 0/1 outcomes a LOO-PIT is degenerate (every PIT value is one of two steps), so calibration is checked "
+        "with the PAV-adjusted reliability diagram of the LOO predictive probabilities (Säilynoja et al.; "
+        "Dimitriadis et al. 2021)." + note,
+        flagged,
+        len(surprising),
+    )
+
+
+def calibration_figure(eta, cells: CellData, events, observed, colour: str, title: str, seed: int) -> bytes:
+    """LOO predictive replications (Bernoulli draws at each event's LOO probability), then the ArviZ plot."""
+    p_event = S.loo_predictive_probability(eta, cells)[cells.event_pattern][events]
+    rng = np.random.default_rng(seed)
+    y_rep = (rng.random((CALIBRATION_DRAWS, len(events))) < p_event).astype(np.int8)
+    return F.loo_calibration(y_rep, observed, colour, title)
+
+
+# --- 5. evidence ---------------------------------------------------------------------------------
+
+
+def _pointwise(run: RunData, etas: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Per observation: elpd_loo__<h> and pareto_k__<h>, from the run or recomputed from the draws."""
+    if run.pointwise is not None:
+        return run.pointwise
+    chains = {hid: run.posteriors[hid].sizes["chain"] for hid in etas}
+    return S.pointwise_loo(run.obs.table["id"].to_numpy(), etas, chains, run.cells)
+
+
+def _evidence(run: RunData, head: Headline, pointwise: pd.DataFrame, labels, colours, rows, figures) -> EvidenceSection:
+    if head.runner_up is None:
+        return EvidenceSection(
+            False,
+            "Only one hypothesis: there is no support to move between two.",
+            head.leader,
+            None,
+            None,
+            [],
+            None,
+            False,
+        )
+    a, b = head.leader, head.runner_up
+    diff = pointwise[f"elpd_loo__{a}"].to_numpy() - pointwise[f"elpd_loo__{b}"].to_numpy()
+    k = np.maximum(pointwise[f"pareto_k__{a}"].to_numpy(), pointwise[f"pareto_k__{b}"].to_numpy())
+    t = run.obs.table
+    order = np.argsort(-np.abs(diff), kind="stable")[:EVIDENCE_MAX_ROWS]
+    ev = [
+        EvidenceRow(
+            id=str(t["id"].iat[i]),
+            event_date=t["event_date"].iat[i].date().isoformat(),
+            report_date=t["report_date"].iat[i].date().isoformat(),
+            counterpart=str(t["counterpart"].iat[i]),
+            domain=str(t["domain"].iat[i]),
+            outcome="cooperative" if t["cooperative"].iat[i] else "conflictual",
+            reliability=str(t["reliability"].iat[i]),
+            weight=float(t["weight"].iat[i]),
+            description=str(t["description"].iat[i]),
+            source=str(t["source"].iat[i]),
+            elpd_difference=float(diff[i]),
+            favours=labels[a] if diff[i] > 0 else labels[b],
+            pareto_k=float(k[i]),
+        )
+        for i in order
+    ]
+    top = ev[:EVIDENCE_BARS]
+    name = "evidence-most-diagnostic"
+    figures.add(
+        name,
+        "The most diagnostic observations",
+        f"The {len(top)} observations whose pointwise LOO elpd differs most between '{labels[a]}' and '{labels[b]}', "
+        "coloured by the hypothesis each favours.",
+        "Bar chart of the most diagnostic observations",
+        F.evidence_bars,
+        [f"{r.id} {r.event_date}" for r in top],
+        np.array([r.elpd_difference for r in top]),
+        a,
+        b,
+        labels,
+        colours,
+    )
+    note = (
+        f"Each observation's pointwise PSIS-LOO elpd under '{labels[a]}' minus under '{labels[b]}' (nats; > 0 favours "
+        f"'{labels[a]}'). Summed over all observations it is the LOO elpd difference between the two, a measure of "
+        "predictive accuracy that tracks, but is not, the Bayes factor."
+    )
+    if len(diff) > EVIDENCE_MAX_ROWS:
+        note += f" The table lists the {EVIDENCE_MAX_ROWS} most diagnostic of the {len(diff)} observations."
+    unreliable = not (rows[a].converged and rows[b].converged)
+    return EvidenceSection(True, note, a, b, float(diff.sum()), ev, name, unreliable)
+
+
+# --- 6. diagnostics ------------------------------------------------------------------------------
+
+
+def gate_thresholds(gate: dict, notes: list[str]) -> dict:
+    """The gate the run was judged by (its manifest), else this version's defaults (with a note)."""
+    recorded = {k: v for k, v in gate.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    missing = [k for k in DEFAULT_GATE if k not in recorded]
+    if missing:
+        notes.append(
+            "the run's manifest does not record "
+            + ("its gate thresholds" if len(missing) == len(DEFAULT_GATE) else f"the gate's {', '.join(missing)}")
+            + "; the thresholds shown are this version's defaults"
+        )
+    return {**DEFAULT_GATE, **recorded}
+
+
+def _diagnostics(run: RunData, pointwise: pd.DataFrame, colours) -> DiagnosticsSection:
+    notes = list(run.notes)
+    thresholds = gate_thresholds(run.stored.gate, notes)
+    out = []
+    n_samples = None
+    for h in run.summary["hypotheses"]:
+        d = h["diagnostics"]
+        sampler = h.get("sampler", run.summary.get("settings", {}))
+        stats = run.sample_stats.get(h["id"])
+        depth = int(stats["depth"].max()) if stats is not None and "depth" in stats else None
+        n_samples = int(run.posteriors[h["id"]].sizes["chain"] * run.posteriors[h["id"]].sizes["draw"])
+        threshold = min(1 - 1 / np.log10(n_samples), PARETO_K_GOOD)
+        ks = pointwise[f"pareto_k__{h['id']}"].to_numpy()
+        out.append(
+            DiagnosticsRow(
+                id=h["id"],
+                label=h["label"],
+                colour=colours[h["id"]],
+                converged=bool(d.get("converged", False)),
+                rhat_max=d["rhat_max"],
+                ess_bulk_min=d["ess_bulk_min"],
+                ess_tail_min=d["ess_tail_min"],
+                divergences=int(d["divergences"]),
+                treedepth_saturated=float(d.get("treedepth_saturated", float("nan"))),
+                max_tree_depth=depth,
+                ebfmi_min=float(d.get("ebfmi_min", float("nan"))),
+                pareto_k_max=float(np.nanmax(ks)),
+                n_bad_pareto_k=int((ks > threshold).sum()),
+                attempts=int(h.get("attempts", 1)),
+                draws=int(sampler.get("draws", 0)),
+                tune=int(sampler.get("tune", 0)),
+                chains=int(sampler.get("chains", 0)),
+                target_accept=float(sampler.get("target_accept", float("nan"))),
+                seconds=float(h.get("seconds", float("nan"))),
+                problems=list(d.get("problems", [])),
+            )
+        )
+    matches = None
+    if run.manifest is not None:
+        matches = run.manifest.get("observations", {}).get("sha256") == run.obs.sha256
+    threshold = min(1 - 1 / np.log10(n_samples), PARETO_K_GOOD) if n_samples else PARETO_K_GOOD
+    return DiagnosticsSection(
+        rows=out,
+        settings=run.summary.get("settings", {}),
+        thresholds=thresholds,
+        pareto_k_threshold=float(threshold),
+        manifest=run.manifest,
+        data_hash_matches=matches,
+        notes=notes,
+    )

@@ -1,0 +1,146 @@
+"""What the report needs from a stored run, read through ``forecast.runs.stored.StoredRun`` only.
+
+The report reads the run's own copies of its inputs (never the current files: a report shows
+what the run was fitted on), the posterior draws, the per-event LOO table, and the optional
+analyses other commands stored in the run (``history.json``, ``sensitivity.json``,
+``prior_predictive.json``). A missing or unreadable optional file is a note in the report, not
+an error; a run without its inputs or posteriors is a RunStoreError (exit 2) that says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from forecast.data.cells import CellData, cell_data
+from forecast.data.observations import Observations, load_observations
+from forecast.errors import InputError, RunStoreError
+from forecast.runs.layout import (
+    HISTORY,
+    HISTORY_SCHEMA,
+    OBSERVATIONS_COPY,
+    POINTWISE,
+    PRIOR_PREDICTIVE,
+    PRIOR_PREDICTIVE_SCHEMA,
+    SENSITIVITY,
+    SENSITIVITY_SCHEMA,
+    STUDY_COPY,
+    SUMMARY,
+)
+from forecast.runs.stored import StoredRun
+from forecast.spec.study import Study, load_study
+
+OLDER = "it was written by an older version of forecast or is incomplete; re-run `forecast update`"
+
+
+@dataclass
+class RunData:
+    stored: StoredRun
+    summary: dict
+    manifest: dict | None
+    study: Study
+    obs: Observations
+    cells: CellData
+    posteriors: dict  # hypothesis id -> xarray Dataset (posterior)
+    sample_stats: dict  # hypothesis id -> xarray Dataset of tree depths, or None
+    pointwise: pd.DataFrame | None
+    history: dict | None  # history.json as stored
+    sensitivity: dict | None  # sensitivity.json as stored
+    prior_predictive: dict | None  # prior_predictive.json as stored
+    notes: list[str]
+
+    @property
+    def run_dir(self) -> Path:
+        return self.stored.path
+
+
+def find_run(run: Path | None, *, study_path: Path | None = None, runs_root: Path | None = None) -> StoredRun:
+    """RUN (a run directory, a study's run folder, or a study file: its latest run) or the latest
+    run of ``study_path``."""
+    if run is not None and Path(run).suffix == ".toml" and Path(run).is_file():
+        run, study_path = None, Path(run)
+    if run is not None and not Path(run).exists():
+        raise RunStoreError(f"{run}: no such run directory or study file")
+    if run is not None and not Path(run).is_dir():
+        raise RunStoreError(f"{run}: expected a run directory (with {SUMMARY}) or a study file (.toml)")
+    study = load_study(study_path) if run is None and study_path is not None else None
+    return StoredRun.find(run, study=study, runs_root=runs_root)
+
+
+def load_run(stored: StoredRun) -> RunData:
+    """Everything the report needs from a run; a clear RunStoreError if a required part is missing."""
+    run_dir = stored.path
+    notes: list[str] = []
+    for name in (STUDY_COPY, OBSERVATIONS_COPY):
+        if not stored.has(name):
+            raise RunStoreError(f"{run_dir}: the run has no copy of its inputs ({name} is missing), so {OLDER}")
+    manifest = stored.manifest or None
+    if manifest is None:
+        notes.append("the run has no manifest.json; data hashes and package versions are not shown")
+    try:
+        study = load_study(run_dir / STUDY_COPY)
+        obs = load_observations(study, stored.observations_path)
+    except InputError as e:
+        raise RunStoreError(f"{run_dir}: the stored inputs no longer validate ({e}); {OLDER}") from None
+    ids = stored.hypothesis_ids
+    if ids != [h.id for h in study.hypotheses]:
+        raise RunStoreError(
+            f"{run_dir}: {SUMMARY} lists hypotheses {ids} but the stored study has "
+            f"{[h.id for h in study.hypotheses]}; {OLDER}"
+        )
+    posteriors, stats = {}, {}
+    for hid in ids:
+        posteriors[hid] = stored.open_posterior(hid)
+        try:
+            ds = stored.open_posterior(hid, "sample_stats")
+            stats[hid] = ds[[v for v in ("depth", "maxdepth_reached") if v in ds]]
+        except RunStoreError:
+            stats[hid] = None
+    return RunData(
+        stored=stored,
+        summary=stored.summary,
+        manifest=manifest,
+        study=study,
+        obs=obs,
+        cells=cell_data(obs.table, study),
+        posteriors=posteriors,
+        sample_stats=stats,
+        pointwise=_pointwise_table(stored, ids, obs, notes),
+        history=_optional(stored, HISTORY, HISTORY_SCHEMA, "forecast history", notes),
+        sensitivity=_optional(stored, SENSITIVITY, SENSITIVITY_SCHEMA, "forecast sensitivity", notes),
+        prior_predictive=_optional(stored, PRIOR_PREDICTIVE, PRIOR_PREDICTIVE_SCHEMA, "forecast priors", notes),
+        notes=notes,
+    )
+
+
+def _pointwise_table(stored: StoredRun, ids: list[str], obs: Observations, notes: list[str]) -> pd.DataFrame | None:
+    """The stored per-event LOO table, or None (with a note) when it must be recomputed."""
+    if not stored.has(POINTWISE):
+        notes.append(
+            f"the run has no {POINTWISE} (written by an older version); pointwise LOO was recomputed from the draws"
+        )
+        return None
+    try:
+        pointwise = pd.read_csv(stored.path / POINTWISE, dtype={"id": str})
+    except (OSError, ValueError) as e:
+        notes.append(f"{POINTWISE} is unreadable ({type(e).__name__}); pointwise LOO was recomputed")
+        return None
+    wanted = [f"{kind}__{hid}" for hid in ids for kind in ("elpd_loo", "pareto_k")]
+    if "id" not in pointwise or any(c not in pointwise for c in wanted):
+        notes.append(f"{POINTWISE} lacks some hypotheses' columns; pointwise LOO was recomputed")
+        return None
+    if list(pointwise["id"]) != list(obs.table["id"]):
+        notes.append(f"{POINTWISE} does not match the stored observations; pointwise LOO was recomputed")
+        return None
+    return pointwise
+
+
+def _optional(stored: StoredRun, name: str, schema: int, command: str, notes: list[str]) -> dict | None:
+    """An analysis another command stored in the run, or None: absent, or unreadable (with a note)."""
+    try:
+        return stored.read_json(name, schema)
+    except RunStoreError as e:
+        notes.append(f"{name} was not shown: {e}; run `{command}` again to replace it")
+        return None

@@ -1,0 +1,450 @@
+"""The report as a typed record: one frozen dataclass per section, ``Report`` holding them all.
+
+``forecast.reports.report.assemble`` fills these from a stored run; ``render`` turns them into
+HTML, Markdown and JSON. Nothing here reads files or computes statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from forecast.runs.layout import REPORT_SCHEMA
+
+FORMATS = ("html", "md", "json")
+UNRELIABLE = "UNRELIABLE: at least one fit failed its checks (convergence, marginal-likelihood error)"
+
+# The convergence gate's thresholds, shown beside the diagnostics. A run records the thresholds
+# it was judged by in its manifest (``StoredRun.gate``); these are the values of forecast.fit's
+# gate, copied here (the report does not import the sampler) for runs written before that.
+DEFAULT_GATE = {
+    "rhat_max": 1.01,
+    "ess_min": 400,
+    "divergences": 0,
+    "ebfmi_min": 0.3,
+    "treedepth_saturation_max": 0.05,
+}
+
+
+# --- 1. headline -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SupportRow:
+    id: str
+    label: str
+    colour: str
+    rank: int
+    prior_probability: float
+    posterior_probability: float
+    posterior_probability_se: float
+    log_marginal_likelihood: float
+    log_marginal_likelihood_se: float
+    bayes_factor: float | None  # this hypothesis against `bayes_factor_against`
+    log_bayes_factor: float | None
+    log_bayes_factor_se: float | None
+    bayes_factor_against: str | None  # id of the runner-up (for the leader) or of the leader (for the others)
+    bayes_factor_text: str
+    jeffreys: str  # verbal strength on Jeffreys' scale, e.g. "strong evidence for", "moderate evidence against"
+    elpd_loo: float
+    elpd_loo_se: float
+    elpd_diff: float
+    elpd_diff_se: float
+    loo_weight: float
+    converged: bool
+    problems: list[str]
+
+
+@dataclass(frozen=True)
+class Headline:
+    question: str
+    study: str
+    latest_observation: str | None
+    n_observations: int
+    rows: list[SupportRow]  # ranked by posterior probability
+    leader: str
+    runner_up: str | None
+    conclusion: str
+    loo_note: str
+    converged: bool
+    warning: str | None
+    failed: list[str]  # labels of hypotheses whose fits failed the gate
+
+
+# --- 2. support over time ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    quarter: str
+    as_of: str
+    n_observations: int
+    new_observations: int
+    source: str
+    probabilities: dict[str, float]
+    probabilities_se: dict[str, float]
+    converged: bool
+    failed: list[str]
+
+
+@dataclass(frozen=True)
+class HistorySection:
+    available: bool
+    note: str
+    every: int | None = None
+    settings: dict | None = None
+    converged: bool = True
+    rows: list[HistoryRow] = field(default_factory=list)
+    figure: str | None = None
+
+
+# --- 3. what each hypothesis learned ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IntervalRow:
+    parameter: str
+    group: str
+    prior_median: float
+    prior_low: float
+    prior_high: float
+    posterior_median: float
+    posterior_low: float
+    posterior_high: float
+
+
+@dataclass(frozen=True)
+class Learned:
+    id: str
+    label: str
+    colour: str
+    claim: str
+    converged: bool
+    problems: list[str]
+    hyperparameters: list[IntervalRow]
+    propensities: list[IntervalRow]  # P(cooperative) per (group, domain) at the reference quarter
+    figures: list[str]
+
+
+# --- 4. does the model fit ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PpcRow:
+    group: str
+    domain: str
+    n_events: int
+    observed_share: float
+    replicated: dict[str, dict[str, float]]  # hypothesis id -> median, low, high (94%), p_value
+
+
+@dataclass(frozen=True)
+class FitSection:
+    rows: list[PpcRow]
+    figure: str
+    calibration_figures: list[str]
+    calibration_note: str
+    flagged: list[str]  # labels of hypotheses whose fits failed (their checks are unreliable)
+    surprising: int  # (group, domain) cells with a two-sided posterior predictive p-value < 0.05
+
+
+# --- 5. evidence -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvidenceRow:
+    id: str
+    event_date: str
+    report_date: str
+    counterpart: str
+    domain: str
+    outcome: str
+    reliability: str
+    weight: float
+    description: str
+    source: str
+    elpd_difference: float  # elpd_i(leader) - elpd_i(runner-up): > 0 favours the leader
+    favours: str  # label of the hypothesis it favours
+    pareto_k: float  # the larger of the two hypotheses' Pareto k for this observation
+
+
+@dataclass(frozen=True)
+class EvidenceSection:
+    available: bool
+    note: str
+    leader: str | None
+    runner_up: str | None
+    total: float | None
+    rows: list[EvidenceRow]
+    figure: str | None
+    unreliable: bool
+
+
+# --- sensitivity to the priors (from sensitivity.json) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class RangeRow:
+    id: str
+    label: str
+    colour: str
+    base: float
+    low: float
+    high: float
+    low_variant: str
+    high_variant: str
+
+
+@dataclass(frozen=True)
+class TornadoRow:
+    hypothesis: str  # label
+    target: str  # the perturbed prior ("all": every prior of the hypothesis jointly)
+    low: float
+    high: float
+    swing: float
+
+
+@dataclass(frozen=True)
+class PsenseFlag:
+    hypothesis: str  # label
+    parameter: str
+    group: str
+    flag: str
+
+
+@dataclass(frozen=True)
+class SensitivitySection:
+    available: bool
+    note: str
+    warning: str | None = None
+    leader: str | None = None
+    stable: bool | None = None
+    verdict: str = ""
+    n_variants: int = 0
+    n_refitted: int = 0
+    shifts: list[float] = field(default_factory=list)
+    scales: list[float] = field(default_factory=list)
+    pareto_k_threshold: float | None = None
+    ranges: list[RangeRow] = field(default_factory=list)
+    tornado: list[TornadoRow] = field(default_factory=list)  # the largest swings first
+    prior_odds: str = ""
+    psense_threshold: float | None = None
+    psense_flags: list[PsenseFlag] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)
+
+
+# --- what the priors imply (from prior_predictive.json) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatedPrior:
+    parameter: str
+    group: str
+    prior: str  # e.g. "Normal(mu=0, sigma=1)"
+    statement: str | None  # the analyst's statement it was elicited from, if any
+
+
+@dataclass(frozen=True)
+class ShareRow:
+    what: str  # e.g. "West / typical domain, 2020Q3"
+    median: float
+    q25: float
+    q75: float
+    q05: float
+    q95: float
+
+
+@dataclass(frozen=True)
+class PriorHypothesis:
+    id: str
+    label: str
+    colour: str
+    prior_probability: float
+    priors: list[StatedPrior]
+    shares: list[ShareRow]
+
+
+@dataclass(frozen=True)
+class PairRow:
+    a: str  # label
+    b: str  # label
+    most_different: str
+    max_hellinger: float
+    indistinguishable: bool
+
+
+@dataclass(frozen=True)
+class PriorPredictiveSection:
+    available: bool
+    note: str
+    reference_quarter: str | None = None
+    n_draws: int | None = None
+    threshold: float | None = None
+    hypotheses: list[PriorHypothesis] = field(default_factory=list)
+    pairs: list[PairRow] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    figure: str | None = None
+
+
+# --- 6. diagnostics ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DiagnosticsRow:
+    id: str
+    label: str
+    colour: str
+    converged: bool
+    rhat_max: float
+    ess_bulk_min: float
+    ess_tail_min: float
+    divergences: int
+    treedepth_saturated: float
+    max_tree_depth: int | None
+    ebfmi_min: float
+    pareto_k_max: float
+    n_bad_pareto_k: int
+    attempts: int
+    draws: int
+    tune: int
+    chains: int
+    target_accept: float
+    seconds: float
+    problems: list[str]
+
+
+@dataclass(frozen=True)
+class DiagnosticsSection:
+    rows: list[DiagnosticsRow]
+    settings: dict
+    thresholds: dict  # the gate the run was judged by (its manifest), else DEFAULT_GATE
+    pareto_k_threshold: float
+    manifest: dict | None
+    data_hash_matches: bool | None
+    notes: list[str]
+
+
+# --- the whole report --------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    study: str
+    run_dir: str
+    run_id: str
+    generated: str
+    forecast_version: str
+    converged: bool
+    warning: str | None
+    headline: Headline
+    history: HistorySection
+    learned: list[Learned]
+    fit: FitSection
+    evidence: EvidenceSection
+    diagnostics: DiagnosticsSection
+    colours: dict[str, str]
+    labels: dict[str, str]
+    sensitivity: SensitivitySection = field(default_factory=lambda: SensitivitySection(False, ""))
+    prior_predictive: PriorPredictiveSection = field(default_factory=lambda: PriorPredictiveSection(False, ""))
+    figures: dict = field(default_factory=dict)  # name -> forecast.reports.figures.Figure
+    timings: dict = field(default_factory=dict)  # seconds per stage of build_report
+    seconds: float = 0.0
+
+    def figure(self, name: str):
+        return self.figures[name]
+
+    def to_dict(self, with_images: bool = True) -> dict:
+        d = {
+            "schema_version": REPORT_SCHEMA,
+            "kind": "forecast-report",
+            "study": self.study,
+            "run_dir": self.run_dir,
+            "run_id": self.run_id,
+            "generated": self.generated,
+            "forecast_version": self.forecast_version,
+            "converged": self.converged,
+        }
+        if self.warning:
+            d["warning"] = self.warning
+        d.update(
+            {
+                "colours": self.colours,
+                "headline": asdict(self.headline),
+                "history": asdict(self.history),
+                "learned": [asdict(x) for x in self.learned],
+                "fit": asdict(self.fit),
+                "evidence": asdict(self.evidence),
+                "sensitivity": asdict(self.sensitivity),
+                "prior_predictive": asdict(self.prior_predictive),
+                "diagnostics": asdict(self.diagnostics),
+                "figures": {k: f.to_dict(with_images) for k, f in self.figures.items()},
+            }
+        )
+        return d
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """What `forecast report` did: the report, the files written, whether history was computed first."""
+
+    report: Report
+    outputs: dict[str, str]
+    history_computed: bool
+    history_path: str | None
+    seconds: float
+
+    @property
+    def converged(self) -> bool:
+        return self.report.converged
+
+    def to_dict(self) -> dict:
+        r = self.report
+        h = r.headline
+        d = {
+            "run_dir": r.run_dir,
+            "study": r.study,
+            "question": h.question,
+            "latest_observation": h.latest_observation,
+            "converged": r.converged,
+        }
+        if r.warning:
+            d["warning"] = r.warning
+        d.update(
+            {
+                "outputs": self.outputs,
+                "conclusion": h.conclusion,
+                "leader": h.leader,
+                "runner_up": h.runner_up,
+                "hypotheses": [
+                    {
+                        "id": x.id,
+                        "label": x.label,
+                        "prior_probability": x.prior_probability,
+                        "posterior_probability": x.posterior_probability,
+                        "posterior_probability_se": x.posterior_probability_se,
+                        "bayes_factor": x.bayes_factor,
+                        "bayes_factor_against": x.bayes_factor_against,
+                        "jeffreys": x.jeffreys,
+                        "elpd_diff": x.elpd_diff,
+                        "elpd_diff_se": x.elpd_diff_se,
+                        "converged": x.converged,
+                    }
+                    for x in h.rows
+                ],
+                "history": None
+                if not r.history.available
+                else {
+                    "path": self.history_path,
+                    "computed": self.history_computed,
+                    "every": r.history.every,
+                    "n_points": len(r.history.rows),
+                    "converged": r.history.converged,
+                },
+                "sensitivity": r.sensitivity.available,
+                "prior_predictive": r.prior_predictive.available,
+                "figures": sorted(r.figures),
+                "notes": r.diagnostics.notes,
+                "seconds": self.seconds,
+                "report_schema_version": REPORT_SCHEMA,
+            }
+        )
+        return d

@@ -1,0 +1,121 @@
+"""The statistics the report computes from stored draws: pure functions of arrays, no I/O, no fitting.
+
+Prior draws beside the posterior ones, intervals, the propensity to cooperate at the reference
+quarter, posterior predictive replications per (group, domain), LOO predictive probabilities for
+the calibration plot, and the per-event LOO table of runs that predate ``loo_pointwise.csv``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from forecast.data.cells import CellData
+from forecast.model.build import DOMAIN_EFFECT, RW_STEPS, latent_logit
+from forecast.spec.study import Hypothesis, Study
+from forecast.stats.loo import pattern_loglik, psis_loo_cells
+from forecast.stats.psis import psislw
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def prior_draws(study: Study, hypothesis: Hypothesis, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """``n`` draws from a hypothesis's priors in the layout of ``draws_as_arrays`` (flattened samples).
+
+    Each hyperparameter is drawn by its ``Prior.sample`` (the one prior sampler); the domain
+    effects and random-walk steps are the model's standard normals.
+    """
+    out: dict[str, np.ndarray] = {}
+    for param in study.parameters:
+        out[param] = np.stack([hypothesis.priors[(param, g.id)].sample(rng, n) for g in study.groups], axis=-1)
+    n_g, n_d = len(study.groups), len(study.domains)
+    out[DOMAIN_EFFECT] = rng.standard_normal((n, n_g, n_d))
+    if "random_walk" in study.time.components and study.time.n_quarters > 1:
+        out[RW_STEPS] = rng.standard_normal((n, n_g, study.time.n_quarters - 1))
+    return out
+
+
+def interval(a: np.ndarray) -> tuple[float, float, float]:
+    """Median and the central 94% interval: (median, low, high)."""
+    lo, med, hi = np.percentile(a, [3, 50, 97])
+    return float(med), float(lo), float(hi)
+
+
+def as_samples(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(samples, ...) -> (chain, draw, ...) for ArviZ."""
+    return a.reshape(*shape, *a.shape[1:])
+
+
+def propensity(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """P(cooperative) per (sample, group, domain) at the reference quarter.
+
+    There the trend term is zero and the random walk is anchored at zero, so only tilt, spread
+    and the domain effects enter: the model's own formula on a one-quarter grid.
+    """
+    eta = latent_logit(np, arrays, np.zeros(1), 0, ())
+    return sigmoid(eta[..., 0])
+
+
+def group_domain_counts(study: Study, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Events and cooperative events per (group, domain), and each event's cooperative flag."""
+    n_g, n_d = len(study.groups), len(study.domains)
+    gidx = table["group"].map({g.id: i for i, g in enumerate(study.groups)}).to_numpy()
+    didx = table["domain"].map({d.id: i for i, d in enumerate(study.domains)}).to_numpy()
+    coop = table["cooperative"].to_numpy(dtype=bool)
+    n_gd = np.zeros((n_g, n_d))
+    k_gd = np.zeros((n_g, n_d))
+    np.add.at(n_gd, (gidx, didx), 1)
+    np.add.at(k_gd, (gidx, didx), coop)
+    return n_gd, k_gd, coop
+
+
+def replicate_shares(
+    eta: np.ndarray,
+    cells: CellData,
+    n_gd: np.ndarray,
+    k_gd: np.ndarray,
+    rng: np.random.Generator,
+    n_draws: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior predictive replications of the cooperative share per (group, domain).
+
+    ``n_draws`` posterior draws (without replacement) each replicate every event from its cell's
+    probability. Returns the replicated shares (draws, groups, domains) and the two-sided
+    posterior predictive p-values of the observed counts (groups, domains).
+    """
+    n_g, n_d = n_gd.shape
+    cell_gd = cells.group * n_d + cells.domain
+    take = rng.choice(eta.shape[0], size=min(n_draws, eta.shape[0]), replace=False)
+    counts = rng.binomial(cells.n_events, sigmoid(eta[take]))  # (draws, cells)
+    per_gd = np.zeros((len(take), n_g * n_d))
+    np.add.at(per_gd.T, cell_gd, counts.T)
+    per_gd = per_gd.reshape(-1, n_g, n_d)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = np.where(n_gd > 0, per_gd / np.maximum(n_gd, 1), np.nan)
+    upper = (per_gd >= k_gd).mean(axis=0)
+    lower = (per_gd <= k_gd).mean(axis=0)
+    return shares, np.minimum(1.0, 2 * np.minimum(upper, lower))
+
+
+def loo_predictive_probability(eta: np.ndarray, cells: CellData) -> np.ndarray:
+    """P(cooperative) of each pattern's event predicted without it: PSIS-weighted over the draws."""
+    loglik = pattern_loglik(eta, cells)  # (samples, patterns), reliability-weighted as in the fit
+    # psislw takes the log-likelihood and smooths weights 1 / p(y_i | theta) (leave-one-out).
+    log_w, _ = psislw(loglik.T, r_eff=1.0)
+    w = np.exp(log_w - log_w.max(axis=-1, keepdims=True))
+    w /= w.sum(axis=-1, keepdims=True)
+    return (w * sigmoid(eta[:, cells.pattern_cell]).T).sum(axis=-1)
+
+
+def pointwise_loo(
+    ids: np.ndarray, etas: dict[str, np.ndarray], chains: dict[str, int], cells: CellData
+) -> pd.DataFrame:
+    """Per observation: elpd_loo__<h> and pareto_k__<h>, recomputed from the draws (as update does)."""
+    table = pd.DataFrame({"id": ids})
+    for hid, eta in etas.items():
+        lo = psis_loo_cells(eta, cells, chains[hid])
+        table[f"elpd_loo__{hid}"] = lo.pointwise[cells.event_pattern]
+        table[f"pareto_k__{hid}"] = lo.pareto_k[cells.event_pattern]
+    return table

@@ -1,0 +1,391 @@
+"""`forecast report` on a stored run without fitting: hostile text, the analyses a run holds, leftovers.
+
+Every test here starts from a copy of the golden run (tests/golden/run-v1) and builds its report
+with a stand-in figure renderer (a 1x1 PNG per figure), so nothing samples and nothing is drawn
+except where a test asks for a plot. Hostile strings go into every user-supplied field: the study
+question, hypothesis labels and claims, group and domain labels, observation ids, descriptions
+and sources.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from forecast.reports.figures import Figure
+from forecast.reports.report import build_report, write_report
+from forecast.reports.report.assemble import gate_thresholds
+from forecast.reports.report.records import DEFAULT_GATE
+from forecast.reports.report.render import md_line, md_text, render_html, render_markdown, safe_url, sweep_leftovers
+from forecast.runs.stored import StoredRun
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "run-v1"
+IMG = "<img src=x onerror=alert(1)>"
+MD_IMAGE = "![x](http://evil/x.png)"
+MD_LINK = "[a](javascript:alert(1))"
+HOSTILE = f"{IMG} {MD_IMAGE} {MD_LINK} *b* _i_ `c` | # <script>alert(2)</script> &lt;"
+GOOD_SOURCE = "https://example.org/wire?a=1&b=(2)"
+BAD_SOURCE = "javascript:alert(3)"
+# A 1x1 PNG: what the stand-in renderer returns for every figure.
+PIXEL = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
+
+class PixelRenderer:
+    """Stands in for FigureRenderer: no drawing, except the figures named in ``draw``."""
+
+    def __init__(self, draw: tuple[str, ...] = ()):
+        self.draw = draw
+
+    def render(self, jobs):
+        out = {}
+        for j in jobs:
+            png = j.fn(*j.args, **j.kwargs) if j.name in self.draw else PIXEL
+            out[j.name] = Figure(j.name, j.title, j.caption, j.alt, png)
+        return out
+
+
+# --- stored analyses, in the layout their commands write -----------------------------------------
+
+
+def history_json() -> dict:
+    def point(quarter, as_of, n, new, source, p_shift, converged=True):
+        return {
+            "quarter": quarter,
+            "as_of": as_of,
+            "n_observations": n,
+            "new_observations": new,
+            "source": source,
+            "probabilities": {"steady": 1 - p_shift, "shift": p_shift},
+            "probabilities_se": {"steady": 0.01, "shift": 0.01},
+            "log_marginal_likelihood": {"steady": None, "shift": None},
+            "log_marginal_likelihood_se": {"steady": None, "shift": None},
+            "converged": converged,
+            "problems": {} if converged else {"shift": ["R-hat 1.2 > 1.01"]},
+        }
+
+    return {
+        "schema_version": 1,
+        "study": "golden",
+        "hypotheses": [
+            {"id": "steady", "label": "Steady", "prior_probability": 0.5},
+            {"id": "shift", "label": "Shift"},
+        ],
+        "every": 4,
+        "settings": {"draws": 500, "tune": 400, "chains": 4},
+        "converged": False,
+        "n_points": 3,
+        "n_fitted": 1,
+        "seconds": 1.0,
+        "points": [
+            point("2019Q4", "2019-12-31", 0, 0, "prior", 0.5),
+            point("2020Q4", "2020-12-31", 20, 20, "fit", 0.6, converged=False),
+            point("2021Q4", "2021-12-31", 48, 28, "run", 0.7679244350573817),
+        ],
+    }
+
+
+def sensitivity_json() -> dict:
+    grid = np.linspace(0.01, 0.99, 9).tolist()
+    odds = {
+        hid: {
+            "prior_probability": 0.5,
+            "posterior_probability": p,
+            "flip_prior": 0.232,
+            "flip_prior_se": 0.01,
+            "flip_against": other,
+            "even_odds_prior": 0.232,
+            "curve": {"prior": grid, "posterior": [min(1.0, x * 1.3) for x in grid]},
+        }
+        for hid, other, p in (("steady", "shift", 0.232), ("shift", "steady", 0.768))
+    }
+    return {
+        "schema_version": 1,
+        "study": "golden",
+        "converged": True,
+        "grid": {"shifts": [0.5], "scales": [1.5], "by": "parameter", "joint": True, "pareto_k_threshold": 0.697},
+        "hypotheses": [
+            {"id": "steady", "label": "Steady", "prior_probability": 0.5},
+            {"id": "shift", "label": "Shift"},
+        ],
+        "base": {"leader": "shift", "posterior_probabilities": {"steady": 0.232, "shift": 0.768}},
+        "n_variants": 3,
+        "n_refitted": 0,
+        "refitted": [],
+        "ranges": {
+            "steady": {"base": 0.232, "min": 0.09, "max": 0.37, "min_variant": "steady/all/n", "max_variant": "a/b"},
+            "shift": {"base": 0.768, "min": 0.63, "max": 0.91, "min_variant": "steady/all/w", "max_variant": "c/d"},
+        },
+        "tornado": [
+            {"hypothesis": "steady", "target": "all", "low": 0.63, "high": 0.91, "swing": 0.28},
+            {"hypothesis": "shift", "target": "tilt", "low": 0.70, "high": 0.81, "swing": 0.11},
+        ],
+        "verdict": {"leader": "shift", "stable": True, "flips": [], "text": f"'{HOSTILE}' leads in all 3 variants."},
+        "prior_odds": odds,
+        "prior_odds_text": "Shift stays ahead above 0.232.",
+        "psense_flags": [{"hypothesis": "steady", "parameter": "tilt", "group": "west", "flag": "prior-data conflict"}],
+        "psense_threshold": 0.05,
+        "unreliable_variants": [],
+        "warning": "2 variant(s) have Pareto k above 0.70 and were not refitted",
+    }
+
+
+def prior_predictive_json() -> dict:
+    def rows(kind, extra):
+        return [
+            {"group": g, **e, "q05": 0.1, "q25": 0.3, "median": 0.5, "q75": 0.7, "q95": 0.9}
+            for g in ("west", "east")
+            for e in extra
+        ]
+
+    predictive = {
+        "domain_shares": rows(
+            "d", [{"domain": "defence", "quarter": "2020Q3"}, {"domain": "energy", "quarter": "2020Q3"}]
+        ),
+        "typical_share": rows(
+            "t", [{"at": a, "quarter": q} for a, q in (("start", "2020Q1"), ("reference", "2020Q3"), ("end", "2021Q4"))]
+        ),
+        "change_over_window": rows("c", [{}]),
+        "quarterly_swing": rows("s", [{}]),
+    }
+    prior = {"parameter": "tilt", "group": "west", "prior": "Normal(mu=0, sigma=1)", "statement": {"text": HOSTILE}}
+    return {
+        "schema_version": 1,
+        "study": "golden",
+        "reference_quarter": "2020Q3",
+        "window": ["2020Q1", "2021Q4"],
+        "n_draws": 2000,
+        "seed": 1,
+        "threshold": 0.15,
+        "hypotheses": [
+            {"id": hid, "label": hid, "prior_probability": 0.5, "priors": [prior], "predictive": predictive}
+            for hid in ("steady", "shift")
+        ],
+        "distinguishability": [
+            {
+                "a": "steady",
+                "b": "shift",
+                "max_hellinger": 0.1,
+                "most_different": "typical_share/east/end",
+                "indistinguishable": True,
+            }
+        ],
+        "warnings": [f"'{HOSTILE}' and 'Shift' imply nearly the same data"],
+    }
+
+
+# --- a hostile copy of the golden run --------------------------------------------------------------
+
+
+def _toml(text: str) -> str:
+    return json.dumps(text)  # a TOML basic string for these characters
+
+
+def hostile_run(directory: Path) -> Path:
+    run = directory / "golden" / "20261207T051613Z"
+    shutil.copytree(GOLDEN, run)
+    study = (run / "study.toml").read_text(encoding="utf-8")
+    for old in ('"Does Testland tilt east?"', '"Steady"', '"The shift claim."', '"West"', '"Energy"'):
+        study = study.replace(old, _toml(f"{old.strip(chr(34))} {HOSTILE}"), 1)
+    (run / "study.toml").write_text(study, encoding="utf-8")
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    summary["question"] += " " + HOSTILE
+    summary["conclusion"] += " " + HOSTILE
+    summary["hypotheses"][0]["label"] += " " + HOSTILE
+    (run / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    with open(run / "observations.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    rows[0]["id"] = "G001" + MD_LINK
+    for i, row in enumerate(rows):
+        row["description"] += " " + HOSTILE
+        row["source"] = (GOOD_SOURCE, BAD_SOURCE, f"Wire {MD_IMAGE}")[i % 3]
+    with open(run / "observations.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+    manifest["gate"] = {**DEFAULT_GATE, "rhat_max": 1.05, "ess_min": 321}
+    (run / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (run / "history.json").write_text(json.dumps(history_json()), encoding="utf-8")
+    (run / "sensitivity.json").write_text(json.dumps(sensitivity_json()), encoding="utf-8")
+    (run / "prior_predictive.json").write_text(json.dumps(prior_predictive_json()), encoding="utf-8")
+    return run
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    run = hostile_run(tmp_path_factory.mktemp("hostile"))
+    report = build_report(StoredRun.open(run), renderer=PixelRenderer())
+    return run, report, render_markdown(report), render_html(report)
+
+
+# --- Markdown: nothing from the data becomes markup ----------------------------------------------
+
+
+def test_markdown_escapes_every_user_supplied_string(hostile):
+    _, _, md, _ = hostile
+    for raw in (IMG, MD_IMAGE, MD_LINK, "<script>", "*b*", "_i_", "`c`", BAD_SOURCE + "]("):
+        assert raw not in md
+    assert "&lt;img src=x onerror=alert(1)&gt;" in md
+    assert r"!\[x\](http://evil/x.png)" in md and r"\[a\](javascript:alert(1))" in md
+    assert "&amp;lt;" in md  # an entity in the data is shown as typed, not decoded
+    # Every link or image destination is an embedded figure or an http(s) source.
+    destinations = re.findall(r"(?<!\\)\]\(([^)]*)", md)
+    assert destinations and all(d.startswith(("data:image/png;base64,", "<https://")) for d in destinations)
+    # Hostile labels stay inside their heading and table cell.
+    assert re.search(r"^### Steady &lt;img src=x onerror=alert\(1\)&gt; ", md, re.M)
+    table = [line for line in md.splitlines() if line.startswith("| ") and "Steady" in line]
+    assert table and all(line.count(" | ") == line.replace(r"\|", "").count(" | ") for line in table)
+
+
+def test_markdown_renders_to_html_without_anything_from_the_data(hostile):
+    markdown_it = pytest.importorskip("markdown_it")
+    _, _, md, _ = hostile
+    # A renderer that passes raw HTML through, as many do: still nothing executable or remote.
+    html = markdown_it.MarkdownIt("commonmark", {"html": True}).enable("table").render(md)
+    assert "<script" not in html and "onerror=" not in html.replace("onerror=alert(1)&gt;", "")
+    assert re.findall(r"<img [^>]*src=\"([^\"]*)\"", html)
+    assert all(src.startswith("data:image/png;base64,") for src in re.findall(r"<img [^>]*src=\"([^\"]*)\"", html))
+    hrefs = re.findall(r"<a [^>]*href=\"([^\"]*)\"", html)
+    assert hrefs and all(h.startswith("https://example.org/") for h in hrefs)
+
+
+def test_html_escapes_every_user_supplied_string_and_links_only_http_sources(hostile):
+    _, _, _, html = hostile
+    assert IMG not in html and "<script>alert" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert all(src.startswith("data:image/png;base64,") for src in re.findall(r"<img [^>]*src=\"([^\"]*)\"", html))
+    hrefs = re.findall(r"href=\"([^\"]*)\"", html)
+    assert hrefs and set(hrefs) == {"https://example.org/wire?a=1&amp;b=(2)"}
+    assert "javascript:alert(3)" in html and 'href="javascript' not in html  # shown as text
+    assert "<link" not in html and "<script src" not in html and "@import" not in html
+
+
+def test_md_text_and_safe_url_on_their_own():
+    assert md_line("- item") == r"\- item" and md_line("1. item") == r"1\. item" and md_text("# h") == r"\# h"
+    assert md_text("1. item") == "1. item" and md_text("a - b") == "a - b"  # only where a line starts
+    assert md_text("a\n\n<b>") == "a &lt;b&gt;"
+    assert md_text(-0.5) == "-0.5"  # numbers are never escaped
+    assert safe_url("https://x.org/a b") is None and safe_url("HTTPS://x.org/") == "HTTPS://x.org/"
+    for bad in ("javascript:alert(1)", "data:text/html,x", "file:///etc/passwd", "//evil.org/x", "http:///x"):
+        assert safe_url(bad) is None
+    assert safe_url("http://x.org/<a>`") == "http://x.org/%3Ca%3E%60"
+
+
+# --- what the run holds: gate, history, sensitivity, prior predictive ------------------------------
+
+
+def test_the_gate_shown_is_the_one_the_run_was_judged_by(hostile):
+    _, report, md, _ = hostile
+    assert report.diagnostics.thresholds["rhat_max"] == 1.05 and report.diagnostics.thresholds["ess_min"] == 321
+    assert "R-hat ≤ 1.05" in md and not any("gate" in n for n in report.diagnostics.notes)
+    notes: list[str] = []
+    assert gate_thresholds({}, notes) == DEFAULT_GATE and "does not record its gate thresholds" in notes[0]
+
+
+def test_the_report_imports_neither_the_sampler_nor_the_workflows():
+    code = (
+        "import sys, forecast.reports.report, forecast.cli.commands.report; "
+        "bad = [m for m in sys.modules if m.startswith(('forecast.fit', 'forecast.workflows', 'pymc', 'nutpie'))]; "
+        "sys.exit(f'imported: {bad}' if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_support_over_time_comes_from_the_runs_history_json(hostile):
+    _, report, md, _ = hostile
+    h = report.history
+    assert h.available and h.every == 4 and not h.converged
+    assert [r.source for r in h.rows] == ["prior", "fit", "run"]
+    assert h.rows[1].failed and "**FAILED**" in md.split("## 2.")[1].split("## 3.")[0]
+
+
+def test_sensitivity_and_prior_predictive_sections_are_drawn_from_their_json(hostile, tmp_path):
+    run, report, md, html = hostile
+    s, pp = report.sensitivity, report.prior_predictive
+    assert s.available and s.stable and s.leader == "shift" and [r.id for r in s.ranges] == ["steady", "shift"]
+    assert s.figures == ["sensitivity-tornado", "sensitivity-prior-odds"] and s.warning
+    assert pp.available and [x.id for x in pp.hypotheses] == ["steady", "shift"] and pp.pairs[0].indistinguishable
+    assert pp.figure == "prior-predictive"
+    assert md.index("## 6. Sensitivity to the priors") < md.index("## 7. What the priors imply") < md.index("## 8.")
+    assert '<section id="sensitivity">' in html and '<section id="priors">' in html
+    # The plots themselves, drawn from the stored values.
+    drawn = build_report(StoredRun.open(run), renderer=PixelRenderer(("sensitivity-tornado", "prior-predictive")))
+    for name in ("sensitivity-tornado", "prior-predictive"):
+        png = drawn.figures[name].png
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(png[16:20], "big") > 300
+
+
+def test_analyses_of_another_shape_are_notes_not_errors(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(GOLDEN, run)
+    (run / "sensitivity.json").write_text(json.dumps({"schema_version": 1, "hypotheses": []}), encoding="utf-8")
+    (run / "prior_predictive.json").write_text(json.dumps({"schema_version": 99}), encoding="utf-8")
+    (run / "history.json").write_text("{not json", encoding="utf-8")
+    report = build_report(StoredRun.open(run), renderer=PixelRenderer())
+    assert not report.sensitivity.available and "forecast sensitivity" in report.sensitivity.note
+    assert not report.prior_predictive.available and not report.history.available
+    notes = " ".join(report.diagnostics.notes)
+    assert "prior_predictive.json" in notes and "history.json" in notes
+
+
+# --- the one prior sampler ------------------------------------------------------------------------
+
+
+def test_prior_draws_use_the_priors_own_sampler():
+    from forecast.reports.report.statistics import prior_draws
+    from forecast.spec.study import load_study
+
+    study = load_study(GOLDEN / "study.toml")
+    h = study.hypotheses[1]
+    draws = prior_draws(study, h, np.random.default_rng(5), 100)
+    rng = np.random.default_rng(5)
+    first = h.priors[(study.parameters[0], study.groups[0].id)].sample(rng, 100)
+    np.testing.assert_array_equal(draws[study.parameters[0]][:, 0], first)
+
+
+# --- leftovers of a killed report -------------------------------------------------------------------
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_leftovers_of_a_killed_report_are_swept_by_the_next_one(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(GOLDEN, run)
+    dead, alive = _dead_pid(), os.getppid()
+    swept = [f".report.html.tmp-{dead}", f".report.md.tmp-{dead}", f".report.json.tmp-{dead}"]
+    kept = [
+        f".report.html.tmp-{alive}",  # a report still writing
+        f".report.pdf.tmp-{dead}",
+        f"report.html.tmp-{dead}",
+        f".report.html.tmp-{dead}x",
+        f".summary.json.tmp-{dead}",  # not the report's to remove
+        ".report.html.tmp-",
+    ]
+    for name in swept + kept:
+        (run / name).write_text("partial", encoding="utf-8")
+    (run / f".report.md.tmp-{dead}.d").mkdir()
+    assert sorted(p.name for p in sweep_leftovers(run)) == sorted(swept)
+    assert [n for n in kept if not (run / n).exists()] == [] and (run / f".report.md.tmp-{dead}.d").is_dir()
+    # The next report of the run sweeps them before it writes.
+    for name in swept:
+        (run / name).write_text("partial", encoding="utf-8")
+    result = write_report(StoredRun.open(run), formats=("json",), renderer=PixelRenderer())
+    assert result.outputs == {"json": str(run / "report.json")}
+    assert not any((run / n).exists() for n in swept) and (run / f".report.html.tmp-{alive}").exists()
