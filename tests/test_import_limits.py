@@ -71,7 +71,7 @@ def test_a_huge_quoted_field_is_refused_at_the_field_limit(study, tmp_path):
     src.write_text(",".join(GDELT_HEADER) + "\n" + ",".join(ROW[:-1]) + ',"' + body + '"\n')
     message, seconds = refused(src, study)
     assert seconds < FAST
-    assert str(src) in message and "starting on line 2" in message and "128 KiB" in message
+    assert str(src) in message and "starting on line 2" in message and f"{MAX_FIELD_CHARS:,}" in message
     assert len(message) < 400
 
 
@@ -122,6 +122,16 @@ def test_every_value_echoed_in_a_message_is_cut_to_about_80_characters(study, tm
     with pytest.raises(InputError) as err:
         run_import(src, study, mapping_path=tmp_path / "map.toml", today=TODAY, dry_run=True)
     assert len(str(err.value)) < 2_000 and "QQQ…" in str(err.value)
+
+
+def test_a_mapping_file_of_more_than_a_megabyte_is_refused_unread(study, tmp_path):
+    big = tmp_path / "map.toml"
+    with big.open("wb") as f:  # sparse
+        f.write(MAPPING.encode())
+        f.seek(2 * 2**20)
+        f.write(b"\n")
+    with pytest.raises(InputError, match="a mapping file may have at most 1,048,576"):
+        run_import(write_gdelt(tmp_path / "g.csv"), study, mapping_path=big, today=TODAY, dry_run=True)
 
 
 # --- control characters ---------------------------------------------------------------------------------
@@ -181,6 +191,30 @@ def test_a_nul_in_a_headerless_gdelt_file_skips_the_row(study, tmp_path):
     result = run_import(raw, study, today=TODAY, dry_run=True)
     assert [r["id"] for r in result.imported] == ["GDELT-2"]
     assert [(s.line, s.reason) for s in result.skipped] == [(1, "control_character")]
+
+
+def test_an_event_id_with_a_tab_or_line_break_skips_the_row(study, tmp_path):
+    rows = [
+        (["40\t01", "20200215", "TST", "TST", "RUS", "RUS", "062", "2", "6.4", "1", "", ""], "control_character"),
+        (["40\n02", "20200216", "TST", "TST", "RUS", "RUS", "062", "2", "6.4", "1", "", ""], "control_character"),
+        ([" 4003 ", "20200217", "TST", "TST", "RUS", "RUS", "062", "2", "6.4", "1", "", ""], "imported"),
+    ]
+    result = run_import(write_gdelt(tmp_path / "ids.csv", rows), study, today=TODAY, dry_run=True)
+    assert [r["id"] for r in result.imported] == ["GDELT-4003"]
+    assert [s.reason for s in result.skipped] == ["control_character"] * 2
+    assert "U+0009" in result.skipped[0].detail and "'GLOBALEVENTID'" in result.skipped[0].detail
+
+
+def test_a_row_whose_source_would_outgrow_an_observation_field_is_skipped(study, tmp_path):
+    url = "http://n.example/" + "a" * (MAX_FIELD_CHARS - 20)  # within the event file's field limit
+    rows = [
+        (["5001", "20200215", "TST", "TST", "RUS", "RUS", "062", "2", "6.4", "1", "", url], "too_long"),
+        (["5002", "20200216", "TST", "TST", "RUS", "RUS", "062", "2", "6.4", "1", "", "http://ok"], "imported"),
+    ]
+    result = run_import(write_gdelt(tmp_path / "long_url.csv", rows), study, today=TODAY, dry_run=True)
+    assert [r["id"] for r in result.imported] == ["GDELT-5002"]
+    [skipped] = result.skipped
+    assert skipped.reason == "too_long" and "source" in skipped.detail and f"{MAX_FIELD_CHARS:,}" in skipped.detail
 
 
 # --- messages ------------------------------------------------------------------------------------------

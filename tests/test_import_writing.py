@@ -21,11 +21,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import REPO, event, write_mini
+from helpers import DIRECTED_COLUMNS, REPO, event, write_events, write_mini
 from test_import import MAPPING, write_gdelt
 
 from forecast.cli import main
 from forecast.data.csvsafe import spreadsheet_safe
+from forecast.data.observations import COLUMNS
 from forecast.errors import InputError, RunStoreError
 from forecast.workflows.import_events import IMPORTS_DIR, run_import
 
@@ -289,3 +290,34 @@ def test_imported_text_cannot_run_as_a_spreadsheet_formula(project, tmp_path):
             assert not row[column].startswith(("=", "+", "-", "@", "\t", "\r")), (column, row[column])
     again = run_import(src, study_path, mapping_path=tmp_path / "map.toml", today=TODAY, write_report=False)
     assert again.to_dict()["n_imported"] == 0 and {s.reason for s in again.skipped} == {"already_present"}
+
+
+# --- the initiator column ------------------------------------------------------------------------------
+
+
+def test_who_acted_is_written_where_the_file_has_an_initiator_column(tmp_path):
+    existing = [event(1, initiator="joint")]
+    study_path, csv_path = write_mini(tmp_path, existing)
+    write_events(csv_path, existing, columns=DIRECTED_COLUMNS)
+    (tmp_path / "cameo_mapping.toml").write_text(MAPPING)
+    result = run_import(write_gdelt(tmp_path / "gdelt.csv"), study_path, today=TODAY, write_report=False)
+    assert result.written
+    rows = {r["id"]: r for r in csv.DictReader(csv_path.open())}
+    # CAMEO's source actor acted: Testland on Russia (1001), Russia on Testland (1002)
+    assert rows["GDELT-1001"]["initiator"] == "actor" and rows["GDELT-1002"]["initiator"] == "counterpart"
+    assert rows["E1"]["initiator"] == "joint"
+
+
+def test_a_file_without_an_initiator_column_does_not_get_one(project):
+    study_path, csv_path, source = project
+    header = csv_path.read_text().splitlines()[0]
+    run_import(source, study_path, today=TODAY, write_report=False)
+    assert csv_path.read_text().splitlines()[0] == header and "initiator" not in header
+
+
+def test_a_new_observation_file_gets_every_column(project, tmp_path):
+    study_path, _, source = project
+    new = tmp_path / "new.csv"
+    result = run_import(source, study_path, into=new, today=TODAY, write_report=False)
+    assert result.written
+    assert tuple(next(csv.reader(new.open()))) == COLUMNS

@@ -41,7 +41,7 @@ from forecast.data.importer.sources import (
     read_source,
     resolve_columns,
 )
-from forecast.data.importer.target import OBSERVATION_COLUMNS, check_observations, combined_text, existing_events
+from forecast.data.importer.target import check_observations, combined_text, existing_events
 
 __all__ = [
     "ALIASES",
@@ -53,7 +53,6 @@ __all__ = [
     "MAX_COLUMNS",
     "MAX_FIELD_CHARS",
     "MAX_LINE_BYTES",
-    "OBSERVATION_COLUMNS",
     "ON_MATCH",
     "Mapped",
     "Mapping",

@@ -11,18 +11,30 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-# GDELT 2.0 has 61 columns, ICEWS and POLECAT exports a few dozen.
-MAX_COLUMNS = 1_000
-# One physical line (bytes); GDELT lines are about 1 KB.
-MAX_LINE_BYTES = 1024 * 1024
-# One field (characters), also across quoted line breaks; the csv module's own default limit.
-MAX_FIELD_CHARS = 128 * 1024
+# The observation file's bounds, for event files too (one set of limits for what forecast reads):
+# at most 1,000 columns (GDELT 2.0 has 61), lines of 1 MiB (GDELT's are about 1 KB), fields of
+# 100,000 characters (also across quoted line breaks).
+from forecast.data.observations import MAX_COLUMNS, MAX_FIELD_CHARS, MAX_LINE_BYTES
+
+__all__ = [
+    "ECHO_CHARS",
+    "MAX_COLUMNS",
+    "MAX_FIELD_CHARS",
+    "MAX_LINE_BYTES",
+    "clip",
+    "control_character",
+    "echo",
+    "names",
+    "size",
+]
+
 ECHO_CHARS = 80
 # How many column names a message lists.
 MAX_LISTED = 30
 
 # C0 controls but TAB, LF and CR (which a quoted CSV field may hold), DEL, and C1 controls.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def clip(text: object, limit: int = ECHO_CHARS) -> str:
@@ -43,9 +55,12 @@ def names(values: Iterable[object], limit: int = MAX_LISTED) -> str:
     return shown + (f", ... ({len(values) - limit} more)" if len(values) > limit else "")
 
 
-def control_character(text: str) -> str | None:
-    """How the first control character in ``text`` is named (e.g. 'U+0000'), or None if there is none."""
-    m = _CONTROL.search(text)
+def control_character(text: str, *, line_breaks: bool = True) -> str | None:
+    """Where the first control character in ``text`` is (e.g. 'U+0000 at character 3'), or None.
+
+    TAB, LF and CR count only with ``line_breaks=False`` (for a value that becomes an id).
+    """
+    m = (_CONTROL if line_breaks else _CONTROL_OR_SPACE).search(text)
     return None if m is None else f"U+{ord(m.group()):04X} at character {m.start() + 1}"
 
 

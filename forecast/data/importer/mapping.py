@@ -26,6 +26,8 @@ from forecast.errors import InputError, allowed_list, did_you_mean
 from forecast.spec.study import Study
 
 DEFAULT_MAPPING = "cameo_mapping.toml"
+# The shipped mapping is about 6 KB; a file of a megabyte is not a mapping someone wrote.
+MAX_MAPPING_BYTES = 1024 * 1024
 ON_MATCH = ("skip", "corroborate", "keep")
 
 
@@ -172,6 +174,11 @@ def load_mapping(path: Path, study: Study) -> Mapping:
         raise InputError(f"{path}: is a directory, not a mapping file")
     if not path.is_file():
         raise InputError(f"{path}: mapping file not found (see `forecast import --help` for its format)")
+    if path.stat().st_size > MAX_MAPPING_BYTES:
+        raise InputError(
+            f"{path}: {path.stat().st_size:,} bytes; a mapping file may have at most {MAX_MAPPING_BYTES:,} "
+            "(is this the mapping file?)"
+        )
     raw_bytes = path.read_bytes()
     try:
         raw = tomllib.loads(raw_bytes.decode("utf-8"))

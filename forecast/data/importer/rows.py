@@ -4,9 +4,10 @@ A row passes, in this order: its dates (a date, not after today, inside the stud
 actors (exactly one side the study's actor, the other a counterpart), its outcome (quad class,
 else event type, else CAMEO root code, else the Goldstein sign; a contradicting sign is reported),
 its domain (keyword, else CAMEO prefix, else the default), a check for control characters in
-what it contributes, and its identity (not already in the file, not twice in this import, not a
+what it contributes and for fields longer than an observation's, and its identity (not already in the file, not twice in this import, not a
 second record of an event already there unless ``on_match`` says otherwise). The first step that
-fails names the row's reason; nothing is dropped silently.
+fails names the row's reason; nothing is dropped silently. Who acted (``initiator``) is CAMEO's
+source actor: the study's ``actor`` or the ``counterpart``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from forecast.data.csvsafe import spreadsheet_safe
-from forecast.data.importer.limits import clip, control_character, echo
+from forecast.data.importer.limits import MAX_FIELD_CHARS, clip, control_character, echo
 from forecast.data.importer.mapping import Mapping, norm
 from forecast.data.importer.sources import FIELDS, ID_PREFIX, Source, resolve_columns
 from forecast.spec.study import Study, quarter_label
@@ -191,8 +192,9 @@ class RowMapper:
             )
         return event_date, report_date
 
-    def sides(self, row: _Row) -> tuple[list[str], list[str], str]:
-        """The source and target actors' values, and the counterpart on the side that is not the actor."""
+    def sides(self, row: _Row) -> tuple[list[str], list[str], str, str]:
+        """The source and target actors' values, the counterpart on the side that is not the actor,
+        and who acted (CAMEO's source actor): the study's ``actor`` or the ``counterpart``."""
         m = self.mapping
         sides = []
         for side in ("source_actor", "target_actor"):
@@ -216,7 +218,7 @@ class RowMapper:
                 "unknown_counterpart",
                 f"the other side ({shown}) maps to no counterpart; add it to [counterparts] in {m.path.name}",
             )
-        return src_vals, tgt_vals, counterpart
+        return src_vals, tgt_vals, counterpart, "actor" if src_actor else "counterpart"
 
     def outcome(self, row: _Row) -> _Outcome:
         m = self.mapping
@@ -276,14 +278,29 @@ class RowMapper:
         return domain
 
     def plain_text(self, row: _Row) -> None:
-        """Refuse a row whose used fields hold NUL or another control character (TAB, LF, CR allowed)."""
+        """Refuse a row whose used fields hold NUL or another control character.
+
+        TAB and line breaks are allowed (inside quotes) where they end up in free text, not in
+        the event id, which becomes part of the observation's id.
+        """
         for i in self.used:
-            where = control_character(row.values[i])
+            is_id = i in self.cols["id"]
+            where = control_character(row.values[i].strip() if is_id else row.values[i], line_breaks=not is_id)
             if where is not None:
                 raise _Skip(
                     "control_character",
                     f"column {echo(self.columns[i], 40)} holds a control character ({where}); "
-                    "event text may not contain NUL or other control characters",
+                    + ("an event id may hold none" if is_id else "only TAB and line breaks are allowed in text"),
+                )
+
+    def fits(self, src_id: str, description: str, source: str) -> None:
+        """Refuse a row whose id, description or source would be longer than an observation's field may be."""
+        for column, text in (("id", src_id), ("description", description), ("source", source)):
+            if len(text) > MAX_FIELD_CHARS:
+                raise _Skip(
+                    "too_long",
+                    f"its {column} would be {len(text):,} characters long; an observation's field holds at most "
+                    f"{MAX_FIELD_CHARS:,}",
                 )
 
     def identity(self, src_id: str, event_date: dt.date, src_vals: list[str], tgt_vals: list[str], o: _Outcome) -> str:
@@ -320,24 +337,25 @@ class RowMapper:
     def map(self, row: _Row) -> dict:
         """The observation for ``row``; raises _Skip with the reason it has none."""
         event_date, report_date = self.dates(row)
-        src_vals, tgt_vals, counterpart = self.sides(row)
+        src_vals, tgt_vals, counterpart, initiator = self.sides(row)
         o = self.outcome(row)
         domain = self.domain(row, o.code)
         self.plain_text(row)
         src_id = row.first("id")
         if src_id and self.fmt == "icews":  # ICEWS event ids repeat; with the date they are unique
             src_id = f"{src_id}-{event_date:%Y%m%d}"
+        root = CAMEO_ROOTS.get(o.code[:2], "")
+        who = f"{(src_vals or ['?'])[0]} -> {(tgt_vals or ['?'])[0]}"
+        what = f"CAMEO {o.code} ({root})" if o.code else (o.event_type or f"quad class {o.quad}")
+        url = next((v for v in row.all("text") if v.startswith("http")), "")
+        source = " ".join(filter(None, [row.first("publisher") or self.fmt.upper(), url]))
+        self.fits(src_id, f"{self.fmt.upper()} coded event {src_id}: {who}, {what}", source)
         ident = self.identity(src_id, event_date, src_vals, tgt_vals, o)
         origin = self.origin(ident, event_date, counterpart, domain, o.outcome)
         grade = self.mapping.reliability
         n_sources = row.first("sources")
         if n_sources.isdigit():
             grade = next((g for k, g in self.mapping.by_sources if int(n_sources) >= k), grade)
-        root = CAMEO_ROOTS.get(o.code[:2], "")
-        who = f"{(src_vals or ['?'])[0]} -> {(tgt_vals or ['?'])[0]}"
-        what = f"CAMEO {o.code} ({root})" if o.code else (o.event_type or f"quad class {o.quad}")
-        url = next((v for v in row.all("text") if v.startswith("http")), "")
-        publisher = row.first("publisher")
         self.new_ids.add(ident)
         obs = {
             "id": ident,
@@ -346,10 +364,11 @@ class RowMapper:
             "counterpart": counterpart,
             "domain": domain,
             "outcome": o.outcome,
+            "initiator": initiator,
             "intensity": "" if o.goldstein is None else f"{o.goldstein:g}",
             "reliability": grade,
             "description": f"{self.fmt.upper()} coded event {src_id or ident}: {who}, {what}".strip(),
-            "source": " ".join(filter(None, [publisher or self.fmt.upper(), url])),
+            "source": source,
             "origin_id": origin,
         }
         for c in TEXT_COLUMNS:

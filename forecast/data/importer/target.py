@@ -9,35 +9,16 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import warnings
 from pathlib import Path
 
 import pandas as pd
 
-from forecast.data.observations import (
-    _Problems,
-    _records,
-    load_observations,
-    read_with_arrow,
-    validate_table,
-)
-from forecast.errors import ObservationError
+from forecast.data.observations import COLUMNS, check_observation_bytes, load_observations
 from forecast.spec.study import Study
 
-# The observation file's columns, in the order `forecast init` writes them.
-OBSERVATION_COLUMNS = (
-    "id",
-    "event_date",
-    "report_date",
-    "counterpart",
-    "domain",
-    "outcome",
-    "intensity",
-    "reliability",
-    "description",
-    "source",
-    "origin_id",
-)
+# Every row of a file that has this column needs a value in it; a file without it reads every row
+# as "joint". So an import never adds it to a file with rows (its rows are then read as joint too).
+FILLED_BY_EVERY_ROW = ("initiator",)
 
 
 def existing_events(study: Study, path: Path, today: dt.date) -> pd.DataFrame:
@@ -57,16 +38,19 @@ def existing_events(study: Study, path: Path, today: dt.date) -> pd.DataFrame:
 
 
 def combined_text(path: Path, rows: list[dict]) -> str:
-    """The observation file with ``rows`` appended (its header extended if a column is missing)."""
+    """The observation file with ``rows`` appended (its header extended if a column is missing).
+
+    A new or empty file gets every column of ``forecast.data.observations.COLUMNS``.
+    """
     if not path.is_file() or not path.read_text(encoding="utf-8").strip():
-        header = list(OBSERVATION_COLUMNS)
+        header = list(COLUMNS)
         old_rows: list[list[str]] = []
         text = None
     else:
         text = path.read_text(encoding="utf-8-sig")
         reader = list(csv.reader(io.StringIO(text)))
         header, old_rows = [h.strip() for h in reader[0]], reader[1:]
-    needed = [c for c in OBSERVATION_COLUMNS if c not in header and any(r.get(c) for r in rows)]
+    needed = [c for c in COLUMNS if c not in header and c not in FILLED_BY_EVERY_ROW and any(r.get(c) for r in rows)]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     if text is not None and not needed:
@@ -85,30 +69,6 @@ def combined_text(path: Path, rows: list[dict]) -> str:
 
 
 def check_observations(study: Study, text: str, path: Path, *, today: dt.date) -> None:
-    """``load_observations``' checks on ``text`` as if it were ``path``, without writing it anywhere.
-
-    Raises ObservationError listing every problem, with ``path``'s name and real line numbers.
-    """
-    problems = _Problems(path)
-    df = read_with_arrow(text.encode("utf-8"))
-    if df is None:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", pd.errors.ParserWarning)
-                df = pd.read_csv(
-                    io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=False, index_col=False
-                )
-        except (pd.errors.ParserError, pd.errors.ParserWarning) as e:
-            raise ObservationError(f"{path}: not a readable CSV file: {e}") from None
-
-    def find_lines():
-        try:
-            starts, _ = _records(text)
-        except csv.Error:
-            return None
-        return starts[1:] if len(starts) - 1 == len(df) else None
-
-    problems.find_lines = find_lines
-    validate_table(df, study, problems, today=today)
-    if problems.items:
-        raise ObservationError(problems.items, heading=f"{path}: {len(problems.items)} problem(s) in the observations")
+    """Every check of ``load_observations`` on ``text`` as the content of ``path``, which is not
+    written (nor anything else); raises ObservationError listing every problem."""
+    check_observation_bytes(study, text.encode("utf-8"), path, today=today)
