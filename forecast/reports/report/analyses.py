@@ -1,14 +1,20 @@
-"""Report sections for analyses other commands stored in the run: ``sensitivity.json`` and
-``prior_predictive.json``. Each is read as stored (no recomputation) and drawn by
-forecast.reports.plots; a file of another shape is a note, never an error.
+"""Report sections for analyses other commands stored in the run: ``history.json``,
+``sensitivity.json`` and ``prior_predictive.json``. Each is read as stored (no recomputation) and
+drawn by forecast.reports.figures or forecast.reports.plots; a file of another shape is a note in
+its section, never an error.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
+from forecast.reports import figures as F
 from forecast.reports.figures import FigureJobs
 from forecast.reports.plots import priors as prior_plots
 from forecast.reports.plots import sensitivity as sensitivity_plots
 from forecast.reports.report.records import (
+    HistoryRow,
+    HistorySection,
     PairRow,
     PriorHypothesis,
     PriorPredictiveSection,
@@ -19,8 +25,9 @@ from forecast.reports.report.records import (
     StatedPrior,
     TornadoRow,
 )
-from forecast.runs.layout import PRIOR_PREDICTIVE, SENSITIVITY
-from forecast.spec.study import Study
+from forecast.runs.layout import HISTORY, PRIOR_PREDICTIVE, SENSITIVITY
+from forecast.spec.questions import quarter_end
+from forecast.spec.study import Study, quarter_label
 
 TORNADO_ROWS = 20
 SHAPE_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError)
@@ -28,6 +35,76 @@ SHAPE_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError)
 
 def _label(labels: dict[str, str], hid: object) -> str:
     return labels.get(str(hid), str(hid))
+
+
+# --- support over time (history.json, written by `forecast history`) ----------------------------
+
+HOW_TO_HISTORY = (
+    "Compute it with `forecast history` (or `forecast update --history`): one refit of every hypothesis per "
+    "quarter of evidence, several minutes on the default study; `forecast history --every 4` evaluates once a "
+    "year at about a quarter of the cost. The report itself never refits."
+)
+
+
+def history_section(data: dict | None, study: Study, labels: dict[str, str], colours, figures) -> HistorySection:
+    if data is None:
+        return HistorySection(False, "Support over time was not computed for this run. " + HOW_TO_HISTORY)
+    try:
+        ids = [str(x["id"]) for x in data["hypotheses"]]
+        if ids != list(labels):
+            return HistorySection(
+                False, f"{HISTORY} lists other hypotheses ({ids}); recompute it with `forecast history`."
+            )
+        every, settings = int(data["every"]), dict(data["settings"])
+        chains, draws = settings["chains"], settings["draws"]
+        rows = [
+            HistoryRow(
+                quarter=str(p["quarter"]),
+                as_of=str(p["as_of"]),
+                n_observations=int(p["n_observations"]),
+                new_observations=int(p["new_observations"]),
+                source=str(p["source"]),
+                probabilities={k: float(p["probabilities"][k]) for k in ids},
+                probabilities_se={k: float(p["probabilities_se"][k]) for k in ids},
+                converged=bool(p["converged"]),
+                failed=[_label(labels, k) for k in p.get("problems") or {}],
+            )
+            for p in data["points"]
+        ]
+    except SHAPE_ERRORS as e:
+        return HistorySection(
+            False, f"{HISTORY} could not be read ({type(e).__name__}: {e}); recompute it with `forecast history`."
+        )
+    if not rows:
+        return HistorySection(False, f"{HISTORY} holds no points. " + HOW_TO_HISTORY)
+    flagged = np.array([not r.converged for r in rows])
+    ref = study.time.reference
+    bad = int(flagged.sum())
+    name = figures.add(
+        "support-over-time",
+        "Support over time",
+        "Posterior probability of each hypothesis given the evidence known by the end of each quarter "
+        f"(a refit per {'quarter' if every == 1 else f'{every} quarters'}; {chains} chains x "
+        f"{draws} draws); bands: ±2 Monte Carlo standard errors."
+        + (f" Circled points ({bad}) come from fits that failed their convergence checks." if bad else ""),
+        "Line chart of each hypothesis's posterior probability by quarter",
+        F.support_history,
+        [r.quarter for r in rows],
+        [r.as_of for r in rows],
+        {hid: np.array([r.probabilities[hid] for r in rows]) for hid in ids},
+        {hid: np.array([r.probabilities_se[hid] for r in rows]) for hid in ids},
+        flagged,
+        labels,
+        colours,
+        reference=(f"reference quarter {quarter_label(ref)}", quarter_end(ref).isoformat()),
+    )
+    n_fitted = sum(r.source == "fit" for r in rows)
+    note = (
+        f"{len(rows) - 1} quarter(s), every {every} quarter(s): {n_fitted} refitted"
+        + (", the last one (all evidence) is the run itself" if rows[-1].source == "run" else "")
+        + "; quarters without new evidence reuse the previous result; the first point is the prior."
+    )
+    return HistorySection(True, note, every, settings, all(r.converged for r in rows), rows, name)
 
 
 # --- sensitivity -------------------------------------------------------------------------------

@@ -34,18 +34,14 @@ from forecast.reports.report.records import (
     EvidenceSection,
     FitSection,
     Headline,
-    HistoryRow,
-    HistorySection,
     IntervalRow,
     Learned,
     PpcRow,
     Report,
     SupportRow,
 )
-from forecast.runs.layout import HISTORY
 from forecast.runs.stored import StoredRun
 from forecast.settings import DEFAULT_SEED, derive_rng
-from forecast.spec.questions import quarter_end
 from forecast.spec.study import Study, quarter_label
 from forecast.stats.loo import PARETO_K_GOOD, jeffreys_label
 
@@ -109,7 +105,7 @@ def _build(stored: StoredRun, renderer, progress: Progress | None) -> Report:
     stage("read_s")
     jobs = FigureJobs()
     say("report: assembling the sections")
-    history = _history_section(run, labels, colours, jobs)
+    history = analyses.history_section(run.history, run.study, labels, colours, jobs)
     learned = _learned(run, rows, colours, jobs, arrays)
     fit = _fit_section(run, etas, labels, colours, rows, jobs)
     pointwise = _pointwise(run, etas)
@@ -235,86 +231,6 @@ def _headline(run: RunData, colours: dict[str, str]) -> Headline:
         warning=warning,
         failed=failed,
     )
-
-
-# --- 2. support over time (history.json, written by `forecast history`) --------------------------
-
-HOW_TO_HISTORY = (
-    "Compute it with `forecast history` (or `forecast update --history`): one refit of every hypothesis per "
-    "quarter of evidence, several minutes on the default study; `--every 4` evaluates once a year at about a "
-    "quarter of the cost. The report itself never refits."
-)
-
-
-def _history_section(run: RunData, labels, colours, figures: FigureJobs) -> HistorySection:
-    h = run.history
-    if h is None:
-        return HistorySection(
-            available=False, note="Support over time was not computed for this run. " + HOW_TO_HISTORY
-        )
-    try:
-        ids = [x["id"] for x in h["hypotheses"]]
-        points = h["points"]
-        every, settings = int(h["every"]), dict(h["settings"])
-        if ids != list(labels):
-            return HistorySection(
-                available=False,
-                note=f"{HISTORY} lists other hypotheses ({ids}); recompute it with `forecast history`.",
-            )
-        rows = [
-            HistoryRow(
-                quarter=str(p["quarter"]),
-                as_of=str(p["as_of"]),
-                n_observations=int(p["n_observations"]),
-                new_observations=int(p["new_observations"]),
-                source=str(p["source"]),
-                probabilities={k: float(p["probabilities"][k]) for k in ids},
-                probabilities_se={k: float(p["probabilities_se"][k]) for k in ids},
-                converged=bool(p["converged"]),
-                failed=[labels.get(k, k) for k in p.get("problems", {})],
-            )
-            for p in points
-        ]
-        chains, draws = settings["chains"], settings["draws"]
-    except (KeyError, TypeError, ValueError) as e:
-        return HistorySection(
-            available=False,
-            note=f"{HISTORY} is incomplete ({type(e).__name__}: {e}); recompute it with `forecast history`.",
-        )
-    if not rows:
-        return HistorySection(available=False, note=f"{HISTORY} holds no points. " + HOW_TO_HISTORY)
-    probs = {hid: np.array([r.probabilities[hid] for r in rows]) for hid in ids}
-    errs = {hid: np.array([r.probabilities_se[hid] for r in rows]) for hid in ids}
-    flagged = np.array([not r.converged for r in rows])
-    ref = run.study.time.reference
-    bad = int(flagged.sum())
-    name = figures.add(
-        "support-over-time",
-        "Support over time",
-        "Posterior probability of each hypothesis given the evidence known by the end of each quarter "
-        f"(a refit per {'quarter' if every == 1 else f'{every} quarters'}; {chains} chains x "
-        f"{draws} draws); bands: ±2 Monte Carlo standard errors."
-        + (f" Circled points ({bad}) come from fits that failed their convergence checks." if bad else ""),
-        "Line chart of each hypothesis's posterior probability by quarter",
-        F.support_history,
-        [r.quarter for r in rows],
-        [r.as_of for r in rows],
-        probs,
-        errs,
-        flagged,
-        labels,
-        colours,
-        reference=(f"reference quarter {quarter_label(ref)}", quarter_end(ref).isoformat()),
-    )
-    n_fitted = sum(r.source == "fit" for r in rows)
-    last_is_run = rows[-1].source == "run"
-    note = (
-        f"{len(rows) - 1} quarter(s), every {every} quarter(s): {n_fitted} refitted"
-        + (", the last one (all evidence) is the run itself" if last_is_run else "")
-        + "; quarters without new evidence reuse the previous result; the first point is the prior."
-    )
-    converged = all(r.converged for r in rows)
-    return HistorySection(True, note, every, settings, converged, rows, name)
 
 
 # --- 3. what each hypothesis learned -------------------------------------------------------------
