@@ -19,7 +19,6 @@ access to the data folder or the run store.
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import os
 import re
 import stat
@@ -40,7 +39,7 @@ from forecast.data.importer import (
 )
 from forecast.data.importer.limits import echo
 from forecast.errors import InputError, RunStoreError
-from forecast.runs.store import TMP_MARK, atomic_write_with, default_root, preflight, write_json
+from forecast.runs.store import TMP_MARK, atomic_write_with, cannot_write, default_root, preflight, write_json
 from forecast.spec.study import load_study
 
 # The study's import reports: <runs root>/<study>/imports/<UTC time>-<event file stem>.json.
@@ -140,16 +139,6 @@ REPORT_LEFTOVER = re.compile(rf"\..+\.json{re.escape(TMP_MARK)}(\d+)")
 # --- writing ------------------------------------------------------------------------------------------
 
 
-def _why(e: OSError) -> str:
-    return {
-        errno.EROFS: "it is on a read-only file system",
-        errno.EACCES: "permission denied",
-        errno.EPERM: "permission denied",
-        errno.ENOSPC: "the disk is full",
-        errno.EDQUOT: "the disk quota is exceeded",
-    }.get(e.errno, e.strerror or str(e))
-
-
 def write_keeping_mode(target: Path, text: str) -> None:
     """Replace ``target`` with ``text`` atomically, keeping its permission bits (and owner, if allowed).
 
@@ -178,10 +167,7 @@ def write_keeping_mode(target: Path, text: str) -> None:
         finally:
             os.close(fd)
 
-    try:
-        atomic_write_with(target, writer)
-    except OSError as e:
-        raise InputError(f"cannot write {target}: {_why(e)}; the observation file was not changed") from None
+    atomic_write_with(target, writer)  # an OSError: a RunStoreError naming the file (exit 2), the file unchanged
 
 
 def _report_path(folder: Path, source: Path) -> Path:
@@ -249,7 +235,7 @@ def run_import(
         try:
             reports.mkdir(exist_ok=True)
         except OSError as e:
-            raise RunStoreError(f"cannot write import reports to {reports}: {_why(e)}") from None
+            raise cannot_write(reports, e, what="import reports") from None
     if text is not None:
         write_keeping_mode(target, text)
         result = replace(result, written=True)
@@ -259,9 +245,8 @@ def run_import(
         result = replace(result, report=str(report))
         try:
             write_json(report, result)
-        except OSError as e:
-            raise RunStoreError(
-                f"cannot write the import report {report}: {_why(e)}"
-                + ("; the observations were appended" if result.written else "")
-            ) from None
+        except RunStoreError as e:
+            if not result.written:
+                raise
+            raise RunStoreError(f"{e}; the observations were appended, only the import report is missing") from None
     return result
