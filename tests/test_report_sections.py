@@ -26,7 +26,7 @@ from forecast.reports.figures import Figure
 from forecast.reports.report import build_report, write_report
 from forecast.reports.report.assemble import gate_thresholds
 from forecast.reports.report.records import DEFAULT_GATE
-from forecast.reports.report.render import md_line, md_text, render_html, render_markdown, safe_url, sweep_leftovers
+from forecast.reports.report.render import md_line, md_text, render_html, render_markdown, safe_url
 from forecast.runs.stored import StoredRun
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "run-v1"
@@ -344,16 +344,22 @@ def test_analyses_of_another_shape_are_notes_not_errors(tmp_path):
 # --- the one prior sampler ------------------------------------------------------------------------
 
 
-def test_prior_draws_use_the_priors_own_sampler():
-    from forecast.reports.report.statistics import prior_draws
+def test_prior_intervals_come_from_the_one_prior_sampler(hostile):
+    from forecast.model.predictive import prior_draws
+    from forecast.reports.report.assemble import REPORT_SEED
+    from forecast.settings import derive_rng
     from forecast.spec.study import load_study
 
-    study = load_study(GOLDEN / "study.toml")
+    run, report, _, _ = hostile
+    study = load_study(run / "study.toml")
     h = study.hypotheses[1]
-    draws = prior_draws(study, h, np.random.default_rng(5), 100)
-    rng = np.random.default_rng(5)
-    first = h.priors[(study.parameters[0], study.groups[0].id)].sample(rng, 100)
-    np.testing.assert_array_equal(draws[study.parameters[0]][:, 0], first)
+    posterior = StoredRun.open(run).open_posterior(h.id)
+    n = posterior.sizes["chain"] * posterior.sizes["draw"]
+    tilt = prior_draws(study, h, n, derive_rng(REPORT_SEED, 1, 7))["tilt"][:, 0]
+    row = report.learned[1].hyperparameters[0]
+    assert (row.prior_median, row.prior_low, row.prior_high) == tuple(
+        float(x) for x in np.percentile(tilt, [50, 3, 97])
+    )
 
 
 # --- leftovers of a killed report -------------------------------------------------------------------
@@ -372,20 +378,15 @@ def test_leftovers_of_a_killed_report_are_swept_by_the_next_one(tmp_path):
     swept = [f".report.html.tmp-{dead}", f".report.md.tmp-{dead}", f".report.json.tmp-{dead}"]
     kept = [
         f".report.html.tmp-{alive}",  # a report still writing
-        f".report.pdf.tmp-{dead}",
-        f"report.html.tmp-{dead}",
+        f"report.html.tmp-{dead}",  # not a name the atomic writer makes
         f".report.html.tmp-{dead}x",
-        f".summary.json.tmp-{dead}",  # not the report's to remove
         ".report.html.tmp-",
     ]
+    stored = StoredRun.open(run)
     for name in swept + kept:
         (run / name).write_text("partial", encoding="utf-8")
     (run / f".report.md.tmp-{dead}.d").mkdir()
-    assert sorted(p.name for p in sweep_leftovers(run)) == sorted(swept)
-    assert [n for n in kept if not (run / n).exists()] == [] and (run / f".report.md.tmp-{dead}.d").is_dir()
-    # The next report of the run sweeps them before it writes.
-    for name in swept:
-        (run / name).write_text("partial", encoding="utf-8")
-    result = write_report(StoredRun.open(run), formats=("json",), renderer=PixelRenderer())
+    result = write_report(stored, formats=("json",), renderer=PixelRenderer())
     assert result.outputs == {"json": str(run / "report.json")}
-    assert not any((run / n).exists() for n in swept) and (run / f".report.html.tmp-{alive}").exists()
+    assert [n for n in swept if (run / n).exists()] == []
+    assert [n for n in kept if not (run / n).exists()] == [] and (run / f".report.md.tmp-{dead}.d").is_dir()

@@ -23,10 +23,10 @@ from forecast.reports.report.render import (
     render_html,
     render_json,
     render_markdown,
-    sweep_leftovers,
     write_files,
 )
 from forecast.runs.layout import HISTORY
+from forecast.runs.store import sweep_temporaries
 from forecast.runs.stored import StoredRun
 
 
@@ -42,15 +42,16 @@ def write_report(
 ) -> ReportResult:
     """Build the report of ``run`` and write each format atomically (beside the run, or to ``output``).
 
-    Leftovers of an earlier report of this run that was killed while writing are removed first.
+    Leftovers of writers of this run that were killed (e.g. a report's ``.report.html.tmp-<pid>``)
+    are removed first, once their process is gone (``runs.store.sweep_temporaries``).
     ``workers``/``renderer``: how the figures are rendered (see ``build_report``).
     """
     t0 = time.perf_counter()
     formats = formats_for(tuple(formats), output)
     targets = output_paths(run.path, formats, output)
-    removed = sweep_leftovers(run.path)
+    removed = sweep_temporaries(run.path)
     if removed and progress:
-        progress(f"report: removed {len(removed)} leftover file(s) of an interrupted report")
+        progress(f"report: removed {len(removed)} leftover file(s) of interrupted writers")
     report = build_report(run, progress=progress, workers=workers, renderer=renderer)
     outputs = write_files(report, targets)
     if progress:

@@ -20,6 +20,7 @@ import pandas as pd
 
 from forecast.data.cells import CellData
 from forecast.model.build import cell_logit_draws, draws_as_arrays
+from forecast.model.predictive import prior_draws
 from forecast.reports import figures as F
 from forecast.reports.figures import FigureJobs, FigureRenderer, palette
 from forecast.reports.report import analyses
@@ -274,7 +275,7 @@ def _learned(run: RunData, rows: dict[str, SupportRow], colours, figures: Figure
         # can put the two side by side.
         shape = run.posteriors[h.id]["tilt__" + study.groups[0].id].shape[:2]
         rng = derive_rng(REPORT_SEED, i, 7)
-        pri = S.prior_draws(study, h, rng, int(np.prod(shape)))
+        pri = prior_draws(study, h, int(np.prod(shape)), rng)  # the one prior sampler (Prior.sample)
         post = arrays[h.id]
         hyper = [
             IntervalRow(

@@ -7,12 +7,12 @@ claims, descriptions, sources and ids cannot add HTML, links, images or formatti
 format refers to anything outside itself: figures are embedded as data URIs, and the only links
 are to observation sources given as http(s) URLs. Files are written atomically through
 forecast.runs.store; a report killed while writing leaves a hidden ``.report.<ext>.tmp-<pid>``
-file, which the next report of the run removes once that process is gone.
+file, which the next report of the run removes once that process is gone (the store's
+``sweep_temporaries``, when the run is opened and again before the report is written).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -23,7 +23,7 @@ from markupsafe import Markup
 from forecast.errors import InputError
 from forecast.reports.report.records import FORMATS, Report
 from forecast.runs.layout import REPORT_STEM
-from forecast.runs.store import TMP_MARK, atomic_write_text, dumps
+from forecast.runs.store import atomic_write_text, dumps
 
 SUFFIX = {"html": ".html", "md": ".md", "json": ".json"}
 # An output's suffix names its format when --format is not given.
@@ -193,47 +193,3 @@ def write_files(report: Report, targets: dict[str, Path]) -> dict[str, str]:
         atomic_write_text(path, RENDERERS[fmt](report))
         outputs[fmt] = str(path)
     return outputs
-
-
-# --- leftovers of a killed report ---------------------------------------------------------------------
-
-_LEFTOVER = re.compile(
-    rf"^\.{re.escape(REPORT_STEM)}(?:{'|'.join(re.escape(s) for s in SUFFIX.values())}){re.escape(TMP_MARK)}(\d+)$"
-)
-
-
-def _running(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    except OverflowError:
-        return False
-    return True
-
-
-def sweep_leftovers(run_dir: Path) -> list[Path]:
-    """Remove ``.report.<ext>.tmp-<pid>`` files of reports whose process is gone; returns what was removed.
-
-    Only regular files named exactly so (what forecast.runs.store's atomic writer leaves when a
-    report is killed mid-write), and only when no process with that id is running.
-    """
-    removed = []
-    try:
-        entries = list(os.scandir(run_dir))
-    except OSError:
-        return removed
-    for entry in entries:
-        m = _LEFTOVER.match(entry.name)
-        if m is None or not entry.is_file(follow_symlinks=False) or _running(int(m.group(1))):
-            continue
-        try:
-            os.unlink(entry.path)
-        except FileNotFoundError:
-            continue
-        removed.append(Path(entry.path))
-    return removed

@@ -1,7 +1,6 @@
 """The statistics the report computes from stored draws: pure functions of arrays, no I/O, no fitting.
 
-Prior draws beside the posterior ones, intervals, the propensity to cooperate at the reference
-quarter, posterior predictive replications per (group, domain), LOO predictive probabilities for
+Intervals, the propensity to cooperate at the reference quarter, posterior predictive replications per (group, domain), LOO predictive probabilities for
 the calibration plot, and the per-event LOO table of runs that predate ``loo_pointwise.csv``.
 """
 
@@ -11,30 +10,14 @@ import numpy as np
 import pandas as pd
 
 from forecast.data.cells import CellData
-from forecast.model.build import DOMAIN_EFFECT, RW_STEPS, latent_logit
-from forecast.spec.study import Hypothesis, Study
+from forecast.model.build import latent_logit
+from forecast.spec.study import Study
 from forecast.stats.loo import pattern_loglik, psis_loo_cells
 from forecast.stats.psis import psislw
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
-def prior_draws(study: Study, hypothesis: Hypothesis, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
-    """``n`` draws from a hypothesis's priors in the layout of ``draws_as_arrays`` (flattened samples).
-
-    Each hyperparameter is drawn by its ``Prior.sample`` (the one prior sampler); the domain
-    effects and random-walk steps are the model's standard normals.
-    """
-    out: dict[str, np.ndarray] = {}
-    for param in study.parameters:
-        out[param] = np.stack([hypothesis.priors[(param, g.id)].sample(rng, n) for g in study.groups], axis=-1)
-    n_g, n_d = len(study.groups), len(study.domains)
-    out[DOMAIN_EFFECT] = rng.standard_normal((n, n_g, n_d))
-    if "random_walk" in study.time.components and study.time.n_quarters > 1:
-        out[RW_STEPS] = rng.standard_normal((n, n_g, study.time.n_quarters - 1))
-    return out
 
 
 def interval(a: np.ndarray) -> tuple[float, float, float]:
