@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import expit
 
-from forecast.errors import InputError, RunStoreError
+from forecast.errors import ObservationError, RunStoreError
 from forecast.model.build import DOMAIN_EFFECT, RW_STEPS, latent_logit, years_from_reference
 from forecast.runs.layout import PRIOR_PREDICTIVE, PRIOR_PREDICTIVE_SCHEMA
 from forecast.runs.store import default_root, jsonable
@@ -289,7 +289,7 @@ def write_into_run(study: Study, runs_root: Path | None, result: PriorsResult, p
         run = matching_run(study, runs_root)
     except RunStoreError as e:  # no run, an unreadable one, or one of other inputs
         return replace(result, note=f"nothing written: {e}")
-    except InputError as e:  # the observations do not validate, so no run can be matched to them
+    except ObservationError as e:  # the observations do not validate, so no run can be matched to them
         return replace(
             result, note=f"nothing written: no run can be matched to observations that do not validate ({e})"
         )
