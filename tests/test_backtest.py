@@ -162,6 +162,109 @@ def test_cell_loglik_is_the_models_weighted_bernoulli(mini):
     np.testing.assert_allclose(cell_loglik(eta, cell_data(t, mini)), 0.5 * np.log(p1) + np.log(1 - p2), atol=1e-12)
 
 
+# --- the typed record: today's JSON keys, rendered as text, drawn as a PNG ----------------------
+
+
+def _fake_summaries():
+    """The summaries of a backtest's scored events, from hand-made rows (no fitting)."""
+    from forecast.fit.sampler import Diagnostics
+    from forecast.workflows.backtest import (
+        BacktestResult,
+        BacktestSettings,
+        OriginFit,
+        OriginResult,
+        _calibration,
+        _summarise_coverage,
+        _summarise_lfo,
+        _summarise_questions,
+        _summarise_scores,
+    )
+
+    rng = np.random.default_rng(3)
+    n = 40
+    events = pd.DataFrame(
+        {
+            "origin": 8084,
+            "horizon": rng.integers(1, 3, n),
+            "group": rng.choice(["g", "h"], n),
+            "domain": "defence",
+            "y": rng.random(n) < 0.6,
+            "w": rng.uniform(0.5, 1.0, n),
+            **{f: rng.uniform(0.05, 0.95, n) for f in ("up", "down", BMA, *BASELINES)},
+        }
+    )
+    forecasters = ["up", "down", BMA, *BASELINES]
+    coverage = pd.DataFrame({f"{f}@{lv}": rng.random(6) for f in ("up", "down", BMA) for lv in (0.5, 0.9)})
+    questions = pd.DataFrame({"question": "q1", "y": [True, False, True], **{f: [0.6, 0.4, 0.7] for f in forecasters}})
+    lfo = pd.DataFrame(
+        [
+            {"origin": o, "hypothesis": h, "elpd": -float(o % 7 + i), "k": 0.2}
+            for o in (1, 2)
+            for i, h in enumerate(("up", "down"))
+        ]
+        + [{"origin": o, "hypothesis": BMA, "elpd": -1.5, "k": None} for o in (1, 2)]
+    )
+    from types import SimpleNamespace
+
+    q = SimpleNamespace(id="q1", text="Any?", kind="any_conflictual")
+    q2 = SimpleNamespace(id="q2", text="Any other?", kind="any_conflictual")
+    diag = Diagnostics(1.0, 900.0, 800.0, 0, 0.0, 1.0, True)
+    return BacktestResult(
+        study="fake",
+        origins=[8084],
+        horizon=2,
+        lfo_method="exact",
+        converged=True,
+        hypotheses=["up", "down"],
+        scores=_summarise_scores(events, forecasters, ["up", "down"]),
+        coverage=_summarise_coverage(coverage, ["up", "down", BMA]),
+        calibration=_calibration(events),
+        questions=_summarise_questions(questions, [q, q2], forecasters, ["up", "down"]),
+        lfo=_summarise_lfo(lfo, ["up", "down"], "exact"),
+        by_origin=[OriginResult(8084, 30, {"up": 0.6, "down": 0.4}, {"up": OriginFit(8084, "up", True, None, -3.0, 0.1, diag)})],
+        settings=BacktestSettings(SETTINGS, "exact", 0.7, pool="this process"),
+        data_cutoff="2021-12-31",
+    )  # fmt: skip
+
+
+def test_the_backtest_record_keeps_the_json_layout():
+    d = json.loads(json.dumps(_fake_summaries().to_dict(), allow_nan=False))
+    assert d["forecasters"] == ["up", "down", BMA, *BASELINES] and d["origins"] == ["2021Q1"]
+    assert set(d["scores"]) == {"overall", "skill", "by_horizon", "by_cell"}
+    assert set(d["scores"]["overall"]) == {"up", "down", BMA, *BASELINES, "n_events", "weight"}
+    assert set(d["scores"]["overall"]["up"]) == {"log_score", "brier"}
+    assert set(d["scores"]["skill"]["up"]) == set(BASELINES) and set(d["scores"]["skill"]) == {"up", "down", BMA}
+    assert set(d["scores"]["by_horizon"]) <= {"1", "2"}
+    cell = d["scores"]["by_cell"][0]
+    assert {"group", "domain", "n_events", "weight", "skill", "up"} <= set(cell)
+    assert set(d["coverage"]["up"]) == {"interval_50", "interval_90", "n_cells"}
+    assert set(d["calibration"]) == {BMA, *BASELINES}
+    assert set(d["calibration"][BMA][0]) == {"bin", "mean_forecast", "observed_frequency", "n", "weight"}
+    q1, q2 = d["questions"]
+    assert set(q1) == {"id", "text", "kind", "n_resolved", "base_rate_observed", "scores", "skill"}
+    assert set(q2) == {"id", "text", "kind", "n_resolved"} and q2["n_resolved"] == 0
+    assert set(d["lfo"]) == {"method", "pareto_k_refit", "hypotheses"}
+    assert [h["id"] for h in d["lfo"]["hypotheses"]] == ["up", "down", BMA]
+    assert set(d["lfo"]["hypotheses"][0]) >= {"elpd_lfo", "se", "n_blocks", "pareto_k_max", "elpd_diff", "elpd_diff_se"}
+    origin = d["by_origin"][0]
+    assert origin["origin"] == "2021Q1" and set(origin["fits"]["up"]) == {
+        "refit", "pareto_k", "log_marginal_likelihood", "converged", "problems"
+    }  # fmt: skip
+    assert d["settings"]["draws"] == SETTINGS.draws and d["settings"]["lfo"] == "exact" and d["settings"]["pool"]
+
+
+def test_the_backtest_renders_as_text_and_draws_its_reliability_diagram():
+    from forecast.reports.plots.backtest import reliability
+    from forecast.reports.text.backtest import render_backtest
+
+    result = _fake_summaries()
+    text = render_backtest(result)
+    assert "backtest at 1 origins 2021Q1..2021Q1" in text and "skill vs base rate" in text
+    assert "Question q1 (3 resolved)" in text and "elpd_lfo" in text
+    png = reliability(result.calibration_values())
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+
+
 # --- a backtest on data simulated with a known trend -------------------------------------------
 
 TREND_PER_YEAR = 1.6
@@ -241,92 +344,100 @@ def trend(compiled):
     return study_path, study, obs, exact, approx
 
 
+@pytest.mark.slow
 def test_a_backtest_on_trending_data_beats_the_base_rate(trend):
     *_, exact, _ = trend
-    skill_bma = exact.scores["skill"][BMA]
-    assert skill_bma["base_rate"]["log_score"] > 0.05 and skill_bma["base_rate"]["brier"] > 0.05
-    overall = exact.scores["overall"]
-    assert overall["trending"]["log_score"] > overall["flat"]["log_score"]
-    assert overall["trending"]["log_score"] > max(overall[b]["log_score"] for b in BASELINES)
-    assert exact.by_origin[-1]["posterior_probabilities"]["trending"] > 0.9
+    skill_bma = exact.scores.skill[BMA]
+    assert skill_bma.base_rate.log_score > 0.05 and skill_bma.base_rate.brier > 0.05
+    overall = exact.scores.overall
+    assert overall["trending"].log_score > overall["flat"].log_score
+    assert overall["trending"].log_score > max(overall[b].log_score for b in BASELINES)
+    assert exact.by_origin[-1].posterior_probabilities["trending"] > 0.9
 
 
+@pytest.mark.slow
 def test_backtest_scores_every_event_in_the_forecast_quarters(trend):
     *_, obs, exact, _ = trend
     targets = {q for o in ORIGINS for q in range(o + 1, o + HORIZON + 1)}
     n_expected = sum(
         int((obs.table["quarter"] == q).sum()) * sum(1 for o in ORIGINS if 0 < q - o <= HORIZON) for q in targets
     )
-    assert exact.scores["overall"]["n_events"] == n_expected
-    assert set(exact.scores["by_horizon"]) == {"1", "2"}
-    assert {(c["group"], c["domain"]) for c in exact.scores["by_cell"]} == {("g", "defence"), ("g", "energy")}
+    assert exact.scores.overall.n_events == n_expected
+    assert set(exact.scores.by_horizon) == {1, 2}
+    assert {(c.group, c.domain) for c in exact.scores.by_cell} == {("g", "defence"), ("g", "energy")}
 
 
+@pytest.mark.slow
 def test_backtest_fits_on_what_was_known_at_each_origin(trend):
     *_, obs, exact, _ = trend
-    assert [o["n_known"] for o in exact.by_origin] == [len(known_at(obs.table, o)) for o in ORIGINS]
+    assert [o.n_known for o in exact.by_origin] == [len(known_at(obs.table, o)) for o in ORIGINS]
     # Late reports are left out: fewer than every event up to the origin.
-    assert exact.by_origin[0]["n_known"] < int((obs.table["quarter"] <= ORIGINS[0]).sum())
+    assert exact.by_origin[0].n_known < int((obs.table["quarter"] <= ORIGINS[0]).sum())
 
 
+@pytest.mark.slow
 def test_backtest_intervals_cover_and_the_hypotheses_are_compared_leaving_the_future_out(trend):
     *_, exact, _ = trend
     cover = exact.coverage["trending"]
-    assert cover["n_cells"] == len(ORIGINS) * HORIZON * 2
-    assert 0.7 <= cover["interval_90"] <= 1.0 and 0.25 <= cover["interval_50"] <= 0.8
-    lfo = {h["id"]: h for h in exact.lfo["hypotheses"]}
-    assert lfo["trending"]["elpd_lfo"] > lfo["flat"]["elpd_lfo"]
-    assert lfo["trending"]["elpd_diff"] == 0 and lfo["flat"]["elpd_diff"] == pytest.approx(
-        lfo["flat"]["elpd_lfo"] - lfo["trending"]["elpd_lfo"]
+    assert cover.n_cells == len(ORIGINS) * HORIZON * 2
+    assert 0.7 <= cover.interval_90 <= 1.0 and 0.25 <= cover.interval_50 <= 0.8
+    lfo = {h.id: h for h in exact.lfo.hypotheses}
+    assert lfo["trending"].elpd_lfo > lfo["flat"].elpd_lfo
+    assert lfo["trending"].elpd_diff == 0 and lfo["flat"].elpd_diff == pytest.approx(
+        lfo["flat"].elpd_lfo - lfo["trending"].elpd_lfo
     )
-    assert lfo["flat"]["elpd_diff_se"] > 0
-    assert lfo["trending"]["n_blocks"] == len(ORIGINS)
+    assert lfo["flat"].elpd_diff_se > 0
+    assert lfo["trending"].n_blocks == len(ORIGINS)
     assert exact.calibration[BMA] and exact.timings["fits"] == 2 * len(ORIGINS)
 
 
+@pytest.mark.slow
 def test_backtest_reasks_the_registered_questions(trend):
     *_, exact, _ = trend
-    by_id = {q["id"]: q for q in exact.questions}
-    assert by_id["any_conflict"]["n_resolved"] == len(ORIGINS) * HORIZON
-    assert set(by_id["any_conflict"]["scores"]) == {"trending", "flat", BMA, *BASELINES}
-    assert 0 < by_id["mostly_cooperative"]["n_resolved"] <= len(ORIGINS) * HORIZON
+    by_id = {q.id: q for q in exact.questions}
+    assert by_id["any_conflict"].n_resolved == len(ORIGINS) * HORIZON
+    assert set(by_id["any_conflict"].scores) == {"trending", "flat", BMA, *BASELINES}
+    assert 0 < by_id["mostly_cooperative"].n_resolved <= len(ORIGINS) * HORIZON
 
 
+@pytest.mark.slow
 def test_approximate_lfo_refits_less_and_agrees_with_exact_refits(trend):
     *_, exact, approx = trend
     assert approx.timings["fits"] < exact.timings["fits"]
-    refits = [o["fits"]["trending"]["refit"] for o in approx.by_origin]
+    refits = [o.fits["trending"].refit for o in approx.by_origin]
     assert refits[0] and not all(refits)
-    for e, a in zip(exact.lfo["hypotheses"], approx.lfo["hypotheses"], strict=True):
-        assert a["elpd_lfo"] == pytest.approx(e["elpd_lfo"], abs=1.5), e["id"]
+    for e, a in zip(exact.lfo.hypotheses, approx.lfo.hypotheses, strict=True):
+        assert a.elpd_lfo == pytest.approx(e.elpd_lfo, abs=1.5), e.id
     assert all(
-        o["fits"][h]["pareto_k"] is None or o["fits"][h]["refit"] or o["fits"][h]["pareto_k"] <= 0.7
+        o.fits[h].pareto_k is None or o.fits[h].refit or o.fits[h].pareto_k <= 0.7
         for o in approx.by_origin
         for h in ("trending", "flat")
     )
 
 
+@pytest.mark.slow
 def test_origins_fanned_out_as_tasks_give_the_same_fits(trend, compiled):
     """The executor path (one task per origin, as on worker processes or Dask), run in-process."""
-    from forecast.fit.pool import InlineExecutor, Pool, model_key
-    from forecast.workflows.backtest import _MODELS
+    from forecast.fit.pool import InlineExecutor, Pool, cached_model, register_model
 
     _, study, obs, exact, _ = trend
     model = compiled[3]
-    _MODELS[model_key(study, model.cells)] = model  # the "worker" finds the compiled model
+    register_model(model)  # the "worker" finds the compiled model in the one model cache
+    assert cached_model(study, model.cells) is model
     pool = Pool(InlineExecutor(), "tasks in this process", 2, SETTINGS.cores, True, "local")
     fanned = backtest(study, obs.table, model, ORIGINS[:3], HORIZON, SETTINGS, allow_unconverged=True, pool=pool)
     # Same data and seeds; but nutpie does not always repeat a seed's draws on the first run of a
     # configuration in a process (STACK-FACTS, "Reproducibility"), so agree to Monte Carlo error:
     # fits on other data (all of it, or another origin's) would be off by nats.
     for a, b in zip(fanned.by_origin, exact.by_origin[:3], strict=False):
-        assert a["origin"] == b["origin"] and a["n_known"] == b["n_known"]
+        assert a.origin == b.origin and a.n_known == b.n_known
         for h in ("trending", "flat"):
-            got, want = a["fits"][h]["log_marginal_likelihood"], b["fits"][h]["log_marginal_likelihood"]
+            got, want = a.fits[h].log_ml, b.fits[h].log_ml
             assert got == pytest.approx(want, abs=0.3)
     assert fanned.timings["fits"] == 2 * 3
 
 
+@pytest.mark.slow
 def test_the_backtest_result_is_one_json_object(trend):
     *_, exact, _ = trend
     d = json.loads(json.dumps(exact.to_dict()))
@@ -360,6 +471,7 @@ def gate(update) -> list[str]:
     return [] if update.converged else ["--allow-unconverged"]
 
 
+@pytest.mark.slow
 def test_predict_json_gives_forecasts_questions_and_milestones(fitted):
     study_path, runs, update = fitted
     result = invoke("predict", study_path, "--horizon", "3", "--json", "--quiet", "--runs-dir", runs, *gate(update))
@@ -382,6 +494,7 @@ def test_predict_json_gives_forecasts_questions_and_milestones(fitted):
     assert not list((runs / "trend").glob("*/.forecasts.json.tmp-*"))
 
 
+@pytest.mark.slow
 def test_backtest_cli_writes_into_the_run_and_compares_lfo_with_loo(fitted):
     study_path, runs, update = fitted
     result = invoke(
@@ -397,6 +510,7 @@ def test_backtest_cli_writes_into_the_run_and_compares_lfo_with_loo(fitted):
     assert (runs / "trend" / d["run_dir"].split("/")[-1] / "backtest_reliability.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_score_cli_reports_open_questions(fitted):
     study_path, runs, update = fitted
     assert invoke("predict", study_path, "--quiet", "--runs-dir", runs, *gate(update)).exit_code == 0

@@ -393,6 +393,7 @@ def simulation(tmp_path_factory):
     return {k: np.array(v) for k, v in hits.items()}, time.perf_counter() - t0
 
 
+@pytest.mark.slow
 def test_predictive_intervals_are_calibrated_on_data_simulated_from_the_model(simulation):
     hits, seconds = simulation
     cover90, cover50 = hits[0.9].mean(), hits[0.5].mean()

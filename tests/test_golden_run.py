@@ -61,6 +61,32 @@ def test_the_golden_run_renders_as_a_report(tmp_path):
     assert "golden" in json.dumps(report)
 
 
+def test_every_command_that_reads_the_run_refuses_it_the_same_way_once_the_evidence_changed(tmp_path):
+    """predict, score, backtest and history apply the one staleness rule and say the same thing (exit 2)."""
+    root = _runs_root(tmp_path)
+    inputs = shutil.copytree(INPUTS, tmp_path / "inputs")
+    with (inputs / "events.csv").open("a", encoding="utf-8") as f:
+        f.write("G999,2021-12-20,,us,defence,cooperative,3,A1,A late event,Test wire,\n")
+    study = str(inputs / "golden.toml")
+    runs = ["--runs-dir", str(root)]
+    commands = {
+        "predict": ["predict", study, *runs, "-q"],
+        "score": ["score", study, *runs],
+        "backtest": ["backtest", study, *runs, "--origins", "2021Q1:2021Q2", "-q"],
+        "history": ["history", study, *runs, "-q"],
+    }
+    messages = {}
+    for name, args in commands.items():
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, (name, result.output)
+        messages[name] = result.stderr
+    assert len(set(messages.values())) == 1, messages
+    assert "does not match the current inputs: the observations have changed" in messages["predict"]
+    assert sorted(p.name for p in (root / "golden" / "20261207T051613Z").iterdir()) == sorted(
+        p.name for p in RUN.iterdir()
+    )  # nothing was written into the run
+
+
 def test_predict_accepts_the_golden_run_for_its_inputs(tmp_path):
     root = _runs_root(tmp_path)
     result = CliRunner().invoke(
@@ -73,6 +99,7 @@ def test_predict_accepts_the_golden_run_for_its_inputs(tmp_path):
         (h["id"], h["posterior_probability"]) for h in golden["hypotheses"]
     ]
     assert forecasts["quarters"] == ["2022Q1", "2022Q2", "2022Q3", "2022Q4"]
+    assert (root / "golden" / "20261207T051613Z" / "forecasts.json").is_file()  # written into the run it read
 
 
 @pytest.mark.slow

@@ -1,25 +1,33 @@
-"""Support over time (forecast.workflows.history): sequential refits on one compiled model, on a tiny static study."""
+"""Support over time (forecast.workflows.history): sequential refits on one compiled model, on a tiny
+static study; `forecast history` on the golden run, storing history.json in it."""
 
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from helpers import base_study, event, hypothesis, prior, write_mini
 
+from forecast.cli import main
 from forecast.data.cells import cell_data
 from forecast.data.observations import load_observations
+from forecast.errors import RunStoreError
 from forecast.fit.hypothesis import marginal_likelihood
 from forecast.fit.sampler import SamplerSettings, StudyModel
+from forecast.runs.layout import HISTORY
 from forecast.spec.study import load_study
 from forecast.workflows.history import (
-    HISTORY,
     History,
+    HistoryPoint,
     compute_history,
     evaluation_quarters,
     load_history,
     quarter_end,
+    run_history,
 )
 
 SETTINGS = SamplerSettings(draws=500, tune=300, chains=4, seed=5)
@@ -76,6 +84,7 @@ def test_quarter_helpers():
     assert evaluation_quarters(np.array([], dtype=int), 1) == []
 
 
+@pytest.mark.slow
 def test_history_has_a_point_per_quarter_with_probabilities_summing_to_one(tiny):
     study, _, _, history = tiny
     assert [p.quarter for p in history.points] == ["2019Q4", "2020Q1", "2020Q2", "2020Q3", "2020Q4"]
@@ -88,11 +97,13 @@ def test_history_has_a_point_per_quarter_with_probabilities_summing_to_one(tiny)
         assert set(p.probabilities) == {h.id for h in study.hypotheses}
 
 
+@pytest.mark.slow
 def test_history_reuses_the_compiled_model(tiny):
     _, _, model, _ = tiny
     assert model.n_compiled == 1
 
 
+@pytest.mark.slow
 def test_last_point_equals_a_direct_fit_on_all_data_within_mc_error(tiny):
     """The final quarter sees every observation, so it must agree with fitting all the data at once."""
     study, obs, _, history = tiny
@@ -115,6 +126,7 @@ def test_last_point_equals_a_direct_fit_on_all_data_within_mc_error(tiny):
         assert last.probabilities[h.id] == pytest.approx(p[i], abs=tol)
 
 
+@pytest.mark.slow
 def test_every_n_quarters_and_quarters_without_new_evidence(tiny):
     """every=2 evaluates 2020Q1, then 2020Q3 and always the last quarter; no new evidence reuses."""
     study, obs, model, _ = tiny
@@ -134,6 +146,7 @@ def test_every_n_quarters_and_quarters_without_new_evidence(tiny):
     assert model.n_compiled == 1
 
 
+@pytest.mark.slow
 def test_the_runs_own_result_is_the_last_point(tiny):
     """Given the fit on all data (the run itself), the last quarter uses it instead of refitting."""
     study, obs, model, history = tiny
@@ -150,10 +163,100 @@ def test_the_runs_own_result_is_the_last_point(tiny):
     assert not flagged.converged and flagged.problems == {"cold": ["R-hat 1.2 > 1.01"]}
 
 
-def test_history_round_trips_through_json(tiny, tmp_path):
-    *_, history = tiny
+def _point(quarter: str, source: str, p: float, converged: bool = True) -> HistoryPoint:
+    return HistoryPoint(
+        quarter=quarter,
+        as_of="2020-03-31",
+        n_observations=6,
+        new_observations=6,
+        source=source,
+        probabilities={"warm": p, "cold": 1 - p},
+        probabilities_se={"warm": 0.01, "cold": 0.01},
+        log_marginal_likelihood={"warm": -3.0, "cold": None},
+        log_marginal_likelihood_se={"warm": 0.1, "cold": None},
+        converged=converged,
+        problems={} if converged else {"cold": ["R-hat 1.2 > 1.01"]},
+    )
+
+
+def test_history_round_trips_through_json(tmp_path):
+    history = History(
+        "mini",
+        [
+            {"id": "warm", "label": "Warm", "prior_probability": 0.5},
+            {"id": "cold", "label": "Cold", "prior_probability": 0.5},
+        ],
+        2,
+        SETTINGS.to_dict(),
+        [_point("2019Q4", "prior", 0.5), _point("2020Q1", "fit", 0.7, converged=False)],
+        1.5,
+    )
     (tmp_path / HISTORY).write_text(json.dumps(history.to_dict()))
     back = load_history(tmp_path)
     assert isinstance(back, History)
     assert back.to_dict() == json.loads(json.dumps(history.to_dict()))
+    assert not back.converged and back.n_fitted == 1 and "written" not in back.to_dict()
     assert load_history(tmp_path / "nowhere") is None
+    (tmp_path / HISTORY).write_text('{"schema_version": 99, "points": []}')
+    with pytest.raises(RunStoreError, match="forecast history"):
+        load_history(tmp_path)
+
+
+# --- `forecast history` on the golden run ------------------------------------------------------
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+GOLDEN_RUN = "20261207T051613Z"
+
+
+def golden_runs(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A runs root whose latest run of 'golden' is a copy of the reference run, and a copy of its inputs."""
+    root = tmp_path / "runs"
+    shutil.copytree(GOLDEN / "run-v1", root / "golden" / GOLDEN_RUN)
+    (root / "golden" / "LATEST").write_text(GOLDEN_RUN + "\n", encoding="utf-8")
+    inputs = shutil.copytree(GOLDEN / "inputs", tmp_path / "inputs")
+    return root, inputs / "golden.toml", root / "golden" / GOLDEN_RUN
+
+
+def test_history_refuses_a_run_that_no_longer_matches_the_observations(tmp_path):
+    root, study, run = golden_runs(tmp_path)
+    with (study.parent / "events.csv").open("a", encoding="utf-8") as f:
+        f.write("G999,2021-12-20,,us,defence,cooperative,3,A1,A late event,Test wire,\n")
+    with pytest.raises(RunStoreError, match="does not match the current inputs: the observations have changed"):
+        run_history(study, runs_root=root)
+    result = CliRunner().invoke(main, ["history", str(study), "--runs-dir", str(root), "-q"])
+    assert result.exit_code == 2 and "does not match the current inputs" in result.stderr
+    assert not (run / HISTORY).exists()
+
+
+def test_history_options_are_checked_before_any_work(tmp_path):
+    root, study, run = golden_runs(tmp_path)
+    for args in (["--every", "0"], ["--draws", "10"], ["--chains", "1"]):
+        result = CliRunner().invoke(main, ["history", str(study), "--runs-dir", str(root), "-q", *args])
+        assert result.exit_code == 2, (args, result.output)
+    with pytest.raises(Exception, match="every"):
+        run_history(study, runs_root=root, every=0)
+    assert not (run / HISTORY).exists()
+
+
+@pytest.mark.slow
+def test_forecast_history_stores_support_over_time_in_the_run(tmp_path):
+    root, study, run = golden_runs(tmp_path)
+    result = CliRunner().invoke(
+        main, ["history", str(study), "--runs-dir", str(root), "--every", "4", "--json", "-q"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    stored = json.loads((run / HISTORY).read_text(encoding="utf-8"))
+    assert out["written"] == str(run / HISTORY) and "written" not in stored
+    assert {k: v for k, v in out.items() if k not in ("written",)} == stored
+    assert stored["every"] == 4 and stored["settings"]["draws"] == 500  # the run's own settings
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    last = stored["points"][-1]
+    assert last["source"] == "run"  # the run's own result, not a refit
+    assert last["log_marginal_likelihood"] == {h["id"]: h["log_marginal_likelihood"] for h in summary["hypotheses"]}
+    assert [p["source"] for p in stored["points"]][0] == "prior"
+    assert isinstance(load_history(run), History)
+    # --run without STUDY: the run's own copies of its inputs.
+    again = CliRunner().invoke(main, ["history", "--run", str(run), "--every", "8", "--json", "-q"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["every"] == 8

@@ -19,7 +19,18 @@ from exact import log_ml_group, pymc_prior
 from forecast.data.cells import cell_data
 from forecast.data.observations import load_observations
 from forecast.errors import InputError
-from forecast.fit.pool import FitTask, InlineExecutor, ProgressBar, model_key, open_pool, run_fits
+from forecast.fit.pool import (
+    FitTask,
+    InlineExecutor,
+    Pool,
+    ProgressBar,
+    cached_model,
+    fan_out,
+    model_key,
+    open_pool,
+    register_model,
+    run_fits,
+)
 from forecast.fit.sampler import SamplerSettings, hypothesis_seed
 from forecast.spec.study import load_study
 from forecast.workflows.sensitivity import GridSpec, build_grid
@@ -99,6 +110,7 @@ def exact_log_ml(cells, priors) -> float:
     )
 
 
+@pytest.mark.slow
 def test_grid_on_a_local_dask_cluster(tiny):
     from distributed import LocalCluster
 
@@ -129,6 +141,7 @@ def test_grid_on_a_local_dask_cluster(tiny):
     assert lines[-1].startswith("grid [") and f"{len(tasks)}/{len(tasks)}" in lines[-1]
 
 
+@pytest.mark.slow  # starts worker processes and waits out a connection timeout (~10 s)
 def test_local_pool_inline_pool_and_bad_scheduler():
     with open_pool(workers=2, n_tasks=5) as pool:
         assert pool.kind == "local" and pool.workers == 2
@@ -170,3 +183,36 @@ def test_model_key_depends_on_structure_and_data_not_on_priors(tiny):
     assert model_key(study, cells) == model_key(other_priors, cells)
     fewer = replace(cells, w_coop=cells.w_coop * 0.5)
     assert model_key(study, cells) != model_key(study, fewer)
+
+
+def _divide(a: int, b: int) -> float:
+    return a / b
+
+
+@pytest.mark.parametrize("kind", ["inline", "local"])
+def test_fan_out_returns_results_in_task_order_and_reports_each(kind):
+    pool = Pool(InlineExecutor(), "this process", 2, 1, warm_first=(kind == "local"), kind=kind)
+    seen = []
+    out = fan_out(pool, _divide, [(6, 3), (1, 4), (9, 9)], lambda i, r: seen.append((i, r)))
+    assert out == [2.0, 0.25, 1.0]
+    assert sorted(seen) == [(0, 2.0), (1, 0.25), (2, 1.0)]
+
+
+def test_fan_out_stops_at_the_first_error():
+    pool = Pool(InlineExecutor(), "this process", 1, 1)
+    seen = []
+    with pytest.raises(ZeroDivisionError):
+        fan_out(pool, _divide, [(1, 1), (1, 0), (2, 1)], lambda i, r: seen.append(i))
+    assert seen == [0]  # in process, the task after the failure never ran
+
+
+def test_one_model_cache_per_process(tiny):
+    from forecast.fit.sampler import StudyModel
+
+    study, cells = tiny
+    model = cached_model(study, cells)  # built, not compiled: compiling waits for the first fit
+    assert isinstance(model, StudyModel) and model.n_compiled == 0
+    assert cached_model(replace(study, hypotheses=study.hypotheses[:1]), cells) is model  # priors are data
+    other = StudyModel(study, cells)
+    register_model(other)
+    assert cached_model(study, cells) is other

@@ -10,6 +10,7 @@ from forecast.cli.commands import (  # noqa: F401  (importing registers each com
     backtest,
     calibrate,
     evidence,
+    history,
     import_,
     init,
     predict,

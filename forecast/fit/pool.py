@@ -12,9 +12,12 @@ same compiled model with different priors or data. They are written against the 
 
 A compiled nutpie model does not pickle, so a task carries the study and its cell data (plain
 data, a few kilobytes), and each worker process builds and compiles the model the first time
-it sees that study and keeps it for every later task (``_MODELS``, keyed by a hash of the
-model's structure and data). Run Dask workers with one thread each (``--nthreads 1``): PyTensor
-compilation is not thread-safe.
+it sees that study and keeps it for every later task (``cached_model``: the one process-wide
+cache of study models, keyed by a hash of the model's structure and data). Run Dask workers with
+one thread each (``--nthreads 1``): PyTensor compilation is not thread-safe.
+
+``fan_out`` runs any picklable task function over a pool (sensitivity grids through
+``run_fits``, backtest origins, ...), in task order, cancelling what is left on an error.
 """
 
 from __future__ import annotations
@@ -29,12 +32,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
 from forecast.data.cells import CellData
 from forecast.errors import InputError
+from forecast.fit.hypothesis import fit_hypothesis
 from forecast.fit.sampler import SamplerSettings, StudyModel
 from forecast.model.build import rv_name, slots
 from forecast.spec.study import Hypothesis, Study
@@ -89,17 +93,22 @@ def register_model(model: StudyModel) -> None:
     _MODELS[model_key(model.study, model.cells)] = model
 
 
+def cached_model(study: Study, cells: CellData) -> StudyModel:
+    """This process's model of ``study`` on ``cells``: built (and compiled on first use) once."""
+    key = model_key(study, cells)
+    model = _MODELS.get(key)
+    if model is None:
+        model = _MODELS[key] = StudyModel(study, cells)
+    return model
+
+
 def fit_one(study: Study, cells: CellData, task: FitTask) -> FitOutcome:
     """Worker entry point: fit one task on this process's (cached) compiled model."""
-    from forecast.fit.hypothesis import checked, marginal_likelihood
-
-    key = model_key(study, cells)
-    compiled_here = key not in _MODELS
-    model = _MODELS.get(key) or _MODELS.setdefault(key, StudyModel(study, cells))
+    compiled_here = model_key(study, cells) not in _MODELS
+    model = cached_model(study, cells)
     before = model.compile_seconds
-    fit = model.fit(task.hypothesis, task.settings)
-    bridge = marginal_likelihood(model, task.hypothesis, fit, task.bridge_seed)
-    fit = checked(fit, bridge)
+    judged = fit_hypothesis(model, task.hypothesis, task.settings, bridge_seed=task.bridge_seed, with_loo=False)
+    fit, bridge = judged.fit, judged.bridge
     means = {
         rv_name(p, g): float(fit.trace.posterior[rv_name(p, g)].mean())
         for p, g in slots(study)
@@ -247,6 +256,45 @@ class FanOut:
     compiles: int = field(default=0)  # how many tasks built and compiled a model
 
 
+def fan_out(
+    pool: Pool,
+    fn: Callable[..., Any],
+    tasks: Sequence[tuple],
+    on_result: Callable[[int, Any], None] | None = None,
+) -> list:
+    """``fn(*task)`` for every task on ``pool``, results in task order.
+
+    ``on_result(index, result)`` is called as each finishes (in the order they finish). In
+    process, tasks run one at a time, so progress moves as each finishes; with
+    ``pool.warm_first`` one task runs alone first (workers then find the compile caches warm).
+    An error (or Ctrl-C) cancels the tasks not yet started and propagates.
+    """
+    results: list = [None] * len(tasks)
+
+    def collect(index: int, future: Future) -> None:
+        results[index] = future.result()
+        if on_result:
+            on_result(index, results[index])
+
+    pending = list(enumerate(tasks))
+    if pool.kind == "inline":
+        while pending:
+            index, args = pending.pop(0)
+            collect(index, pool.executor.submit(fn, *args))
+    if pool.warm_first and len(pending) > 1:
+        index, args = pending.pop(0)
+        collect(index, pool.executor.submit(fn, *args))
+    futures = {pool.executor.submit(fn, *args): index for index, args in pending}
+    try:
+        for future in as_completed(futures):
+            collect(futures[future], future)
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise
+    return results
+
+
 def run_fits(
     study: Study,
     cells: CellData,
@@ -262,31 +310,14 @@ def run_fits(
     t0 = time.perf_counter()
     tasks = [replace(t, settings=replace(t.settings, cores=pool.cores_per_fit)) for t in tasks]
     progress = ProgressBar(len(tasks), label, stream) if bar and tasks else None
-    results: dict[str, FitOutcome] = {}
 
-    def collect(future: Future) -> None:
-        out = future.result()
-        results[out.key] = out
+    def collect(_index: int, out: FitOutcome) -> None:
         if on_result:
             on_result(out)
         if progress:
             progress.step(f"{out.key} ({out.seconds:.1f} s)")
 
-    pending = list(tasks)
-    if pool.kind == "inline":  # one at a time, so the progress bar moves as each finishes
-        while pending:
-            collect(pool.executor.submit(fit_one, study, cells, pending.pop(0)))
-    if pool.warm_first and len(pending) > 1:
-        collect(pool.executor.submit(fit_one, study, cells, pending.pop(0)))
-    futures = [pool.executor.submit(fit_one, study, cells, t) for t in pending]
-    try:
-        for future in as_completed(futures):
-            collect(future)
-    except BaseException:
-        for f in futures:
-            f.cancel()
-        raise
-    outcomes = [results[t.key] for t in tasks]
+    outcomes = fan_out(pool, fit_one, [(study, cells, t) for t in tasks], collect)
     return FanOut(
         outcomes, pool.description, pool.workers, time.perf_counter() - t0, sum(o.compiled_here for o in outcomes)
     )

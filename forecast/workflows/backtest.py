@@ -22,7 +22,11 @@ Events that corroborate another row (``origin_id``) are not scored again. By def
 origins run one after another in this process on one compiled model (on a 2-core machine that is
 as fast as fanning out: nutpie already samples the chains on both cores). Exact refits can be
 fanned out, one origin per task, over ``forecast.fit.pool``'s pools: local worker processes or
-a Dask cluster, each worker compiling the model once.
+a Dask cluster, each worker compiling the model once (``forecast.fit.pool.cached_model``).
+
+``run_backtest`` reads the study's latest run through ``StoredRun`` (it must match the current
+inputs), and writes ``backtest.json`` (and, given a ``plot`` function, the reliability diagram)
+into it. The result is a typed ``BacktestResult``; ``forecast.reports.text.backtest`` renders it.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -43,7 +47,8 @@ from scipy.special import expit, logsumexp
 from forecast.data.cells import CellData, cell_data
 from forecast.data.observations import load_observations
 from forecast.errors import ConvergenceError, InputError, ObservationError
-from forecast.fit.hypothesis import checked, marginal_likelihood
+from forecast.fit.hypothesis import fit_hypothesis
+from forecast.fit.pool import Pool, cached_model, fan_out, open_pool, register_model
 from forecast.fit.sampler import Diagnostics, SamplerSettings, StudyModel
 from forecast.model.build import draws_as_arrays
 from forecast.model.predictive import (
@@ -54,16 +59,15 @@ from forecast.model.predictive import (
     mixture,
     question_probability,
 )
-from forecast.settings import derive_seed
+from forecast.runs.layout import BACKTEST, BACKTEST_PLOT, RESULTS_SCHEMA
+from forecast.runs.store import default_root, jsonable, preflight
+from forecast.runs.stored import StoredRun
+from forecast.settings import Progress, derive_seed
 from forecast.spec.questions import Question, load_questions, quarter_start
 from forecast.spec.study import Study, load_study, quarter_label
 from forecast.stats.loo import posterior_probabilities
 from forecast.stats.scoring import brier, interval_coverage, log_score, reliability_table, skill
-from forecast.workflows.predict import RESULTS_SCHEMA, fitted_run, json_safe, write_run_file, write_run_json
 
-Progress = Callable[[str], None]
-BACKTEST = "backtest.json"
-RELIABILITY_PLOT = "backtest_reliability.png"
 BMA = "bma"
 BASELINES = ("base_rate", "last_quarter")
 DEFAULT_ORIGINS = 12
@@ -71,6 +75,7 @@ PARETO_K_REFIT = 0.7
 SMOOTHING = 0.5  # add-a-half smoothing of the baselines' frequencies
 LEVELS = (0.5, 0.9)
 UNRELIABLE = "UNRELIABLE: at least one backtest fit failed its convergence checks"
+RESULT_FILE_BYTES = 16 * 1024 * 1024  # room checked for backtest.json and its plot before any fitting
 
 
 # --- what was known when ---------------------------------------------------------------------
@@ -199,7 +204,221 @@ def psis_log_weights(log_ratios: np.ndarray, chains: int) -> tuple[np.ndarray, f
 # --- the backtest --------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
+class Score:
+    """A forecaster's mean log score (higher is better) and Brier score (lower is better); as a
+    skill, ``1 - score / baseline's`` of each (> 0 beats the baseline)."""
+
+    log_score: float
+    brier: float
+
+    def to_dict(self) -> dict:
+        return {"log_score": self.log_score, "brier": self.brier}
+
+
+@dataclass(frozen=True)
+class Skill:
+    """A forecaster's skill against each baseline."""
+
+    base_rate: Score
+    last_quarter: Score
+
+    def to_dict(self) -> dict:
+        return {"base_rate": self.base_rate.to_dict(), "last_quarter": self.last_quarter.to_dict()}
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Every forecaster's scores on one set of events (all, one horizon, or one cell)."""
+
+    by_forecaster: dict[str, Score]
+    n_events: int
+    weight: float  # total reliability weight of the events
+
+    def __getitem__(self, forecaster: str) -> Score:
+        return self.by_forecaster[forecaster]
+
+    def to_dict(self) -> dict:
+        return {f: s.to_dict() for f, s in self.by_forecaster.items()} | {
+            "n_events": self.n_events,
+            "weight": self.weight,
+        }
+
+
+@dataclass(frozen=True)
+class CellScores:
+    group: str
+    domain: str
+    scores: Scores
+    skill: dict[str, Skill]  # hypothesis or BMA -> skill
+
+    def to_dict(self) -> dict:
+        return {
+            "group": self.group,
+            "domain": self.domain,
+            **self.scores.to_dict(),
+            "skill": {f: s.to_dict() for f, s in self.skill.items()},
+        }
+
+
+@dataclass(frozen=True)
+class ScoreSummary:
+    """The event scores: overall, by horizon (quarters ahead) and by (group, domain)."""
+
+    overall: Scores | None  # None when no event fell in a forecast quarter
+    skill: dict[str, Skill] | None
+    by_horizon: dict[int, Scores] = field(default_factory=dict)
+    by_cell: list[CellScores] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "overall": None if self.overall is None else self.overall.to_dict(),
+            "skill": None if self.skill is None else {f: s.to_dict() for f, s in self.skill.items()},
+            "by_horizon": {str(h): s.to_dict() for h, s in self.by_horizon.items()},
+            "by_cell": [c.to_dict() for c in self.by_cell],
+        }
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How often the central 50% / 90% predictive intervals of a cell's cooperative count held it."""
+
+    interval_50: float
+    interval_90: float
+    n_cells: int
+
+    def to_dict(self) -> dict:
+        return {"interval_50": self.interval_50, "interval_90": self.interval_90, "n_cells": self.n_cells}
+
+
+@dataclass(frozen=True)
+class ReliabilityBin:
+    """One bin of a reliability diagram (``forecast.stats.scoring.reliability_table``)."""
+
+    bin: tuple[float, float]
+    mean_forecast: float
+    observed_frequency: float
+    n: int
+    weight: float
+
+    @classmethod
+    def from_row(cls, row: Mapping) -> ReliabilityBin:
+        return cls(
+            (row["bin"][0], row["bin"][1]), row["mean_forecast"], row["observed_frequency"], row["n"], row["weight"]
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "bin": list(self.bin),
+            "mean_forecast": self.mean_forecast,
+            "observed_frequency": self.observed_frequency,
+            "n": self.n,
+            "weight": self.weight,
+        }
+
+
+@dataclass(frozen=True)
+class QuestionScores:
+    """A registered question re-asked about every target quarter of every origin."""
+
+    id: str
+    text: str
+    kind: str
+    n_resolved: int
+    base_rate_observed: float | None = None  # the rest only when a re-asked question resolved
+    scores: dict[str, Score] | None = None
+    skill: dict[str, Skill] | None = None
+
+    def to_dict(self) -> dict:
+        d = {"id": self.id, "text": self.text, "kind": self.kind, "n_resolved": self.n_resolved}
+        if self.scores is not None:
+            d.update(
+                base_rate_observed=self.base_rate_observed,
+                scores={f: s.to_dict() for f, s in self.scores.items()},
+                skill={f: s.to_dict() for f, s in (self.skill or {}).items()},
+            )
+        return d
+
+
+@dataclass(frozen=True)
+class LfoHypothesis:
+    """One hypothesis's (or the model average's) leave-future-out elpd, beside the run's PSIS-LOO."""
+
+    id: str
+    elpd_lfo: float
+    se: float
+    n_blocks: int
+    pareto_k_max: float | None
+    elpd_diff: float  # from the best hypothesis, paired over the same quarters
+    elpd_diff_se: float
+    elpd_loo: float | None = None  # from the run, when the backtest analysed one
+    elpd_loo_se: float | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "elpd_lfo": self.elpd_lfo,
+            "se": self.se,
+            "n_blocks": self.n_blocks,
+            "pareto_k_max": self.pareto_k_max,
+            "elpd_diff": self.elpd_diff,
+            "elpd_diff_se": self.elpd_diff_se,
+            "elpd_loo": self.elpd_loo,
+            "elpd_loo_se": self.elpd_loo_se,
+        }
+
+
+@dataclass(frozen=True)
+class Lfo:
+    method: str  # "exact" or "approx"
+    pareto_k_refit: float | None
+    hypotheses: list[LfoHypothesis]
+    note: str | None = None
+
+    def to_dict(self) -> dict:
+        d = {
+            "method": self.method,
+            "pareto_k_refit": self.pareto_k_refit,
+            "hypotheses": [h.to_dict() for h in self.hypotheses],
+        }
+        if self.note is not None:
+            d["note"] = self.note
+        return d
+
+
+@dataclass(frozen=True)
+class OriginResult:
+    """What was known at one origin and what the fits there gave."""
+
+    origin: int
+    n_known: int
+    posterior_probabilities: dict[str, float]
+    fits: dict[str, OriginFit]
+
+    def to_dict(self) -> dict:
+        return {
+            "origin": quarter_label(self.origin),
+            "n_known": self.n_known,
+            "posterior_probabilities": self.posterior_probabilities,
+            "fits": {h: f.to_dict() for h, f in self.fits.items()},
+        }
+
+
+@dataclass(frozen=True)
+class BacktestSettings:
+    sampler: SamplerSettings
+    lfo: str
+    pareto_k_refit: float
+    pool: str | None = None  # where the refits ran
+
+    def to_dict(self) -> dict:
+        d = {**self.sampler.to_dict(), "lfo": self.lfo, "pareto_k_refit": self.pareto_k_refit}
+        if self.pool is not None:
+            d["pool"] = self.pool
+        return d
+
+
+@dataclass(frozen=True)
 class BacktestResult:
     study: str
     origins: list[int]
@@ -207,17 +426,25 @@ class BacktestResult:
     lfo_method: str
     converged: bool
     hypotheses: list[str]
-    scores: dict
-    coverage: dict
-    calibration: dict
-    questions: list[dict]
-    lfo: dict
-    by_origin: list[dict]
-    settings: dict
+    scores: ScoreSummary
+    coverage: dict[str, Coverage]  # hypothesis or BMA -> coverage
+    calibration: dict[str, list[ReliabilityBin]]  # BMA and the baselines -> reliability bins
+    questions: list[QuestionScores]
+    lfo: Lfo
+    by_origin: list[OriginResult]
+    settings: BacktestSettings
     data_cutoff: str
     run_dir: str | None = None
     written: list[str] = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+
+    @property
+    def forecasters(self) -> list[str]:
+        return [*self.hypotheses, BMA, *BASELINES]
+
+    def calibration_values(self) -> dict[str, list[dict]]:
+        """The reliability bins as plain values (what ``backtest.json`` stores, what plots take)."""
+        return {f: [b.to_dict() for b in bins] for f, bins in self.calibration.items()}
 
     def to_dict(self) -> dict:
         d = {
@@ -229,20 +456,20 @@ class BacktestResult:
             "horizon": self.horizon,
             "converged": self.converged,
             "hypotheses": self.hypotheses,
-            "forecasters": [*self.hypotheses, BMA, *BASELINES],
-            "scores": self.scores,
-            "coverage": self.coverage,
-            "calibration": self.calibration,
-            "questions": self.questions,
-            "lfo": self.lfo,
-            "by_origin": self.by_origin,
-            "settings": self.settings,
+            "forecasters": self.forecasters,
+            "scores": self.scores.to_dict(),
+            "coverage": {f: c.to_dict() for f, c in self.coverage.items()},
+            "calibration": self.calibration_values(),
+            "questions": [q.to_dict() for q in self.questions],
+            "lfo": self.lfo.to_dict(),
+            "by_origin": [o.to_dict() for o in self.by_origin],
+            "settings": self.settings.to_dict(),
             "written": self.written,
             "timings": self.timings,
         }
         if not self.converged:
             d["warning"] = UNRELIABLE
-        return json_safe(d)
+        return jsonable(d)
 
 
 @dataclass
@@ -299,9 +526,9 @@ def _forecast_from(post: _Posterior, study: Study, targets, next_block, fit: Ori
 
 def _refit(model: StudyModel, h, origin: int, cells_t: CellData, settings: SamplerSettings, say) -> tuple:
     study = model.study
-    fit = model.fit(h, replace(settings, seed=_origin_seed(settings.seed, origin)), say, cells=cells_t)
-    bridge = marginal_likelihood(model, h, fit, _origin_seed(settings.seed, origin), cells_t)
-    fit = checked(fit, bridge)
+    seeded = replace(settings, seed=_origin_seed(settings.seed, origin))
+    judged = fit_hypothesis(model, h, seeded, cells=cells_t, with_loo=False, progress=say)
+    fit, bridge = judged.fit, judged.bridge
     eta = logit_grid(draws_as_arrays(fit.trace.posterior, study), study, study.time.end, np.random.default_rng(0))
     post = _Posterior(eta, fit.settings.chains, cells_t, bridge.log_ml, bridge.se)
     return post, OriginFit(origin, h.id, True, None, bridge.log_ml, bridge.se, fit.diagnostics)
@@ -320,19 +547,11 @@ def fit_origin(
     return out
 
 
-# Compiled models of worker processes (and of this process), keyed like forecast.fit.pool's.
-_MODELS: dict[str, StudyModel] = {}
-
-
 def fit_origin_task(
     study: Study, cells: CellData, origin: int, cells_t: CellData, targets, next_block, settings
 ) -> dict[str, _Forecast]:
     """Worker entry point: ``fit_origin`` on this process's compiled model (built the first time)."""
-    from forecast.fit.pool import model_key
-
-    key = model_key(study, cells)
-    model = _MODELS.get(key) or _MODELS.setdefault(key, StudyModel(study, cells))
-    return fit_origin(model, origin, cells_t, targets, next_block, settings)
+    return fit_origin(cached_model(study, cells), origin, cells_t, targets, next_block, settings)
 
 
 @dataclass(frozen=True)
@@ -371,7 +590,7 @@ def backtest(
     lfo: Literal["exact", "approx"] = "exact",
     allow_unconverged: bool = False,
     progress: Progress | None = None,
-    pool=None,
+    pool: Pool | None = None,
 ) -> BacktestResult:
     """Fit at every origin, forecast the next ``horizon`` quarters, and score; see the module docstring.
 
@@ -395,31 +614,19 @@ def backtest(
     results: dict[int, dict[str, _Forecast]] = {}
     if lfo == "exact" and pool is not None and pool.kind != "inline" and len(plan) > 1:
         say(f"fitting {len(plan)} origins on {pool.description}")
-        from concurrent.futures import as_completed
-
         local = replace(settings, cores=pool.cores_per_fit)
+        done = 0
 
-        def submit(o: _Origin):
-            return pool.executor.submit(
-                fit_origin_task, study, model.cells, o.origin, o.cells, o.targets, o.next_block, local
-            )
+        def collect(index: int, forecasts: dict[str, _Forecast]) -> None:
+            nonlocal converged, done
+            origin = plan[index].origin
+            converged &= _check_converged(forecasts, origin, allow_unconverged)
+            done += 1
+            say(f"[{done}/{len(plan)}] origin {quarter_label(origin)} fitted")
 
-        pending = list(plan)
-        if pool.warm_first:  # one origin alone first, so the others start with warm compile caches
-            first = pending.pop(0)
-            results[first.origin] = submit(first).result()
-            converged &= _check_converged(results[first.origin], first.origin, allow_unconverged)
-        futures = {submit(o): o.origin for o in pending}
-        try:
-            for i, fut in enumerate(as_completed(futures), start=len(results) + 1):
-                origin = futures[fut]
-                results[origin] = fut.result()
-                converged &= _check_converged(results[origin], origin, allow_unconverged)
-                say(f"[{i}/{len(plan)}] origin {quarter_label(origin)} fitted")
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
+        tasks = [(study, model.cells, o.origin, o.cells, o.targets, o.next_block, local) for o in plan]
+        fitted = fan_out(pool, fit_origin_task, tasks, collect)
+        results = {o.origin: out for o, out in zip(plan, fitted, strict=True)}
     else:
         state: dict[str, _Posterior] = {}
         for i, o in enumerate(plan, start=1):
@@ -456,19 +663,19 @@ def _score_backtest(study, table, plan, results, horizon, settings, questions, l
     coverage_rows: list[dict] = []
     question_rows: list[dict] = []
     lfo_rows: list[dict] = []
-    by_origin: list[dict] = []
+    by_origin: list[OriginResult] = []
     for o in plan:
         fc = results[o.origin]
         log_ml = np.array([fc[h].fit.log_ml for h in hyp_ids])
         se = np.array([fc[h].fit.log_ml_se for h in hyp_ids])
         probs, _ = posterior_probabilities(log_ml, se, prior)
         by_origin.append(
-            {
-                "origin": quarter_label(o.origin),
-                "n_known": int(len(o.known)),
-                "posterior_probabilities": dict(zip(hyp_ids, map(float, probs), strict=True)),
-                "fits": {h: fc[h].fit.to_dict() for h in hyp_ids},
-            }
+            OriginResult(
+                origin=o.origin,
+                n_known=int(len(o.known)),
+                posterior_probabilities=dict(zip(hyp_ids, map(float, probs), strict=True)),
+                fits={h: fc[h].fit for h in hyp_ids},
+            )
         )
         # Leave-future-out: the (weighted) predictive density of the next quarter's events.
         if fc[hyp_ids[0]].loglik_next is not None:
@@ -520,7 +727,7 @@ def _score_backtest(study, table, plan, results, horizon, settings, questions, l
         questions=_summarise_questions(pd.DataFrame(question_rows), questions, forecasters, hyp_ids),
         lfo=_summarise_lfo(pd.DataFrame(lfo_rows), hyp_ids, lfo),
         by_origin=by_origin,
-        settings={**settings.to_dict(), "lfo": lfo, "pareto_k_refit": PARETO_K_REFIT},
+        settings=BacktestSettings(settings, lfo, PARETO_K_REFIT),
         data_cutoff=str(table["report_date"].max().date()),
         timings={"total_s": time.perf_counter() - t0, "fits": int(n_fits)},
     )
@@ -568,133 +775,104 @@ def _check_intervals(study, truth_n, truth_k, targets, origin, preds, out: list[
             out.append(row)
 
 
-def _scores_of(frame: pd.DataFrame, forecasters: Sequence[str]) -> dict:
+def _scores_of(frame: pd.DataFrame, forecasters: Sequence[str]) -> Scores:
     y, w = frame["y"].to_numpy(bool), frame["w"].to_numpy(float)
-    return {
-        f: {
-            "log_score": log_score(frame[f].to_numpy(float), y, w),
-            "brier": brier(frame[f].to_numpy(float), y, w),
-        }
-        for f in forecasters
-    } | {"n_events": int(len(frame)), "weight": float(w.sum())}
+    return Scores(
+        {
+            f: Score(log_score(frame[f].to_numpy(float), y, w), brier(frame[f].to_numpy(float), y, w))
+            for f in forecasters
+        },
+        n_events=int(len(frame)),
+        weight=float(w.sum()),
+    )
 
 
-def _skills(scores: dict, models: Sequence[str]) -> dict:
-    return {
-        f: {
-            ref: {
-                "log_score": skill(scores[f]["log_score"], scores[ref]["log_score"]),
-                "brier": skill(scores[f]["brier"], scores[ref]["brier"]),
-            }
-            for ref in BASELINES
-        }
-        for f in models
-    }
+def _skills(scores: Mapping[str, Score] | Scores, models: Sequence[str]) -> dict[str, Skill]:
+    def against(f: str, ref: str) -> Score:
+        return Score(skill(scores[f].log_score, scores[ref].log_score), skill(scores[f].brier, scores[ref].brier))
+
+    return {f: Skill(*(against(f, ref) for ref in BASELINES)) for f in models}
 
 
-def _summarise_scores(events: pd.DataFrame, forecasters: list[str], hyp_ids: list[str]) -> dict:
+def _summarise_scores(events: pd.DataFrame, forecasters: list[str], hyp_ids: list[str]) -> ScoreSummary:
     if events.empty:
-        return {"overall": None, "skill": None, "by_horizon": {}, "by_cell": []}
+        return ScoreSummary(overall=None, skill=None)
     models = [*hyp_ids, BMA]
     overall = _scores_of(events, forecasters)
-    by_horizon = {str(h): _scores_of(f, forecasters) for h, f in events.groupby("horizon")}
+    by_horizon = {int(h): _scores_of(f, forecasters) for h, f in events.groupby("horizon")}
     by_cell = []
     for (g, d), f in events.groupby(["group", "domain"], sort=False):
         s = _scores_of(f, forecasters)
-        by_cell.append({"group": g, "domain": d, **s, "skill": _skills(s, models)})
-    return {
-        "overall": overall,
-        "skill": _skills(overall, models),
-        "by_horizon": by_horizon,
-        "by_cell": by_cell,
-    }
+        by_cell.append(CellScores(g, d, s, _skills(s, models)))
+    return ScoreSummary(overall=overall, skill=_skills(overall, models), by_horizon=by_horizon, by_cell=by_cell)
 
 
-def _summarise_coverage(rows: pd.DataFrame, forecasters: list[str]) -> dict:
+def _summarise_coverage(rows: pd.DataFrame, forecasters: list[str]) -> dict[str, Coverage]:
     if rows.empty:
         return {}
     return {
-        f: {
-            "interval_50": float(rows[f"{f}@0.5"].mean()),
-            "interval_90": float(rows[f"{f}@0.9"].mean()),
-            "n_cells": int(len(rows)),
-        }
-        for f in forecasters
+        f: Coverage(float(rows[f"{f}@0.5"].mean()), float(rows[f"{f}@0.9"].mean()), int(len(rows))) for f in forecasters
     }
 
 
-def _calibration(events: pd.DataFrame) -> dict:
+def _calibration(events: pd.DataFrame) -> dict[str, list[ReliabilityBin]]:
     if events.empty:
         return {}
     y, w = events["y"].to_numpy(bool), events["w"].to_numpy(float)
-    return {f: reliability_table(events[f].to_numpy(float), y, w) for f in (BMA, *BASELINES)}
+    return {
+        f: [ReliabilityBin.from_row(r) for r in reliability_table(events[f].to_numpy(float), y, w)]
+        for f in (BMA, *BASELINES)
+    }
 
 
-def _summarise_questions(rows: pd.DataFrame, questions, forecasters, hyp_ids) -> list[dict]:
+def _summarise_questions(rows: pd.DataFrame, questions, forecasters, hyp_ids) -> list[QuestionScores]:
     out = []
     for q in questions:
         f = rows[rows["question"] == q.id] if not rows.empty else rows
-        entry = {"id": q.id, "text": q.text, "kind": q.kind, "n_resolved": int(len(f))}
-        if len(f):
-            y = f["y"].to_numpy(bool)
-            scores = {
-                name: {"log_score": log_score(f[name].to_numpy(float), y), "brier": brier(f[name].to_numpy(float), y)}
-                for name in forecasters
-            }
-            entry.update(base_rate_observed=float(y.mean()), scores=scores, skill=_skills(scores, [*hyp_ids, BMA]))
-        out.append(entry)
-    return out
-
-
-def _summarise_lfo(rows: pd.DataFrame, hyp_ids: list[str], method: str) -> dict:
-    out = {"method": method, "pareto_k_refit": PARETO_K_REFIT if method == "approx" else None, "hypotheses": []}
-    if rows.empty:
-        return out
-    per_block = rows.pivot(index="origin", columns="hypothesis", values="elpd")
-    best = per_block[hyp_ids].sum().idxmax()
-    for h in [*hyp_ids, BMA]:
-        f = rows[rows["hypothesis"] == h]
-        e = f["elpd"].to_numpy(float)
-        ks = f["k"].dropna().to_numpy(float) if h != BMA else np.array([])
-        out["hypotheses"].append(
-            {
-                "id": h,
-                "elpd_lfo": float(e.sum()),
-                "se": float(np.sqrt(len(e) * np.var(e))) if len(e) > 1 else 0.0,
-                "n_blocks": int(len(e)),
-                "pareto_k_max": float(ks.max()) if len(ks) else None,
-                # Difference from the best hypothesis, paired over the same quarters.
-                "elpd_diff": float((per_block[h] - per_block[best]).sum()),
-                "elpd_diff_se": float(np.sqrt(len(per_block) * np.var(per_block[h] - per_block[best]))),
-            }
+        if not len(f):
+            out.append(QuestionScores(q.id, q.text, q.kind, 0))
+            continue
+        y = f["y"].to_numpy(bool)
+        scores = {
+            name: Score(log_score(f[name].to_numpy(float), y), brier(f[name].to_numpy(float), y))
+            for name in forecasters
+        }
+        out.append(
+            QuestionScores(
+                q.id,
+                q.text,
+                q.kind,
+                int(len(f)),
+                base_rate_observed=float(y.mean()),
+                scores=scores,
+                skill=_skills(scores, [*hyp_ids, BMA]),
+            )
         )
     return out
 
 
-def plot_reliability(calibration: dict, path: Path) -> None:
-    """Reliability diagram: observed frequency against mean forecast, per bin."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="calibrated")
-    for name, style in ((BMA, "o-"), ("base_rate", "s:"), ("last_quarter", "^:")):
-        rows = calibration.get(name) or []
-        if rows:
-            x = [r["mean_forecast"] for r in rows]
-            y = [r["observed_frequency"] for r in rows]
-            ax.plot(x, y, style, label={"bma": "model average"}.get(name, name.replace("_", " ")))
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("forecast probability of a cooperative interaction")
-    ax.set_ylabel("observed frequency")
-    ax.set_title("Backtest calibration")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=100)
-    plt.close(fig)
+def _summarise_lfo(rows: pd.DataFrame, hyp_ids: list[str], method: str) -> Lfo:
+    entries: list[LfoHypothesis] = []
+    if not rows.empty:
+        per_block = rows.pivot(index="origin", columns="hypothesis", values="elpd")
+        best = per_block[hyp_ids].sum().idxmax()
+        for h in [*hyp_ids, BMA]:
+            f = rows[rows["hypothesis"] == h]
+            e = f["elpd"].to_numpy(float)
+            ks = f["k"].dropna().to_numpy(float) if h != BMA else np.array([])
+            entries.append(
+                LfoHypothesis(
+                    id=h,
+                    elpd_lfo=float(e.sum()),
+                    se=float(np.sqrt(len(e) * np.var(e))) if len(e) > 1 else 0.0,
+                    n_blocks=int(len(e)),
+                    pareto_k_max=float(ks.max()) if len(ks) else None,
+                    # Difference from the best hypothesis, paired over the same quarters.
+                    elpd_diff=float((per_block[h] - per_block[best]).sum()),
+                    elpd_diff_se=float(np.sqrt(len(per_block) * np.var(per_block[h] - per_block[best]))),
+                )
+            )
+    return Lfo(method, PARETO_K_REFIT if method == "approx" else None, entries)
 
 
 def _parse_origins(text: str | None, study: Study, table: pd.DataFrame, n: int) -> list[int]:
@@ -735,15 +913,16 @@ def run_backtest(
     progress: Progress | None = None,
     scheduler: str | None = None,
     workers: int = 0,
+    plot: Callable[[dict[str, list[dict]]], bytes] | None = None,
 ) -> BacktestResult:
-    """Backtest a study and write backtest.json and the reliability plot into its latest run.
+    """Backtest a study and write backtest.json into its latest run (which must match the inputs).
 
+    ``plot`` draws the reliability diagram from the stored calibration values (the command line
+    passes ``forecast.reports.plots.backtest.reliability``); its PNG is written into the run too.
     ``workers`` local processes (or the Dask cluster at ``scheduler``) share the exact refits,
     one origin per task; by default they run in this process, which on a 2-core machine is as
     fast (nutpie already samples the chains on both cores) and compiles the model only once.
     """
-    from forecast.runs.store import default_root
-
     settings = settings or SamplerSettings()
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
@@ -757,7 +936,11 @@ def run_backtest(
     if obs.n == 0:
         raise ObservationError(f"{obs.path}: no observations yet; nothing to backtest")
     origin_list = _parse_origins(origins, study, obs.table, n_origins)
-    run = fitted_run(runs_root or study.runs_path or default_root(), study, obs) if write else None
+    run = None
+    if write:
+        run = StoredRun.find(study=study, runs_root=runs_root or study.runs_path or default_root())
+        run.check_inputs(study, obs.sha256)
+        preflight(run.path.parent, run.id, need_bytes=RESULT_FILE_BYTES)  # before minutes of refits
     say(
         f"{study.name}: backtest at {len(origin_list)} origins {quarter_label(origin_list[0])}.."
         f"{quarter_label(origin_list[-1])}, horizon {horizon}, {len(study.hypotheses)} hypotheses "
@@ -778,97 +961,35 @@ def run_backtest(
         progress=say,
     )
     if lfo == "exact" and (scheduler or workers):
-        from forecast.fit.pool import model_key, open_pool
-
-        _MODELS[model_key(study, model.cells)] = model  # an in-process pool reuses this compile
+        register_model(model)  # an in-process pool reuses this compile
         with open_pool(scheduler, workers, len(origin_list), settings.cores) as pool:
             result = run_it(pool=pool)
-        result.settings["pool"] = pool.description
+        where = pool.description
     else:
         result = run_it()
-        result.settings["pool"] = "in this process, one origin after another"
+        where = "in this process, one origin after another"
     loo = {}
     if run is not None:
         loo = {h["id"]: (h.get("elpd_loo"), h.get("elpd_loo_se")) for h in run.summary["hypotheses"]}
-    for entry in result.lfo["hypotheses"]:
-        entry["elpd_loo"], entry["elpd_loo_se"] = loo.get(entry["id"], (None, None))
-    n_blocks = result.lfo["hypotheses"][0]["n_blocks"] if result.lfo["hypotheses"] else 0
-    result.lfo["note"] = (
+    entries = [replace(e, elpd_loo=loo.get(e.id, (None, None))[0], elpd_loo_se=loo.get(e.id, (None, None))[1])
+               for e in result.lfo.hypotheses]  # fmt: skip
+    n_blocks = entries[0].n_blocks if entries else 0
+    note = (
         f"elpd_lfo sums, over {n_blocks} quarters, the log predictive density of each next quarter's events given "
         "what was known before it; elpd_loo (from the run) leaves out one event at a time from all the data. They "
         "answer different questions on different events: compare hypotheses within a column, not across."
     )
-    result.timings.update(compile_s=model.compile_seconds, total_s=time.perf_counter() - t0)
-    if run is not None:
-        result.run_dir = str(run.path)
-        written = [str(run.path / BACKTEST)]
-        if result.calibration:
-            write_run_file(run.path, RELIABILITY_PLOT, lambda p: plot_reliability(result.calibration, p))
-            written.append(str(run.path / RELIABILITY_PLOT))
-        result.written = written
-        write_run_json(run.path, BACKTEST, result.to_dict())
-    return result
-
-
-def _fmt(x: float | None, spec: str = ".3f") -> str:
-    return "—" if x is None or not np.isfinite(x) else format(x, spec)
-
-
-def render_backtest(result: BacktestResult) -> str:
-    d = result.to_dict()
-    lines = []
-    if not result.converged:
-        lines += ["!" * 80, "WARNING: " + UNRELIABLE + "; every figure below is UNRELIABLE.", "!" * 80, ""]
-    lines.append(
-        f"Study '{result.study}': backtest at {len(result.origins)} origins {d['origins'][0]}..{d['origins'][-1]}, "
-        f"forecasting 1..{result.horizon} quarters ahead from what was known at each origin"
+    result = replace(
+        result,
+        lfo=replace(result.lfo, hypotheses=entries, note=note),
+        settings=replace(result.settings, pool=where),
+        timings={**result.timings, "compile_s": model.compile_seconds, "total_s": time.perf_counter() - t0},
     )
-    overall = result.scores.get("overall")
-    if overall:
-        lines += [
-            f"{overall['n_events']} forecast events. Log score: higher is better; Brier: lower is better; "
-            "skill = 1 - score / baseline's (> 0 beats the baseline).",
-            "",
-            f"{'forecaster':<16} {'log score':>9} {'Brier':>7}  {'skill vs base rate':>18}  {'skill vs last qtr':>17}"
-            f"  {'cover 50%':>9} {'cover 90%':>9}",
-        ]
-        for f in d["forecasters"]:
-            s = overall[f]
-            sk = (result.scores["skill"] or {}).get(f)
-            cov = result.coverage.get(f)
-            skill_base = (
-                f"{_fmt(sk['base_rate']['log_score'], '+.3f')} / {_fmt(sk['base_rate']['brier'], '+.3f')}" if sk else ""
-            )
-            skill_last = (
-                f"{_fmt(sk['last_quarter']['log_score'], '+.3f')} / {_fmt(sk['last_quarter']['brier'], '+.3f')}"
-                if sk
-                else ""
-            )
-            lines.append(
-                f"{f[:16]:<16} {_fmt(s['log_score']):>9} {_fmt(s['brier']):>7}  {skill_base:>18}  {skill_last:>17}  "
-                f"{_fmt(cov['interval_50'], '.2f') if cov else '':>9} {_fmt(cov['interval_90'], '.2f') if cov else '':>9}"
-            )
-        lines.append("(skill columns: log score / Brier)")
-    if result.lfo["hypotheses"]:
-        lines += ["", f"Leave-future-out elpd ({result.lfo['method']}), beside the run's PSIS-LOO elpd:"]
-        for h in result.lfo["hypotheses"]:
-            loo = (
-                f"{_fmt(h.get('elpd_loo'), '.1f')} ± {_fmt(h.get('elpd_loo_se'), '.1f')}"
-                if h.get("elpd_loo") is not None
-                else "—"
-            )
-            lines.append(
-                f"  {h['id']:<16} elpd_lfo {h['elpd_lfo']:>8.1f} ± {h['se']:<5.1f} "
-                f"(Δ {h['elpd_diff']:>5.1f} ± {h['elpd_diff_se']:<4.1f})  elpd_loo {loo}"
-            )
-        lines.append("  " + result.lfo["note"])
-    for q in result.questions:
-        if q["n_resolved"]:
-            s = q["scores"]
-            lines.append(
-                f"Question {q['id']} ({q['n_resolved']} resolved): Brier model average {s[BMA]['brier']:.3f}, "
-                f"base rate {s['base_rate']['brier']:.3f}, last quarter {s['last_quarter']['brier']:.3f}"
-            )
-    if result.written:
-        lines += ["", "Written: " + ", ".join(result.written)]
-    return "\n".join(lines)
+    if run is not None:
+        written = [str(run.path / BACKTEST)]
+        if result.calibration and plot is not None:
+            png = plot(result.calibration_values())
+            written.append(str(run.write_with(BACKTEST_PLOT, lambda p: p.write_bytes(png))))
+        result = replace(result, run_dir=str(run.path), written=written)
+        run.write_json(BACKTEST, result.to_dict())
+    return result

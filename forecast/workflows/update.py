@@ -1,15 +1,16 @@
 """`forecast update`: from study and observations to posterior support for each hypothesis.
 
-Validate everything, fit every hypothesis on the one compiled model, estimate each log
-marginal likelihood by bridge sampling, compute PSIS-LOO, gate on convergence, and write the
-run directory atomically. Returns a record the CLI prints and serialises.
+Validate everything and check that the runs directory can take a run, fit every hypothesis on
+the one compiled model, estimate each log marginal likelihood by bridge sampling, compute
+PSIS-LOO, gate on convergence, and write the run directory atomically (file names from
+``forecast.runs.layout``; the manifest records the gate the run was judged by). Returns a record
+the CLI prints and serialises.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,22 +19,38 @@ import numpy as np
 import pandas as pd
 
 from forecast.data.cells import CellData, cell_data
+from forecast.data.csvsafe import FORMULA_PREFIXES, spreadsheet_safe
 from forecast.data.observations import Observations, load_observations
-from forecast.errors import ConvergenceError, InputError, ObservationError
+from forecast.errors import ConvergenceError, InputError, ObservationError, SamplingError
 from forecast.fit.hypothesis import loo, marginal_likelihood
-from forecast.fit.sampler import Diagnostics, Fit, SamplerSettings, StudyModel, with_problem
-from forecast.runs.store import (
+from forecast.fit.sampler import (
+    EBFMI_MIN,
+    ESS_MIN,
+    RETRY_TARGET_ACCEPT,
+    RETRY_TUNE_FACTOR,
+    RHAT_MAX,
+    TREEDEPTH_SATURATION_MAX,
+    Diagnostics,
+    Fit,
+    SamplerSettings,
+    StudyModel,
+    with_problem,
+)
+from forecast.runs.layout import (
+    HISTORY,
     MANIFEST,
+    OBSERVATIONS_COPY,
     POINTWISE,
     POSTERIOR_DIR,
     SCHEMA_VERSION,
+    STUDY_COPY,
     SUMMARY,
-    RunWriter,
-    default_root,
-    package_versions,
 )
+from forecast.runs.store import RunWriter, default_root, package_versions, preflight
+from forecast.runs.stored import StoredRun
+from forecast.settings import Progress
 from forecast.spec.study import Study, load_study
-from forecast.stats.bridge import bridge_problem
+from forecast.stats.bridge import BRIDGE_SE_MAX, bridge_problem
 from forecast.stats.loo import (
     Loo,
     elpd_differences,
@@ -41,8 +58,8 @@ from forecast.stats.loo import (
     posterior_probabilities,
     stacking_weights,
 )
+from forecast.workflows.history import History, compute_history, history_for_run
 
-Progress = Callable[[str], None]
 UNRELIABLE = "UNRELIABLE: at least one fit failed its checks (convergence, marginal-likelihood error)"
 
 
@@ -115,10 +132,11 @@ def run_update(
 ) -> UpdateResult:
     """Fit every hypothesis of a study and write a run; see the module docstring.
 
-    ``history=True`` also computes support over time (forecast.workflows.history: a refit per quarter of
-    evidence, every ``history_every`` quarters, on the same compiled model, with
+    ``history=True`` also computes support over time (``forecast.workflows.history``, the
+    `forecast history` workflow, run on the run being written before it is published: a refit
+    per quarter of evidence, every ``history_every`` quarters, on the same compiled model, with
     ``history_settings`` or the run's own settings; the last quarter is this run's result) and
-    writes it as ``history.json``.
+    stores it as the run's ``history.json``.
     """
     settings = settings or SamplerSettings()
     say = progress or (lambda _msg: None)
@@ -129,6 +147,9 @@ def run_update(
     obs = load_observations(study, today=today)
     if obs.n == 0:
         raise ObservationError(f"{obs.path}: no observations yet; add coded events before running `forecast update`")
+    root = runs_root or study.runs_path or default_root()
+    if write:
+        preflight(root, study.name)  # a read-only or full runs directory: exit 2 now, not after the fits
     say(f"{study.name}: {obs.n} observations, {len(study.hypotheses)} hypotheses, latest observation {obs.latest_date}")
     cells = cell_data(obs.table, study)
     model = StudyModel(study, cells)
@@ -140,7 +161,7 @@ def run_update(
             f"[{i}/{len(study.hypotheses)}] fitting '{h.id}'"
             + (" (compiling the model once for all hypotheses)" if i == 1 else "")
         )
-        fit = model.fit(h, settings, progress=say)
+        fit = complete(model.fit(h, settings, progress=say), settings)
         fits.append(fit)
         status = "converged" if fit.diagnostics.converged else "NOT CONVERGED: " + "; ".join(fit.diagnostics.problems)
         say(f"      sampled in {fit.seconds:.1f} s, {status}")
@@ -163,25 +184,38 @@ def run_update(
         )
 
     result = _assemble(study, obs, fits, bridges, loos, cells.pattern_count, settings, converged)
-    support_history = None
-    if history:
-        from forecast.workflows.history import compute_history
 
+    def support_over_time(run: StoredRun) -> History:
         say("support over time (--history)")
-        final = {
-            f.hypothesis: (b.log_ml, b.se, list(f.diagnostics.problems) if not f.diagnostics.converged else [])
-            for f, b in zip(fits, bridges, strict=True)
-        }
-        hs = history_settings or settings
-        support_history = compute_history(
-            study, obs, model, hs, every=history_every, progress=say, final=final if hs == settings else None
+        return history_for_run(
+            run,
+            study,
+            obs,
+            model=model,
+            every=history_every,
+            settings=history_settings,
+            allow_unconverged=allow_unconverged,
+            progress=say,
         )
-    run_dir = None
+
+    run_dir, support_history = None, None
     if write:
         say("writing the run directory")
         pointwise = pointwise_table(obs, cells, study, loos)
-        run_dir = _write_run(
-            runs_root or study.runs_path or default_root(), study, obs, fits, result, pointwise, support_history
+        run_dir, support_history = _write_run(
+            root, study, obs, fits, result, pointwise, support_over_time if history else None
+        )
+    elif history:  # nothing is stored: the same computation, kept in memory
+        say("support over time (--history)")
+        own = history_settings is None or history_settings == settings
+        support_history = compute_history(
+            study,
+            obs,
+            model,
+            history_settings or settings,
+            every=history_every,
+            progress=say,
+            final=_final(fits, bridges) if own else None,
         )
     timings = {"total_s": time.perf_counter() - t_start, "compile_s": model.compile_seconds}
     if support_history is not None:
@@ -196,12 +230,44 @@ def run_update(
     )
 
 
-def _history_summary(history, run_dir: Path | None) -> dict | None:
+def complete(fit: Fit, settings: SamplerSettings) -> Fit:
+    """The fit, if it has every chain and draw asked for; a short fit is never a result."""
+    shape = tuple(np.shape(fit.unconstrained)[:2])
+    if shape != (settings.chains, settings.draws):
+        got = " x ".join(str(n) for n in shape) or "no draws"
+        raise SamplingError(
+            f"the sampler returned {got} (chains x draws) for hypothesis '{fit.hypothesis}' instead of "
+            f"{settings.chains} x {settings.draws}; nothing was written"
+        )
+    return fit
+
+
+def _final(fits: list[Fit], bridges) -> dict:
+    """This run's result per hypothesis, as support over time takes it for its last quarter."""
+    return {
+        f.hypothesis: (b.log_ml, b.se, list(f.diagnostics.problems) if not f.diagnostics.converged else [])
+        for f, b in zip(fits, bridges, strict=True)
+    }
+
+
+def gate_thresholds() -> dict:
+    """The gate a fit is judged by (recorded in the manifest, so a run says what it passed)."""
+    return {
+        "rhat_max": RHAT_MAX,
+        "ess_min": ESS_MIN,  # bulk and tail
+        "divergences": 0,
+        "ebfmi_min": EBFMI_MIN,
+        "treedepth_saturation_max": TREEDEPTH_SATURATION_MAX,
+        "warnings_only": ["ebfmi_min", "treedepth_saturation_max"],
+        "bridge_se_max": BRIDGE_SE_MAX,
+        "retry": {"attempts": 2, "tune_factor": RETRY_TUNE_FACTOR, "target_accept": RETRY_TARGET_ACCEPT},
+    }
+
+
+def _history_summary(history: History | None, run_dir: Path | None) -> dict | None:
     """What `update --json` says about the support-over-time computation (None when not asked)."""
     if history is None:
         return None
-    from forecast.workflows.history import HISTORY
-
     return {
         "path": str(Path(run_dir) / HISTORY) if run_dir else None,
         "every": history.every,
@@ -297,8 +363,16 @@ def loo_note(rows: list[HypothesisResult]) -> str:
 
 
 def pointwise_table(obs: Observations, cells: CellData, study: Study, loos: list[Loo]) -> pd.DataFrame:
-    """Per observation: its LOO elpd and Pareto k under each hypothesis (from its pattern)."""
-    table = pd.DataFrame({"id": obs.table["id"].to_numpy()})
+    """Per observation: its LOO elpd and Pareto k under each hypothesis (from its pattern).
+
+    The ids are made safe for spreadsheets (``forecast.data.csvsafe``): an id a spreadsheet
+    would run as a formula is written with a leading ``'``.
+    """
+    ids = obs.table["id"].astype(str)
+    risky = ids.str.startswith(FORMULA_PREFIXES).to_numpy()
+    if risky.any():
+        ids = ids.where(~risky, ids[risky].map(spreadsheet_safe))
+    table = pd.DataFrame({"id": ids.to_numpy()})
     for h, lo in zip(study.hypotheses, loos, strict=True):
         table[f"elpd_loo__{h.id}"] = lo.pointwise[cells.event_pattern]
         table[f"pareto_k__{h.id}"] = lo.pareto_k[cells.event_pattern]
@@ -321,23 +395,22 @@ def _write_run(
     result: UpdateResult,
     pointwise: pd.DataFrame,
     history=None,
-) -> Path:
+) -> tuple[Path, History | None]:
+    """Write the run, and (``history``: a function of the stored run) its history, then publish it.
+
+    Everything, history.json included, is written in the run's temporary directory and appears
+    at once on commit: an interrupt at any moment leaves no new run and ``LATEST`` unmoved.
+    """
     with RunWriter(root, study.name) as w, ThreadPoolExecutor(max_workers=1) as background:
         # Arrow writes the per-event table without the GIL, so for a large study it costs no
         # time beside the NetCDF writes (which hold it); its errors surface at .result().
         table_written = background.submit(w.write_with, POINTWISE, lambda p: _write_csv(pointwise, p))
-        if history is not None:
-            from forecast.workflows.history import HISTORY
-
-            w.write_json(HISTORY, history.to_dict())
         for f in fits:
-            w.write_with(f"{POSTERIOR_DIR}/{f.hypothesis}.nc", lambda p, f=f: f.trace.to_netcdf(p, engine="h5netcdf"))
+            w.write_netcdf(f"{POSTERIOR_DIR}/{f.hypothesis}.nc", f.trace)
         table_written.result()
-        w.copy("study.toml", study.path)
-        w.copy("observations.csv", obs.path)
+        w.copy(STUDY_COPY, study.path)
+        w.copy(OBSERVATIONS_COPY, obs.path)
         summary = {**result.to_dict(), "run_dir": str(w.final)}
-        if history is not None:
-            summary["history"] = _history_summary(history, w.final)
         w.write_json(SUMMARY, summary)
         w.write_json(
             MANIFEST,
@@ -349,8 +422,13 @@ def _write_run(
                 "seed": result.settings["seed"],
                 "sampler": result.settings,
                 "sampler_per_hypothesis": {f.hypothesis: f.settings.to_dict() for f in fits},
+                "gate": gate_thresholds(),
                 "reproducibility": "nutpie: same seed gives the same draws once the numba compile cache is warm",
                 "packages": package_versions(),
             },
         )
-        return w.commit()
+        support_history = None
+        if history is not None:
+            support_history = history(StoredRun.open(w.tmp))
+            w.write_json(SUMMARY, {**summary, "history": _history_summary(support_history, w.final)})
+        return w.commit(), support_history

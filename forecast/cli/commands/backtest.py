@@ -78,8 +78,10 @@ def backtest(
     Example:
       forecast backtest priors/turkey_nato.toml --n-origins 12 --horizon 4 --json > backtest.json
     """
+    from forecast.reports.plots.backtest import reliability
+    from forecast.reports.text.backtest import render_backtest
     from forecast.settings import SamplerSettings
-    from forecast.workflows.backtest import render_backtest, run_backtest
+    from forecast.workflows.backtest import run_backtest
 
     settings = SamplerSettings(draws=draws, tune=tune, chains=chains, cores=cores, seed=seed)
     result = guard(
@@ -95,6 +97,7 @@ def backtest(
             progress=progress(quiet),
             scheduler=scheduler,
             workers=workers,
+            plot=reliability,
         )
     )
     if as_json:

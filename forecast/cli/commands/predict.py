@@ -40,7 +40,8 @@ def predict(study, horizon, origin, seed, runs_dir, allow_unconverged, as_json, 
     Example:
       forecast predict priors/turkey_nato.toml --horizon 4 --json > forecasts.json
     """
-    from forecast.workflows.predict import render_predict, run_predict
+    from forecast.reports.text.predict import render_predict
+    from forecast.workflows.predict import run_predict
 
     result = guard(
         lambda: run_predict(

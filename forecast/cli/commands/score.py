@@ -21,13 +21,16 @@ def score(study, runs_dir, as_json):
 
     Each question is judged with the last forecast `forecast predict` stored for it before it
     resolved, against the observations now in the data file: Brier and log score per
-    question, and their running averages. Writes scores.json into the latest run.
+    question, and their running averages. Writes scores.json into the latest run, which must
+    match the current study and observations (after adding the events that resolve a question,
+    run `forecast update` first).
 
     \b
     Example:
       forecast score priors/turkey_nato.toml --json
     """
-    from forecast.workflows.predict import render_score, run_score
+    from forecast.reports.text.score import render_score
+    from forecast.workflows.score import run_score
 
     result = guard(lambda: run_score(study or default_study(), runs_root=runs_dir))
     if as_json:
