@@ -1,7 +1,8 @@
-"""Report sections for analyses other commands stored in the run: ``history.json``,
-``sensitivity.json`` and ``prior_predictive.json``. Each is read as stored (no recomputation) and
-drawn by forecast.reports.figures or forecast.reports.plots; a file of another shape is a note in
-its section, never an error.
+"""Report sections from analyses other commands stored in the run: history, sensitivity, priors.
+
+``history.json``, ``sensitivity.json`` and ``prior_predictive.json`` are read as stored (no
+recomputation) and drawn by forecast.reports.figures or forecast.reports.plots; a file of another
+shape is a note in its section, never an error.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Sections: 1 headline (support table, conclusion, convergence warning), 2 support over time
 (``history.json``), 3 what each hypothesis learned (prior beside posterior), 4 does the model fit
 (posterior predictive checks, LOO calibration), 5 evidence (most diagnostic observations first),
-sensitivity to the priors (``sensitivity.json``) and what the priors imply
-(``prior_predictive.json``) when the run holds them, 6 diagnostics (sampler, convergence, Pareto
+6 sensitivity to the priors (``sensitivity.json``) and 7 what the priors imply
+(``prior_predictive.json``) when the run holds them, 8 diagnostics (sampler, convergence, Pareto
 k, manifest). Nothing here fits a model: the report renders what the run holds.
 """
 
