@@ -1,35 +1,49 @@
 """`forecast calibrate`: simulation-based calibration of the hypothesis test.
 
 The checks are pure functions, tested first on probabilities whose calibration is known by
-construction (calibrated ones must pass, over-confident and biased ones must fail). Then a
-small real calibration runs the whole update on 20 simulated data sets of a static one-group
-study: its posterior probabilities must be consistent with exact calibration within the Monte
-Carlo band. That run is small on purpose (CI); its band is wide, so it can catch gross errors
-(a wrong sign, a bridge sampler off by nats, probabilities computed against the wrong prior),
-not subtle ones: `forecast calibrate --datasets 200` is the real check.
+construction (calibrated ones must pass, over-confident and biased ones must fail; the stated
+power is what a simulation of the check finds). The command's plumbing (progress, verdict, where
+it writes) runs on fake replicates, without sampling. Then, in the slow layer, a small real
+calibration runs the whole update on 20 simulated data sets of a static one-group study: its
+posterior probabilities must be consistent with exact calibration within the Monte Carlo band.
+That run is small on purpose (CI); its band is wide, so it can catch gross errors (a wrong sign,
+a bridge sampler off by nats, probabilities computed against the wrong prior), not subtle ones:
+`forecast calibrate --datasets 200` is the real check.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from scipy.special import softmax
 
+import forecast.workflows.calibrate as calibrate_module
 from forecast.cli import main
 from forecast.fit.sampler import SamplerSettings
+from forecast.reports.text.calibrate import render_calibration
+from forecast.runs.layout import CALIBRATION
 from forecast.spec.study import load_study
 from forecast.workflows.calibrate import (
-    CALIBRATION,
+    BAND_LEVEL,
+    MIN_DATASETS,
+    POWER,
+    TOO_FEW,
+    Replicate,
     calibration_checks,
     design_analysis,
+    detectable_shift,
     run_calibration,
     simulate_replicate,
 )
 from forecast.workflows.simulate import uniform_design
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
 
 STUDY_TEMPLATE = """
 [study]
@@ -88,17 +102,17 @@ def calibrated_sample(k: int, rng: np.random.Generator, prior=(0.3, 0.7)):
 def test_calibrated_probabilities_pass_every_check():
     true, post, prior = calibrated_sample(4000, np.random.default_rng(1))
     out = calibration_checks(true, post, prior, n_bins=5)
-    assert out["consistent"], out
-    assert out["mean_posterior"][0]["mean_posterior"] == pytest.approx(0.3, abs=0.02)
-    assert all(b["within"] for b in out["bins"] if b["n"])
+    assert out.consistent, out
+    assert out.mean_posterior[0].mean_posterior == pytest.approx(0.3, abs=0.02)
+    assert all(b.within for b in out.bins if b.n)
 
 
 def test_over_confident_probabilities_fail():
     true, post, prior = calibrated_sample(4000, np.random.default_rng(2))
     sharp = post**3 / (post**3).sum(axis=1, keepdims=True)  # the same ranking, pushed towards 0 and 1
     out = calibration_checks(true, sharp, prior)
-    assert not out["consistent"]
-    assert out["brier"]["z"] > 3  # over-confident: positive
+    assert out.consistent is False
+    assert out.brier.z > 3  # over-confident: positive
 
 
 def test_probabilities_computed_against_the_wrong_prior_fail():
@@ -106,19 +120,19 @@ def test_probabilities_computed_against_the_wrong_prior_fail():
     odds = post[:, 0] / post[:, 1] * (0.5 / 0.5) / (0.3 / 0.7)  # as if the prior were 50/50
     wrong = np.stack([odds / (1 + odds), 1 / (1 + odds)], axis=1)
     out = calibration_checks(true, wrong, prior)
-    assert not out["consistent"]
-    assert not out["mean_posterior"][0]["within"]
+    assert out.consistent is False
+    assert not out.mean_posterior[0].within
 
 
 def test_design_analysis_of_hand_made_results():
     true = np.array([0, 0, 1, 1, 1])
     post = np.array([[0.95, 0.05], [0.4, 0.6], [0.2, 0.8], [0.05, 0.95], [0.92, 0.08]])
     out = design_analysis(true, post, ["a", "b"])
-    assert out["picks_true"] == pytest.approx(3 / 5)
-    assert out["decisive"] == pytest.approx(2 / 5)  # 0.95 for a, 0.95 for b
-    assert out["misleading"] == pytest.approx(1 / 5)  # 0.92 for a when b is true
-    assert out["by_truth"]["a"] == {"n": 2, "picks_true": 0.5, "decisive": 0.5, "mean_posterior_of_true": 0.675}
-    assert out["mean_posterior_of_true"] == pytest.approx((0.95 + 0.4 + 0.8 + 0.95 + 0.08) / 5)
+    assert out.picks_true == pytest.approx(3 / 5)
+    assert out.decisive == pytest.approx(2 / 5)  # 0.95 for a, 0.95 for b
+    assert out.misleading == pytest.approx(1 / 5)  # 0.92 for a when b is true
+    assert out.by_truth["a"].to_dict() == {"n": 2, "picks_true": 0.5, "decisive": 0.5, "mean_posterior_of_true": 0.675}
+    assert out.mean_posterior_of_true == pytest.approx((0.95 + 0.4 + 0.8 + 0.95 + 0.08) / 5)
 
 
 def test_replicates_are_reproducible_and_draw_hypotheses_from_the_prior(tmp_path):
@@ -134,20 +148,148 @@ def test_replicates_are_reproducible_and_draw_hypotheses_from_the_prior(tmp_path
     assert np.mean(np.array(trues) == 0) == pytest.approx(0.2, abs=4 * np.sqrt(0.16 / 300))
 
 
+def test_monte_carlo_bands_stay_inside_zero_and_one():
+    rng = np.random.default_rng(4)
+    p1 = rng.beta(0.2, 3.0, size=25)  # a rare hypothesis, posteriors spread out: prior - z se < 0
+    true = (rng.uniform(size=25) >= p1).astype(int)
+    out = calibration_checks(true, np.stack([p1, 1 - p1], axis=1), np.array([0.06, 0.94]))
+    rare, common = out.mean_posterior
+    assert rare.prior - 2.576 * rare.se < 0 and rare.band_low == 0.0
+    assert common.prior + 2.576 * common.se > 1 and common.band_high == 1.0
+    for m in out.mean_posterior:
+        assert 0 <= m.band_low <= m.band_high <= 1
+    for b in out.bins:
+        assert b.n == 0 or 0 <= b.band_low <= b.band_high <= 1
+
+
+def test_too_few_data_sets_give_no_verdict_but_say_what_they_could_detect():
+    true, post, prior = calibrated_sample(MIN_DATASETS - 1, np.random.default_rng(5))
+    out = calibration_checks(true, post, prior)
+    assert out.consistent is None and out.verdict == TOO_FEW and out.min_datasets == MIN_DATASETS
+    assert out.power.n_datasets == MIN_DATASETS - 1
+    assert out.power.mean_posterior == pytest.approx(max(detectable_shift(m.se) for m in out.mean_posterior))
+    enough = calibration_checks(*calibrated_sample(MIN_DATASETS, np.random.default_rng(5)))
+    assert enough.consistent is not None and enough.verdict != TOO_FEW
+    # four data sets of a calibrated tool used to read "consistent with exact calibration"
+    tiny = calibration_checks(*calibrated_sample(4, np.random.default_rng(6)))
+    assert tiny.consistent is None and tiny.power.mean_posterior > 0.2
+
+
+def test_the_stated_power_is_what_a_simulation_of_the_check_finds():
+    """Shift every P(H1 | y) by the detectable amount: the check must fail about POWER of the time."""
+    k, reps, prior = 40, 300, np.array([0.4, 0.6])
+    rng = np.random.default_rng(7)
+    samples = []
+    for _ in range(reps):
+        p1 = 0.15 + 0.5 * rng.beta(2.0, 2.0, size=k)  # mean 0.4, inside [0.15, 0.65]
+        samples.append(((rng.uniform(size=k) >= p1).astype(int), p1))
+    se = np.mean(
+        [calibration_checks(t, np.stack([p, 1 - p], axis=1), prior).mean_posterior[0].se for t, p in samples[:100]]
+    )
+    shift = detectable_shift(se)
+    assert shift == pytest.approx((2.5758 + 0.8416) * se, rel=1e-3)
+    caught = np.mean(
+        [
+            not calibration_checks(t, np.stack([p + shift, 1 - p - shift], axis=1), prior).mean_posterior[0].within
+            for t, p in samples
+        ]
+    )
+    assert caught == pytest.approx(POWER, abs=4 * np.sqrt(POWER * (1 - POWER) / reps) + 0.03)
+
+
+# --- the command on fake replicates (no sampling) ---------------------------------------------------------
+
+
+def fake_replicates(monkeypatch, events: list | None = None):
+    """Replace the update of each data set by calibrated coin flips; record the order of events."""
+
+    def run_replicate(study, design, settings, index):
+        rng = np.random.default_rng(index)
+        if events is not None:
+            events.append(("fit", index))
+        true = int(rng.integers(2))
+        return Replicate(
+            index, true, 3, (float(rng.normal(1.0 - 2 * true, 1.0)), 0.0), (0.1, 0.1), (True, True), (), 0.01, "here"
+        )
+
+    monkeypatch.setattr(calibrate_module, "run_replicate", run_replicate)
+
+
+def write_cal_study(d: Path) -> Path:
+    (d / "s.toml").write_text(STUDY)
+    (d / "events.csv").write_text("id,event_date,counterpart,domain,outcome,reliability,description,source\n")
+    return d / "s.toml"
+
+
+def test_in_process_progress_is_a_line_per_data_set_with_the_time_left(tmp_path, monkeypatch):
+    events: list = []
+    fake_replicates(monkeypatch, events)
+    run_calibration(
+        write_cal_study(tmp_path), SMALL, n_datasets=5, n=N_EVENTS, workers=0, write=False,
+        progress=lambda line: events.append(("line", line)),
+    )  # fmt: skip
+    lines = [e[1] for e in events if e[0] == "line" and "data sets done" in e[1]]
+    assert len(lines) == 5
+    assert lines[0].startswith("calibration: 1/5 data sets done") and "left" in lines[0]
+    assert lines[-1].startswith("calibration: 5/5 data sets done") and "all done" in lines[-1]
+    # each line comes as its data set finishes, before the next one starts
+    order = [e[0] if e[0] == "fit" else "line" for e in events if e[0] == "fit" or "data sets done" in e[1]]
+    assert order == ["fit", "line"] * 5
+
+
+def test_without_a_run_the_calibration_says_so_and_is_written_outside_runs(tmp_path, monkeypatch):
+    fake_replicates(monkeypatch)
+    result = run_calibration(write_cal_study(tmp_path), SMALL, n_datasets=3, n=N_EVENTS, runs_root=tmp_path / "runs")
+    assert result.run_dir is None and "no run to add it to" in result.note and "no runs of study" in result.note
+    assert Path(result.written).parent == tmp_path / "runs" / "calmini" / "calibration"
+    stored = json.loads(Path(result.written).read_text())
+    assert stored["note"] == result.note and stored["calibration"]["verdict"] == TOO_FEW
+    text = render_calibration(result)
+    assert "Too few data sets to judge (3 < 20)" in text and "probability points" in text
+    assert "Note: no run to add it to" in text and "Consistent with exact calibration" not in text
+
+
+def test_calibration_goes_into_the_latest_run_when_it_matches_the_current_inputs(tmp_path, monkeypatch):
+    fake_replicates(monkeypatch)
+    shutil.copytree(GOLDEN / "inputs", tmp_path / "inputs")
+    run = tmp_path / "runs" / "golden" / "run-v1"
+    shutil.copytree(GOLDEN / "run-v1", run)
+    (run.parent / "LATEST").write_text("run-v1\n")
+    study = tmp_path / "inputs" / "golden.toml"
+    result = run_calibration(study, SMALL, n_datasets=MIN_DATASETS, runs_root=tmp_path / "runs")  # the study's design
+    assert result.run_dir == str(run) and result.written == str(run / CALIBRATION) and result.note is None
+    out = result.to_dict()
+    assert list(out)[:15] == [
+        "study", "hypotheses", "prior_probability", "n_datasets", "n_events", "design", "settings", "pool",
+        "converged", "n_unconverged", "calibration", "consistent", "design_analysis", "replicates", "timings",
+    ]  # fmt: skip
+    assert list(out["calibration"]) == [
+        "band_level", "mean_posterior", "bins", "brier", "consistent", "min_datasets", "verdict", "power",
+    ]  # fmt: skip
+    assert out["consistent"] in (True, False) and out["calibration"]["power"]["probability"] == POWER
+    assert out["calibration"]["band_level"] == BAND_LEVEL
+    assert "with probability 80%" in render_calibration(result)
+    # observations changed since the run: the design comes from them, so the run no longer matches
+    events = study.parent / "events.csv"
+    events.write_text("\n".join(events.read_text().splitlines()[:-1]) + "\n")
+    again = run_calibration(study, SMALL, n_datasets=3, runs_root=tmp_path / "runs")
+    assert again.run_dir is None and "the observations have changed" in again.note
+
+
 # --- a small real calibration -----------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def calibration(tmp_path_factory):
+    """20 data sets through the whole update (slow: only tests marked slow use it)."""
     d = tmp_path_factory.mktemp("calibrate")
     (d / "s.toml").write_text(STUDY)
     (d / "events.csv").write_text("id,event_date,counterpart,domain,outcome,reliability,description,source\n")
-    result = run_calibration(
-        d / "s.toml", SMALL, n_datasets=N_DATASETS, n=N_EVENTS, workers=0, runs_root=d / "runs", bar=False
-    )
+    result = run_calibration(d / "s.toml", SMALL, n_datasets=N_DATASETS, n=N_EVENTS, workers=0, runs_root=d / "runs")
     return d, result.to_dict()
 
 
+@pytest.mark.slow
 def test_small_calibration_is_consistent_with_exact_calibration(calibration):
     _, out = calibration
     assert out["converged"] and out["n_datasets"] == N_DATASETS and out["n_events"] == N_EVENTS
@@ -159,6 +301,7 @@ def test_small_calibration_is_consistent_with_exact_calibration(calibration):
     assert out["design_analysis"]["picks_true"] > 0.5
 
 
+@pytest.mark.slow
 def test_the_small_run_would_catch_a_log_marginal_likelihood_off_by_three_nats(calibration):
     """The power of the CI-sized check: the same replicates with one hypothesis's log ML shifted."""
     _, out = calibration
@@ -167,9 +310,10 @@ def test_the_small_run_would_catch_a_log_marginal_likelihood_off_by_three_nats(c
     true = np.array([hyps.index(r["true"]) for r in out["replicates"]])
     log_ml = np.array([[r["log_marginal_likelihood"][h] for h in hyps] for r in out["replicates"]])
     post = softmax(np.log(prior) + log_ml + np.array([3.0, 0.0]), axis=1)
-    assert not calibration_checks(true, post, prior)["consistent"]
+    assert calibration_checks(true, post, prior).consistent is False
 
 
+@pytest.mark.slow
 def test_calibration_replicates_match_their_simulated_truth(calibration):
     d, out = calibration
     study = load_study(d / "s.toml")
@@ -181,6 +325,7 @@ def test_calibration_replicates_match_their_simulated_truth(calibration):
         assert sum(r["posterior_probability"].values()) == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_calibration_is_written_atomically(calibration):
     d, out = calibration
     written = json.loads(open(out["written"]).read())
@@ -188,6 +333,7 @@ def test_calibration_is_written_atomically(calibration):
     assert not list((d / "runs").rglob(".*tmp*"))
 
 
+@pytest.mark.slow
 def test_cli_calibrate_json_and_bad_input(calibration):
     d, _ = calibration
     runner = CliRunner()
@@ -240,10 +386,11 @@ def test_cli_calibrate_json_and_bad_input(calibration):
     reason="starts two worker processes that each compile the model (minutes on a loaded 2-core machine); "
     "set FORECAST_PARALLEL_TESTS=1 to run",
 )
+@pytest.mark.slow
 def test_parallel_workers_give_the_same_data_sets_and_conclusions(calibration):
     d, inline = calibration
     out = run_calibration(
-        d / "s.toml", SMALL, n_datasets=2, n=N_EVENTS, workers=2, runs_root=d / "runs", bar=False, write=False
+        d / "s.toml", SMALL, n_datasets=2, n=N_EVENTS, workers=2, runs_root=d / "runs", write=False
     ).to_dict()
     assert out["pool"]["workers"] == 2 and len({r["worker"] for r in out["replicates"]}) >= 1
     for par, seq in zip(out["replicates"], inline["replicates"][:2], strict=True):

@@ -24,9 +24,17 @@ The same runs give a *design analysis*: how often, at the study's current data s
 puts the most probability on the true hypothesis, how often it is decisive (P >= 0.9 for the
 true one) and how often misleading (P >= 0.9 for a false one).
 
+A verdict needs enough data sets: below ``MIN_DATASETS`` the checks are shown but the answer is
+"too few data sets to judge". With every verdict comes the power of the check at that number of
+data sets, computed from the Monte Carlo errors of the checks themselves: the smallest
+miscalibration, in probability points, that it would detect with probability ``POWER`` at the
+band level (for a normal test statistic, a true shift of (z_band + z_power) standard errors).
+
 The data sets are independent, so they are fanned out over worker processes (or a Dask
-cluster) through ``forecast.fit.pool.open_pool``; each worker compiles the model once and refits
-it on every data set it gets (``StudyModel.fit(..., cells=...)``).
+cluster) through ``forecast.fit.pool.open_pool``; each data set gets the model `forecast update`
+would build for it (its own centring), compiled once per process and structure and refitted with
+new data (``StudyModel.fit(..., cells=...)``). A line per finished data set, with an estimate of
+the time left, goes to ``progress``.
 """
 
 from __future__ import annotations
@@ -35,9 +43,8 @@ import datetime as dt
 import os
 import socket
 import time
-from collections.abc import Callable
 from concurrent.futures import as_completed
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,21 +55,26 @@ from scipy.special import softmax
 from forecast.data.cells import cell_data
 from forecast.data.observations import load_observations, reliability_weight
 from forecast.errors import ConvergenceError, InputError, RunStoreError
+from forecast.fit.hypothesis import fit_hypothesis
 from forecast.fit.sampler import SamplerSettings, StudyModel
 from forecast.model.predictive import one_prior_draw, simulate_outcomes
-from forecast.runs.store import atomic_write_text, default_root, dumps, latest_run
-from forecast.settings import seed_sequence
+from forecast.runs.layout import CALIBRATION
+from forecast.runs.store import default_root, preflight, write_json
+from forecast.runs.stored import StoredRun
+from forecast.settings import Progress, seed_sequence
 from forecast.spec.study import Study, load_study
 from forecast.workflows.simulate import study_design, uniform_design
 
-CALIBRATION = "calibration.json"
 BAND_LEVEL = 0.99
+POWER = 0.8  # the power stated with every verdict
+MIN_DATASETS = 20  # fewer data sets: "too few data sets to judge"
 DECISIVE = 0.9
 DEFAULT_BINS = 5
-Progress = Callable[[str], None]
-
-# One compiled model per study and worker process, reused for every data set it fits.
-_MODELS: dict[str, StudyModel] = {}
+NO_RUN_FOLDER = "calibration"  # under the study's run folder, when no run matches the current inputs
+MIN_FREE_BYTES = 1024 * 1024  # calibration.json is ~1 KB per data set
+CONSISTENT = "consistent with exact calibration"
+NOT_CONSISTENT = "not consistent with exact calibration"
+TOO_FEW = "too few data sets to judge"
 
 
 @dataclass(frozen=True)
@@ -111,31 +123,24 @@ def simulate_replicate(study: Study, design: pd.DataFrame, seed: int, index: int
     return true, design_table(study, design, cooperative)
 
 
-def _model(study: Study, cells) -> StudyModel:
-    key = f"{study.path}:{study.sha256}"
-    if key not in _MODELS:
-        _MODELS[key] = StudyModel(study, cells)
-    return _MODELS[key]
-
-
 def run_replicate(study: Study, design: pd.DataFrame, settings: SamplerSettings, index: int) -> Replicate:
-    """Worker entry point: simulate data set ``index`` and run the full update on it."""
-    from forecast.fit.hypothesis import checked, marginal_likelihood
+    """Worker entry point: simulate data set ``index`` and run the full update on it.
 
+    The model is the one `forecast update` would build for these data (``StudyModel`` is cheap;
+    its compiled code is shared by every model of the same structure in the process).
+    """
     t0 = time.perf_counter()
     true, table = simulate_replicate(study, design, settings.seed, index)
     cells = cell_data(table, study)
-    model = _model(study, cells)
+    model = StudyModel(study, cells)
     fit_settings = replace(settings, seed=int(replicate_seed(settings.seed, index).generate_state(1)[0]))
     log_ml, se, ok, problems = [], [], [], []
     for h in study.hypotheses:
-        fit = model.fit(h, fit_settings, cells=cells)
-        bridge = marginal_likelihood(model, h, fit, fit_settings.seed, cells)
-        fit = checked(fit, bridge)
-        log_ml.append(float(bridge.log_ml))
-        se.append(float(bridge.se))
-        ok.append(bool(fit.diagnostics.converged))
-        problems += [f"{h.id}: {p}" for p in fit.diagnostics.problems]
+        judged = fit_hypothesis(model, h, fit_settings, cells=cells, with_loo=False)
+        log_ml.append(float(judged.bridge.log_ml))
+        se.append(float(judged.bridge.se))
+        ok.append(bool(judged.converged))
+        problems += [f"{h.id}: {p}" for p in judged.fit.diagnostics.problems]
     return Replicate(
         index=index,
         true=true,
@@ -149,17 +154,197 @@ def run_replicate(study: Study, design: pd.DataFrame, settings: SamplerSettings,
     )
 
 
+# --- records ------------------------------------------------------------------------------------------
+
+
+def _plain(value: object) -> object:
+    """Records as plain dicts and tuples as lists, in field order (numbers untouched)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return value.to_dict()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+class _Record:
+    _optional: tuple[str, ...] = ()  # fields left out of the dict while they are None
+
+    def to_dict(self) -> dict:
+        return {
+            f.name: _plain(getattr(self, f.name))
+            for f in fields(self)
+            if not (f.name in self._optional and getattr(self, f.name) is None)
+        }
+
+
+@dataclass(frozen=True)
+class MeanPosteriorCheck(_Record):
+    """The data-averaged posterior of one hypothesis against its prior probability."""
+
+    prior: float
+    mean_posterior: float
+    se: float
+    estimator: str
+    plain_mean: float
+    plain_se: float
+    band_low: float  # the band exact calibration allows, clipped to [0, 1]
+    band_high: float
+    z: float
+    within: bool
+    fraction_true: float
+    hypothesis: str
+    detectable: float  # the smallest shift of the average it detects with probability POWER
+
+
+@dataclass(frozen=True)
+class BinCheck(_Record):
+    """One bin of stated probabilities: how often the hypothesis was true there."""
+
+    _optional = ("mean_predicted", "observed", "band_low", "band_high", "within", "detectable")
+
+    low: float
+    high: float
+    n: int
+    mean_predicted: float | None = None  # the rest is None for an empty bin
+    observed: float | None = None
+    band_low: float | None = None  # clipped to [0, 1]
+    band_high: float | None = None
+    within: bool | None = None
+    detectable: float | None = None  # the smallest gap it detects with probability POWER
+
+
+@dataclass(frozen=True)
+class BrierCheck(_Record):
+    statistic: float
+    se: float
+    z: float
+    within: bool
+    meaning: str
+
+
+@dataclass(frozen=True)
+class Power(_Record):
+    """What the checks could detect at this number of data sets (probabilities, not points)."""
+
+    probability: float  # POWER
+    band_level: float
+    n_datasets: int
+    mean_posterior: float  # largest over hypotheses of the shift of the average posterior detected
+    bins: float | None  # smallest over non-empty bins of the gap detected (None: no bin with spread)
+
+
+@dataclass(frozen=True)
+class CalibrationChecks(_Record):
+    band_level: float
+    mean_posterior: tuple[MeanPosteriorCheck, ...]
+    bins: tuple[BinCheck, ...]
+    brier: BrierCheck
+    consistent: bool | None  # None: too few data sets to judge
+    min_datasets: int
+    verdict: str  # CONSISTENT, NOT_CONSISTENT or TOO_FEW
+    power: Power
+
+
+@dataclass(frozen=True)
+class TruthAnalysis(_Record):
+    n: int
+    picks_true: float | None
+    decisive: float | None
+    mean_posterior_of_true: float | None
+
+
+@dataclass(frozen=True)
+class DesignAnalysis(_Record):
+    picks_true: float
+    decisive: float
+    misleading: float
+    decisive_threshold: float
+    mean_posterior_of_true: float
+    by_truth: dict[str, TruthAnalysis]
+
+
+@dataclass(frozen=True)
+class ReplicateResult(_Record):
+    index: int
+    true: str
+    posterior_probability: dict[str, float]
+    log_marginal_likelihood: dict[str, float]
+    log_marginal_likelihood_se: dict[str, float]
+    n_cooperative: int
+    converged: bool
+    problems: tuple[str, ...]
+    seconds: float
+    worker: str
+
+
+@dataclass(frozen=True)
+class PoolInfo(_Record):
+    description: str
+    workers: int
+
+
+@dataclass(frozen=True)
+class CalibrationResult(_Record):
+    """What `forecast calibrate` found, and where it was written."""
+
+    _optional = ("warning", "written", "note")
+
+    study: str
+    hypotheses: tuple[str, ...]
+    prior_probability: dict[str, float]
+    n_datasets: int
+    n_events: int
+    design: str
+    settings: dict
+    pool: PoolInfo
+    converged: bool
+    n_unconverged: int
+    calibration: CalibrationChecks
+    consistent: bool | None  # None: too few data sets to judge
+    design_analysis: DesignAnalysis
+    replicates: tuple[ReplicateResult, ...]
+    timings: dict[str, float]
+    warning: str | None = None
+    written: str | None = None
+    run_dir: str | None = None  # the run calibration.json was added to (None: no run matched)
+    note: str | None = None  # why it is not in a run
+
+    @property
+    def verdict(self) -> str:
+        return self.calibration.verdict
+
+
 # --- the checks (pure functions of the replicates) --------------------------------------------------
 
 
-def calibration_checks(true: np.ndarray, post: np.ndarray, prior: np.ndarray, n_bins: int = DEFAULT_BINS) -> dict:
+def detectable_shift(se: float, band_level: float = BAND_LEVEL, power: float = POWER) -> float:
+    """The true shift a two-sided z-test at ``band_level`` detects with probability ``power``.
+
+    With standard error ``se``: (z_band + z_power) * se; the far tail's chance is negligible.
+    """
+    return float((stats.norm.ppf(0.5 + band_level / 2) + stats.norm.ppf(power)) * se)
+
+
+def calibration_checks(
+    true: np.ndarray,
+    post: np.ndarray,
+    prior: np.ndarray,
+    n_bins: int = DEFAULT_BINS,
+    *,
+    hypotheses: list[str] | None = None,
+    min_datasets: int = MIN_DATASETS,
+) -> CalibrationChecks:
     """Data-averaged posterior, binned calibration and the Brier check, with their MC bands.
 
     ``true``: (K,) index of the true hypothesis per data set; ``post``: (K, H) posterior
-    probabilities; ``prior``: (H,). Bands are two-sided at ``BAND_LEVEL``.
+    probabilities; ``prior``: (H,). Bands are two-sided at ``BAND_LEVEL`` and clipped to [0, 1];
+    below ``min_datasets`` data sets there is no verdict (``consistent`` None).
     """
     true, post, prior = np.asarray(true), np.asarray(post, dtype=float), np.asarray(prior, dtype=float)
     k, n_h = post.shape
+    names = hypotheses or [str(j) for j in range(n_h)]
     z = float(stats.norm.ppf(0.5 + BAND_LEVEL / 2))
     onehot = np.eye(n_h)[true]
 
@@ -179,19 +364,21 @@ def calibration_checks(true: np.ndarray, post: np.ndarray, prior: np.ndarray, n_
             m, se = plain, plain_se
         zj = (m - prior[j]) / se if se > 0 else 0.0
         mean_post.append(
-            {
-                "prior": float(prior[j]),
-                "mean_posterior": m,
-                "se": se,
-                "estimator": "stratified by the true hypothesis" if stratified else "plain average",
-                "plain_mean": plain,
-                "plain_se": plain_se,
-                "band_low": float(prior[j] - z * se),
-                "band_high": float(prior[j] + z * se),
-                "z": float(zj),
-                "within": bool(abs(zj) <= z),
-                "fraction_true": float(onehot[:, j].mean()),
-            }
+            MeanPosteriorCheck(
+                prior=float(prior[j]),
+                mean_posterior=m,
+                se=se,
+                estimator="stratified by the true hypothesis" if stratified else "plain average",
+                plain_mean=plain,
+                plain_se=plain_se,
+                band_low=float(max(prior[j] - z * se, 0.0)),
+                band_high=float(min(prior[j] + z * se, 1.0)),
+                z=float(zj),
+                within=bool(abs(zj) <= z),
+                fraction_true=float(onehot[:, j].mean()),
+                hypothesis=names[j],
+                detectable=detectable_shift(se),
+            )
         )
 
     p, o = post.ravel(), onehot.ravel()
@@ -202,46 +389,60 @@ def calibration_checks(true: np.ndarray, post: np.ndarray, prior: np.ndarray, n_
         sel = which == b
         n = int(sel.sum())
         if n == 0:
-            bins.append({"low": float(edges[b]), "high": float(edges[b + 1]), "n": 0})
+            bins.append(BinCheck(low=float(edges[b]), high=float(edges[b + 1]), n=0))
             continue
         pb, ob = p[sel], o[sel]
         sd = float(np.sqrt((pb * (1 - pb)).sum()) / n)
         lo, hi = float(pb.mean() - z * sd), float(pb.mean() + z * sd)
         bins.append(
-            {
-                "low": float(edges[b]),
-                "high": float(edges[b + 1]),
-                "n": n,
-                "mean_predicted": float(pb.mean()),
-                "observed": float(ob.mean()),
-                "band_low": max(lo, 0.0),
-                "band_high": min(hi, 1.0),
+            BinCheck(
+                low=float(edges[b]),
+                high=float(edges[b + 1]),
+                n=n,
+                mean_predicted=float(pb.mean()),
+                observed=float(ob.mean()),
+                band_low=max(lo, 0.0),
+                band_high=min(hi, 1.0),
                 # a bin whose probabilities are all 0 or 1 has no spread: then it must match exactly
-                "within": bool(lo - 1e-9 <= ob.mean() <= hi + 1e-9),
-            }
+                within=bool(lo - 1e-9 <= ob.mean() <= hi + 1e-9),
+                detectable=detectable_shift(sd),
+            )
         )
 
     d = ((onehot - post) ** 2).sum(axis=1) - (post * (1 - post)).sum(axis=1)
     d_se = float(d.std(ddof=1) / np.sqrt(k)) if k > 1 else float("nan")
     d_z = float(d.mean() / d_se) if d_se > 0 else 0.0
-    brier = {
-        "statistic": float(d.mean()),
-        "se": d_se,
-        "z": d_z,
-        "within": bool(abs(d_z) <= z),
-        "meaning": "0 if calibrated; > 0 over-confident, < 0 under-confident",
-    }
-    consistent = all(m["within"] for m in mean_post) and all(b.get("within", True) for b in bins) and brier["within"]
-    return {
-        "band_level": BAND_LEVEL,
-        "mean_posterior": mean_post,
-        "bins": bins,
-        "brier": brier,
-        "consistent": bool(consistent),
-    }
+    brier = BrierCheck(
+        statistic=float(d.mean()),
+        se=d_se,
+        z=d_z,
+        within=bool(abs(d_z) <= z),
+        meaning="0 if calibrated; > 0 over-confident, < 0 under-confident",
+    )
+    passed = all(m.within for m in mean_post) and all(b.within is not False for b in bins) and brier.within
+    judged = k >= min_datasets
+    spread = [b.detectable for b in bins if b.n and b.detectable > 0]
+    return CalibrationChecks(
+        band_level=BAND_LEVEL,
+        mean_posterior=tuple(mean_post),
+        bins=tuple(bins),
+        brier=brier,
+        consistent=bool(passed) if judged else None,
+        min_datasets=min_datasets,
+        verdict=(CONSISTENT if passed else NOT_CONSISTENT) if judged else TOO_FEW,
+        power=Power(
+            probability=POWER,
+            band_level=BAND_LEVEL,
+            n_datasets=int(k),
+            mean_posterior=float(max(m.detectable for m in mean_post)),
+            bins=float(min(spread)) if spread else None,
+        ),
+    )
 
 
-def design_analysis(true: np.ndarray, post: np.ndarray, hypotheses: list[str], decisive: float = DECISIVE) -> dict:
+def design_analysis(
+    true: np.ndarray, post: np.ndarray, hypotheses: list[str], decisive: float = DECISIVE
+) -> DesignAnalysis:
     """How often the tool would pick the true hypothesis, be decisive, or mislead."""
     true, post = np.asarray(true), np.asarray(post, dtype=float)
     picked = post.argmax(axis=1)
@@ -251,31 +452,86 @@ def design_analysis(true: np.ndarray, post: np.ndarray, hypotheses: list[str], d
     by_truth = {}
     for j, h in enumerate(hypotheses):
         sel = true == j
-        by_truth[h] = {
-            "n": int(sel.sum()),
-            "picks_true": float((picked[sel] == j).mean()) if sel.any() else None,
-            "decisive": float((p_true[sel] >= decisive).mean()) if sel.any() else None,
-            "mean_posterior_of_true": float(p_true[sel].mean()) if sel.any() else None,
-        }
-    return {
-        "picks_true": float((picked == true).mean()),
-        "decisive": float((p_true >= decisive).mean()),
-        "misleading": float((wrong.max(axis=1) >= decisive).mean()),
-        "decisive_threshold": decisive,
-        "mean_posterior_of_true": float(p_true.mean()),
-        "by_truth": by_truth,
-    }
+        by_truth[h] = TruthAnalysis(
+            n=int(sel.sum()),
+            picks_true=float((picked[sel] == j).mean()) if sel.any() else None,
+            decisive=float((p_true[sel] >= decisive).mean()) if sel.any() else None,
+            mean_posterior_of_true=float(p_true[sel].mean()) if sel.any() else None,
+        )
+    return DesignAnalysis(
+        picks_true=float((picked == true).mean()),
+        decisive=float((p_true >= decisive).mean()),
+        misleading=float((wrong.max(axis=1) >= decisive).mean()),
+        decisive_threshold=decisive,
+        mean_posterior_of_true=float(p_true.mean()),
+        by_truth=by_truth,
+    )
 
 
 # --- the command ------------------------------------------------------------------------------------
 
 
-@dataclass
-class CalibrationResult:
-    data: dict
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
-    def to_dict(self) -> dict:
-        return self.data
+
+class _Clock:
+    """One progress line per finished data set: how many are done and about how long is left."""
+
+    def __init__(self, total: int, say: Progress):
+        self.total, self.say, self.done = total, say, 0
+        self.t0 = time.perf_counter()
+
+    def step(self, r: Replicate, hypotheses: list[str]) -> None:
+        self.done += 1
+        elapsed = time.perf_counter() - self.t0
+        left = elapsed / self.done * (self.total - self.done)
+        flag = "" if all(r.converged) else "; a fit FAILED its checks"
+        tail = f"about {_duration(left)} left" if self.done < self.total else "all done"
+        self.say(
+            f"calibration: {self.done}/{self.total} data sets done (data set {r.index}: true '{hypotheses[r.true]}', "
+            f"{r.seconds:.1f} s{flag}); {_duration(elapsed)} so far, {tail}"
+        )
+
+
+def _fan_out(study, design, settings, n_datasets, pool, clock: _Clock) -> list[Replicate]:
+    """Every data set on ``pool``, a progress line as each finishes (in-process: one at a time)."""
+    hyps = [h.id for h in study.hypotheses]
+    replicates: list[Replicate] = []
+
+    def collect(r: Replicate) -> None:
+        replicates.append(r)
+        clock.step(r, hyps)
+
+    pending = list(range(n_datasets))
+    if pool.kind == "inline":
+        for i in pending:
+            collect(run_replicate(study, design, settings, i))
+        return replicates
+    if pool.warm_first and len(pending) > 1:
+        collect(pool.executor.submit(run_replicate, study, design, settings, pending.pop(0)).result())
+    futures = [pool.executor.submit(run_replicate, study, design, settings, i) for i in pending]
+    try:
+        for f in as_completed(futures):
+            collect(f.result())
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise
+    return replicates
+
+
+def _destination(study: Study, root: Path, observations_sha256: str | None) -> tuple[StoredRun | None, str | None]:
+    """The run calibration.json goes into (the study's latest run, if it matches the current
+    inputs), or None and why not."""
+    try:
+        return StoredRun.find(study=study, runs_root=root).check_inputs(study, observations_sha256), None
+    except RunStoreError as e:
+        return None, str(e)
 
 
 def run_calibration(
@@ -292,11 +548,15 @@ def run_calibration(
     allow_unconverged: bool = False,
     write: bool = True,
     progress: Progress | None = None,
-    bar: bool = True,
     today: dt.date | None = None,
 ) -> CalibrationResult:
-    """Simulation-based calibration of the study's hypothesis test; see the module docstring."""
-    from forecast.fit.pool import ProgressBar, open_pool
+    """Simulation-based calibration of the study's hypothesis test; see the module docstring.
+
+    With ``write``, calibration.json goes into the study's latest run when that run matches the
+    current inputs (``StoredRun.check_inputs``; with ``n`` the observations play no part), and
+    otherwise, saying so, into ``<runs root>/<study>/calibration/``.
+    """
+    from forecast.fit.pool import open_pool
 
     settings = settings or SamplerSettings()
     say = progress or (lambda _m: None)
@@ -308,39 +568,29 @@ def run_calibration(
     study = load_study(study_path)
     if len(study.hypotheses) < 2:
         raise InputError("calibration needs at least two hypotheses to compare")
-    if n is None:
-        design = study_design(study, load_observations(study, today=today).table)
+    obs = load_observations(study, today=today) if n is None else None
+    if obs is not None:
+        design = study_design(study, obs.table)
         design_text = f"the study's {len(design)} counted observations (same counterparts, domains, dates, grades)"
     else:
         design = uniform_design(study, n, np.random.default_rng([settings.seed, 5]), reliability, today)
         design_text = f"{n} events uniform over counterparts, domains and quarters, grade {reliability}"
     hyps = [h.id for h in study.hypotheses]
     prior = np.array([h.prior_probability for h in study.hypotheses])
+    run, why_not = None, None
+    root = Path(runs_root or study.runs_path or default_root())
+    if write:  # before any fitting: where the result will go, and that it can be written there
+        preflight(root, study.name, need_bytes=MIN_FREE_BYTES)
+        run, why_not = _destination(study, root, obs.sha256 if obs is not None else None)
     say(f"{study.name}: {n_datasets} simulated data sets of {len(design)} events, {len(hyps)} hypotheses each")
+    if n_datasets < MIN_DATASETS:
+        say(f"(fewer than {MIN_DATASETS} data sets: the checks are shown, but with no verdict)")
 
-    replicates: list[Replicate] = []
     with open_pool(scheduler, workers, n_tasks=n_datasets, cores=settings.cores) as pool:
         say(f"running on {pool.description}")
         task_settings = replace(settings, cores=pool.cores_per_fit)
-        bar_ = ProgressBar(n_datasets, "calibration") if bar else None
-        pending = list(range(n_datasets))
-        if pool.warm_first and len(pending) > 1:
-            replicates.append(
-                pool.executor.submit(run_replicate, study, design, task_settings, pending.pop(0)).result()
-            )
-            if bar_:
-                bar_.step()
-        futures = [pool.executor.submit(run_replicate, study, design, task_settings, i) for i in pending]
-        try:
-            for f in as_completed(futures):
-                replicates.append(f.result())
-                if bar_:
-                    bar_.step()
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
-        pool_text, n_workers = pool.description, pool.workers
+        replicates = _fan_out(study, design, task_settings, n_datasets, pool, _Clock(n_datasets, say))
+        pool_info = PoolInfo(description=pool.description, workers=pool.workers)
     replicates.sort(key=lambda r: r.index)
 
     unconverged = [r.index for r in replicates if not all(r.converged)]
@@ -353,99 +603,51 @@ def run_calibration(
         )
     true = np.array([r.true for r in replicates])
     post = np.stack([r.posterior(prior) for r in replicates])
-    checks = calibration_checks(true, post, prior, n_bins)
-    for j, m in enumerate(checks["mean_posterior"]):
-        m["hypothesis"] = hyps[j]
-    data = {
-        "study": study.name,
-        "hypotheses": hyps,
-        "prior_probability": dict(zip(hyps, prior.tolist(), strict=True)),
-        "n_datasets": n_datasets,
-        "n_events": len(design),
-        "design": design_text,
-        "settings": task_settings.to_dict(),
-        "pool": {"description": pool_text, "workers": n_workers},
-        "converged": not unconverged,
-        "n_unconverged": len(unconverged),
-        "calibration": checks,
-        "consistent": checks["consistent"],
-        "design_analysis": design_analysis(true, post, hyps),
-        "replicates": [
-            {
-                "index": r.index,
-                "true": hyps[r.true],
-                "posterior_probability": dict(zip(hyps, r.posterior(prior).tolist(), strict=True)),
-                "log_marginal_likelihood": dict(zip(hyps, r.log_ml, strict=True)),
-                "log_marginal_likelihood_se": dict(zip(hyps, r.log_ml_se, strict=True)),
-                "n_cooperative": r.n_cooperative,
-                "converged": all(r.converged),
-                "problems": list(r.problems),
-                "seconds": r.seconds,
-                "worker": r.worker,
-            }
-            for r in replicates
-        ],
-        "timings": {"total_s": time.perf_counter() - t0},
-    }
-    if unconverged:
-        data["warning"] = f"UNRELIABLE: {len(unconverged)} data set(s) had a fit that failed the convergence gate"
-    if write:
-        root = runs_root or study.runs_path or default_root()
-        try:
-            path = latest_run(root, study.name) / CALIBRATION
-        except RunStoreError:
-            stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-            path = Path(root) / study.name / "calibration" / f"{stamp}-{CALIBRATION}"
-            path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, dumps(data) + "\n")
-        data["written"] = str(path)
-    return CalibrationResult(data)
-
-
-def render(result: CalibrationResult) -> str:
-    d = result.to_dict()
-    c = d["calibration"]
-    lines = [
-        f"Calibration of study '{d['study']}': {d['n_datasets']} simulated data sets of {d['n_events']} events "
-        f"({d['pool']['description']}).",
-        "",
-        f"Data-averaged posterior (exact calibration: equal to the prior, within the {c['band_level']:.0%} band):",
-    ]
-    for m in c["mean_posterior"]:
-        lines.append(
-            f"  {m['hypothesis']:<20} prior {m['prior']:.3f}  mean posterior {m['mean_posterior']:.3f} ± {m['se']:.3f}  "
-            f"[{m['band_low']:.3f}, {m['band_high']:.3f}]  {'ok' if m['within'] else 'OUTSIDE'}"
-        )
-    lines += ["", "Calibration (among data sets where the tool says P(H) = p, H is true a fraction p of the time):"]
-    for b in c["bins"]:
-        if not b["n"]:
-            lines.append(f"  P in [{b['low']:.1f}, {b['high']:.1f}): no data sets")
-            continue
-        lines.append(
-            f"  P in [{b['low']:.1f}, {b['high']:.1f}): n {b['n']:>4}  said {b['mean_predicted']:.2f}  true "
-            f"{b['observed']:.2f}  band [{b['band_low']:.2f}, {b['band_high']:.2f}]  {'ok' if b['within'] else 'OUTSIDE'}"
-        )
-    br = c["brier"]
-    lines += [
-        f"Brier check: {br['statistic']:+.4f} ± {br['se']:.4f} (z {br['z']:+.2f}; {br['meaning']})",
-        "",
-        "Consistent with exact calibration." if d["consistent"] else "NOT consistent with exact calibration.",
-    ]
-    da = d["design_analysis"]
-    lines += [
-        "",
-        f"Design analysis at {d['n_events']} events: the true hypothesis gets the most probability in "
-        f"{da['picks_true']:.0%} of data sets; decisive (P >= {da['decisive_threshold']}) in {da['decisive']:.0%}, "
-        f"misleading (a false one >= {da['decisive_threshold']}) in {da['misleading']:.0%}.",
-    ]
-    for h, x in da["by_truth"].items():
-        if x["n"]:
-            lines.append(
-                f"  when '{h}' is true ({x['n']}): picked {x['picks_true']:.0%}, decisive {x['decisive']:.0%}, "
-                f"mean P {x['mean_posterior_of_true']:.2f}"
+    checks = calibration_checks(true, post, prior, n_bins, hypotheses=hyps)
+    result = CalibrationResult(
+        study=study.name,
+        hypotheses=tuple(hyps),
+        prior_probability=dict(zip(hyps, prior.tolist(), strict=True)),
+        n_datasets=n_datasets,
+        n_events=len(design),
+        design=design_text,
+        settings=task_settings.to_dict(),
+        pool=pool_info,
+        converged=not unconverged,
+        n_unconverged=len(unconverged),
+        calibration=checks,
+        consistent=checks.consistent,
+        design_analysis=design_analysis(true, post, hyps),
+        replicates=tuple(
+            ReplicateResult(
+                index=r.index,
+                true=hyps[r.true],
+                posterior_probability=dict(zip(hyps, r.posterior(prior).tolist(), strict=True)),
+                log_marginal_likelihood=dict(zip(hyps, r.log_ml, strict=True)),
+                log_marginal_likelihood_se=dict(zip(hyps, r.log_ml_se, strict=True)),
+                n_cooperative=r.n_cooperative,
+                converged=all(r.converged),
+                problems=r.problems,
+                seconds=r.seconds,
+                worker=r.worker,
             )
-    if d.get("warning"):
-        lines += ["", "WARNING: " + d["warning"]]
-    if d.get("written"):
-        lines += ["", f"Written to {d['written']}"]
-    return "\n".join(lines)
+            for r in replicates
+        ),
+        timings={"total_s": time.perf_counter() - t0},
+        warning=(
+            f"UNRELIABLE: {len(unconverged)} data set(s) had a fit that failed the convergence gate"
+            if unconverged
+            else None
+        ),
+    )
+    if not write:
+        return result
+    if run is not None:
+        result = replace(result, run_dir=str(run.path))
+        return replace(result, written=str(run.write_json(CALIBRATION, result)))
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = root / study.name / NO_RUN_FOLDER / f"{stamp}-{CALIBRATION}"
+    note = f"no run to add it to ({why_not}); written outside any run instead"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result = replace(result, note=note)
+    return replace(result, written=str(write_json(path, result)))

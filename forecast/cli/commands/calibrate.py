@@ -35,7 +35,7 @@ from forecast.cli.options import (
 @runs_dir_option()
 @allow_unconverged_option("Keep data sets whose fits fail their checks (flagged).")
 @json_option("Print one JSON object on stdout instead of the tables.")
-@quiet_option("No progress on stderr.")
+@quiet_option("No progress on stderr (by default a line per finished data set, with the time left).")
 def calibrate(
     study,
     datasets,
@@ -59,15 +59,19 @@ def calibrate(
     from it, runs the full update, and checks that the posterior probabilities are
     calibrated: their average equals the prior probability, and among data sets where the
     tool says P(H) = p, H is true about a fraction p of the time. Also reports how often the
-    tool would pick the true hypothesis at this data size. Runs the data sets in parallel
-    (local processes or a Dask cluster); writes calibration.json into the latest run.
+    tool would pick the true hypothesis at this data size. Below 20 data sets it shows the checks
+    but gives no verdict; every verdict states the power of the check (the smallest
+    miscalibration, in probability points, it would detect). Runs the data sets in parallel
+    (local processes or a Dask cluster); writes calibration.json into the latest run when it
+    matches the current inputs (otherwise outside any run, and says so).
 
     \b
     Example:
       forecast calibrate priors/turkey_nato.toml --datasets 200 --workers 2 --json > calibration.json
     """
+    from forecast.reports.text.calibrate import render_calibration
     from forecast.settings import SamplerSettings
-    from forecast.workflows.calibrate import render, run_calibration
+    from forecast.workflows.calibrate import run_calibration
 
     settings = SamplerSettings(draws=draws, tune=tune, chains=chains, seed=seed)
     result = guard(
@@ -83,10 +87,9 @@ def calibrate(
             runs_root=runs_dir,
             allow_unconverged=allow_unconverged,
             progress=progress(quiet),
-            bar=not quiet,
         )
     )
     if as_json:
         emit_json(result.to_dict())
     else:
-        click.echo(render(result))
+        click.echo(render_calibration(result))

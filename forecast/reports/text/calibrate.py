@@ -1,0 +1,85 @@
+"""Terminal rendering of `forecast calibrate`: the checks, the verdict with its power, the design analysis."""
+
+from __future__ import annotations
+
+import math
+
+from forecast.workflows.calibrate import CalibrationResult, Power
+
+
+def _points(probability: float | None) -> str:
+    if probability is None or not math.isfinite(probability):
+        return "an unknown number of"
+    return f"{100 * probability:.0f}"
+
+
+def power_sentence(power: Power) -> str:
+    """What the check could detect at its number of data sets, in probability points."""
+    text = (
+        f"at {power.n_datasets} data sets the check detects (with probability {power.probability:.0%}) an average "
+        f"posterior {_points(power.mean_posterior)} or more probability points away from the prior"
+    )
+    if power.bins is not None:
+        text += f", and a calibration bin {_points(power.bins)} or more points off at best"
+    return text
+
+
+def verdict_text(result: CalibrationResult) -> str:
+    c = result.calibration
+    if c.consistent is None:
+        return (
+            f"Too few data sets to judge ({result.n_datasets} < {c.min_datasets}): {power_sentence(c.power)}. "
+            f"Run --datasets {c.min_datasets} or more for a verdict."
+        )
+    head = "Consistent with exact calibration" if c.consistent else "NOT consistent with exact calibration"
+    return f"{head}; {power_sentence(c.power)} (smaller miscalibrations may go unseen; more --datasets see finer)."
+
+
+def render_calibration(result: CalibrationResult) -> str:
+    c = result.calibration
+    lines = [
+        f"Calibration of study '{result.study}': {result.n_datasets} simulated data sets of {result.n_events} events "
+        f"({result.pool.description}).",
+        "",
+        f"Data-averaged posterior (exact calibration: equal to the prior, within the {c.band_level:.0%} band):",
+    ]
+    for m in c.mean_posterior:
+        lines.append(
+            f"  {m.hypothesis:<20} prior {m.prior:.3f}  mean posterior {m.mean_posterior:.3f} ± {m.se:.3f}  "
+            f"[{m.band_low:.3f}, {m.band_high:.3f}]  {'ok' if m.within else 'OUTSIDE'}"
+        )
+    lines += ["", "Calibration (among data sets where the tool says P(H) = p, H is true a fraction p of the time):"]
+    for b in c.bins:
+        if not b.n:
+            lines.append(f"  P in [{b.low:.1f}, {b.high:.1f}): no data sets")
+            continue
+        lines.append(
+            f"  P in [{b.low:.1f}, {b.high:.1f}): n {b.n:>4}  said {b.mean_predicted:.2f}  true "
+            f"{b.observed:.2f}  band [{b.band_low:.2f}, {b.band_high:.2f}]  {'ok' if b.within else 'OUTSIDE'}"
+        )
+    br = c.brier
+    lines += [
+        f"Brier check: {br.statistic:+.4f} ± {br.se:.4f} (z {br.z:+.2f}; {br.meaning})",
+        "",
+        verdict_text(result),
+    ]
+    da = result.design_analysis
+    lines += [
+        "",
+        f"Design analysis at {result.n_events} events: the true hypothesis gets the most probability in "
+        f"{da.picks_true:.0%} of data sets; decisive (P >= {da.decisive_threshold}) in {da.decisive:.0%}, "
+        f"misleading (a false one >= {da.decisive_threshold}) in {da.misleading:.0%}.",
+    ]
+    for h, x in da.by_truth.items():
+        if x.n:
+            lines.append(
+                f"  when '{h}' is true ({x.n}): picked {x.picks_true:.0%}, decisive {x.decisive:.0%}, "
+                f"mean P {x.mean_posterior_of_true:.2f}"
+            )
+    if result.warning:
+        lines += ["", "WARNING: " + result.warning]
+    if result.note:
+        lines += ["", "Note: " + result.note]
+    if result.written:
+        lines += ["", f"Written to {result.written}"]
+    return "\n".join(lines)
