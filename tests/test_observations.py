@@ -530,3 +530,145 @@ def test_the_fast_reader_refuses_rows_whose_field_count_differs_from_the_header(
     assert read_with_arrow(b"id,a,b\n1,x\n") is None
     assert read_with_arrow(b"id,a,b\n1,x,y\n2,x,y,z\n") is None
     assert read_with_arrow(b"id,a,b\n1,x,y\n") is not None
+
+
+# --- hostile and broken files (issue 13) ------------------------------------------------------------
+
+
+def test_an_unclosed_quote_on_the_last_line_names_that_line(tmp_path):
+    # 205 rows after the header end on line 206; the broken row is line 207 (pandas said "row 206").
+    study_path, csv_path = write_mini(tmp_path, [event(i, event_date="2020-02-01") for i in range(1, 206)])
+    with csv_path.open("a", encoding="utf-8") as f:
+        f.write('X1,2020-02-01,,us,defence,cooperative,3,B2,"never closed,Wire,\n')
+    with pytest.raises(ObservationError) as info:
+        load_observations(load_study(study_path), today=TODAY)
+    assert f"{FILE}: line 207: a double quote opens a quoted field that is never closed" in str(info.value)
+
+
+def test_an_unclosed_quote_after_blank_lines_and_quoted_line_breaks_names_its_line(tmp_path):
+    content = (
+        ",".join(COLUMNS) + "\n"
+        'E1,2020-02-01,,us,defence,cooperative,3,B2,"two\nlines",Wire,\n'
+        "\n"
+        'E2,2020-02-01,,us,defence,cooperative,3,B2,"open,Wire,\n'
+        "E3,2020-02-01,,us,defence,cooperative,3,B2,fine,Wire,\n"
+    )
+    err = raw_error(tmp_path, content.encode("utf-8"))
+    assert f"{FILE}: line 5: a double quote opens" in str(err)
+
+
+@pytest.mark.parametrize(("delimiter", "named"), [(";", "';'"), ("\t", "TAB"), ("|", "'|'")])
+def test_another_delimiter_is_named_rather_than_misread_as_unquoted_commas(tmp_path, delimiter, named):
+    rows = [event(1, description="Talks, then a deal"), event(2)]
+    lines = [delimiter.join(COLUMNS)] + [delimiter.join(r[c] for c in COLUMNS) for r in rows]
+    err = raw_error(tmp_path, ("\n".join(lines) + "\n").encode("utf-8"))
+    assert str(err).endswith(
+        f"{FILE}: the file seems to use {named} as delimiter; forecast reads comma-separated files "
+        "(save it as CSV with ',' between fields and text that contains commas in double quotes)"
+    )
+    assert "fields, but the header has" not in str(err)
+
+
+def test_a_duplicated_column_is_named_as_such(tmp_path):
+    columns = [*COLUMNS[:5], "domain", *COLUMNS[5:]]
+    err = obs_error(tmp_path, [event(1)], columns=columns)
+    problem_with(err, f"{FILE}: column 'domain' appears 2 times in the header (columns 5, 6)")
+    assert "domain.1" not in str(err)
+
+
+def test_a_column_without_a_name_is_reported_with_its_position(tmp_path):
+    err = raw_error(tmp_path, (",".join(COLUMNS) + ",\n").encode("utf-8"))
+    problem_with(err, f"column {len(COLUMNS) + 1} of the header has no name", "trailing comma")
+
+
+def test_a_directory_as_the_observation_file_is_reported_as_a_directory(tmp_path):
+    study_path, csv_path = write_mini(tmp_path)
+    csv_path.unlink()
+    csv_path.mkdir()
+    with pytest.raises(ObservationError) as info:
+        load_observations(load_study(study_path))
+    assert "is a directory, not an observation file" in str(info.value)
+    assert "not found" not in str(info.value)
+
+
+def test_a_header_with_absurdly_many_columns_is_refused_before_parsing(tmp_path):
+    header = ",".join([*COLUMNS, *(f"note{i}" for i in range(100_000))])
+    err = raw_error(tmp_path, (header + "\n").encode("utf-8"))
+    assert "the header has 100,011 columns; an observation file has at most 1,000" in str(err)
+
+
+def test_an_absurdly_long_line_is_refused_naming_its_line(tmp_path):
+    from forecast.data.observations import MAX_LINE_BYTES
+
+    rows = [event(1), event(2, counterpart="u" * (MAX_LINE_BYTES + 10))]
+    study_path, _ = write_mini(tmp_path, rows)
+    with pytest.raises(ObservationError) as info:
+        load_observations(load_study(study_path), today=TODAY)
+    message = str(info.value)
+    assert "line 3" in message and ("bytes long" in message or "longer than" in message)
+    assert len(message) < 500
+
+
+def test_a_long_line_the_fast_reader_refuses_is_refused_before_pandas_reads_it(tmp_path, monkeypatch):
+    from forecast.data import observations
+    from forecast.data.observations import MAX_LINE_BYTES
+
+    monkeypatch.setattr(observations, "read_with_arrow", lambda raw: None)
+    monkeypatch.setattr(observations.pd, "read_csv", lambda *a, **k: pytest.fail("pandas read the file"))
+    rows = [event(1), event(2, description="d" * (MAX_LINE_BYTES + 10))]
+    study_path, _ = write_mini(tmp_path, rows)
+    with pytest.raises(ObservationError) as info:
+        load_observations(load_study(study_path), today=TODAY)
+    length = len(",".join(rows[1][c] for c in COLUMNS))
+    assert f"line 3 is {length:,} bytes long; forecast reads lines of at most" in str(info.value)
+
+
+def test_a_huge_field_spanning_short_lines_is_refused(tmp_path):
+    from forecast.data.observations import MAX_FIELD_CHARS
+
+    long_text = "\n".join(["many short lines"] * (MAX_FIELD_CHARS // 10))
+    err = bad_second_row(tmp_path, description=long_text)
+    problem = problem_with(err, f"{FILE}: line 3, column 'description'", f"longer than {MAX_FIELD_CHARS:,} characters")
+    assert len(problem) < 300
+
+
+def test_echoed_values_are_cut_to_about_80_characters(tmp_path):
+    err = bad_second_row(tmp_path, counterpart="x" * 50_000)
+    problem = problem_with(err, "line 3, column 'counterpart'")
+    assert "(50,000 characters)" in problem
+    assert len(problem) < 400
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x1b", "\x07", "\x7f", "\x85"])
+def test_control_characters_in_free_text_are_refused_naming_row_and_column(tmp_path, char):
+    err = bad_second_row(tmp_path, description=f"Talks{char}held")
+    problem_with(err, f"{FILE}: line 3, column 'description':", "contains a control character")
+    assert len(err.problems) == 1
+
+
+@pytest.mark.parametrize("column", ["source", "note_coder"])
+def test_control_characters_are_refused_in_every_text_column(tmp_path, column):
+    rows = [event(1), event(2, **{column: "Wire\x00"})]
+    err = obs_error(tmp_path, rows, columns=[*COLUMNS, "note_coder"])
+    problem_with(err, f"line 3, column '{column}'", "control character")
+
+
+def test_tabs_and_line_breaks_are_allowed_in_free_text(tmp_path):
+    obs = load(tmp_path, [event(1, description="first\tsecond\nthird line", source="Wire;\tAgency")])
+    assert obs.table["description"].tolist() == ["first\tsecond\nthird line"]
+
+
+@pytest.mark.parametrize("bad", ["E\t2", "E\n2", "E\x002"])
+def test_an_id_with_a_tab_line_break_or_control_character_is_refused(tmp_path, bad):
+    err = bad_second_row(tmp_path, id=bad)
+    problem_with(err, "column 'id'")
+
+
+def test_a_control_character_in_a_coded_column_is_refused_by_its_value_check(tmp_path):
+    err = bad_second_row(tmp_path, counterpart="us\x00")
+    problem_with(err, "line 3, column 'counterpart': 'us\\x00' is not a counterpart")
+
+
+def test_surrounding_whitespace_in_an_id_is_still_tolerated(tmp_path):
+    obs = load(tmp_path, [event(1, id=" E1\t")])
+    assert obs.table["id"].tolist() == ["E1"]

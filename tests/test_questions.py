@@ -150,6 +150,23 @@ def test_what_makes_a_question_come_true(kind, threshold, n, k, expected):
     assert q.outcome(n, k) is expected
 
 
+@pytest.mark.parametrize("qid", ["q1\n", "x" * 65, "../q", "Q1"])
+def test_a_question_id_that_is_not_an_identifier_is_refused(tmp_path, qid):
+    err = problems(tmp_path, question(id=qid))
+    problem_with(err, "questions[0]", ".id:", "must be lower-case letters, digits and '_'")
+
+
+def test_question_values_are_echoed_cut_to_about_80_characters(tmp_path):
+    err = problems(tmp_path, question(id="q" * 5000, group="g" * 5000, quarter="9" * 5000, kind="k" * 5000))
+    assert all(len(p) < 600 for p in err.problems), [len(p) for p in err.problems]
+    problem_with(err, "(5,000 characters)")
+
+
+def test_a_quarter_with_a_trailing_newline_is_refused(tmp_path):
+    err = problems(tmp_path, question(quarter="2021Q2\n"))
+    problem_with(err, "questions[0] ('east_energy_q2').quarter: '2021Q2\\n' is not a quarter")
+
+
 # --- the command line -----------------------------------------------------------------------
 
 

@@ -368,3 +368,142 @@ def test_unknown_hypothesis_lookup_suggests_the_close_id(tmp_path):
 def test_test_helpers_state_a_prior_for_every_model_parameter():
     # guards the helpers: if the model gains a parameter, the mini study must give it a prior
     assert set(default_priors()) == set(PARAMETERS)
+
+
+# --- names and ids become paths; hostile text (issue 13) ------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["../../../x", "/etc/x", "..", "a/b", "Mini", "-mini", "mini\n", "", "x" * 65])
+def test_a_study_name_that_is_not_a_slug_is_refused(tmp_path, name):
+    data = base_study()
+    data["study"]["name"] = name
+    err = study_error(tmp_path, data)
+    problem_with(err, "study.name:", "must be a slug: lower-case letters, digits, '_' and '-'", "at most 64")
+
+
+@pytest.mark.parametrize("name", ["mini", "turkey-nato", "2024_gulf", "x" * 64])
+def test_a_slug_is_a_valid_study_name(tmp_path, name):
+    data = base_study()
+    data["study"]["name"] = name
+    assert load_study(write_study(tmp_path, data)).name == name
+
+
+@pytest.mark.parametrize("hid", ["../x", "/tmp/x", "a.b", "steady\n", "x" * 65, "1x", "Steady"])
+def test_a_hypothesis_id_that_could_leave_a_folder_is_refused(tmp_path, hid):
+    data = base_study()
+    data["hypotheses"][0]["id"] = hid
+    err = study_error(tmp_path, data)
+    problem_with(err, "hypotheses[0].id:", "must be lower-case letters, digits and '_', starting with a letter")
+
+
+@pytest.mark.parametrize("kind", ["groups", "domains"])
+def test_group_and_domain_ids_longer_than_64_characters_are_refused(tmp_path, kind):
+    data = base_study()
+    data[kind][0]["id"] = "a" * 65
+    err = study_error(tmp_path, data)
+    problem_with(err, f"{kind}[0].id:", "at most 64 characters")
+
+
+def test_a_counterpart_with_a_trailing_newline_is_refused(tmp_path):
+    data = base_study()
+    data["groups"][0]["counterparts"] = ["us\n", "eu"]
+    err = study_error(tmp_path, data)
+    problem_with(err, "groups[0].counterparts: 'us\\n' must be lower-case letters")
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x1b", "\x07", "\x7f", "\x9b"])
+def test_control_characters_are_refused_in_every_text_field(tmp_path, char):
+    data = base_study()
+    data["study"]["question"] = f"Does Testland{char} tilt east?"
+    data["groups"][1]["label"] = f"East{char}"
+    data["hypotheses"][1]["claim"] = f"{char}"
+    err = study_error(tmp_path, data)
+    code = f"U+{ord(char):04X}"
+    problem_with(err, "study.question: contains the control character", code, "at position 14")
+    problem_with(err, "groups[1].label: contains the control character", code)
+    problem_with(err, "hypotheses[1].claim: contains the control character", code)
+
+
+def test_control_characters_are_refused_in_questions_and_keys(tmp_path):
+    data = base_study()
+    data["questions"] = [{"id": "q1", "text": "Will it\x00 happen?"}]
+    data["study"]["odd\x00key"] = "x"
+    err = study_error(tmp_path, data)
+    problem_with(err, "questions[0].text: contains the control character U+0000")
+    problem_with(err, "study: the key 'odd\\x00key' contains a control character")
+
+
+def test_tabs_and_line_breaks_are_allowed_in_text(tmp_path):
+    data = base_study()
+    data["study"]["question"] = "Does Testland\ttilt\neast?\r\n"
+    data["hypotheses"][0]["claim"] = "A claim\non two lines."
+    study = load_study(write_study(tmp_path, data))
+    assert study.question == "Does Testland\ttilt\neast?"
+
+
+def test_an_observations_path_the_file_system_cannot_hold_is_a_study_problem(tmp_path):
+    data = base_study()
+    data["study"]["observations"] = "x" * 5000 + "/events.csv"
+    path = write_study(tmp_path, data)
+    try:
+        study = load_study(path)
+    except StudyError as e:
+        problem_with(e, "study.observations:", "is not a usable path")
+    else:  # a file system that resolves it: it is just a path that does not exist
+        assert study.observations_path.name == "events.csv"
+
+
+def test_a_directory_given_as_the_study_is_reported_as_a_directory(tmp_path):
+    with pytest.raises(StudyError) as info:
+        load_study(tmp_path)
+    assert (
+        str(info.value)
+        == f"{tmp_path}: is a directory, not a study file (name the .toml file, e.g. priors/turkey_nato.toml)"
+    )
+
+
+def test_a_study_file_far_too_large_is_refused_before_parsing(tmp_path, monkeypatch):
+    import forecast.spec.study as study_module
+
+    monkeypatch.setattr(study_module, "MAX_STUDY_BYTES", 1000)
+    monkeypatch.setattr(study_module.tomllib, "loads", lambda *_: pytest.fail("the file was parsed"))
+    path = tmp_path / "big.toml"
+    path.write_text("# padding\n" * 200, encoding="utf-8")
+    with pytest.raises(StudyError, match="2,000 bytes is far too large for a study file"):
+        load_study(path)
+
+
+def test_echoed_values_are_cut_to_about_80_characters(tmp_path):
+    data = base_study()
+    data["time"]["start"] = "9" * 10_000
+    data["hypotheses"][0]["priors"]["tilt"] = {"all": {"dist": "N" * 10_000, "kwargs": {}}}
+    data["groups"][0]["counterparts"] = ["u" * 10_000]
+    err = study_error(tmp_path, data)
+    assert all(len(p) < 400 for p in err.problems), [len(p) for p in err.problems]
+    problem_with(err, "time.start:", "(10,000 characters)", "is not a quarter")
+    problem_with(err, "tilt.all.dist: unknown distribution", "(10,000 characters)")
+    problem_with(err, "groups[0].counterparts:", "(10,000 characters)")
+
+
+def test_an_unknown_key_of_any_length_is_echoed_cut(tmp_path):
+    data = base_study()
+    data["study"]["k" * 10_000] = "x"
+    data["study"]["name"] = "n" * 10_000
+    err = study_error(tmp_path, data)
+    assert all(len(p) < 400 for p in err.problems), [len(p) for p in err.problems]
+    problem_with(err, "study.'kkkk", "(10,000 characters): unknown key")
+
+
+def test_deeply_nested_toml_is_a_study_error(tmp_path):
+    path = tmp_path / "deep.toml"
+    path.write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+    with pytest.raises(StudyError):
+        load_study(path)
+
+
+def test_an_unknown_hypothesis_lists_the_studys_hypotheses(tmp_path):
+    study = load_study(write_study(tmp_path))
+    with pytest.raises(StudyError) as info:
+        study.hypothesis("x" * 500)
+    assert "the study has 'steady', 'shift'" in str(info.value)
+    assert len(str(info.value)) < 300

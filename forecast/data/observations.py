@@ -77,7 +77,10 @@ MAX_LINE_BYTES = 1024 * 1024
 MAX_FIELD_CHARS = 100_000
 MAX_COLUMNS = 1_000
 # Control characters (C0, DEL, C1); TAB, LF and CR are let through here and judged per column.
-_CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\xc2[\x80-\x9f]")
+# In a file's bytes: every byte but C0 controls and DEL is deleted by bytes.translate (one C pass,
+# ~10x faster than a regex search on 100 MB); C1 controls are two bytes in UTF-8, '\xc2' first.
+_NOT_C0 = bytes(b for b in range(256) if not ((b < 32 and b not in b"\t\n\r") or b == 127))
+_C1_BYTES = re.compile(rb"\xc2[\x80-\x9f]")
 _CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
 _CONTROL_OR_SPACE = r"[\x00-\x1f\x7f-\x9f]"
 _DELIMITERS = {";": "';'", "\t": "TAB", "|": "'|'"}
@@ -270,11 +273,23 @@ def _check_lines(path: Path, raw: bytes) -> None:
         )
 
 
+def _has_control(raw: bytes) -> bool:
+    """Whether the file's bytes hold a control character other than TAB, LF and CR."""
+    return bool(raw.translate(None, _NOT_C0)) or (b"\xc2" in raw and _C1_BYTES.search(raw) is not None)
+
+
 def _check_fields(df: pd.DataFrame, raw: bytes, problems: _Problems) -> None:
     """Refuse fields longer than MAX_FIELD_CHARS (a line may be short and a quoted field still span many)."""
     if len(raw) <= MAX_FIELD_CHARS:
         return
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     for c in df.columns:
+        # Byte lengths come from Arrow's offsets (no pass over the text) and bound the lengths in
+        # characters: only a column with a long value is measured in characters.
+        if (pc.max(pc.binary_length(pa.array(df[c]))).as_py() or 0) <= MAX_FIELD_CHARS:
+            continue
         lengths = df[c].str.len()
         problems.rows(
             lengths > MAX_FIELD_CHARS,
@@ -360,7 +375,9 @@ def check_observation_bytes(study: Study, raw: bytes, path: Path, *, today: dt.d
 
     problems.find_lines = find_lines
     _check_fields(df, raw, problems)
-    table = validate_table(df, study, problems, today=today, control=bool(_CONTROL_BYTES.search(raw)))
+    # A line break inside a field needs quotes; TAB and CR show in the bytes.
+    spaces = b"\t" in raw or b"\r" in raw or b'"' in raw
+    table = validate_table(df, study, problems, today=today, control=_has_control(raw), spaces=spaces)
     if problems.items:
         _raise(problems)
     return table
@@ -373,11 +390,13 @@ def validate_table(
     *,
     today: dt.date | None = None,
     control: bool = True,
+    spaces: bool = True,
 ) -> pd.DataFrame:
     """Check a raw string table against the study; return the typed table (or record problems).
 
-    ``control=False`` skips the search for control characters in every field (the caller has
-    found none in the file's bytes: a million clean rows need not be searched column by column).
+    ``control=False`` skips the search for control characters in every field, and ``spaces=False``
+    the search for TABs and line breaks inside ids: the caller has found none in the file's bytes
+    (a million clean rows need not be searched column by column).
     """
     today = today or dt.date.today()
     df = df.rename(columns=lambda c: c.strip())
@@ -421,7 +440,7 @@ def validate_table(
                 ),
                 df[c],
             )
-    else:
+    elif spaces:
         # Quoted TABs and line breaks inside an id would still be read; ids are named in reports and exports.
         for c in ("id", "origin_id"):
             problems.rows(

@@ -26,11 +26,12 @@ import pydantic
 from pydantic import BaseModel, ConfigDict
 
 from forecast.errors import StudyError, allowed_list, did_you_mean
-from forecast.spec.study import Study, quarter_index, quarter_label
+from forecast.spec.priors import shown
+from forecast.spec.study import ID_RULE, MAX_ID_LENGTH, Study, quarter_index, quarter_label
 
 KINDS = ("share_above", "share_below", "any_conflictual", "any_cooperative")
 SHARE_KINDS = ("share_above", "share_below")
-_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+_ID = re.compile(rf"[a-z][a-z0-9_]{{0,{MAX_ID_LENGTH - 1}}}")
 
 
 class _QuestionSpec(BaseModel):
@@ -135,7 +136,7 @@ def load_questions(study: Study, *, today: dt.date | None = None) -> tuple[Quest
     allowed_keys = list(_QuestionSpec.model_fields)
     for i, raw in enumerate(study.questions_raw):
         qid = raw.get("id") if isinstance(raw, dict) else None
-        where = f"questions[{i}]" + (f" ('{qid}')" if isinstance(qid, str) else "")
+        where = f"questions[{i}]" + (f" ({shown(qid)})" if isinstance(qid, str) else "")
         if not isinstance(raw, dict):
             problems.append(f"{where}: expected a table ([[questions]]), got {type(raw).__name__}")
             continue
@@ -143,7 +144,7 @@ def load_questions(study: Study, *, today: dt.date | None = None) -> tuple[Quest
             spec = _QuestionSpec.model_validate(raw)
         except pydantic.ValidationError as e:
             for err in e.errors():
-                key = ".".join(str(p) for p in err["loc"])
+                key = ".".join(str(p) if re.fullmatch(r"\w{1,64}", str(p)) else shown(str(p)) for p in err["loc"])
                 if err["type"] == "extra_forbidden":
                     problems.append(
                         f"{where}.{key}: unknown key{did_you_mean(key, allowed_keys)}; "
@@ -153,39 +154,39 @@ def load_questions(study: Study, *, today: dt.date | None = None) -> tuple[Quest
                     problems.append(f"{where}.{key}: required key is missing")
                 elif key == "kind":
                     problems.append(
-                        f"{where}.kind: {err.get('input')!r} is not a question kind"
+                        f"{where}.kind: {shown(err.get('input'))} is not a question kind"
                         f"{did_you_mean(str(err.get('input')), KINDS)}; allowed: {allowed_list(KINDS)}"
                     )
                 elif key in ("created", "resolves"):
-                    problems.append(f"{where}.{key}: {err.get('input')!r} is not a date like 2026-11-27 (YYYY-MM-DD)")
+                    problems.append(
+                        f"{where}.{key}: {shown(err.get('input'))} is not a date like 2026-11-27 (YYYY-MM-DD)"
+                    )
                 else:
-                    problems.append(f"{where}.{key}: {err['msg']} (got {err.get('input')!r})")
+                    problems.append(f"{where}.{key}: {err['msg']} (got {shown(err.get('input'))})")
             continue
         n_before = len(problems)
-        if not _ID.match(spec.id):
-            problems.append(
-                f"{where}.id: '{spec.id}' must be lower-case letters, digits and '_', starting with a letter"
-            )
+        if not _ID.fullmatch(spec.id):
+            problems.append(f"{where}.id: {shown(spec.id)} {ID_RULE}")
         if spec.id in seen:
-            problems.append(f"{where}.id: '{spec.id}' is used by an earlier question")
+            problems.append(f"{where}.id: {shown(spec.id)} is used by an earlier question")
         seen.add(spec.id)
         if not spec.text.strip():
             problems.append(f"{where}.text: state the question in words")
         if spec.group not in groups:
             problems.append(
-                f"{where}.group: unknown group '{spec.group}'{did_you_mean(spec.group, groups)}; "
+                f"{where}.group: unknown group {shown(spec.group)}{did_you_mean(spec.group, groups)}; "
                 f"known: {allowed_list(groups)}"
             )
         if spec.domain not in domains:
             problems.append(
-                f"{where}.domain: unknown domain '{spec.domain}'{did_you_mean(spec.domain, domains)}; "
+                f"{where}.domain: unknown domain {shown(spec.domain)}{did_you_mean(spec.domain, domains)}; "
                 f"known: {allowed_list(domains)}"
             )
         quarter = None
         try:
             quarter = quarter_index(spec.quarter)
         except ValueError:
-            problems.append(f"{where}.quarter: '{spec.quarter}' is not a quarter like '2027Q1'")
+            problems.append(f"{where}.quarter: {shown(spec.quarter)} is not a quarter like '2027Q1'")
         if quarter is not None and quarter < study.time.start:
             problems.append(
                 f"{where}.quarter: {spec.quarter} is before the study's first quarter {quarter_label(study.time.start)}"
