@@ -290,6 +290,18 @@ def test_changed_observations_or_model_refuse_the_run_and_say_which(tmp_path):
     )
 
 
+def test_damaged_run_files_exit_2_naming_the_file(tmp_path):
+    study, runs, run = _golden_copy(tmp_path)
+    (run / "loo_pointwise.csv").write_bytes(b"id,elpd\xff\xfe\n\x00")
+    cli = CliRunner().invoke(main, ["evidence", str(study), "--runs-dir", str(runs), "--no-refit", "-q"])
+    assert cli.exit_code == 2 and "loo_pointwise.csv: unreadable" in cli.stderr
+    (run / "loo_pointwise.csv").unlink()
+    nc = run / "posterior" / "shift.nc"
+    nc.write_bytes(nc.read_bytes()[:200])
+    cli = CliRunner().invoke(main, ["evidence", str(study), "--runs-dir", str(runs), "--no-refit", "-q"])
+    assert cli.exit_code == 2 and "shift.nc" in cli.stderr and "damaged or truncated" in cli.stderr
+
+
 # --- against exact answers ------------------------------------------------------------------------
 
 

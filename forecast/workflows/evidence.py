@@ -50,7 +50,7 @@ from forecast.errors import ConvergenceError, InputError, RunStoreError
 from forecast.fit.hypothesis import fit_hypothesis
 from forecast.fit.sampler import SamplerSettings, StudyModel
 from forecast.model.build import draws_as_arrays, latent_logit, years_from_reference
-from forecast.runs.layout import EVIDENCE, POINTWISE
+from forecast.runs.layout import EVIDENCE, POINTWISE, SUMMARY
 from forecast.runs.store import preflight
 from forecast.runs.stored import StoredRun
 from forecast.settings import Progress
@@ -127,12 +127,16 @@ def load_run(study: Study, run: StoredRun, obs: Observations | None = None) -> R
         post = run.open_posterior(h)
         chains, draws = int(post.sizes["chain"]), int(post.sizes["draw"])
         eta.append(latent_logit(np, draws_as_arrays(post, study), years, ref, study.time.components))
+    try:
+        settings = SamplerSettings(**run.summary["settings"])
+    except (KeyError, TypeError):
+        raise RunStoreError(f"{run.path / SUMMARY}: no readable sampler settings; the file is damaged") from None
     return RunContext(
         study=study,
         run=run,
         table=table,
         cells=cells,
-        settings=SamplerSettings(**run.summary["settings"]),
+        settings=settings,
         hypotheses=hyps,
         prior=np.array([rows[h]["prior_probability"] for h in hyps]),
         log_ml=np.array([rows[h]["log_marginal_likelihood"] for h in hyps]),
@@ -739,10 +743,15 @@ def _assemble(
 
 
 def _stored_pointwise(ctx: RunContext) -> pd.DataFrame | None:
+    """The run's per-event LOO table (elpd per hypothesis by id), or None when it has none."""
     if not ctx.run.has(POINTWISE):
         return None
-    df = pd.read_csv(ctx.run.path / POINTWISE).set_index("id")
+    path = ctx.run.path / POINTWISE
+    try:
+        df = pd.read_csv(path)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise RunStoreError(f"{path}: unreadable ({type(e).__name__}); the file is damaged or truncated") from None
     cols = {f"elpd_loo__{h}": h for h in ctx.hypotheses}
-    if not set(cols) <= set(df.columns):
+    if "id" not in df.columns or not set(cols) <= set(df.columns):
         return None
-    return df[list(cols)].rename(columns=cols)
+    return df.set_index("id")[list(cols)].rename(columns=cols)

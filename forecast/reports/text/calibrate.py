@@ -15,10 +15,14 @@ def _points(probability: float | None) -> str:
 
 def power_sentence(power: Power) -> str:
     """What the check could detect at its number of data sets, in probability points."""
-    text = (
-        f"at {power.n_datasets} data sets the check detects (with probability {power.probability:.0%}) an average "
-        f"posterior {_points(power.mean_posterior)} or more probability points away from the prior"
-    )
+    text = f"at {power.n_datasets} data sets the check detects (with probability {power.probability:.0%}) "
+    if power.mean_posterior >= 1:  # no probability can be that far from its prior
+        text += (
+            "no shift at all of the average posterior (it would take "
+            f"{_points(power.mean_posterior)} probability points)"
+        )
+    else:
+        text += f"an average posterior {_points(power.mean_posterior)} or more probability points away from the prior"
     if power.bins is not None:
         text += f", and a calibration bin {_points(power.bins)} or more points off at best"
     return text
