@@ -1,9 +1,10 @@
 """`forecast simulate`: synthetic observations drawn from what a hypothesis predicts.
 
 "What would the data look like if H were true?" One draw of the model's parameters is taken
-from the hypothesis's prior (the prior predictive) or from its posterior in the latest run (the
-posterior predictive); every simulated event then gets a cooperative or conflictual outcome
-with the probability the model gives its (group, domain, quarter) cell.
+from the hypothesis's prior (the prior predictive) or from its posterior in the latest run, which
+must match the current inputs (the posterior predictive); every simulated event then gets a
+cooperative or conflictual outcome with the probability the model gives its (group, domain,
+quarter) cell.
 
 The *design* (which counterparts, domains, dates and reliability grades the events have) is, by
 default, the study's own observations, so a simulated data set has the study's size and shape

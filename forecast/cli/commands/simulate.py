@@ -30,7 +30,8 @@ from forecast.cli.options import (
     type=click.Choice(["prior", "posterior"]),
     default="prior",
     show_default=True,
-    help="Draw the parameters from the hypothesis's prior, or from its posterior in the latest run.",
+    help="Draw the parameters from the hypothesis's prior, or from its posterior in the latest run (which must "
+    "match the current study and observations).",
 )
 @click.option(
     "--n",
