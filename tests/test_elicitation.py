@@ -19,6 +19,7 @@ from scipy.special import expit, logit
 
 from forecast.cli import main
 from forecast.errors import StudyError
+from forecast.model.predictive import prior_draws
 from forecast.reports.plots.run_pngs import priors_pngs
 from forecast.runs.layout import PRIOR_PREDICTIVE, PRIOR_PREDICTIVE_PLOT, PRIOR_PREDICTIVE_SCHEMA
 from forecast.spec.elicitation import maxent, model_interval, preliz_maxent, symmetric_bound
@@ -29,7 +30,6 @@ from forecast.workflows.priors import (
     describe_priors,
     hellinger,
     predictive_quantities,
-    prior_draws,
     run_priors,
 )
 

@@ -32,29 +32,18 @@ import numpy as np
 from scipy.special import expit
 
 from forecast.errors import ObservationError, RunStoreError
-from forecast.model.build import DOMAIN_EFFECT, RW_STEPS, latent_logit, years_from_reference
+from forecast.model.build import DOMAIN_EFFECT, latent_logit, years_from_reference
+from forecast.model.predictive import prior_draws  # the one prior sampler
 from forecast.runs.layout import PRIOR_PREDICTIVE, PRIOR_PREDICTIVE_SCHEMA
 from forecast.runs.store import default_root, jsonable
 from forecast.runs.stored import StoredRun
 from forecast.settings import DEFAULT_SEED, derive_seed
-from forecast.spec.study import Hypothesis, Study, load_study, quarter_label
+from forecast.spec.study import Study, load_study, quarter_label
 
 N_DRAWS = 20_000
 DISTINCT_THRESHOLD = 0.15
 N_BINS = 25
 QUANTILES = {"q05": 0.05, "q25": 0.25, "median": 0.5, "q75": 0.75, "q95": 0.95}
-
-
-def prior_draws(study: Study, hypothesis: Hypothesis, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Draws of every model variable from the hypothesis's priors, shaped as ``latent_logit`` expects."""
-    G, D, Q = len(study.groups), len(study.domains), study.time.n_quarters
-    out: dict[str, np.ndarray] = {}
-    for p in study.parameters:
-        out[p] = np.stack([hypothesis.priors[(p, g.id)].sample(rng, n) for g in study.groups], axis=-1)
-    out[DOMAIN_EFFECT] = rng.standard_normal((n, G, D))
-    if "random_walk" in study.time.components and Q > 1:
-        out[RW_STEPS] = rng.standard_normal((n, G, Q - 1))
-    return out
 
 
 def predictive_quantities(study: Study, draws: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -309,7 +298,6 @@ __all__ = [
     "distinguishability",
     "hellinger",
     "predictive_quantities",
-    "prior_draws",
     "run_priors",
     "summarize",
 ]
