@@ -197,6 +197,10 @@ def test_history_round_trips_through_json(tmp_path):
     assert back.to_dict() == json.loads(json.dumps(history.to_dict()))
     assert not back.converged and back.n_fitted == 1 and "written" not in back.to_dict()
     assert load_history(tmp_path / "nowhere") is None
+    from forecast.reports.text.history import render_history
+
+    text = render_history(back)
+    assert "2019Q4" in text and "2020Q1" in text and "FAILED: cold" in text and "0.700" in text
     (tmp_path / HISTORY).write_text('{"schema_version": 99, "points": []}')
     with pytest.raises(RunStoreError, match="forecast history"):
         load_history(tmp_path)

@@ -22,7 +22,7 @@ from forecast.data.cells import CellData, cell_data
 from forecast.data.csvsafe import FORMULA_PREFIXES, spreadsheet_safe
 from forecast.data.observations import Observations, load_observations
 from forecast.errors import ConvergenceError, InputError, ObservationError, SamplingError
-from forecast.fit.hypothesis import loo, marginal_likelihood
+from forecast.fit.hypothesis import fit_hypothesis
 from forecast.fit.sampler import (
     EBFMI_MIN,
     ESS_MIN,
@@ -34,7 +34,6 @@ from forecast.fit.sampler import (
     Fit,
     SamplerSettings,
     StudyModel,
-    with_problem,
 )
 from forecast.runs.layout import (
     HISTORY,
@@ -50,7 +49,7 @@ from forecast.runs.store import RunWriter, default_root, package_versions, prefl
 from forecast.runs.stored import StoredRun
 from forecast.settings import Progress
 from forecast.spec.study import Study, load_study
-from forecast.stats.bridge import BRIDGE_SE_MAX, bridge_problem
+from forecast.stats.bridge import BRIDGE_SE_MAX
 from forecast.stats.loo import (
     Loo,
     elpd_differences,
@@ -161,17 +160,15 @@ def run_update(
             f"[{i}/{len(study.hypotheses)}] fitting '{h.id}'"
             + (" (compiling the model once for all hypotheses)" if i == 1 else "")
         )
-        fit = complete(model.fit(h, settings, progress=say), settings)
-        fits.append(fit)
+        # Fit, bridge-sampled marginal likelihood, gate (a marginal likelihood whose error is too
+        # large fails it like non-convergence), LOO: forecast.fit.hypothesis.
+        judged = fit_hypothesis(model, h, settings, progress=say)
+        fit = complete(judged.fit, settings)
         status = "converged" if fit.diagnostics.converged else "NOT CONVERGED: " + "; ".join(fit.diagnostics.problems)
         say(f"      sampled in {fit.seconds:.1f} s, {status}")
-        bridge = marginal_likelihood(model, h, fit, settings.seed)
-        if problem := bridge_problem(bridge):
-            # Gated like non-convergence: a support figure from it would not be one to defend.
-            fits[-1] = fit = with_problem(fit, problem)
-            say(f"      {problem}")
-        bridges.append(bridge)
-        loos.append(loo(model, fit))
+        fits.append(fit)
+        bridges.append(judged.bridge)
+        loos.append(judged.loo)
 
     converged = all(f.diagnostics.converged for f in fits)
     if not converged and not allow_unconverged:
