@@ -971,8 +971,10 @@ def run_backtest(
     loo = {}
     if run is not None:
         loo = {h["id"]: (h.get("elpd_loo"), h.get("elpd_loo_se")) for h in run.summary["hypotheses"]}
-    entries = [replace(e, elpd_loo=loo.get(e.id, (None, None))[0], elpd_loo_se=loo.get(e.id, (None, None))[1])
-               for e in result.lfo.hypotheses]  # fmt: skip
+    entries = []
+    for e in result.lfo.hypotheses:  # beside the run's PSIS-LOO elpd (None for the model average)
+        elpd_loo, elpd_loo_se = loo.get(e.id, (None, None))
+        entries.append(replace(e, elpd_loo=elpd_loo, elpd_loo_se=elpd_loo_se))
     n_blocks = entries[0].n_blocks if entries else 0
     note = (
         f"elpd_lfo sums, over {n_blocks} quarters, the log predictive density of each next quarter's events given "
