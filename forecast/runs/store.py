@@ -322,14 +322,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
     return atomic_write_with(path, lambda tmp: tmp.write_bytes(data))
 
 
-def netcdf_bytes(tree) -> memoryview:
+def netcdf_bytes(tree) -> bytes:
     """An ``xarray.DataTree`` (or Dataset) as the bytes of a NetCDF-4 file, written in memory.
 
     HDF5 never touches the disk: on a full disk, h5py/h5netcdf raise on close and then crash the
     process when the half-closed file is collected (a segmentation fault, exit 139); the bytes
     are written by Python instead, whose OSError the run store maps to a message.
     """
-    return tree.to_netcdf(None, engine="h5netcdf")
+    view = tree.to_netcdf(None, engine="h5netcdf")  # a view of xarray's BytesIO
+    try:
+        # A copy: a view still exported when its BytesIO is collected crashes the interpreter.
+        return bytes(view)
+    finally:
+        view.release()
 
 
 def write_netcdf(path: Path, tree) -> Path:
