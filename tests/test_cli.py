@@ -6,12 +6,17 @@ Nothing here fits a model: `update` is only called on inputs that fail validatio
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from helpers import DEFAULT_STUDY, base_study, event, write_mini, write_study
 
 from forecast.cli import main
+from forecast.settings import SEED_MAX
+
+GOLDEN_RUN = Path(__file__).resolve().parent / "golden" / "run-v1"
 
 
 @pytest.fixture
@@ -139,6 +144,90 @@ def test_update_rejects_a_single_chain_as_usage_error(runner, tmp_path):
     assert result.exit_code == 2
     assert "--chains" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--seed", "-1"),
+        ("--seed", str(SEED_MAX + 1)),
+        ("--seed", "one"),
+        ("--draws", "5"),
+        ("--tune", "0"),
+        ("--chains", "1"),
+        ("--cores", "0"),
+        ("--history-every", "0"),
+        ("--no-such-option",),
+    ],
+)
+def test_update_usage_errors_exit_2_before_any_work(runner, tmp_path, monkeypatch, args):
+    import forecast.workflows.update as update
+
+    def no_work(*_a, **_k):
+        raise AssertionError("update started work on a command line it should have refused")
+
+    monkeypatch.setattr(update, "run_update", no_work)
+    result = runner.invoke(main, ["update", str(DEFAULT_STUDY), "--runs-dir", str(tmp_path / "runs"), *args])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("Usage: ") and "Error: " in result.stderr, result.stderr
+    assert args[0] in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+# --- stored files that are damaged, truncated or not files ------------------------------------
+
+
+@pytest.fixture
+def golden_run(tmp_path):
+    """A copy of the golden run directory, to damage."""
+    run = tmp_path / "run"
+    shutil.copytree(GOLDEN_RUN, run)
+    return run
+
+
+def report_of(runner, run):
+    return invoke(runner, "report", run, "--format", "json", "--output", run.parent / "report.json", "-q")
+
+
+@pytest.mark.parametrize("name", ["posterior/steady.nc", "summary.json", "manifest.json"])
+def test_a_truncated_stored_file_exits_2_naming_it(runner, golden_run, name):
+    path = golden_run / name
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    result = report_of(runner, golden_run)
+    assert_clean_input_error(result, f"{path}: unreadable", "damaged or truncated")
+
+
+def test_an_empty_posterior_file_exits_2_naming_it(runner, golden_run):
+    path = golden_run / "posterior" / "shift.nc"
+    path.write_bytes(b"")
+    assert_clean_input_error(report_of(runner, golden_run), f"{path}: unreadable posterior file")
+
+
+@pytest.mark.parametrize("name", ["posterior/steady.nc", "summary.json", "manifest.json"])
+def test_a_directory_where_a_stored_file_belongs_is_reported_as_a_directory(runner, golden_run, name):
+    path = golden_run / name
+    path.unlink()
+    path.mkdir()
+    assert_clean_input_error(report_of(runner, golden_run), f"{path}: is a directory")
+
+
+def test_a_directory_given_as_the_study_file_is_reported_as_a_directory(runner, tmp_path):
+    result = invoke(runner, "validate", tmp_path)
+    assert result.exit_code == 2
+    assert f"'{tmp_path}' is a directory" in result.stderr
+
+
+def test_a_file_given_as_the_run_directory_is_reported_as_a_file(runner, tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("x", encoding="utf-8")
+    assert_clean_input_error(report_of(runner, path), f"{path}: ")
+    from forecast.errors import RunStoreError
+    from forecast.runs.stored import StoredRun
+
+    for find in (StoredRun.find, StoredRun.open):
+        with pytest.raises(RunStoreError, match="is a file, not a run directory"):
+            find(path)
 
 
 # --- init -----------------------------------------------------------------------------------

@@ -119,7 +119,7 @@ class StoredRun:
         if run is not None:
             run = Path(run)
             if run.is_dir():
-                if (run / SUMMARY).is_file():
+                if (run / SUMMARY).exists():
                     return cls.open(run)
                 if (run / LATEST).is_file():
                     return cls.latest(run.parent, run.name)
