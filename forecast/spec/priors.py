@@ -156,7 +156,7 @@ def parse_prior(raw: object, where: str, support: Support) -> tuple[Prior | None
             f"{where}: unknown key {shown(key)}{did_you_mean(key, ['dist', 'kwargs'])}; allowed: 'dist', 'kwargs'"
         )
     dist = raw.get("dist")
-    if dist not in FAMILIES:
+    if not isinstance(dist, str) or dist not in FAMILIES:
         allowed = [n for n, f in FAMILIES.items() if f.support == support]
         problems.append(
             f"{where}.dist: unknown distribution {shown(dist)}{did_you_mean(str(dist), FAMILIES)}; "
