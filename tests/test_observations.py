@@ -672,3 +672,17 @@ def test_a_control_character_in_a_coded_column_is_refused_by_its_value_check(tmp
 def test_surrounding_whitespace_in_an_id_is_still_tolerated(tmp_path):
     obs = load(tmp_path, [event(1, id=" E1\t")])
     assert obs.table["id"].tolist() == ["E1"]
+
+
+def test_an_id_repeated_on_many_lines_gives_a_short_message(tmp_path):
+    err = obs_error(tmp_path, [event(1, id="E1") for _ in range(500)])
+    problem = problem_with(err, "column 'id': 'E1' is used on more than one line (2, 3, 4,", "and 480 more")
+    assert len(problem) < 300
+
+
+def test_a_long_column_name_is_echoed_cut(tmp_path):
+    name = "note" + "x" * 5000
+    rows = [event(1, **{name: "a\x00b"})]
+    err = obs_error(tmp_path, rows, columns=[*COLUMNS, name])
+    problem = problem_with(err, "line 2, column 'notexxx", "(5,004 characters)", "control character")
+    assert len(problem) < 400

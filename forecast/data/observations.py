@@ -126,9 +126,11 @@ class _Problems:
         bad = np.flatnonzero(mask.to_numpy())
         for i in bad[:MAX_REPORTED_PER_RULE]:
             value = "" if values is None else f" {shown(values.iloc[i])}"
-            self.add(f"line {self.line(i)}, column '{column}':{value} {what}")
+            self.add(f"line {self.line(i)}, column {shown(column)}:{value} {what}")
         if len(bad) > MAX_REPORTED_PER_RULE:
-            self.add(f"... and {len(bad) - MAX_REPORTED_PER_RULE} more rows with the same problem in column '{column}'")
+            self.add(
+                f"... and {len(bad) - MAX_REPORTED_PER_RULE} more rows with the same problem in column {shown(column)}"
+            )
 
 
 def _decode(path: Path, raw: bytes, problems: _Problems) -> str | None:
@@ -455,9 +457,15 @@ def validate_table(
         problems.rows(s[c] == "", c, "is empty")
     dup = s["id"].duplicated(keep=False) & (s["id"] != "")
     if dup.any():
-        first = s["id"][dup].groupby(s["id"][dup]).apply(lambda x: ", ".join(str(problems.line(i)) for i in x.index))
-        for ident, lines in list(first.items())[:MAX_REPORTED_PER_RULE]:
-            problems.add(f"column 'id': '{ident}' is used on more than one line ({lines}); ids must be unique")
+        where: dict[str, list[int]] = {}
+        for i, ident in zip(np.flatnonzero(dup.to_numpy()), s["id"][dup], strict=True):
+            where.setdefault(ident, []).append(int(i))
+        for ident, rows in list(where.items())[:MAX_REPORTED_PER_RULE]:
+            lines = ", ".join(str(problems.line(i)) for i in rows[:MAX_REPORTED_PER_RULE])
+            more = f" and {len(rows) - MAX_REPORTED_PER_RULE} more" if len(rows) > MAX_REPORTED_PER_RULE else ""
+            problems.add(
+                f"column 'id': {shown(ident)} is used on more than one line ({lines}{more}); ids must be unique"
+            )
 
     event_date = _dates(s["event_date"], "event_date", problems, today, required=True)
     report_date = _dates(s["report_date"], "report_date", problems, today, required=False)
