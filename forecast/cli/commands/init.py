@@ -27,6 +27,8 @@ def init(name, directory, as_json):
     """Scaffold a new study NAME: priors/NAME.toml (commented) and data/NAME.csv (header only).
 
     The files validate as written; edit the groups, domains and hypotheses, then add events.
+    Each event says who acted in its `initiator` column (actor, counterpart or joint); the
+    study's `[evidence] initiators` chooses whose acts count (all three by default).
 
     \b
     Example:
