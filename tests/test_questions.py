@@ -210,11 +210,26 @@ def test_backtest_rejects_bad_origins(tmp_path):
 # --- forecast score, on a run directory written by hand --------------------------------------
 
 
-def _fake_run(root, questions: list[dict], issued: str) -> None:
+def _fake_run(root, questions: list[dict], issued: str, study_path) -> None:
+    """A run of the mini study written by hand: its inputs (the study and the observations next
+    to it, so that the run matches them), an empty summary and the stored forecasts."""
+    import hashlib
+
+    from forecast.runs.layout import FORECASTS, MANIFEST, RESULTS_SCHEMA, SCHEMA_VERSION, STUDY_COPY, SUMMARY
+
     run = root / "mini" / "20210101T000000Z"
     run.mkdir(parents=True)
-    (run / "summary.json").write_text(json.dumps({"schema_version": 1, "hypotheses": []}))
-    (run / "forecasts.json").write_text(json.dumps({"schema_version": 1, "issued": issued, "questions": questions}))
+    observations = (study_path.parent / "events.csv").read_bytes()
+    (run / STUDY_COPY).write_bytes(study_path.read_bytes())
+    (run / MANIFEST).write_text(
+        json.dumps(
+            {"schema_version": SCHEMA_VERSION, "observations": {"sha256": hashlib.sha256(observations).hexdigest()}}
+        )
+    )
+    (run / SUMMARY).write_text(json.dumps({"schema_version": SCHEMA_VERSION, "hypotheses": []}))
+    (run / FORECASTS).write_text(
+        json.dumps({"schema_version": RESULTS_SCHEMA, "issued": issued, "questions": questions})
+    )
     (root / "mini" / "LATEST").write_text(run.name + "\n")
 
 
@@ -240,9 +255,9 @@ def test_score_judges_resolved_questions_against_the_observations(tmp_path):
         {**q.to_dict(), "probability": p}
         for q, p in zip(load_questions(study, today=TODAY), (0.8, 0.3, 0.6, 0.5), strict=True)
     ]
-    _fake_run(tmp_path / "runs", stored, "2021-01-20T00:00:00+00:00")
+    _fake_run(tmp_path / "runs", stored, "2021-01-20T00:00:00+00:00", study_path)
 
-    from forecast.workflows.predict import run_score
+    from forecast.workflows.score import run_score
 
     result = run_score(study_path, runs_root=tmp_path / "runs", today=dt.date(2021, 11, 1))
     by_id = {r["id"]: r for r in result.to_dict()["questions"]}
@@ -272,8 +287,8 @@ def test_score_ignores_forecasts_issued_after_resolution_and_waits_for_data(tmp_
     data["questions"] = [question(), question(id="late_q4", quarter="2021Q4", created="2021-01-10")]
     study_path, _ = write_mini(tmp_path, [event(1, event_date="2021-04-02")], data)
     stored = [{**q.to_dict(), "probability": 0.7} for q in load_questions(load_study(study_path), today=TODAY)]
-    _fake_run(tmp_path / "runs", stored, "2021-07-10T00:00:00+00:00")  # after 2021Q2 resolved
-    from forecast.workflows.predict import run_score
+    _fake_run(tmp_path / "runs", stored, "2021-07-10T00:00:00+00:00", study_path)  # after 2021Q2 resolved
+    from forecast.workflows.score import run_score
 
     rows = {r["id"]: r for r in run_score(study_path, runs_root=tmp_path / "runs", today=dt.date(2022, 3, 1)).questions}
     assert rows["east_energy_q2"]["status"] == "no forecast before resolution"
