@@ -98,3 +98,27 @@ def test_a_nutpie_that_no_longer_fits_is_logged_and_compiled_the_usual_way(monke
         compiled = cc.compile_model(tiny_model())
     assert "compiling the usual way" in caplog.text and "join_expanded" in caplog.text
     assert draws(compiled).shape == (1200,)
+
+
+def test_the_cache_key_names_the_module_that_generated_the_wrappers(monkeypatch):
+    """Numba pickles the generating module's name with each wrapper: entries cached before this
+    module moved (as forecast.compile_cache) failed to load, and every process compiled again."""
+    import pytensor.link.numba.cache as pytensor_cache
+
+    import forecast.fit.compile_cache as cc
+
+    keys = []
+    compile_src = pytensor_cache.compile_numba_function_src
+
+    def spy(*args, **kwargs):
+        name = args[1] if len(args) > 1 else kwargs["function_name"]
+        if name.startswith("forecast_"):
+            keys.append(kwargs.get("cache_key"))
+        return compile_src(*args, **kwargs)
+
+    monkeypatch.setattr(pytensor_cache, "compile_numba_function_src", spy)
+    cc.compile_model(tiny_model(0.5))
+    monkeypatch.setattr(cc, "__name__", "forecast.fit")  # as if the module had moved (to one that imports)
+    cc.compile_model(tiny_model(0.5))
+    assert len(keys) == 4 and None not in keys
+    assert not set(keys[:2]) & set(keys[2:])
