@@ -262,3 +262,15 @@ def test_update_on_a_disk_that_fills_while_the_run_is_written_exits_2_and_keeps_
         f"forecast: error: cannot write runs to {root / 'golden'}: the disk is full; choose another --runs-dir\n"
     )
     assert entries(root / "golden") == set()
+
+
+def test_a_source_that_vanished_while_the_run_is_written_is_named(tmp_path):
+    root = tmp_path / "runs"
+    first = write_run(root)
+    pointer = (root / STUDY / LATEST).read_bytes()
+    gone = tmp_path / "events.csv"
+    with pytest.raises(RunStoreError) as info:
+        with RunWriter(root, STUDY, now=NOW + dt.timedelta(hours=1)) as w:
+            w.copy("observations.csv", gone)
+    assert str(info.value) == f"cannot write runs to {root / STUDY}: {gone}: No such file or directory"
+    assert_untouched(root, first, pointer)

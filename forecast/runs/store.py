@@ -110,8 +110,12 @@ WHY_NOT_WRITABLE = {
 
 def cannot_write(where: Path, error: OSError, *, what: str = "runs") -> RunStoreError:
     """The RunStoreError (exit 2) for an OSError met while writing under ``where``."""
-    why = WHY_NOT_WRITABLE.get(error.errno) or error.strerror or str(error)[:200] or type(error).__name__
-    advice = "; choose another --runs-dir" if what == "runs" else ""
+    why = WHY_NOT_WRITABLE.get(error.errno)
+    advice = "; choose another --runs-dir" if why and what == "runs" else ""
+    if not why:  # e.g. a source file that vanished: name the file the system names
+        why = error.strerror or str(error)[:200] or type(error).__name__
+        if error.filename:
+            why = f"{error.filename}: {why}"
     return RunStoreError(f"cannot write {what} to {where}: {why}{advice}")
 
 
