@@ -9,6 +9,7 @@ the CLI prints and serialises.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +59,7 @@ from forecast.stats.loo import (
     stacking_weights,
 )
 from forecast.workflows.history import History, compute_history, history_for_run
+from forecast.workflows.variants import EvidenceVariant, applicable, evidence_variants
 
 UNRELIABLE = "UNRELIABLE: at least one fit failed its checks (convergence, marginal-likelihood error)"
 
@@ -104,10 +106,14 @@ class UpdateResult:
     settings: dict
     timings: dict = field(default_factory=dict)
     history: dict | None = None  # only with run_update(history=True): see _history_summary
+    # Support under other choices of whose acts count (forecast.workflows.variants); empty when
+    # the observations do not record who acted, or with variants=False.
+    evidence_variants: list[EvidenceVariant] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["hypotheses"] = [h.to_dict() for h in self.hypotheses]
+        d["evidence_variants"] = [v.to_dict() for v in self.evidence_variants]
         d["schema_version"] = SCHEMA_VERSION
         if d["history"] is None:
             del d["history"]
@@ -128,8 +134,13 @@ def run_update(
     history: bool = False,
     history_every: int = 1,
     history_settings: SamplerSettings | None = None,
+    variants: bool = True,
 ) -> UpdateResult:
     """Fit every hypothesis of a study and write a run; see the module docstring.
+
+    ``variants=True`` (the default) also fits every hypothesis under the evidence variants
+    (forecast.workflows.variants: all rows, the actor's own and joint acts, the actor's own acts
+    only) when the observations record who acted; their probabilities are reported side by side.
 
     ``history=True`` also computes support over time (``forecast.workflows.history``, the
     `forecast history` workflow, run on the run being written before it is published: a refit
@@ -181,6 +192,10 @@ def run_update(
         )
 
     result = _assemble(study, obs, fits, bridges, loos, cells.pattern_count, settings, converged)
+    if variants and applicable(obs):
+        base = {f.hypothesis: (b.log_ml, b.se) for f, b in zip(fits, bridges, strict=True)}
+        found = evidence_variants(study, obs, model, settings, base, converged, progress=say)
+        result = dataclasses.replace(result, evidence_variants=found)
 
     def support_over_time(run: StoredRun) -> History:
         say("support over time (--history)")

@@ -38,10 +38,29 @@ from forecast.cli.options import (
     show_default=True,
     help="With --history: evaluate every N-th quarter (and the last); cost falls about N-fold.",
 )
+@click.option(
+    "--variants/--no-variants",
+    default=True,
+    show_default=True,
+    help="Also fit the evidence variants (all rows / the actor's own and joint acts / its own acts only) "
+    "when the observations record who acted, and show them side by side (one extra fit per hypothesis each).",
+)
 @json_option("Print one JSON object on stdout instead of the table.")
 @quiet_option("No progress messages on stderr.")
 def update(
-    study, seed, draws, tune, chains, cores, runs_dir, allow_unconverged, history, history_every, as_json, quiet
+    study,
+    seed,
+    draws,
+    tune,
+    chains,
+    cores,
+    runs_dir,
+    allow_unconverged,
+    history,
+    history_every,
+    variants,
+    as_json,
+    quiet,
 ):
     """Fit every hypothesis of STUDY and report how strongly the evidence supports each.
 
@@ -68,6 +87,7 @@ def update(
             progress=progress(quiet),
             history=history,
             history_every=history_every,
+            variants=variants,
         )
     )
     if as_json:

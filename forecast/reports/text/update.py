@@ -26,6 +26,7 @@ def render_update(result) -> str:
             f"{h.elpd_diff:>5.1f} ± {h.elpd_diff_se:<5.1f}  {h.loo_weight:>6.2f}  {fit}"
         )
     lines += ["", result.conclusion, "", result.loo_note]
+    lines += render_variants(result)
     history = getattr(result, "history", None)
     if history:
         flag = "" if history["converged"] else "; some points FAILED their convergence checks (flagged)"
@@ -33,3 +34,29 @@ def render_update(result) -> str:
     if result.run_dir:
         lines += ["", f"Run written to {result.run_dir}"]
     return "\n".join(lines)
+
+
+def render_variants(result) -> list[str]:
+    """The evidence variants side by side: posterior probability of each hypothesis, and the leader."""
+    variants = getattr(result, "evidence_variants", None) or []
+    if not variants:
+        return []
+    labels = {h.id: h.label for h in result.hypotheses}
+    ids = [h.id for h in result.hypotheses]
+    width = max(len(v.label) for v in variants) + 14
+    head = f"{'evidence counted':<{width}} {'rows':>5}  " + "  ".join(f"{labels[h][:18]:>18}" for h in ids) + "  leader"
+    lines = ["", "Evidence variants: the same hypotheses and priors, fitted on whose acts count", head, "-" * len(head)]
+    for v in variants:
+        name = v.label + (" (as fitted)" if v.as_fitted else "")
+        cells = "  ".join(f"{v.posterior_probability[h]:>18.3f}" for h in ids)
+        flag = "" if v.converged else "  UNRELIABLE (a fit failed its checks)"
+        lines.append(f"{name:<{width}} {v.n_observations:>5}  {cells}  {labels[v.leader]}{flag}")
+    leaders = {v.leader for v in variants if v.converged}
+    if len(leaders) > 1:
+        lines.append(
+            "The leading hypothesis depends on whose acts are counted: the conclusion above holds only for the "
+            "evidence as fitted."
+        )
+    else:
+        lines.append("The same hypothesis leads whichever acts are counted.")
+    return lines
