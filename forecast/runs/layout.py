@@ -3,6 +3,12 @@
 A run is ``<runs root>/<study name>/<UTC time>/``; the study's ``LATEST`` file names its latest
 complete run. ``forecast update`` writes the first five entries; every other command adds its
 own file to the run it analysed (never to "whatever is latest at the time").
+
+While a file or run is being written (``forecast.runs.store``), the study's run folder also
+holds ``.<run id>.partial-<pid>`` (the run being assembled) beside an empty ``<run id>``
+placeholder, and ``.<name>.tmp-<pid>`` files (``LATEST`` or a file being replaced); the pid
+says whose they are, and what a dead process left is swept by the next command that touches
+the folder (``store.sweep_leftovers``).
 """
 
 from __future__ import annotations
