@@ -381,6 +381,9 @@ def pointwise_table(obs: Observations, cells: CellData, study: Study, loos: list
     would run as a formula is written with a leading ``'``.
     """
     ids = obs.table["id"].astype(str)
+    if cells.event_row is not None and len(cells.event_row) != len(ids):
+        # Only the rows whose initiator the study counts are evidence ([evidence] initiators).
+        ids = ids.iloc[cells.event_row].reset_index(drop=True)
     risky = ids.str.startswith(FORMULA_PREFIXES).to_numpy()
     if risky.any():
         ids = ids.where(~risky, ids[risky].map(spreadsheet_safe))
