@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from forecast.data.cells import cell_data
+from forecast.data.cells import cell_data, evidence_table
 from forecast.data.observations import load_observations
 from forecast.errors import InputError, RunStoreError, allowed_list, did_you_mean
 from forecast.model.build import draws_as_arrays
@@ -87,6 +87,7 @@ def study_design(study: Study, table: pd.DataFrame) -> pd.DataFrame:
         raise InputError(
             f"study '{study.name}' has no observations to copy the design from; give the number of events (--n)"
         )
+    table = evidence_table(table, study)  # the rows the study counts as evidence ([evidence] initiators)
     counted = cell_data(table, study).event_counted
     t = table[counted]
     return pd.DataFrame(
