@@ -26,7 +26,7 @@ from forecast.reports.figures import Figure
 from forecast.reports.report import build_report, write_report
 from forecast.reports.report.assemble import gate_thresholds
 from forecast.reports.report.records import DEFAULT_GATE
-from forecast.reports.report.render import md_line, md_text, render_html, render_markdown, safe_url
+from forecast.reports.report.render import md_line, md_text, render_html, render_json, render_markdown, safe_url
 from forecast.runs.stored import StoredRun
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "run-v1"
@@ -390,3 +390,20 @@ def test_leftovers_of_a_killed_report_are_swept_by_the_next_one(tmp_path):
     assert result.outputs == {"json": str(run / "report.json")}
     assert [n for n in swept if (run / n).exists()] == []
     assert [n for n in kept if not (run / n).exists()] == [] and (run / f".report.md.tmp-{dead}.d").is_dir()
+
+
+def test_unknown_figures_in_the_summary_are_shown_as_unknown(tmp_path):
+    """Strict JSON stores a figure that could not be estimated as null; the report says "—"."""
+    run = tmp_path / "run"
+    shutil.copytree(GOLDEN, run)
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    first, second = summary["hypotheses"]
+    first["log_marginal_likelihood"] = first["posterior_probability_se"] = None
+    second["log_marginal_likelihood_se"] = second["diagnostics"]["rhat_max"] = None
+    (run / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    report = build_report(StoredRun.open(run), renderer=PixelRenderer())
+    rows = {r.id: r for r in report.headline.rows}
+    assert rows[first["id"]].bayes_factor_text.startswith("unknown") and np.isnan(rows[second["id"]].bayes_factor)
+    md, html = render_markdown(report), render_html(report)
+    assert "0.232 ± —" in md and "unknown vs" in html
+    assert json.loads(render_json(report))["headline"]["rows"][0]["log_bayes_factor"] is None

@@ -26,6 +26,7 @@ from forecast.reports.report.records import (
     StatedPrior,
     TornadoRow,
 )
+from forecast.reports.report.statistics import num
 from forecast.runs.layout import HISTORY, PRIOR_PREDICTIVE, SENSITIVITY
 from forecast.spec.questions import quarter_end
 from forecast.spec.study import Study, quarter_label
@@ -65,8 +66,8 @@ def history_section(data: dict | None, study: Study, labels: dict[str, str], col
                 n_observations=int(p["n_observations"]),
                 new_observations=int(p["new_observations"]),
                 source=str(p["source"]),
-                probabilities={k: float(p["probabilities"][k]) for k in ids},
-                probabilities_se={k: float(p["probabilities_se"][k]) for k in ids},
+                probabilities={k: num(p["probabilities"][k]) for k in ids},
+                probabilities_se={k: num(p["probabilities_se"][k]) for k in ids},
                 converged=bool(p["converged"]),
                 failed=[_label(labels, k) for k in p.get("problems") or {}],
             )

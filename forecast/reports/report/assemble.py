@@ -155,7 +155,8 @@ def _version() -> str:
 
 def _support_rows(run: RunData, colours: dict[str, str]) -> list[SupportRow]:
     hyps = run.summary["hypotheses"]
-    ranked = sorted(hyps, key=lambda h: h["posterior_probability"], reverse=True)
+    # Unknown figures are null in strict JSON: NaN here, "—" in the report.
+    ranked = sorted(hyps, key=lambda h: np.nan_to_num(S.num(h["posterior_probability"]), nan=-1.0), reverse=True)
     leader = ranked[0]
     runner = ranked[1] if len(ranked) > 1 else None
     rows = []
@@ -165,13 +166,19 @@ def _support_rows(run: RunData, colours: dict[str, str]) -> list[SupportRow]:
             bf = log_bf = log_bf_se = None
             text, strength = "—", "only one hypothesis"
         else:
-            log_bf = h["log_marginal_likelihood"] - ref["log_marginal_likelihood"]
-            log_bf_se = float(np.hypot(h["log_marginal_likelihood_se"], ref["log_marginal_likelihood_se"]))
-            bf = float(np.exp(log_bf))
-            shown = f"{bf:.3g}" if bf >= 1 else f"1/{1 / bf:.3g}"
-            text = f"{shown} vs {ref['label']}"
-            label = jeffreys_label(max(bf, 1 / bf))
-            strength = label if label == "no support" else f"{label} evidence {'for' if bf >= 1 else 'against'}"
+            log_bf = S.num(h["log_marginal_likelihood"]) - S.num(ref["log_marginal_likelihood"])
+            log_bf_se = float(
+                np.hypot(S.num(h["log_marginal_likelihood_se"]), S.num(ref["log_marginal_likelihood_se"]))
+            )
+            with np.errstate(over="ignore"):
+                bf = float(np.exp(log_bf))
+            if np.isnan(bf):
+                text, strength = f"unknown vs {ref['label']}", "unknown (a marginal likelihood is missing)"
+            else:
+                shown = f"{bf:.3g}" if bf >= 1 else f"1/{1 / bf:.3g}"
+                text = f"{shown} vs {ref['label']}"
+                label = jeffreys_label(max(bf, 1 / bf))
+                strength = label if label == "no support" else f"{label} evidence {'for' if bf >= 1 else 'against'}"
         d = h["diagnostics"]
         rows.append(
             SupportRow(
@@ -179,22 +186,22 @@ def _support_rows(run: RunData, colours: dict[str, str]) -> list[SupportRow]:
                 label=h["label"],
                 colour=colours[h["id"]],
                 rank=rank,
-                prior_probability=h["prior_probability"],
-                posterior_probability=h["posterior_probability"],
-                posterior_probability_se=h["posterior_probability_se"],
-                log_marginal_likelihood=h["log_marginal_likelihood"],
-                log_marginal_likelihood_se=h["log_marginal_likelihood_se"],
+                prior_probability=S.num(h["prior_probability"]),
+                posterior_probability=S.num(h["posterior_probability"]),
+                posterior_probability_se=S.num(h["posterior_probability_se"]),
+                log_marginal_likelihood=S.num(h["log_marginal_likelihood"]),
+                log_marginal_likelihood_se=S.num(h["log_marginal_likelihood_se"]),
                 bayes_factor=bf,
                 log_bayes_factor=log_bf,
                 log_bayes_factor_se=log_bf_se,
                 bayes_factor_against=ref["id"] if ref else None,
                 bayes_factor_text=text,
                 jeffreys=strength,
-                elpd_loo=h["elpd_loo"],
-                elpd_loo_se=h["elpd_loo_se"],
-                elpd_diff=h["elpd_diff"],
-                elpd_diff_se=h["elpd_diff_se"],
-                loo_weight=h.get("loo_weight", float("nan")),
+                elpd_loo=S.num(h["elpd_loo"]),
+                elpd_loo_se=S.num(h["elpd_loo_se"]),
+                elpd_diff=S.num(h["elpd_diff"]),
+                elpd_diff_se=S.num(h["elpd_diff_se"]),
+                loo_weight=S.num(h.get("loo_weight")),
                 converged=bool(d.get("converged", False)),
                 problems=list(d.get("problems", [])),
             )
@@ -533,21 +540,21 @@ def _diagnostics(run: RunData, pointwise: pd.DataFrame, colours) -> DiagnosticsS
                 label=h["label"],
                 colour=colours[h["id"]],
                 converged=bool(d.get("converged", False)),
-                rhat_max=d["rhat_max"],
-                ess_bulk_min=d["ess_bulk_min"],
-                ess_tail_min=d["ess_tail_min"],
-                divergences=int(d["divergences"]),
-                treedepth_saturated=float(d.get("treedepth_saturated", float("nan"))),
+                rhat_max=S.num(d.get("rhat_max")),
+                ess_bulk_min=S.num(d.get("ess_bulk_min")),
+                ess_tail_min=S.num(d.get("ess_tail_min")),
+                divergences=int(d.get("divergences") or 0),
+                treedepth_saturated=S.num(d.get("treedepth_saturated")),
                 max_tree_depth=depth,
-                ebfmi_min=float(d.get("ebfmi_min", float("nan"))),
+                ebfmi_min=S.num(d.get("ebfmi_min")),
                 pareto_k_max=float(np.nanmax(ks)),
                 n_bad_pareto_k=int((ks > threshold).sum()),
                 attempts=int(h.get("attempts", 1)),
                 draws=int(sampler.get("draws", 0)),
                 tune=int(sampler.get("tune", 0)),
                 chains=int(sampler.get("chains", 0)),
-                target_accept=float(sampler.get("target_accept", float("nan"))),
-                seconds=float(h.get("seconds", float("nan"))),
+                target_accept=S.num(sampler.get("target_accept")),
+                seconds=S.num(h.get("seconds")),
                 problems=list(d.get("problems", [])),
             )
         )

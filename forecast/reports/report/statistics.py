@@ -16,6 +16,11 @@ from forecast.stats.loo import pattern_loglik, psis_loo_cells
 from forecast.stats.psis import psislw
 
 
+def num(value: object) -> float:
+    """A stored figure as a float: an unknown one (JSON null, written for NaN or infinity) is NaN."""
+    return float("nan") if value is None else float(value)
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
