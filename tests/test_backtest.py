@@ -168,11 +168,8 @@ def test_cell_loglik_is_the_models_weighted_bernoulli(mini):
 def _fake_summaries():
     """The summaries of a backtest's scored events, from hand-made rows (no fitting)."""
     from forecast.fit.sampler import Diagnostics
-    from forecast.workflows.backtest import (
-        BacktestResult,
-        BacktestSettings,
-        OriginFit,
-        OriginResult,
+    from forecast.workflows.backtest import BacktestResult, BacktestSettings, OriginFit, OriginResult
+    from forecast.workflows.backtest.scoring import (
         _calibration,
         _summarise_coverage,
         _summarise_lfo,

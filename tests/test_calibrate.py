@@ -23,7 +23,7 @@ import pytest
 from click.testing import CliRunner
 from scipy.special import softmax
 
-import forecast.workflows.calibrate as calibrate_module
+import forecast.workflows.calibrate.run as calibrate_module
 from forecast.cli import main
 from forecast.fit.sampler import SamplerSettings
 from forecast.reports.text.calibrate import render_calibration

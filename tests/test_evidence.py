@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 from exact import log_ml_group, posterior_probabilities, pymc_prior
 
-import forecast.workflows.evidence as evidence_module
+import forecast.workflows.evidence.context as evidence_module
 from forecast.cli import main
 from forecast.errors import RunStoreError
 from forecast.fit.sampler import SamplerSettings, StudyModel
