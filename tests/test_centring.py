@@ -89,6 +89,7 @@ def test_a_study_without_a_random_walk_centres_no_steps():
     assert not centring(static, both, static.hypotheses[0]).any_steps
 
 
+@pytest.mark.slow
 def test_walk_in_levels_and_centred_domains_are_an_exact_change_of_variables(tmp_path):
     """Both forms are one model: at corresponding points the log densities differ exactly by
     the log Jacobian of the map between their coordinates (and by the unused variables'
@@ -158,6 +159,7 @@ def test_walk_in_levels_and_centred_domains_are_an_exact_change_of_variables(tmp
     np.testing.assert_allclose(got[1], rw_z, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_the_unused_coordinates_are_exactly_the_standard_normal_ones(tmp_path, monkeypatch):
     """The bridge sampler takes the coordinates ``standard_normal_coordinates`` marks as exact
     N(0, 1) factors of the posterior: moving one changes the log density by its standard normal

@@ -36,6 +36,7 @@ def draws(compiled, seed: int = 3) -> np.ndarray:
     return np.concatenate([trace.posterior["mu"].values.ravel(), trace.posterior["scale"].values.ravel()])
 
 
+@pytest.mark.slow
 def test_cached_build_draws_exactly_what_nutpie_draws(caplog):
     import nutpie
 
@@ -47,6 +48,7 @@ def test_cached_build_draws_exactly_what_nutpie_draws(caplog):
     np.testing.assert_array_equal(draws(ours), draws(theirs))
 
 
+@pytest.mark.slow
 def test_with_data_changes_the_target_without_recompiling():
     compiled = compile_model(tiny_model())
     moved = compiled.with_data(prior=np.array([[5.0, 0.1], [0.5, 2.0]]))
@@ -56,6 +58,7 @@ def test_with_data_changes_the_target_without_recompiling():
     assert abs(base[:800].reshape(2, 200, 2)[..., 0].mean() - 5.0) > 3.0
 
 
+@pytest.mark.slow
 def test_switching_the_cache_off_falls_back_to_nutpie(monkeypatch):
     import nutpie
 
@@ -87,6 +90,7 @@ def test_a_new_process_loads_the_wrappers_instead_of_compiling_them():
     assert out.stdout.strip().splitlines()[-1] == "2", out.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_a_nutpie_that_no_longer_fits_is_logged_and_compiled_the_usual_way(monkeypatch, caplog):
     import forecast.fit.compile_cache as cc
 
@@ -100,6 +104,7 @@ def test_a_nutpie_that_no_longer_fits_is_logged_and_compiled_the_usual_way(monke
     assert draws(compiled).shape == (1200,)
 
 
+@pytest.mark.slow
 def test_the_cache_key_names_the_module_that_generated_the_wrappers(monkeypatch):
     """Numba pickles the generating module's name with each wrapper: entries cached before this
     module moved (as forecast.compile_cache) failed to load, and every process compiled again."""

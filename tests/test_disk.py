@@ -176,6 +176,7 @@ def run_python(code: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_posteriors_larger_than_a_real_full_disk_end_in_a_message_not_a_crash(tmpfs):
     """A real 1 MB tmpfs and a 3 MB posterior: HDF5 writing to that disk itself segfaults
     (exit 139) once the process collects the half-closed file; RunWriter.write_netcdf writes

@@ -89,6 +89,7 @@ def test_gradients_match_central_finite_differences(seed):
         np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ref", [0, 4, Q - 1])
 def test_numba_implementation_equals_numpy_reference_and_pullback(ref):
     params, years, index, weights, _ = _case(3, ref=ref, scale=8.0)  # large |eta|: both softplus branches
@@ -101,6 +102,7 @@ def test_numba_implementation_equals_numpy_reference_and_pullback(ref):
             np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_extreme_log_odds_stay_finite():
     params, years, index, weights, ref = _case(4)
     params["tilt"] = np.array([800.0, -800.0, 0.0])

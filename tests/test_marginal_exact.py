@@ -417,6 +417,7 @@ def test_counts_are_tallied_as_the_toolkit_tallies_them(tmp_path):
 # --- the toolkit against the quadrature ---------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASE_NAMES)
 def test_fits_pass_the_convergence_gate(case, request):
     r: Result = request.getfixturevalue(case)
@@ -424,6 +425,7 @@ def test_fits_pass_the_convergence_gate(case, request):
     assert not failed, f"{case}: {failed}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASE_NAMES)
 def test_log_marginal_likelihood_within_tenth_of_a_nat_of_quadrature(case, request):
     r: Result = request.getfixturevalue(case)
@@ -431,6 +433,7 @@ def test_log_marginal_likelihood_within_tenth_of_a_nat_of_quadrature(case, reque
     assert np.all(err < LOG_ML_TOL), _report(r)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASE_NAMES)
 def test_bridge_standard_error_is_small_and_honest(case, request):
     r: Result = request.getfixturevalue(case)
@@ -440,6 +443,7 @@ def test_bridge_standard_error_is_small_and_honest(case, request):
     assert np.all(err < SE_MULTIPLE * r.se + SE_SLACK), _report(r)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASE_NAMES)
 def test_posterior_probabilities_within_two_points_of_quadrature(case, request):
     r: Result = request.getfixturevalue(case)

@@ -66,6 +66,7 @@ def test_one_vector_per_parameter_and_family(mixed):
     assert len(vectors) == 7
 
 
+@pytest.mark.slow
 def test_model_log_density_gives_each_group_its_own_prior(mixed):
     """The model's log density at a point equals the sum of each slot's own prior density, the
     standard normal effects and the cell log-likelihood, computed independently."""
