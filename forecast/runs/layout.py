@@ -35,6 +35,11 @@ SENSITIVITY_PRIOR_ODDS_PLOT = "sensitivity_prior_odds.png"
 PRIOR_PREDICTIVE = "prior_predictive.json"
 PRIOR_PREDICTIVE_PLOT = "prior_predictive.png"
 REPORT_STEM = "report"  # report.html, report.md, report.json
+SIMULATIONS = "simulations"  # `forecast simulate --from posterior` adds its data sets here
+
+# Beside a study's runs (``<runs root>/<study>/``), not inside one run:
+IMPORTS_DIR = "imports"  # the report of each `forecast import`
+CALIBRATION_DIR = "calibration"  # calibration.json of a calibration that matched no run
 
 # Schema versions: bump one when the layout of its file changes incompatibly.
 SCHEMA_VERSION = 1  # summary.json and manifest.json

@@ -199,7 +199,7 @@ def _tmp_pid(name: str) -> int | None:
 
 
 def sweep_temporaries(folder: Path) -> list[Path]:
-    """Remove ``.<name>.tmp-<pid>`` files in ``folder`` whose process is gone; return them."""
+    """Remove ``.<name>.tmp-<pid>`` files and folders in ``folder`` whose process is gone; return them."""
     removed = []
     try:
         entries = list(os.scandir(folder))
@@ -212,6 +212,9 @@ def sweep_temporaries(folder: Path) -> list[Path]:
         try:
             if entry.is_file(follow_symlinks=False):
                 os.unlink(entry.path)
+                removed.append(Path(entry.path))
+            elif entry.is_dir(follow_symlinks=False):  # a folder assembled by atomic_write_with
+                shutil.rmtree(entry.path)
                 removed.append(Path(entry.path))
         except OSError:
             pass
@@ -300,10 +303,18 @@ def _atomic_write_with(path: Path, writer: Callable[[Path], None]) -> Path:
         fsync(tmp)
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
         raise
     fsync(path.parent)
     return path
+
+
+def _remove(path: Path) -> None:
+    """Remove a temporary file or directory (a writer may assemble a whole folder), quietly."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def atomic_write_with(path: Path, writer: Callable[[Path], None]) -> Path:

@@ -2,7 +2,8 @@
 
 The rule (README, "Run directory"): a run matches the current inputs when the parts of the study
 that the model and the analyses use are the same (the time grid, groups and their counterparts,
-domains, reliability weights, and each hypothesis's id, prior probability and priors) AND the
+domains, reliability weights, which initiators count as evidence, and each hypothesis's id, prior
+probability and priors) AND the
 observation file has the same content (SHA-256 of its bytes). Labels, descriptions, claims,
 questions and comments may change without invalidating a run; any change to the evidence does.
 Every command that analyses a run applies this rule through ``StoredRun.check_inputs`` and says
@@ -232,7 +233,9 @@ class StoredRun:
             changed.append("the observations have changed")
         try:
             if fitting_content(self.stored_study()) != fitting_content(study):
-                changed.append("the study's model (time, groups, domains, reliability or hypotheses) has changed")
+                changed.append(
+                    "the study's model (time, groups, domains, reliability, evidence initiators or hypotheses) has changed"
+                )
         except RunStoreError:
             changed.append("the run's copy of the study no longer validates")
         return changed

@@ -49,7 +49,7 @@ import warnings
 from dataclasses import dataclass
 
 from forecast.errors import allowed_list, did_you_mean
-from forecast.spec.priors import FAMILIES, Prior, Support
+from forecast.spec.priors import FAMILIES, Prior, Support, shown
 
 # Statement kind -> (hyperparameters it may describe, what it states).
 KINDS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -210,9 +210,9 @@ def parse_statement(raw: dict, where: str, parameter: str, support: Support) -> 
 
     allowed_dists = [n for n, f in FAMILIES.items() if f.support == support]
     dist = raw.get("dist", DEFAULT_DIST[support])
-    if dist not in FAMILIES:
+    if not isinstance(dist, str) or dist not in FAMILIES:
         problems.append(
-            f"{where}.dist: unknown distribution {dist!r}{did_you_mean(str(dist), FAMILIES)}; "
+            f"{where}.dist: unknown distribution {shown(dist)}{did_you_mean(str(dist), FAMILIES)}; "
             f"allowed here: {allowed_list(allowed_dists)}"
         )
     elif dist not in allowed_dists:

@@ -39,11 +39,12 @@ from forecast.data.importer import (
 )
 from forecast.data.importer.limits import echo
 from forecast.errors import InputError, RunStoreError
+
+# The study's import reports: <runs root>/<study>/imports/<UTC time>-<event file stem>.json.
+from forecast.runs.layout import IMPORTS_DIR  # noqa: E402
 from forecast.runs.store import TMP_MARK, atomic_write_with, cannot_write, default_root, preflight, write_json
 from forecast.spec.study import load_study
 
-# The study's import reports: <runs root>/<study>/imports/<UTC time>-<event file stem>.json.
-IMPORTS_DIR = "imports"
 # Room an import report needs (checked before the observation file is touched).
 REPORT_BYTES = 1024 * 1024
 # The hidden copy an import before the run store's writer left beside a file: ".<name>.import-<pid>".

@@ -35,12 +35,12 @@ from forecast.data.observations import load_observations
 from forecast.errors import InputError, RunStoreError, allowed_list, did_you_mean
 from forecast.model.build import draws_as_arrays
 from forecast.model.predictive import one_prior_draw, simulate_outcomes
+from forecast.runs.layout import SIMULATIONS  # noqa: E402
 from forecast.runs.store import atomic_write_with, default_root, dumps, fsync
 from forecast.runs.stored import StoredRun
 from forecast.settings import DEFAULT_SEED, derive_rng
 from forecast.spec.study import Hypothesis, Study, load_study
 
-SIMULATIONS = "simulations"  # the folder `simulate` adds to a run (or to the study's run folder)
 SIMULATED_OBSERVATIONS = "observations.csv"
 SIMULATED_STUDY = "study.toml"
 SIMULATION = "simulation.json"

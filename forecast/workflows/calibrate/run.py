@@ -18,6 +18,7 @@ from forecast.data.observations import load_observations
 from forecast.errors import ConvergenceError, InputError, RunStoreError
 from forecast.fit.sampler import SamplerSettings
 from forecast.runs.layout import CALIBRATION
+from forecast.runs.layout import CALIBRATION_DIR as NO_RUN_FOLDER  # noqa: E402  (when no run matches)
 from forecast.runs.store import default_root, preflight, write_json
 from forecast.runs.stored import StoredRun
 from forecast.settings import Progress
@@ -27,7 +28,6 @@ from forecast.workflows.calibrate.records import CalibrationResult, PoolInfo, Re
 from forecast.workflows.calibrate.replicates import Replicate, run_replicate
 from forecast.workflows.simulate import study_design, uniform_design
 
-NO_RUN_FOLDER = "calibration"  # under the study's run folder, when no run matches the current inputs
 MIN_FREE_BYTES = 1024 * 1024  # calibration.json is ~1 KB per data set
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import softmax
 
-from forecast.data.cells import CellData, cell_data, corroboration
+from forecast.data.cells import CellData, cell_data, corroboration, evidence_table
 from forecast.data.observations import Observations, load_observations
 from forecast.errors import RunStoreError
 from forecast.fit.sampler import SamplerSettings
@@ -71,7 +71,7 @@ def load_run(study: Study, run: StoredRun, obs: Observations | None = None) -> R
     hyps = [h.id for h in study.hypotheses]
     if sorted(rows) != sorted(hyps):
         raise RunStoreError(f"{run.path}: its hypotheses {sorted(rows)} are not the study's {sorted(hyps)}")
-    table = flatten_origins(obs.table)
+    table = flatten_origins(evidence_table(obs.table, study))  # the rows the study counts ([evidence] initiators)
     cells = cell_data(table, study)
     eta, chains, draws = [], 0, 0
     years = years_from_reference(study)
