@@ -295,3 +295,28 @@ def test_init_with_an_invalid_name_exits_2_and_creates_nothing(runner, tmp_path,
     result = invoke(runner, "init", name, "--dir", tmp_path)
     assert_clean_input_error(result, "must be lower-case letters, digits and '_'")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_init_states_the_hypotheses_priors_in_the_analysts_terms(runner, tmp_path):
+    """The scaffold's priors are elicitation statements (shares and their change per year with a
+    certainty), each fitted to a distribution on the model's scale that keeps the statement."""
+    from forecast.spec.study import load_study
+
+    invoke(runner, "init", "gulf_hedging", "--dir", tmp_path)
+    study = load_study(tmp_path / "priors" / "gulf_hedging.toml")
+    kinds = set()
+    for h in study.hypotheses:
+        for slot, p in h.priors.items():
+            assert p.statement is not None, (h.id, slot)
+            assert abs(p.statement.fitted_mass - p.statement.statement.mass) <= 0.01
+            kinds.add((slot[0], p.statement.statement.kind))
+    assert kinds == {
+        ("tilt", "share_between"),
+        ("spread", "share_sd_at_most"),
+        ("trend", "share_moves_at_most"),
+        ("trend", "share_change_between"),
+        ("volatility", "share_sd_at_most"),
+    }
+    shift = {h.id: h for h in study.hypotheses}["shift"]
+    assert shift.priors[("trend", "partner")].kwargs["mu"] < 0 < shift.priors[("trend", "rival")].kwargs["mu"]
+    assert "falls by 1 to 10 points a year" in shift.priors[("trend", "partner")].statement.text()

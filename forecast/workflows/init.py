@@ -1,4 +1,9 @@
-"""`forecast init NAME`: a commented study file and an empty observation file that validate."""
+"""`forecast init NAME`: a commented study file and an empty observation file that validate.
+
+The study's hypotheses state their priors as elicitation statements (forecast.spec.elicitation):
+cooperative shares and their change per year with a stated certainty, the terms an analyst can
+judge and defend, rather than distributions on the model's log-odds scale.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,21 @@ from forecast.spec.priors import shown
 from forecast.spec.study import INITIATORS, MAX_ID_LENGTH
 
 STUDY_TEMPLATE = """# Study "{name}". Every key is explained in the README ("Study files").
-# Priors are plain data: a distribution from a fixed set and its parameters, e.g.
-#   tilt.russia = {{ dist = "Normal", kwargs = {{ mu = 0.5, sigma = 0.75 }} }}
+#
+# Priors are stated in your own terms: how sure you are that a cooperative share, or its
+# change per year, lies in a range. Each statement is turned into a distribution on the model's
+# scale (`forecast priors` shows both). The statements (README, "Priors in your own terms"):
+#   share_between = [lo, hi]           tilt: the cooperative share with a group (typical domain)
+#   share_change_between = [lo, hi]    trend: the share changes by lo..hi per year (0.05 = 5 points)
+#   share_moves_at_most = x            trend: the share moves by at most x per year, up or down
+#   share_sd_at_most = x               spread: one SD of the domains moves the share by at most x
+#                                      volatility: one quarter's SD swing moves it by at most x
+#   between = [lo, hi]                 any hyperparameter, on the model's own scale
+# Options: mass (how sure, default 0.9), dist (the family fitted, e.g. "StudentT"), nu (its
+# degrees of freedom), reference_share (the share a change starts from; default: where this
+# hypothesis's tilt puts it), says (your own words, kept with the prior).
+# A prior may also be a distribution on the model's scale, e.g.
+#   tilt.partner = {{ dist = "Normal", kwargs = {{ mu = 1.0, sigma = 0.75 }} }}
 # Scale: tilt is the log-odds that an interaction is cooperative (0 = even odds, 1 = 73%,
 # 2 = 88%); spread is how much domains differ; trend is the change in log-odds per year;
 # volatility is the size of quarter-to-quarter swings.
@@ -52,6 +70,8 @@ label = "Security"
 id = "economy"
 label = "Economy and trade"
 
+# Both hypotheses agree on where relations stand at the reference quarter and on how much
+# domains and quarters differ; they disagree on the trend, which is what the evidence tests.
 [[hypotheses]]
 id = "status_quo"
 label = "Status quo"
@@ -59,10 +79,11 @@ prior_probability = 0.5
 claim = "Relations stay as they are: no trend with anyone."
 
 [hypotheses.priors]
-tilt.all = {{ dist = "Normal", kwargs = {{ mu = 0.0, sigma = 1.0 }} }}
-spread.all = {{ dist = "HalfNormal", kwargs = {{ sigma = 1.0 }} }}
-trend.all = {{ dist = "Normal", kwargs = {{ mu = 0.0, sigma = 0.1 }} }}
-volatility.all = {{ dist = "HalfNormal", kwargs = {{ sigma = 0.15 }} }}
+tilt.partner = {{ share_between = [0.6, 0.9], mass = 0.9, says = "Most dealings with the partner are cooperative" }}
+tilt.rival = {{ share_between = [0.3, 0.7], mass = 0.9, says = "Dealings with the rival are mixed" }}
+spread.all = {{ share_sd_at_most = 0.15, mass = 0.8 }}
+trend.all = {{ share_moves_at_most = 0.03, mass = 0.9, says = "No drift: at most 3 points a year either way" }}
+volatility.all = {{ share_sd_at_most = 0.05, mass = 0.9 }}
 
 [[hypotheses]]
 id = "shift"
@@ -71,11 +92,12 @@ prior_probability = 0.5
 claim = "Cooperation with the rival rises and cooperation with the partner falls."
 
 [hypotheses.priors]
-tilt.all = {{ dist = "Normal", kwargs = {{ mu = 0.0, sigma = 1.0 }} }}
-spread.all = {{ dist = "HalfNormal", kwargs = {{ sigma = 1.0 }} }}
-trend.partner = {{ dist = "Normal", kwargs = {{ mu = -0.3, sigma = 0.15 }} }}
-trend.rival = {{ dist = "Normal", kwargs = {{ mu = 0.3, sigma = 0.15 }} }}
-volatility.all = {{ dist = "HalfNormal", kwargs = {{ sigma = 0.15 }} }}
+tilt.partner = {{ share_between = [0.6, 0.9], mass = 0.9 }}
+tilt.rival = {{ share_between = [0.3, 0.7], mass = 0.9 }}
+spread.all = {{ share_sd_at_most = 0.15, mass = 0.8 }}
+trend.partner = {{ share_change_between = [-0.10, -0.01], mass = 0.8, says = "Cooperation with the partner falls by 1 to 10 points a year" }}
+trend.rival = {{ share_change_between = [0.01, 0.10], mass = 0.8, says = "Cooperation with the rival rises by 1 to 10 points a year" }}
+volatility.all = {{ share_sd_at_most = 0.05, mass = 0.9 }}
 """
 
 
