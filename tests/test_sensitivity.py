@@ -360,7 +360,7 @@ def test_render_sensitivity_from_the_record_or_its_json():
     assert text == render_sensitivity(record().to_dict())
     assert "3 variants" in text and "'A' leads in all 3 prior variants." in text and "ran first" not in text
     assert "Refitted (reweighting unreliable): a/tilt/wider1.5" in text
-    assert "no prior-data conflict" in text and "Plots:" not in text
+    assert "no potential prior-data conflict" in text and "Plots:" not in text
     text = render_sensitivity(record(ran_update="run X does not match", files={"tornado": "t.png"}))
     assert "`forecast update` ran first: run X does not match" in text
     assert f"Plots: {Path('runs/s/1') / 't.png'}" in text
@@ -448,6 +448,14 @@ def test_power_scaling_flags_the_conflicting_prior_not_the_weak_one(auto):
     assert tilt["conflict"]["flag"] == "prior-data conflict"
     assert tilt["conflict"]["prior"] >= 0.05 and tilt["conflict"]["likelihood"] >= 0.05
     assert tilt["weak"]["flag"] is None and tilt["weak"]["prior"] < 0.05 and tilt["weak"]["likelihood"] >= 0.05
+    # priorsense's words for the same rule, and the tilt is part of each hypothesis's claim
+    assert tilt["conflict"]["diagnosis"] == "potential prior-data conflict" and tilt["weak"]["diagnosis"] is None
+    assert tilt["conflict"]["prior_role"] == "claim"
+    flagged = {(f["hypothesis"], f["parameter"]): f for f in auto["psense_flags"]}
+    assert flagged[("conflict", "tilt")]["diagnosis"] == "potential prior-data conflict"
+    assert "disagrees with this part of its claim" in flagged[("conflict", "tilt")]["meaning"]
+    assert "IS its priors" in auto["psense_note"]
+    assert auto["psense_diagnostics"]["n_hyperparameters"] == 4  # tilt and spread of two hypotheses
 
 
 @pytest.mark.slow
@@ -497,7 +505,7 @@ def test_update_runs_first_and_says_why_when_no_run_matches(case, tmp_path):
 JSON_KEYS = {
     "schema_version", "study", "run_dir", "converged", "grid", "hypotheses", "base", "n_variants", "n_refitted",
     "refitted", "variants", "ranges", "tornado", "verdict", "prior_odds", "prior_odds_text", "psense",
-    "psense_flags", "scaleout", "files", "timings",
+    "psense_flags", "psense_diagnostics", "psense_note", "scaleout", "files", "timings",
 }  # fmt: skip
 
 

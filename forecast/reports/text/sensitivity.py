@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
+
+from forecast.workflows.sensitivity.record import psense_diagnostics, psense_flag_details, psense_note
+from forecast.workflows.sensitivity.reweight import SHARED
+
+WIDTH = 100
 
 
 def render_sensitivity(result) -> str:
@@ -31,14 +37,43 @@ def render_sensitivity(result) -> str:
     if r["refitted"]:
         lines.append("Refitted (reweighting unreliable): " + ", ".join(r["refitted"]))
     lines += ["", "Prior odds: " + r["prior_odds_text"], ""]
-    lines.append(f"Power-scaling (threshold {r['psense_threshold']}):")
-    if not r["psense_flags"]:
-        lines.append("  no prior-data conflict and no prior-dominated hyperparameter")
-    for f in r["psense_flags"]:
-        lines.append(f"  {labels[f['hypothesis']]}: {f['parameter']}.{f['group']}: {f['flag']}")
+    lines += power_scaling_lines(r, labels)
     if r.get("files"):
         lines += ["", "Plots: " + ", ".join(str(Path(r["run_dir"]) / v) for v in r["files"].values())]
     return "\n".join(lines)
 
 
-__all__ = ["render_sensitivity"]
+def power_scaling_lines(r: Mapping, labels: dict[str, str]) -> list[str]:
+    """The power-scaling section: priorsense's rule, each flag with its diagnosis, and how to read them.
+
+    Works on stored JSON written before the diagnoses and the note were recorded: both are then
+    derived from the stored sensitivities by the same rule.
+    """
+    t = float(r["psense_threshold"])
+    diag = r.get("psense_diagnostics") or psense_diagnostics(r["psense"], t)
+    flags = psense_flag_details(r["psense_flags"], r["psense"], t)
+    note = r.get("psense_note")
+    if note is None:
+        note = psense_note(r["psense"], r["verdict"], labels, r["n_variants"], t)
+    lines = [
+        f"Power-scaling sensitivity, against priorsense's threshold {t:g} "
+        f"({diag['n_flagged']} of {diag['n_hyperparameters']} hyperparameters flagged):",
+        *textwrap.wrap("Rule: " + diag["rule"] + ".", WIDTH, initial_indent="  ", subsequent_indent="    "),
+    ]
+    if not flags:
+        lines.append("  no potential prior-data conflict and no potential strong prior / weak likelihood")
+    else:
+        lines.append(f"  {'hypothesis':<22} {'hyperparameter':<22} {'prior':>6} {'lik.':>6}  diagnosis")
+        for f in flags:
+            shared = " (prior shared by every hypothesis)" if f.get("prior_role") == SHARED else ""
+            lines.append(
+                f"  {labels[f['hypothesis']][:22]:<22} {(f['parameter'] + '.' + f['group'])[:22]:<22} "
+                f"{f.get('prior', float('nan')):>6.3f} {f.get('likelihood', float('nan')):>6.3f}  "
+                f"{f.get('diagnosis') or f['flag']}{shared}"
+            )
+    if note:
+        lines += ["", *textwrap.wrap("Reading the flags: " + note, WIDTH, initial_indent="  ", subsequent_indent="  ")]
+    return lines
+
+
+__all__ = ["power_scaling_lines", "render_sensitivity"]

@@ -3,7 +3,9 @@
 ``SensitivityResult.to_dict()`` is the ``--json`` object and the content of ``sensitivity.json``.
 The summaries here are pure functions of the variant rows: each hypothesis's range of posterior
 probabilities, the tornado (which prior moves the leader most) and the verdict (does the
-leading hypothesis lead in every variant).
+leading hypothesis lead in every variant); and of the power-scaling rows: the diagnoses counted
+against priorsense's threshold, and a note on how to read them when a hypothesis is stated as a
+prior (``psense_diagnostics``, ``psense_note``).
 """
 
 from __future__ import annotations
@@ -15,8 +17,163 @@ import numpy as np
 
 from forecast.runs.store import jsonable
 from forecast.spec.study import Hypothesis
+from forecast.workflows.sensitivity.reweight import (
+    FLAGS,
+    PRIOR_DATA_CONFLICT,
+    PSENSE_THRESHOLD,
+    SHARED,
+    STRONG_PRIOR,
+    psense_diagnosis,
+)
 
 UNRELIABLE = "UNRELIABLE: at least one fit failed its convergence checks"
+
+PSENSE_SOURCE = (
+    "priorsense's power-scaling sensitivity (Kallioinen et al. 2024, Statistics and Computing 34:57), "
+    "computed with arviz_stats.psense_summary"
+)
+PSENSE_RULE = (
+    "sensitivity = the derivative of the cumulative Jensen-Shannon distance between the base and the "
+    "power-scaled posterior with respect to log2(alpha), at alpha = 0.99 and 1.01; prior and likelihood "
+    "sensitivity both >= {t:g}: potential prior-data conflict; prior > {t:g} > likelihood: potential strong "
+    "prior / weak likelihood; otherwise not flagged"
+)
+# What each diagnosis means when the prior is a hypothesis's claim.
+PSENSE_MEANING = {
+    PRIOR_DATA_CONFLICT: "the observations pull this hyperparameter away from where the hypothesis puts it: the "
+    "evidence disagrees with this part of its claim (already counted against it in its marginal likelihood)",
+    STRONG_PRIOR: "the observations say little about this hyperparameter, so the hypothesis's statement decides "
+    "it: this part of the claim is barely tested by the evidence",
+}
+# priorsense's own reading, for a prior every hypothesis states alike (an assumption, not a claim).
+USUAL_MEANING = {
+    PRIOR_DATA_CONFLICT: "the prior and the observations pull this hyperparameter in different directions",
+    STRONG_PRIOR: "its posterior is mostly its prior: the observations say little about it",
+}
+SHARED_MEANING = (
+    "every hypothesis states this prior alike, so it is an assumption they share, not part of any claim: "
+    "read the flag as priorsense intends, as a question about that assumption"
+)
+NOT_FLAGGED = "not flagged"
+
+
+def _diagnosis(row: dict, threshold: float) -> str | None:
+    """A power-scaling row's diagnosis (computed by the rule for rows stored before it was recorded)."""
+    if "diagnosis" in row:
+        return row["diagnosis"]
+    return psense_diagnosis(float(row["prior"]), float(row["likelihood"]), threshold)
+
+
+def psense_diagnostics(psense: dict[str, list[dict]], threshold: float = PSENSE_THRESHOLD) -> dict:
+    """The power-scaling rows counted by priorsense's diagnosis, overall and per hypothesis.
+
+    ``shared_flagged``: flagged hyperparameters whose prior every hypothesis states alike (they
+    are not part of a claim); ``rows`` with a ``prior_role`` recorded are needed for it.
+    """
+    counts = {PRIOR_DATA_CONFLICT: 0, STRONG_PRIOR: 0, NOT_FLAGGED: 0}
+    by_hypothesis = {}
+    shared: list[str] = []
+    for h, rows in psense.items():
+        mine = {PRIOR_DATA_CONFLICT: 0, STRONG_PRIOR: 0, NOT_FLAGGED: 0}
+        for r in rows:
+            d = _diagnosis(r, threshold) or NOT_FLAGGED
+            mine[d] += 1
+            name = f"{r['parameter']}.{r['group']}"
+            if d != NOT_FLAGGED and r.get("prior_role") == SHARED and name not in shared:
+                shared.append(name)
+        by_hypothesis[h] = mine
+        for k, v in mine.items():
+            counts[k] += v
+    n = sum(counts.values())
+    return {
+        "threshold": threshold,
+        "rule": PSENSE_RULE.format(t=threshold),
+        "source": PSENSE_SOURCE,
+        "n_hyperparameters": n,
+        "n_flagged": n - counts[NOT_FLAGGED],
+        "counts": counts,
+        "by_hypothesis": by_hypothesis,
+        "shared_flagged": shared,
+        "meaning": {
+            "claim": dict(PSENSE_MEANING),
+            "shared": {k: f"{v}; {SHARED_MEANING}" for k, v in USUAL_MEANING.items()},
+        },
+    }
+
+
+def psense_flag_details(
+    flags: list[dict], psense: dict[str, list[dict]], threshold: float = PSENSE_THRESHOLD
+) -> list[dict]:
+    """Each flag with its diagnosis in priorsense's words, its two sensitivities, its prior's role, its meaning."""
+    rows = {(h, r["parameter"], r["group"]): r for h, rs in psense.items() for r in rs}
+    out = []
+    for f in flags:
+        r = rows.get((f["hypothesis"], f["parameter"], f["group"]))
+        if r is None:
+            out.append(dict(f))
+            continue
+        d = _diagnosis(r, threshold) or next((k for k, v in FLAGS.items() if v == f.get("flag")), None)
+        role = r.get("prior_role")
+        meaning = f"{USUAL_MEANING[d]}; {SHARED_MEANING}" if role == SHARED and d else PSENSE_MEANING.get(d, "")
+        out.append(
+            f
+            | {"diagnosis": d, "prior": r["prior"], "likelihood": r["likelihood"], "prior_role": role}
+            | {"meaning": meaning}
+        )
+    return out
+
+
+def psense_note(
+    psense: dict[str, list[dict]], verdict: dict, labels: dict[str, str], n_variants: int, threshold: float
+) -> str:
+    """Why hypotheses stated as priors are expected to be prior-sensitive, and what decides defensibility.
+
+    The count of flags is put in context: a hypothesis IS its priors, so sensitivity to them is
+    the point; whether the conclusion can be defended is what the class of reasonable priors (the
+    perturbation grid's verdict) says, not how many hyperparameters are flagged.
+    """
+    diag = psense_diagnostics(psense, threshold)
+    n, flagged, c = diag["n_hyperparameters"], diag["n_flagged"], diag["counts"]
+    if n == 0:
+        return ""
+    if flagged:
+        head = (
+            f"{flagged} of {n} hyperparameters are flagged by priorsense's rule (threshold {threshold:g}): "
+            f"{c[PRIOR_DATA_CONFLICT]} {PRIOR_DATA_CONFLICT}, {c[STRONG_PRIOR]} {STRONG_PRIOR}. "
+            "That is expected here and is not by itself a defect."
+        )
+    else:
+        head = f"None of the {n} hyperparameters is flagged by priorsense's rule (threshold {threshold:g})."
+    why = (
+        " Each hypothesis IS its priors: its claim (a trend, a tilt, how much domains differ) is written as "
+        "priors on these hyperparameters, so the posterior under a hypothesis is meant to depend on them; that "
+        "dependence is what lets the evidence tell the hypotheses apart, and power-scaling measures it. Under a "
+        "hypothesis, a prior-data conflict is the evidence disagreeing with that part of its claim (already "
+        "counted against it in its marginal likelihood), and a strong prior / weak likelihood is a part of the "
+        "claim the observations barely test."
+    )
+    shared = ""
+    if diag["shared_flagged"]:
+        names = ", ".join(diag["shared_flagged"][:8]) + (" ..." if len(diag["shared_flagged"]) > 8 else "")
+        shared = (
+            f" The exception is a prior every hypothesis states alike ({names}): it is a shared assumption, not a "
+            "claim, so its flags are questions about that assumption, as priorsense means them."
+        )
+    leader = labels.get(verdict.get("leader"), verdict.get("leader"))
+    flips = len(verdict.get("flips", []))
+    if verdict.get("stable"):
+        robust = (
+            f" Whether the conclusion can be defended is decided by the class of reasonable priors, not by the "
+            f"number of flags: '{leader}' leads in all {n_variants} variants of the perturbation grid, so it "
+            "survives these prior choices."
+        )
+    else:
+        robust = (
+            f" Whether the conclusion can be defended is decided by the class of reasonable priors, not by the "
+            f"number of flags: '{leader}' loses the lead in {flips} of {n_variants} variants of the perturbation "
+            "grid, so the conclusion depends on how the priors were written (see the verdict)."
+        )
+    return head + why + shared + robust
 
 
 def probability_ranges(rows: list[dict], ids: list[str]) -> dict[str, dict]:
@@ -161,6 +318,12 @@ class SensitivityResult:
         return len(self.variants)
 
     @property
+    def psense_note(self) -> str:
+        """How to read the power-scaling flags of hypotheses stated as priors (``psense_note``)."""
+        labels = {h["id"]: h["label"] for h in self.hypotheses}
+        return psense_note(self.psense, self.verdict, labels, self.n_variants, self.psense_threshold)
+
+    @property
     def refitted(self) -> list[str]:
         return [r["id"] for r in self.variants if r["method"] == "refitted"]
 
@@ -189,8 +352,10 @@ class SensitivityResult:
             "prior_odds": self.prior_odds,
             "prior_odds_text": self.prior_odds_text,
             "psense": self.psense,
-            "psense_flags": self.psense_flags,
+            "psense_flags": psense_flag_details(self.psense_flags, self.psense, self.psense_threshold),
             "psense_threshold": self.psense_threshold,
+            "psense_diagnostics": psense_diagnostics(self.psense, self.psense_threshold),
+            "psense_note": self.psense_note,
             "scaleout": self.scaleout,
             "files": self.files,
             "unreliable_variants": self.unreliable_variants,
@@ -201,4 +366,16 @@ class SensitivityResult:
         return jsonable(out)
 
 
-__all__ = ["UNRELIABLE", "SensitivityResult", "leader_verdict", "odds_text", "probability_ranges", "tornado_rows"]
+__all__ = [
+    "PSENSE_MEANING",
+    "PSENSE_RULE",
+    "UNRELIABLE",
+    "SensitivityResult",
+    "leader_verdict",
+    "odds_text",
+    "probability_ranges",
+    "psense_diagnostics",
+    "psense_flag_details",
+    "psense_note",
+    "tornado_rows",
+]

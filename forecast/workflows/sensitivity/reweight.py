@@ -5,7 +5,7 @@
   ``log p_variant(y) - log p_base(y) = log E_post[r]`` and the variant's posterior is the base's
   reweighted by ``r``; both Pareto-smoothed (PSIS), with Pareto k and a Monte Carlo error.
 - **Power-scaling** (Kallioinen et al. 2024; ArviZ's ``psense_summary``) of the priors a
-  hypothesis states and of the likelihood.
+  hypothesis states and of the likelihood, diagnosed by priorsense's rule (``psense_diagnosis``).
 - **Prior odds**: each hypothesis's posterior probability as a function of its prior
   probability, exact from the Bayes factors.
 """
@@ -26,8 +26,21 @@ from forecast.spec.priors import Prior
 from forecast.spec.study import Hypothesis, Study
 from forecast.stats.loo import PARETO_K_GOOD, pattern_loglik
 
+# priorsense's default threshold (R: ``powerscale_sensitivity(sensitivity_threshold = 0.05)``;
+# Python: ``arviz_stats.psense_summary(threshold=0.05)``) on the sensitivity, the derivative of the
+# cumulative Jensen-Shannon distance between the base and the power-scaled posterior with respect
+# to log2(alpha), estimated at alpha = 0.99 and 1.01.
 PSENSE_THRESHOLD = 0.05
 PRIOR_ODDS_POINTS = 99
+
+# priorsense's diagnoses (the wording of arviz_stats.psense_summary and priorsense >= 1.0).
+PRIOR_DATA_CONFLICT = "potential prior-data conflict"
+STRONG_PRIOR = "potential strong prior / weak likelihood"
+# The short labels this toolkit stored as ``flag`` before the diagnoses were named (kept as they were).
+FLAGS = {PRIOR_DATA_CONFLICT: "prior-data conflict", STRONG_PRIOR: "prior-dominated"}
+# A hyperparameter's prior is part of a hypothesis's claim when the hypotheses state it differently;
+# a prior every hypothesis states alike is a modelling assumption they share.
+CLAIM, SHARED = "claim", "shared"
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,13 +113,36 @@ def psis_reweight(log_ratio: np.ndarray) -> Reweight:
 # Power-scaling sensitivity
 
 
+def psense_diagnosis(prior: float, likelihood: float, threshold: float = PSENSE_THRESHOLD) -> str | None:
+    """priorsense's diagnosis of one hyperparameter from its two sensitivities, or None.
+
+    The rule of priorsense's ``powerscale_sensitivity`` and ArviZ's ``psense_summary``: prior
+    AND likelihood sensitivity at or above the threshold is a potential prior-data conflict;
+    prior sensitivity above it with likelihood sensitivity below it, a potential strong prior /
+    weak likelihood; anything else (including a likelihood-sensitive hyperparameter whose
+    prior hardly matters, the usual case of data that inform it) is not flagged.
+    """
+    if prior >= threshold and likelihood >= threshold:
+        return PRIOR_DATA_CONFLICT
+    if prior > threshold > likelihood:
+        return STRONG_PRIOR
+    return None
+
+
+def prior_role(study: Study, slot: tuple[str, str]) -> str:
+    """``claim`` when the hypotheses state this hyperparameter's prior differently, else ``shared``."""
+    priors = [h.priors[slot] for h in study.hypotheses]
+    return SHARED if len(study.hypotheses) > 1 and all(p == priors[0] for p in priors) else CLAIM
+
+
 def power_scaling(study: Study, cells: CellData, posterior, hypothesis: Hypothesis) -> list[dict]:
     """Prior and likelihood power-scaling sensitivity of each hyperparameter of one hypothesis.
 
     Only the priors a hypothesis states (tilt, spread, trend, volatility) are power-scaled; the
-    standard-normal domain effects and random-walk steps are part of the model's structure. Both
-    sensitivities above ``PSENSE_THRESHOLD`` flag a prior-data conflict; prior sensitivity alone,
-    a prior-dominated hyperparameter.
+    standard-normal domain effects and random-walk steps are part of the model's structure. Each
+    row carries priorsense's ``diagnosis`` (``psense_diagnosis``), the short ``flag`` stored
+    before (prior-data conflict / prior-dominated) and the prior's role: part of the hypothesis's
+    claim, or shared by every hypothesis (``prior_role``).
     """
     import xarray as xr
     from arviz_stats import psense_summary
@@ -133,13 +169,18 @@ def power_scaling(study: Study, cells: CellData, posterior, hypothesis: Hypothes
     out = []
     for (param, group), name in zip(slots, names, strict=True):
         prior_s, lik_s = float(table.loc[name, "prior"]), float(table.loc[name, "likelihood"])
-        if prior_s >= PSENSE_THRESHOLD and lik_s >= PSENSE_THRESHOLD:
-            flag = "prior-data conflict"
-        elif prior_s > PSENSE_THRESHOLD > lik_s:
-            flag = "prior-dominated"
-        else:
-            flag = None
-        out.append({"parameter": param, "group": group, "prior": prior_s, "likelihood": lik_s, "flag": flag})
+        diagnosis = psense_diagnosis(prior_s, lik_s)
+        out.append(
+            {
+                "parameter": param,
+                "group": group,
+                "prior": prior_s,
+                "likelihood": lik_s,
+                "flag": FLAGS.get(diagnosis),
+                "diagnosis": diagnosis,
+                "prior_role": prior_role(study, (param, group)),
+            }
+        )
     return out
 
 
@@ -191,12 +232,19 @@ def prior_odds(
 
 
 __all__ = [
+    "CLAIM",
+    "FLAGS",
+    "PRIOR_DATA_CONFLICT",
     "PRIOR_ODDS_POINTS",
     "PSENSE_THRESHOLD",
+    "SHARED",
+    "STRONG_PRIOR",
     "Reweight",
     "default_k_threshold",
     "log_prior_ratio",
     "power_scaling",
     "prior_odds",
+    "prior_role",
+    "psense_diagnosis",
     "psis_reweight",
 ]
