@@ -43,11 +43,20 @@ RUNS_OWN = "[default: the run's own]"
 @click.option("--tune", type=click.IntRange(100), default=None, help=f"Tuning draws per chain {RUNS_OWN}.")
 @click.option("--chains", type=click.IntRange(2), default=None, help=f"Independent chains {RUNS_OWN}.")
 @click.option("--cores", type=click.IntRange(1), default=None, help=f"Chains sampled in parallel {RUNS_OWN}.")
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also draw support over time, what moved it and the key events as a PNG at this path.",
+)
 @runs_dir_option()
 @allow_unconverged_option("Compute it for a run whose fits failed their checks (flagged).")
 @json_option("Print one JSON object on stdout instead of the table.")
 @quiet_option()
-def history(study, run_dir, every, seed, draws, tune, chains, cores, runs_dir, allow_unconverged, as_json, quiet):
+def history(
+    study, run_dir, every, seed, draws, tune, chains, cores, plot_path, runs_dir, allow_unconverged, as_json, quiet
+):
     """Support over time for a run of STUDY: each hypothesis's probability after each quarter.
 
     For every quarter (every N-th with --every, and always the last), refits each hypothesis on
@@ -58,12 +67,22 @@ def history(study, run_dir, every, seed, draws, tune, chains, cores, runs_dir, a
     current study and observations (--run without STUDY: the run's own copies of them), and
     stores history.json in it for `forecast report`.
 
+    What moved it: each change of the log Bayes factor between the two hypotheses leading at
+    the end is split over the events that became known in that interval (each event's
+    sequential log predictive density under one hypothesis minus the other, by importance
+    sampling of the earlier quarter's fit; no extra fits), and the events that moved it most
+    are named, per interval and over the whole window.
+
     \b
     Example:
       forecast history priors/turkey_nato.toml --every 4 --json > history.json
+      forecast history --every 4 --plot support.png
     """
     from forecast.reports.text.history import render_history
     from forecast.workflows.history import run_history
+
+    if plot_path is not None and not plot_path.parent.is_dir():
+        raise click.BadParameter(f"{plot_path.parent} is not a directory", param_hint="--plot")
 
     given = {"seed": seed, "draws": draws, "tune": tune, "chains": chains, "cores": cores}
     result = guard(
@@ -77,7 +96,16 @@ def history(study, run_dir, every, seed, draws, tune, chains, cores, runs_dir, a
             progress=progress(quiet),
         )
     )
+    if plot_path is not None:
+        guard(lambda: _write_plot(plot_path, result))
     if as_json:
         emit_json(result.to_dict())
     else:
         click.echo(render_history(result))
+
+
+def _write_plot(path: Path, result) -> Path:
+    from forecast.reports.plots.history import history_png
+    from forecast.runs.store import atomic_write_bytes
+
+    return atomic_write_bytes(path, history_png(result.to_dict()))

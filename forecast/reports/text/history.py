@@ -1,10 +1,16 @@
-"""Terminal rendering of `forecast history`: the posterior probability of each hypothesis by quarter."""
+"""Terminal rendering of `forecast history`: the posterior probability of each hypothesis by quarter,
+and what moved the log Bayes factor between the two leading hypotheses, interval by interval."""
 
 from __future__ import annotations
 
-from forecast.workflows.history import History
+import math
+import textwrap
+
+from forecast.workflows.history import Attribution, EventContribution, History, IntervalAttribution
 
 SOURCE_NOTE = {"prior": "prior", "fit": "", "reused": "no new evidence", "run": "the run's own fit"}
+WIDTH = 120  # characters per line of an event
+PER_INTERVAL = 3  # events named per interval (history.json keeps more)
 
 
 def render_history(history: History) -> str:
@@ -29,6 +35,79 @@ def render_history(history: History) -> str:
             + "  ".join(f"{p.probabilities[i]:>{width}.3f}" for i in ids)
             + (f"  {note}" if note else "")
         )
+    if history.attribution is not None:
+        labels = {h["id"]: h.get("label") or h["id"] for h in history.hypotheses}
+        lines += ["", *render_attribution(history.attribution, labels)]
     if history.written:
         lines += ["", f"Support over time written to {history.written}"]
     return "\n".join(lines)
+
+
+def render_attribution(attribution: Attribution, labels: dict[str, str]) -> list[str]:
+    """What moved it: the change of the log Bayes factor per interval and the events behind it."""
+    first, second = attribution.hypotheses
+    a, b = labels.get(first, first), labels.get(second, second)
+    intro = (
+        f"What moved it: the log Bayes factor of '{a}' against '{b}', the two hypotheses leading at the end, "
+        f"is {_signed(attribution.log_bf)}{_pm(attribution.log_bf_se)} (> 0 favours '{a}'; +1 multiplies the odds "
+        "by 2.7). Each change between evaluated quarters is the sum of its new events' contributions: an event's "
+        "log predictive density under one hypothesis minus the other, given everything known before it."
+    )
+    lines = [*textwrap.wrap(intro, WIDTH), ""]
+    for interval in attribution.intervals:
+        lines += _interval_lines(interval)
+    if attribution.top_events:
+        split = sum(i.attributed and i.n_events > 0 for i in attribution.intervals)
+        lines += ["", f"Events that moved it most over the whole window ({split} interval(s) split by event):"]
+        for e in attribution.top_events:
+            lines += [f"  {_event_text(e)}  [{e.interval}]", f"{'':>9}{_shorten(e.description, WIDTH - 9)}"]
+    if attribution.n_unattributed:
+        lines += [
+            "",
+            *textwrap.wrap(
+                f"{attribution.n_unattributed} interval(s) could not be split by event; together they moved it by "
+                f"{_signed(attribution.unattributed_change)}. A smaller --every gives shorter intervals, which can "
+                "be.",
+                WIDTH,
+            ),
+        ]
+    return lines
+
+
+def _interval_lines(interval: IntervalAttribution) -> list[str]:
+    head = (
+        f"{interval.label}: {_signed(interval.change)}{_pm(interval.change_se)} from {interval.n_events} new event(s)"
+    )
+    if not interval.n_events:
+        return [head + " (no new evidence the likelihood counts)"]
+    if not interval.attributed:
+        return [head + "; not split by event: " + (interval.note or "")]
+    lines = [head + "; moved most by:"]
+    for e in interval.top_events[:PER_INTERVAL]:
+        text = "  " + _event_text(e) + ": "
+        lines.append(text + _shorten(e.description, WIDTH - len(text)))
+    rest = interval.top_events[PER_INTERVAL:]
+    others = interval.other_events + len(rest)
+    if others:
+        total = (interval.other_contribution or 0.0) + sum(e.contribution for e in rest)
+        lines.append(f"  {_signed(total)}  {others} other event(s) together")
+    if interval.note:
+        lines.append(f"  Note: {interval.note}")
+    return lines
+
+
+def _event_text(event: EventContribution) -> str:
+    return f"{_signed(event.contribution)}  {event.event_date}  {event.id}  {event.counterpart} / {event.domain}, {event.outcome}"
+
+
+def _shorten(text: str, width: int) -> str:
+    width = max(width, 20)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _signed(x: float | None) -> str:
+    return "—" if x is None or not math.isfinite(x) else f"{x:+.2f}"
+
+
+def _pm(x: float | None) -> str:
+    return "" if x is None or not math.isfinite(x) else f" ± {x:.2f}"

@@ -1,0 +1,464 @@
+"""What moved it: each change of the log Bayes factor, split over the new evidence of its interval.
+
+Between two evaluated quarters the likelihood gains the terms of the events that became known
+(and, when a better-corroborated report of a known event arrives, swaps that event's term). Order
+those events by report date; then by the chain rule, for each hypothesis H,
+
+    log p(y_t | H) - log p(y_(t-1) | H) = sum_k log p(e_k | y_(t-1), e_1..e_(k-1), H),
+
+so the change of log BF = log p(y | H1) - log p(y | H2) is exactly the sum of the events'
+sequential log predictive differences. Each term is estimated by importance sampling from the
+earlier quarter's posterior draws: with l_k(theta) the event's log-likelihood term (its reliability
+weight times log sigmoid(+-eta)),
+
+    F_k = log p(e_1..e_k | y_(t-1), H) = log E_(t-1)[exp(l_1 + ... + l_k)],
+
+Pareto-smoothed (PSIS), and event k's contribution is F_k - F_(k-1). The contributions telescope
+to F_n, the importance-sampling estimate of the whole interval's change, which is compared with
+the difference of the bridge-sampled log marginal likelihoods.
+
+When the joint weights exp(l_1 + ... + l_n) are too heavy-tailed (Pareto k above
+min(1 - 1/log10(S), 0.7)), the later quarter's draws carry the chain from the other end:
+G_k = log E_t[exp(-(l_(k+1) + ... + l_n))] = F_k - F_n, so events k > m take G_k - G_(k-1) and
+events k <= m take F_k - F_(k-1), for the split m that keeps every weight's k lowest (the earlier
+fit is preferred on ties). When no split keeps k under the threshold, the interval's total is
+reported without shares.
+
+Pure functions of draws and the observation table; ``Collector`` gathers the per-draw terms while
+``compute_history`` fits, so no posterior is held longer than one quarter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.special import logsumexp
+
+from forecast.data.cells import cell_data
+from forecast.model.build import draws_as_arrays, latent_parts, years_from_reference
+from forecast.model.predictive import prior_draws
+from forecast.settings import derive_rng
+from forecast.spec.study import Hypothesis, Study
+from forecast.stats.convergence import ess_mean
+from forecast.stats.loo import PARETO_K_GOOD
+from forecast.stats.psis import psislw
+from forecast.workflows.history.records import Attribution, EventContribution, HistoryPoint, IntervalAttribution
+
+TOP_EVENTS = 5  # per interval
+TOP_EVENTS_WINDOW = 10  # over the whole window
+PRIOR_DRAWS_FACTOR = 4  # prior draws (independent, cheap) per posterior draw, for the first interval
+AGREEMENT_Z = 4.0  # importance-sampled and bridge-sampled changes further apart than this are flagged
+
+
+def k_threshold(n_draws: int) -> float:
+    """The Pareto k above which an importance-sampling estimate from ``n_draws`` draws is unreliable."""
+    return float(min(1 - 1 / np.log10(n_draws), PARETO_K_GOOD))
+
+
+# --- the new evidence of each interval ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IntervalEvidence:
+    """The likelihood terms an interval adds (weight > 0) or takes away (weight < 0), by event.
+
+    ``rows`` are the table positions of each event's report counted from this interval on, in
+    the order their contributions are chained (report date, event date, file order); term
+    ``i`` belongs to event ``unit[i]``.
+    """
+
+    rows: np.ndarray
+    replaced: list[list[int]]  # per event: table positions of the reports it supersedes
+    group: np.ndarray
+    domain: np.ndarray
+    quarter: np.ndarray  # model quarter (0 = study start)
+    cooperative: np.ndarray
+    weight: np.ndarray  # signed
+    unit: np.ndarray
+
+    @property
+    def n_events(self) -> int:
+        return len(self.rows)
+
+    def loglik(self, parts: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """Each event's log-likelihood change per draw, (events, draws), from ``latent_parts``' (a, b)."""
+        a, b = parts
+        out = np.zeros((self.n_events, a.shape[0]))
+        if not len(self.unit):
+            return out
+        eta = a[:, self.group, self.domain] + b[:, self.group, self.quarter]
+        terms = np.where(self.cooperative, -np.logaddexp(0.0, -eta), -np.logaddexp(0.0, eta)) * self.weight
+        np.add.at(out, self.unit, terms.T)
+        return out
+
+
+def counted_reports(table: pd.DataFrame, known: np.ndarray, quarter: int, study: Study) -> tuple[set[int], dict]:
+    """The table positions the likelihood counts with the evidence known by ``quarter``, and each
+    considered row's root event (``forecast.data.cells``: evidence rows, corroboration)."""
+    positions = np.flatnonzero(known <= quarter)
+    cells = cell_data(table.iloc[positions], study)
+    chosen = positions[cells.event_row]
+    return set(chosen[cells.event_counted].tolist()), dict(zip(chosen.tolist(), cells.event_root.tolist(), strict=True))
+
+
+def interval_evidence(
+    table: pd.DataFrame, study: Study, before: set[int], after: set[int], roots: Mapping[int, str]
+) -> IntervalEvidence:
+    """The events whose counted report changed between two sets of counted reports (``roots``:
+    each row's root event with the later evidence)."""
+    added, removed = sorted(after - before), sorted(before - after)
+    by_root: dict[str, tuple[list[int], list[int]]] = {}
+    for pos in added:
+        by_root.setdefault(roots[pos], ([], []))[0].append(pos)
+    for pos in removed:
+        by_root.setdefault(roots[pos], ([], []))[1].append(pos)
+    report, event = table["report_date"].to_numpy(), table["event_date"].to_numpy()
+    units = sorted(
+        by_root.values(),
+        key=lambda ar: min((report[p], event[p], p) for p in (ar[0] or ar[1])),
+    )
+    gidx = {g.id: i for i, g in enumerate(study.groups)}
+    didx = {d.id: i for i, d in enumerate(study.domains)}
+    group, domain = table["group"].to_numpy(), table["domain"].to_numpy()
+    quarter, coop, w = (table[c].to_numpy() for c in ("quarter", "cooperative", "weight"))
+    cols: dict[str, list] = {k: [] for k in ("g", "d", "t", "c", "w", "u")}
+    for u, (adds, removes) in enumerate(units):
+        for sign, rows in ((1.0, adds), (-1.0, removes)):
+            for p in rows:
+                cols["g"].append(gidx[group[p]])
+                cols["d"].append(didx[domain[p]])
+                cols["t"].append(int(quarter[p]) - study.time.start)
+                cols["c"].append(bool(coop[p]))
+                cols["w"].append(sign * float(w[p]))
+                cols["u"].append(u)
+    return IntervalEvidence(
+        rows=np.array([(adds or removes)[0] for adds, removes in units], dtype=np.int64),
+        replaced=[list(removes) for _, removes in units],
+        group=np.array(cols["g"], dtype=np.int64),
+        domain=np.array(cols["d"], dtype=np.int64),
+        quarter=np.array(cols["t"], dtype=np.int64),
+        cooperative=np.array(cols["c"], dtype=bool),
+        weight=np.array(cols["w"], dtype=np.float64),
+        unit=np.array(cols["u"], dtype=np.int64),
+    )
+
+
+# --- importance sampling ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogMeans:
+    """PSIS estimates of log E[exp(row)] for each row of log importance ratios."""
+
+    value: np.ndarray
+    se: np.ndarray  # Monte Carlo standard error (delta method)
+    pareto_k: np.ndarray
+
+
+def psis_log_means(log_ratios: np.ndarray, chains: int | None) -> LogMeans:
+    """log of the mean importance ratio of each row (rows, draws), Pareto-smoothed.
+
+    ``chains``: the draws are that many chains, chain-major (their autocorrelation enters the
+    relative efficiency); None for independent draws.
+    """
+    rows = np.atleast_2d(np.asarray(log_ratios, dtype=np.float64))
+    n_rows, n = rows.shape
+    value, se, k = np.empty(n_rows), np.empty(n_rows), np.empty(n_rows)
+    flat = np.ptp(rows, axis=1) < 1e-12  # nothing to weight: the ratio is a constant
+    value[flat], se[flat], k[flat] = rows[flat, 0], 0.0, 0.0
+    live = np.flatnonzero(~flat)
+    if not len(live):
+        return LogMeans(value, se, k)
+    sub = rows[live]
+    if chains is None or chains < 1:
+        r_eff = np.ones(len(live))
+    else:
+        ratios = np.exp(sub - sub.max(axis=1, keepdims=True)).reshape(len(live), chains, n // chains)
+        r_eff = np.clip(np.nan_to_num(ess_mean(ratios, relative=True), nan=1.0), 1e-3, 1.0)
+    for i, row, r in zip(live, sub, r_eff, strict=True):
+        try:
+            lw, kk = psislw(-row, r_eff=float(r))
+        except ValueError:  # a degenerate tail: unreliable
+            value[i], se[i], k[i] = logsumexp(row) - np.log(n), np.nan, np.inf
+            continue
+        # Below the tail the smoothed weights are the raw ratios, normalised: the draw with the
+        # smallest ratio recovers the normalising constant of the smoothed sum.
+        j = int(np.argmin(row))
+        value[i] = row[j] - lw[j] - np.log(n)
+        w = np.exp(lw)
+        se[i] = np.sqrt(max(float(np.sum(w * w)) - 1.0 / n, 0.0) / r)
+        k[i] = float(kk) if np.isfinite(kk) else np.inf
+    return LogMeans(value, se, k)
+
+
+@dataclass(frozen=True)
+class Decomposition:
+    """One hypothesis's change of log p(y | H) over an interval, split over its events."""
+
+    contributions: np.ndarray  # log p(e_k | everything before it, H), in chain order
+    total: float  # their sum: the importance-sampling estimate of the interval's change
+    se: float
+    pareto_k: float  # the largest k of the weights used (-inf with no events to weight)
+    threshold: float
+    from_earlier: int  # events weighted from the earlier fit's draws (the rest: the later fit's)
+
+    @property
+    def reliable(self) -> bool:
+        return bool(self.pareto_k <= self.threshold)
+
+
+def decompose(
+    earlier: np.ndarray,
+    later: np.ndarray | None,
+    earlier_chains: int | None,
+    later_chains: int | None,
+) -> Decomposition:
+    """Sequential log predictive densities of an interval's events (see the module docstring).
+
+    ``earlier``/``later``: each event's log-likelihood change (events, draws) at the earlier and
+    the later quarter's posterior draws (``later`` None: the earlier draws only).
+    """
+    n = earlier.shape[0]
+    threshold = k_threshold(earlier.shape[1] if later is None else min(earlier.shape[1], later.shape[1]))
+    if n == 0:
+        return Decomposition(np.zeros(0), 0.0, 0.0, -np.inf, threshold, 0)
+    forward = psis_log_means(np.cumsum(earlier, axis=0), earlier_chains)  # F_1..F_n
+    f = np.concatenate([[0.0], forward.value])
+    f_se = np.concatenate([[0.0], forward.se])
+    f_k = np.concatenate([[-np.inf], forward.pareto_k])
+    if later is None or np.max(f_k) <= threshold:
+        return Decomposition(np.diff(f), float(f[n]), float(f_se[n]), float(np.max(f_k)), threshold, n)
+    # G_k = log E_t[exp(-(l_(k+1) + ... + l_n))] for k = 0..n-1; G_n = 0.
+    tails = -np.cumsum(later[::-1], axis=0)[::-1]  # row k: -(l_k + ... + l_n), k = 0..n-1 (0-based)
+    backward = psis_log_means(tails, later_chains)
+    g = np.concatenate([backward.value, [0.0]])
+    g_se = np.concatenate([backward.se, [0.0]])
+    g_k = np.concatenate([backward.pareto_k, [-np.inf]])
+    # The earlier fit's weights are too heavy-tailed for all n events: split at m, F_1..F_m
+    # forward and G_m..G_(n-1) backward, where the largest k of the weights used is lowest.
+    worst = np.array([max(np.max(f_k[: m + 1]), np.max(g_k[m:])) for m in range(n + 1)])
+    best = float(np.min(worst))
+    m = int(np.flatnonzero(worst <= best)[-1])  # ties: as much as possible from the earlier fit
+    contributions = np.concatenate([np.diff(f[: m + 1]), np.diff(g[m:])])
+    total = float(f[m] - g[m])
+    se = float(np.hypot(f_se[m], g_se[m]))
+    return Decomposition(contributions, total, se, best, threshold, m)
+
+
+def parts_of(arrays: Mapping[str, np.ndarray], study: Study) -> tuple[np.ndarray, np.ndarray]:
+    """``latent_parts`` (a, b) of draws (arrays as ``draws_as_arrays`` lays them out)."""
+    return latent_parts(
+        np, arrays, years_from_reference(study), study.time.reference - study.time.start, study.time.components
+    )
+
+
+# --- gathering the terms while the fits run --------------------------------------------------------
+
+
+class Collector:
+    """Per-draw event terms of each interval, taken from each fit as ``compute_history`` makes it.
+
+    Points are numbered as ``History.points``: 0 is the prior, point j >= 1 the j-th evaluated
+    quarter; interval j runs from point j-1 to point j. After the fits of point j (``posterior``,
+    or ``prior`` for point 0), interval j is decomposed (it needed the draws of both ends) and
+    the next interval with new evidence gets its terms at these draws.
+    """
+
+    def __init__(self, study: Study, table: pd.DataFrame, known: np.ndarray, quarters: list[int]):
+        self.study, self.table = study, table
+        self.evidence: dict[int, IntervalEvidence] = {}
+        before: set[int] = set()
+        for j, q in enumerate(quarters, start=1):
+            after, roots = counted_reports(table, known, q, study)
+            if after != before:
+                self.evidence[j] = interval_evidence(table, study, before, after, roots)
+            before = after
+        self.n_points = len(quarters) + 1
+        self._pending: dict[str, tuple[int, np.ndarray, int | None]] = {}  # hid -> (interval, terms, chains)
+        self.decompositions: dict[int, dict[str, Decomposition]] = {}
+
+    def prior(self, hypothesis: Hypothesis, n_draws: int, seed: int) -> None:
+        """Point 0: independent draws from the hypothesis's priors."""
+        draws = prior_draws(self.study, hypothesis, n_draws, derive_rng(seed, "history-attribution", hypothesis.id))
+        self._advance(0, hypothesis.id, parts_of(draws, self.study), None)
+
+    def posterior(self, point: int, hypothesis_id: str, posterior, chains: int) -> None:
+        """Point ``point``'s fit of a hypothesis (its posterior: an xarray Dataset or DataTree node)."""
+        parts = parts_of(draws_as_arrays(posterior, self.study), self.study)
+        self._advance(point, hypothesis_id, parts, chains)
+
+    def without_draws(self, point: int, hypothesis_id: str) -> None:
+        """Point ``point`` has a result but no draws to hand (e.g. a run written before this one)."""
+        self._advance(point, hypothesis_id, None, None)
+
+    def _advance(self, point: int, hid: str, parts, chains: int | None) -> None:
+        pending = self._pending.get(hid)
+        if pending is not None and pending[0] == point:
+            del self._pending[hid]
+            later = self.evidence[point].loglik(parts) if parts is not None else None
+            self.decompositions.setdefault(point, {})[hid] = decompose(pending[1], later, pending[2], chains)
+        nxt = next((j for j in range(point + 1, self.n_points) if j in self.evidence), None)
+        if nxt is not None and parts is not None:
+            self._pending[hid] = (nxt, self.evidence[nxt].loglik(parts), chains)
+
+    # --- the record ---------------------------------------------------------------------------
+
+    def attribution(self, points: list[HistoryPoint]) -> Attribution | None:
+        """What moved the log Bayes factor of the two hypotheses leading at the last point."""
+        if len(points) < 2 or len(points[-1].probabilities) < 2:
+            return None
+        final = points[-1].probabilities
+        first, second = sorted(final, key=lambda h: -final[h])[:2]
+        log_bf = [_log_bf(p, first, second) for p in points]
+        intervals, everything = [], []
+        for j in range(1, len(points)):
+            if points[j].source == "reused":
+                continue
+            interval, events = self._interval(points, j, first, second, log_bf)
+            intervals.append(interval)
+            everything += events
+        attributed = [i for i in intervals if i.attributed]
+        unattributed = [i.change for i in intervals if not i.attributed]
+        everything.sort(key=lambda e: -abs(e.contribution))
+        return Attribution(
+            hypotheses=[first, second],
+            log_bf=log_bf[-1][0],
+            log_bf_se=log_bf[-1][1],
+            intervals=intervals,
+            top_events=everything[:TOP_EVENTS_WINDOW],
+            attributed_change=float(sum(i.importance_change or 0.0 for i in attributed)),
+            unattributed_change=None if any(c is None for c in unattributed) else float(sum(unattributed)),
+        )
+
+    def _interval(self, points, j, first, second, log_bf) -> tuple[IntervalAttribution, list[EventContribution]]:
+        start, end = points[j - 1], points[j]
+        label = f"{start.quarter}..{end.quarter}"
+        (before, before_se), (after, after_se) = log_bf[j - 1], log_bf[j]
+        change = None if before is None or after is None else after - before
+        change_se = None if change is None else float(np.hypot(before_se, after_se))
+        evidence = self.evidence.get(j)
+        decs = self.decompositions.get(j, {})
+        if evidence is None:  # new rows, none of them new evidence (e.g. a weaker corroborating report)
+            evidence = interval_evidence(self.table, self.study, set(), set(), {})
+            decs = {h: decompose(np.zeros((0, 1)), None, None, None) for h in (first, second)}
+        n = evidence.n_events
+        if first not in decs or second not in decs:
+            missing = ", ".join(h for h in (first, second) if h not in decs)
+            return self._total_only(start, end, n, log_bf, j, f"no posterior draws for {missing}"), []
+        d1, d2 = decs[first], decs[second]
+        total = d1.total - d2.total
+        total_se = float(np.hypot(d1.se, d2.se))
+        z = None
+        if change is not None and np.isfinite(total) and np.isfinite(total_se):
+            scale = float(np.hypot(total_se, change_se))
+            z = float((total - change) / scale) if scale > 0 else (0.0 if abs(total - change) < 1e-9 else np.inf)
+        reliable = d1.reliable and d2.reliable
+        note = None
+        if not reliable:
+            worst = max(d1.pareto_k, d2.pareto_k)
+            note = (
+                f"Pareto k {worst:.2f} > {d1.threshold:.2f}: the importance weights for these {n} events are too "
+                "heavy-tailed to split the change between them; only the interval's total is reported "
+                "(evaluate quarters more often, --every, to split it)"
+            )
+        elif z is not None and abs(z) > AGREEMENT_Z:
+            note = (
+                f"the events' contributions sum to {total:+.2f}, {abs(z):.1f} standard errors from the change of "
+                f"the bridge-sampled log marginal likelihoods ({change:+.2f}): read the shares with care"
+            )
+        events: list[EventContribution] = []
+        if reliable:
+            contributions = d1.contributions - d2.contributions
+            events = [self._event(evidence, k, float(c), label) for k, c in enumerate(contributions)]
+            events.sort(key=lambda e: -abs(e.contribution))
+        top = events[:TOP_EVENTS]
+        interval = IntervalAttribution(
+            start=start.quarter,
+            end=end.quarter,
+            start_date=start.as_of,
+            end_date=end.as_of,
+            new_observations=end.new_observations,
+            n_events=n,
+            log_bf_before=before,
+            log_bf_after=after,
+            change=change,
+            change_se=change_se,
+            importance_change=float(total),
+            importance_change_se=total_se,
+            agreement_z=z,
+            pareto_k={first: _finite(d1.pareto_k), second: _finite(d2.pareto_k)},
+            pareto_k_threshold=d1.threshold,
+            from_earlier_fit={first: d1.from_earlier, second: d2.from_earlier},
+            attributed=reliable,
+            note=note,
+            top_events=top,
+            other_events=n - len(top) if reliable else n,
+            other_contribution=float(sum(e.contribution for e in events[TOP_EVENTS:])) if reliable else None,
+        )
+        return interval, events
+
+    def _total_only(self, start, end, n, log_bf, j, note) -> IntervalAttribution:
+        (before, before_se), (after, after_se) = log_bf[j - 1], log_bf[j]
+        change = None if before is None or after is None else after - before
+        return IntervalAttribution(
+            start=start.quarter,
+            end=end.quarter,
+            start_date=start.as_of,
+            end_date=end.as_of,
+            new_observations=end.new_observations,
+            n_events=n,
+            log_bf_before=before,
+            log_bf_after=after,
+            change=change,
+            change_se=None if change is None else float(np.hypot(before_se, after_se)),
+            importance_change=None,
+            importance_change_se=None,
+            agreement_z=None,
+            pareto_k={},
+            pareto_k_threshold=float("nan"),
+            from_earlier_fit={},
+            attributed=False,
+            note=note,
+            top_events=[],
+            other_events=n,
+            other_contribution=None,
+        )
+
+    def _event(self, evidence: IntervalEvidence, k: int, contribution: float, label: str) -> EventContribution:
+        row = self.table.iloc[int(evidence.rows[k])]
+        return EventContribution(
+            id=str(row["id"]),
+            event_date=_date(row["event_date"]),
+            report_date=_date(row["report_date"]),
+            counterpart=str(row["counterpart"]),
+            domain=str(row["domain"]),
+            outcome="cooperative" if bool(row["cooperative"]) else "conflictual",
+            description=str(row["description"]),
+            weight=float(row["weight"]),
+            contribution=contribution,
+            interval=label,
+            replaces=[str(self.table.iloc[p]["id"]) for p in evidence.replaced[k]],
+        )
+
+
+def _log_bf(point: HistoryPoint, first: str, second: str) -> tuple[float | None, float]:
+    """log p(y | first) - log p(y | second) at a point (0 before any evidence), and its MC error."""
+    if point.source == "prior":
+        return 0.0, 0.0
+    a, b = point.log_marginal_likelihood.get(first), point.log_marginal_likelihood.get(second)
+    if a is None or b is None or not np.isfinite(a) or not np.isfinite(b):
+        return None, float("nan")
+    sa, sb = point.log_marginal_likelihood_se.get(first), point.log_marginal_likelihood_se.get(second)
+    se = float(np.hypot(sa, sb)) if sa is not None and sb is not None else float("nan")
+    return float(a - b), se
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def _date(value) -> str:
+    return "" if pd.isna(value) else pd.Timestamp(value).date().isoformat()

@@ -1,0 +1,196 @@
+"""The computation of support over time: a refit per evaluated quarter, and what moved it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from forecast.data.cells import cell_data
+from forecast.data.observations import Observations
+from forecast.errors import InputError
+from forecast.fit.hypothesis import fit_hypothesis
+from forecast.fit.sampler import SamplerSettings, StudyModel
+from forecast.settings import Progress
+from forecast.spec.study import Study, quarter_label
+from forecast.stats.loo import posterior_probabilities
+from forecast.workflows.history.attribution import PRIOR_DRAWS_FACTOR, Collector
+from forecast.workflows.history.records import History, HistoryPoint
+
+# hypothesis id -> (log marginal likelihood, its MC standard error, convergence problems)
+FinalResult = dict[str, tuple[float, float, list[str]]]
+# hypothesis id -> the posterior draws of the final result (an xarray Dataset), for "what moved it"
+FinalDraws = Callable[[str], object]
+
+
+def quarter_end(index: int) -> dt.date:
+    """The last day of the quarter with index ``year * 4 + quarter - 1``."""
+    year, q = divmod(index, 4)
+    first_of_next = dt.date(year + (q == 3), (3 * (q + 1)) % 12 + 1, 1)
+    return first_of_next - dt.timedelta(days=1)
+
+
+def known_quarter(table: pd.DataFrame) -> np.ndarray:
+    """The quarter index in which each observation became known (its report date)."""
+    rd = table["report_date"]
+    return (rd.dt.year * 4 + (rd.dt.month - 1) // 3).to_numpy(dtype=np.int64)
+
+
+def evaluation_quarters(known: np.ndarray, every: int) -> list[int]:
+    """Every ``every``-th quarter from the first with evidence to the last, always ending at the last."""
+    if len(known) == 0:
+        return []
+    first, last = int(known.min()), int(known.max())
+    quarters = list(range(first, last + 1, every))
+    if quarters[-1] != last:
+        quarters.append(last)
+    return quarters
+
+
+def compute_history(
+    study: Study,
+    obs: Observations,
+    model: StudyModel | None = None,
+    settings: SamplerSettings | None = None,
+    *,
+    every: int = 1,
+    progress: Progress | None = None,
+    final: FinalResult | None = None,
+    final_draws: FinalDraws | None = None,
+    attribution: bool = True,
+) -> History:
+    """Posterior probabilities after each (every N-th) quarter of evidence; see the package docstring.
+
+    ``model`` is the study's compiled model (e.g. the one `forecast update` just used); one is
+    built for ``obs`` if not given. ``settings`` default to ``SamplerSettings()``. ``final`` is the
+    result of fitting all of ``obs`` with the same settings (the run itself), used for the last
+    quarter instead of a refit, and ``final_draws`` gives its posterior draws per hypothesis (for
+    the attribution of the last interval; without them that interval is weighted from the earlier
+    fit only). ``attribution=False`` skips "what moved it" (the probabilities are the same).
+    """
+    if every < 1:
+        raise InputError(f"every must be a whole number of quarters >= 1, got {every}")
+    t0 = time.perf_counter()
+    settings = settings or SamplerSettings()
+    say = progress or (lambda _msg: None)
+    table = obs.table
+    known = known_quarter(table)
+    model = model or StudyModel(study, cell_data(table, study))
+    ids = [h.id for h in study.hypotheses]
+    prior = np.array([h.prior_probability for h in study.hypotheses])
+    quarters = evaluation_quarters(known, every)
+    n_fits = sum(1 for i, q in enumerate(quarters) if _new(known, quarters, i) > 0)
+    say(
+        f"history: {len(quarters)} quarter(s) {quarter_label(quarters[0]) if quarters else ''}.."
+        f"{quarter_label(quarters[-1]) if quarters else ''}, every {every}, up to {n_fits * len(ids)} fits "
+        f"({settings.chains} chains x {settings.draws} draws)"
+    )
+    collector = Collector(study, table, known, quarters) if attribution and len(ids) > 1 and quarters else None
+
+    points: list[HistoryPoint] = []
+    if quarters:
+        before = quarters[0] - 1
+        points.append(_prior_point(ids, prior, before))
+        if collector is not None:
+            for h in study.hypotheses:
+                collector.prior(h, PRIOR_DRAWS_FACTOR * settings.chains * settings.draws, settings.seed)
+    for i, q in enumerate(quarters):
+        j = i + 1  # this quarter's index among the points (0 is the prior)
+        mask = known <= q
+        n_known = int(mask.sum())
+        new = _new(known, quarters, i)
+        if new == 0 and points:
+            prev = points[-1]
+            points.append(
+                replace(
+                    prev,
+                    quarter=quarter_label(q),
+                    as_of=quarter_end(q).isoformat(),
+                    new_observations=0,
+                    source="reused",
+                )
+            )
+            continue
+        t_q = time.perf_counter()
+        log_ml, log_ml_se, problems = [], [], {}
+        source = "fit"
+        if final is not None and n_known == len(table) and set(final) == set(ids):
+            source = "run"  # every observation is known: this is the run's own result
+            for hid in ids:
+                value, se, issues = final[hid]
+                log_ml.append(value)
+                log_ml_se.append(se)
+                if any(not p.startswith("warning") for p in issues):
+                    problems[hid] = list(issues)
+                if collector is not None:
+                    posterior = final_draws(hid) if final_draws is not None else None
+                    if posterior is None:
+                        collector.without_draws(j, hid)
+                    else:
+                        collector.posterior(j, hid, posterior, int(posterior.sizes["chain"]))
+        else:
+            cells = cell_data(table[mask], study)
+            for h in study.hypotheses:
+                judged = fit_hypothesis(model, h, settings, cells=cells, with_loo=False)
+                log_ml.append(judged.bridge.log_ml)
+                log_ml_se.append(judged.bridge.se)
+                if not judged.converged:
+                    problems[h.id] = list(judged.fit.diagnostics.problems)
+                if collector is not None:
+                    collector.posterior(j, h.id, judged.fit.trace.posterior, judged.fit.settings.chains)
+        p, p_se = posterior_probabilities(np.array(log_ml), np.array(log_ml_se), prior)
+        points.append(
+            HistoryPoint(
+                quarter=quarter_label(q),
+                as_of=quarter_end(q).isoformat(),
+                n_observations=n_known,
+                new_observations=new,
+                source=source,
+                probabilities=dict(zip(ids, map(float, p), strict=True)),
+                probabilities_se=dict(zip(ids, map(float, p_se), strict=True)),
+                log_marginal_likelihood=dict(zip(ids, map(float, log_ml), strict=True)),
+                log_marginal_likelihood_se=dict(zip(ids, map(float, log_ml_se), strict=True)),
+                converged=not problems,
+                problems=problems,
+            )
+        )
+        flag = "" if not problems else "  NOT CONVERGED: " + ", ".join(problems)
+        say(
+            f"  {quarter_label(q)}: {n_known} observations (+{new}), "
+            + ", ".join(f"{k} {v:.3f}" for k, v in zip(ids, p, strict=True))
+            + ("  [the run's own fit]" if source == "run" else f"  [{time.perf_counter() - t_q:.1f} s]")
+            + flag
+        )
+    return History(
+        study=study.name,
+        hypotheses=[{"id": h.id, "label": h.label, "prior_probability": h.prior_probability} for h in study.hypotheses],
+        every=every,
+        settings=settings.to_dict(),
+        points=points,
+        seconds=time.perf_counter() - t0,
+        attribution=collector.attribution(points) if collector is not None else None,
+    )
+
+
+def _new(known: np.ndarray, quarters: list[int], i: int) -> int:
+    lower = quarters[i - 1] if i > 0 else -np.inf
+    return int(((known > lower) & (known <= quarters[i])).sum())
+
+
+def _prior_point(ids: list[str], prior: np.ndarray, quarter: int) -> HistoryPoint:
+    return HistoryPoint(
+        quarter=quarter_label(quarter),
+        as_of=quarter_end(quarter).isoformat(),
+        n_observations=0,
+        new_observations=0,
+        source="prior",
+        probabilities=dict(zip(ids, map(float, prior), strict=True)),
+        probabilities_se=dict.fromkeys(ids, 0.0),
+        log_marginal_likelihood=dict.fromkeys(ids),
+        log_marginal_likelihood_se=dict.fromkeys(ids),
+        converged=True,
+    )

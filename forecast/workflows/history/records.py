@@ -1,0 +1,229 @@
+"""What `forecast history` returns and stores: support per quarter, and what moved it per interval.
+
+``History.to_dict()`` is the ``--json`` object and the content of a run's ``history.json``;
+``History.from_dict`` reads it back (a file written before attributions existed reads with
+``attribution`` None). ``forecast.reports.text.history`` renders the record and
+``forecast.reports.plots.history`` draws it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from forecast.errors import RunStoreError
+from forecast.runs.layout import HISTORY, HISTORY_SCHEMA
+from forecast.runs.store import dumps
+
+SOURCES = ("prior", "fit", "reused", "run")
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    """Support after the evidence known by the end of one quarter."""
+
+    quarter: str  # e.g. "2019Q3"
+    as_of: str  # the last day of the quarter (ISO date)
+    n_observations: int  # observations known by then
+    new_observations: int  # since the previous point
+    source: str  # "prior" (no evidence yet), "fit", "reused" (no new evidence), "run" (the run's own fit)
+    probabilities: dict[str, float]
+    probabilities_se: dict[str, float]
+    log_marginal_likelihood: dict[str, float | None]
+    log_marginal_likelihood_se: dict[str, float | None]
+    converged: bool
+    problems: dict[str, list[str]] = field(default_factory=dict)  # hypothesis id -> problems
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EventContribution:
+    """One event's share of a change of the log Bayes factor (natural log units; > 0 favours the
+    attribution's first hypothesis): its sequential log predictive density under the first
+    hypothesis minus that under the second, given everything known before it."""
+
+    id: str
+    event_date: str
+    report_date: str
+    counterpart: str
+    domain: str
+    outcome: str  # "cooperative" or "conflictual"
+    description: str
+    weight: float  # the reliability weight the likelihood gives it
+    contribution: float
+    interval: str  # the interval it was new in, "2019Q4..2020Q4"
+    replaces: list[str] = field(default_factory=list)  # reports of the same event it supersedes
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class IntervalAttribution:
+    """The change of the log Bayes factor between two consecutive evaluated quarters, and the new
+    events that made it.
+
+    ``change`` is the difference of the bridge-sampled log marginal likelihoods (the numbers the
+    probabilities come from); ``importance_change`` is the same change estimated by importance
+    sampling from the fits' posterior draws, the sum of every new event's contribution. They agree
+    within Monte Carlo error (``agreement_z`` standard errors apart). ``attributed`` is False when
+    the Pareto k of the importance weights is above the threshold: then only the interval's
+    total is reported.
+    """
+
+    start: str  # quarter label of the earlier point
+    end: str
+    start_date: str  # the evidence known by the end of these days
+    end_date: str
+    new_observations: int  # rows that became known (reports that do not count included)
+    n_events: int  # events whose likelihood terms are new (or changed) in the interval
+    log_bf_before: float | None
+    log_bf_after: float | None
+    change: float | None
+    change_se: float | None
+    importance_change: float | None
+    importance_change_se: float | None
+    agreement_z: float | None
+    pareto_k: dict[str, float | None]  # hypothesis id -> the largest k of the weights used
+    pareto_k_threshold: float
+    from_earlier_fit: dict[str, int]  # hypothesis id -> events weighted from the earlier fit's draws
+    attributed: bool
+    note: str | None
+    top_events: list[EventContribution]
+    other_events: int  # events not among the top ones
+    other_contribution: float | None  # their summed contribution
+
+    @property
+    def label(self) -> str:
+        return f"{self.start}..{self.end}"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["top_events"] = [e.to_dict() for e in self.top_events]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> IntervalAttribution:
+        return cls(**{**d, "top_events": [EventContribution(**e) for e in d["top_events"]]})
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """What moved the log Bayes factor of the two hypotheses leading at the end (``hypotheses``,
+    the leader first) over the window, interval by interval (see the package docstring)."""
+
+    hypotheses: list[str]
+    log_bf: float | None  # at the end, from the bridge estimates
+    log_bf_se: float | None
+    intervals: list[IntervalAttribution]
+    top_events: list[EventContribution]  # the events that moved it most over the whole window
+    attributed_change: float  # sum of the attributed intervals' importance-sampled changes
+    unattributed_change: float | None  # sum of the other intervals' (bridge) changes
+
+    @property
+    def n_unattributed(self) -> int:
+        return sum(not i.attributed for i in self.intervals)
+
+    def to_dict(self) -> dict:
+        return {
+            "hypotheses": self.hypotheses,
+            "log_bf": self.log_bf,
+            "log_bf_se": self.log_bf_se,
+            "attributed_change": self.attributed_change,
+            "unattributed_change": self.unattributed_change,
+            "n_unattributed": self.n_unattributed,
+            "intervals": [i.to_dict() for i in self.intervals],
+            "top_events": [e.to_dict() for e in self.top_events],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Attribution:
+        names = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in names}
+        return cls(
+            **{
+                **d,
+                "intervals": [IntervalAttribution.from_dict(i) for i in d["intervals"]],
+                "top_events": [EventContribution(**e) for e in d["top_events"]],
+            }
+        )
+
+
+@dataclass(frozen=True)
+class History:
+    """Support over time, as stored in a run's ``history.json``.
+
+    ``written`` is where it was stored (not part of the file; None when it was not stored).
+    ``attribution`` is None when there are fewer than two hypotheses, or in a file written before
+    attributions existed.
+    """
+
+    study: str
+    hypotheses: list[dict]  # id, label, prior_probability
+    every: int
+    settings: dict
+    points: list[HistoryPoint]
+    seconds: float
+    schema_version: int = HISTORY_SCHEMA
+    written: str | None = None
+    attribution: Attribution | None = None
+
+    @property
+    def converged(self) -> bool:
+        return all(p.converged for p in self.points)
+
+    @property
+    def n_fitted(self) -> int:
+        """Quarters refitted here (the run's own last point not counted)."""
+        return sum(p.source == "fit" for p in self.points)
+
+    def to_dict(self) -> dict:
+        d = {
+            "schema_version": self.schema_version,
+            "study": self.study,
+            "hypotheses": self.hypotheses,
+            "every": self.every,
+            "settings": self.settings,
+            "converged": self.converged,
+            "n_points": len(self.points),
+            "n_fitted": self.n_fitted,
+            "seconds": self.seconds,
+            "points": [p.to_dict() for p in self.points],
+        }
+        if self.attribution is not None:
+            d["attribution"] = self.attribution.to_dict()
+        if self.written is not None:
+            d["written"] = self.written
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> History:
+        if d.get("schema_version") != HISTORY_SCHEMA:
+            raise RunStoreError(
+                f"{HISTORY} was written with history schema {d.get('schema_version')!r}; this forecast reads "
+                f"schema {HISTORY_SCHEMA}. Recompute it with `forecast history`."
+            )
+        points = [HistoryPoint(**p) for p in d["points"]]
+        attribution = Attribution.from_dict(d["attribution"]) if d.get("attribution") else None
+        return cls(
+            d["study"], d["hypotheses"], d["every"], d["settings"], points, d["seconds"], attribution=attribution
+        )
+
+
+def history_json(history: History) -> str:
+    """``history.json``'s text (strict JSON)."""
+    return dumps(history.to_dict()) + "\n"
+
+
+def load_history(run_dir: str | Path) -> History | None:
+    """A run's stored history, or None if it has none; an unreadable one is a RunStoreError."""
+    path = Path(run_dir) / HISTORY
+    if not path.is_file():
+        return None
+    try:
+        return History.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise RunStoreError(f"{path}: unreadable ({e}); recompute it with `forecast history`") from None
