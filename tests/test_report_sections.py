@@ -215,7 +215,13 @@ def hostile_run(directory: Path) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
-    manifest["gate"] = {**DEFAULT_GATE, "rhat_max": 1.05, "ess_min": 321}
+    manifest["gate"] = {
+        **DEFAULT_GATE,
+        "rhat_max": 1.05,
+        "ess_min": 321,
+        "bridge_se_max": 0.5,
+        "retry": {"attempts": 2},
+    }
     (run / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     (run / "history.json").write_text(json.dumps(history_json()), encoding="utf-8")
     (run / "sensitivity.json").write_text(json.dumps(sensitivity_json()), encoding="utf-8")
@@ -289,7 +295,8 @@ def test_md_text_and_safe_url_on_their_own():
 def test_the_gate_shown_is_the_one_the_run_was_judged_by(hostile):
     _, report, md, _ = hostile
     assert report.diagnostics.thresholds["rhat_max"] == 1.05 and report.diagnostics.thresholds["ess_min"] == 321
-    assert "R-hat ≤ 1.05" in md and not any("gate" in n for n in report.diagnostics.notes)
+    assert "R-hat ≤ 1.05" in md and "Monte Carlo error ≤ 0.5 nats" in md
+    assert not any("gate" in n for n in report.diagnostics.notes)
     notes: list[str] = []
     assert gate_thresholds({}, notes) == DEFAULT_GATE and "does not record its gate thresholds" in notes[0]
 
