@@ -8,6 +8,11 @@ registered question, and the milestones (cells ranked by how diagnostic their ne
 The run's creation time and the issue time travel with the forecasts, so ``forecast score``
 (``forecast.workflows.score``) can later judge each question with the last forecast issued
 before it resolved, against the observations then in the data file.
+
+Stale data are said plainly (``staleness``): when forecast quarters or questions' quarters are
+already over on ``today`` (injectable; the system date by default), the result carries warnings
+that name them, today's date and the date of the latest observation, so a forecast of quarters
+whose events have happened but are not yet coded is never mistaken for a prediction.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from forecast.runs.layout import FORECASTS, RESULTS_SCHEMA
 from forecast.runs.store import default_root, jsonable
 from forecast.runs.stored import StoredRun
 from forecast.settings import DEFAULT_SEED, Progress, derive_rng
-from forecast.spec.questions import load_questions
+from forecast.spec.questions import Question, load_questions, quarter_end, quarter_of
 from forecast.spec.study import load_study, quarter_index, quarter_label
 
 UNRELIABLE = "UNRELIABLE: the run's fits failed their convergence checks"
@@ -67,8 +72,121 @@ def data_cutoff(obs: Observations) -> dt.date:
     return obs.table["report_date"].max().date()
 
 
+def latest_observation(obs: Observations) -> dt.date:
+    """The date of the latest observed event."""
+    return obs.table["event_date"].max().date()
+
+
 def hypothesis_rng(seed: int, hypothesis: str) -> np.random.Generator:
     return derive_rng(seed, hypothesis, 2)
+
+
+# --- stale data -------------------------------------------------------------------------------
+
+
+def _labels(quarters: list[int]) -> str:
+    names = [quarter_label(q) for q in quarters]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _age(days: int) -> str:
+    if days < 62:
+        return f"{days} days"
+    return f"{round(days / 30.44)} months"
+
+
+@dataclass(frozen=True)
+class Staleness:
+    """Which forecast quarters and questions already lie in the past on ``today``.
+
+    A quarter is *over* when it ended before today and *under way* when today falls in it.
+    ``questions_over``: questions whose quarter is over (their events have happened);
+    ``questions_resolved``: those of them whose resolution date has passed as well.
+    """
+
+    today: dt.date
+    latest_observation: dt.date
+    quarters_over: tuple[int, ...]
+    quarter_under_way: int | None
+    questions_over: tuple[str, ...]
+    questions_resolved: tuple[str, ...]
+    question_dates: dict[str, tuple[int, dt.date]] = field(default_factory=dict)  # id -> (quarter, resolves)
+
+    @property
+    def days_since_latest_observation(self) -> int:
+        return (self.today - self.latest_observation).days
+
+    def warnings(self) -> list[str]:
+        """Plain sentences, one per problem: forecast quarters over, then questions over."""
+        out = []
+        data = (
+            f"the latest observation is from {self.latest_observation.isoformat()} "
+            f"({_age(self.days_since_latest_observation)} before today, {self.today.isoformat()})"
+        )
+        if self.quarters_over:
+            n = len(self.quarters_over)
+            over = ("forecast quarter " if n == 1 else "forecast quarters ") + _labels(list(self.quarters_over))
+            verb = "is" if n == 1 else "are"
+            now = ""
+            if self.quarter_under_way is not None:
+                now = f" and {quarter_label(self.quarter_under_way)} is under way"
+            start = quarter_of(self.today)  # the first quarter that is not over
+            out.append(
+                f"Stale data: {over} {verb} already over{now}, but {data}. The figures for "
+                f"{'it' if n == 1 and not now else 'them'} are about events that have happened and are not yet "
+                "coded: read them as estimates of the past, not as predictions. "
+                f"Code the events since {self.latest_observation.isoformat()} and rerun `forecast update`, or "
+                f"forecast from {quarter_label(start)} on with --origin {quarter_label(start - 1)}."
+            )
+        if self.questions_over:
+            parts = []
+            for qid in self.questions_over:
+                quarter, resolves = self.question_dates[qid]
+                if qid in self.questions_resolved:
+                    parts.append(f"'{qid}' ({quarter_label(quarter)}, resolved on {resolves.isoformat()})")
+                else:
+                    parts.append(f"'{qid}' ({quarter_label(quarter)} is over; it resolves on {resolves.isoformat()})")
+            score = ""
+            if len(parts) == 1 and self.questions_resolved:
+                score = " Score it with `forecast score` once its events are coded."
+            elif self.questions_resolved:
+                score = " Score the resolved ones with `forecast score` once their events are coded."
+            if len(parts) == 1:
+                which, so = "1 question of the study asks about a quarter", "its probability is a forecast"
+            else:
+                which, so = (
+                    f"{len(parts)} questions of the study ask about quarters",
+                    "their probabilities are forecasts",
+                )
+            out.append(
+                f"Stale questions: {which} that {'is' if len(parts) == 1 else 'are'} already over: "
+                f"{', '.join(parts)}; {data}, so {so} of the past.{score}"
+            )
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "today": self.today.isoformat(),
+            "latest_observation": self.latest_observation.isoformat(),
+            "days_since_latest_observation": self.days_since_latest_observation,
+            "quarters_over": [quarter_label(q) for q in self.quarters_over],
+            "quarter_under_way": None if self.quarter_under_way is None else quarter_label(self.quarter_under_way),
+            "questions_over": list(self.questions_over),
+            "questions_resolved": list(self.questions_resolved),
+        }
+
+
+def staleness(
+    today: dt.date, latest: dt.date, forecast_quarters: list[int], questions: tuple[Question, ...] | list[Question]
+) -> Staleness:
+    """Which forecast quarters and questions lie in the past relative to ``today``."""
+    now = quarter_of(today)
+    over = tuple(q for q in forecast_quarters if quarter_end(q) < today)
+    under_way = now if now in forecast_quarters else None
+    q_over = tuple(q.id for q in questions if quarter_end(q.quarter) < today)
+    q_resolved = tuple(q.id for q in questions if q.id in q_over and q.resolves < today)
+    dates = {q.id: (q.quarter, q.resolves) for q in questions}
+    return Staleness(today, latest, over, under_way, q_over, q_resolved, dates)
 
 
 # --- predict --------------------------------------------------------------------------------
@@ -92,6 +210,12 @@ class PredictResult:
     seed: int
     written: str | None = None
     timings: dict = field(default_factory=dict)
+    stale: Staleness | None = None
+
+    @property
+    def warnings(self) -> list[str]:
+        """Stale data said plainly: forecast quarters or questions that are already over (else [])."""
+        return self.stale.warnings() if self.stale is not None else []
 
     def to_dict(self) -> dict:
         d = {
@@ -121,6 +245,11 @@ class PredictResult:
             "written": self.written,
             "timings": self.timings,
         }
+        if self.stale is not None:
+            d["today"] = self.stale.today.isoformat()
+            d["latest_observation"] = self.stale.latest_observation.isoformat()
+            d["staleness"] = self.stale.to_dict()
+        d["warnings"] = self.warnings
         if not self.converged:
             d["warning"] = UNRELIABLE
         return jsonable(d)
@@ -138,8 +267,13 @@ def run_predict(
     today: dt.date | None = None,
     progress: Progress | None = None,
 ) -> PredictResult:
-    """Forecasts for the quarters after ``origin`` (default: the last quarter with observations) from the latest run."""
+    """Forecasts for the quarters after ``origin`` (default: the last quarter with observations) from the latest run.
+
+    ``today`` (default: the system date) is the date the forecasts are judged against: the
+    result's ``warnings`` name forecast quarters and questions that are already over on it.
+    """
     t0 = time.perf_counter()
+    today = today or dt.date.today()
     say = progress or (lambda _msg: None)
     if horizon < 1:
         raise InputError(f"--horizon must be at least 1, got {horizon}")
@@ -200,6 +334,7 @@ def run_predict(
         milestones=ranked,
         leading=leading,
         seed=seed,
+        stale=staleness(today, latest_observation(obs), forecast_quarters, questions),
     )
     written = None
     if write:

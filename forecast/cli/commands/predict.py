@@ -24,9 +24,16 @@ from forecast.cli.options import (
 @seed_option("Seed for the random-walk extension.")
 @runs_dir_option()
 @allow_unconverged_option("Forecast from a run whose fits failed their checks (flagged).")
+@click.option(
+    "--today",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    metavar="YYYY-MM-DD",
+    help="Judge which quarters and questions are already over as of this date [default: the system date].",
+)
 @json_option("Print one JSON object on stdout instead of the tables.")
 @quiet_option("No progress messages on stderr.")
-def predict(study, horizon, origin, seed, runs_dir, allow_unconverged, as_json, quiet):
+def predict(study, horizon, origin, seed, runs_dir, allow_unconverged, today, as_json, quiet):
     """Forecast the next quarters from the latest run of STUDY, and answer its questions.
 
     For every counterpart group and domain: the expected share of cooperative interactions
@@ -36,11 +43,15 @@ def predict(study, horizon, origin, seed, runs_dir, allow_unconverged, as_json, 
     posterior draws of the latest `forecast update` (no refitting) and writes forecasts.json
     into that run.
 
+    Stale data are said plainly: when forecast quarters or questions' quarters are already
+    over (today, or --today), a warning names them and the date of the latest observation,
+    on stderr before the table (in --json: the `warnings` list).
+
     \b
     Example:
       forecast predict priors/turkey_nato.toml --horizon 4 --json > forecasts.json
     """
-    from forecast.reports.text.predict import render_predict
+    from forecast.reports.text.predict import render_predict, render_warnings
     from forecast.workflows.predict import run_predict
 
     result = guard(
@@ -51,10 +62,13 @@ def predict(study, horizon, origin, seed, runs_dir, allow_unconverged, as_json, 
             runs_root=runs_dir,
             allow_unconverged=allow_unconverged,
             seed=seed,
+            today=today.date() if today else None,
             progress=progress(quiet),
         )
     )
     if as_json:
         emit_json(result.to_dict())
     else:
-        click.echo(render_predict(result))
+        if result.warnings:
+            click.echo(render_warnings(result) + "\n", err=True)
+        click.echo(render_predict(result, warnings=False))

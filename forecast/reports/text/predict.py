@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from forecast.spec.study import quarter_label
@@ -12,15 +13,34 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
-def render_predict(result: PredictResult) -> str:
-    """The forecasts as text: BMA shares with 90% intervals, questions, the top milestones."""
+def render_warnings(result: PredictResult, width: int = 100) -> str:
+    """The stale-data warnings, one wrapped paragraph each ("" when there are none)."""
+    return "\n".join(
+        textwrap.fill(w, width, initial_indent="WARNING: ", subsequent_indent="  ") for w in result.warnings
+    )
+
+
+def render_predict(result: PredictResult, *, warnings: bool = True) -> str:
+    """The forecasts as text: BMA shares with 90% intervals, questions, the top milestones.
+
+    With ``warnings`` (the default) the stale-data warnings open the text, before the table; the
+    command line prints them on stderr instead and passes ``warnings=False``.
+    """
     d = result.to_dict()
     lines = []
     if not result.converged:
         lines += ["!" * 80, "WARNING: " + UNRELIABLE + "; every figure below is UNRELIABLE.", "!" * 80, ""]
+    if warnings and result.warnings:
+        lines += [render_warnings(result), ""]
     probs = ", ".join(f"{h['label']} {h['posterior_probability']:.2f}" for h in d["hypotheses"])
+    data = f"data to {result.data_cutoff}"
+    if result.stale is not None:
+        latest = result.stale.latest_observation.isoformat()
+        data = f"latest observation {latest}" + (
+            f", reports to {result.data_cutoff}" if latest != result.data_cutoff else ""
+        )
     lines += [
-        f"Study '{result.study}': forecasts from run {Path(result.run_dir).name} (data to {result.data_cutoff}), "
+        f"Study '{result.study}': forecasts from run {Path(result.run_dir).name} ({data}), "
         f"averaged over hypotheses ({probs})",
         "",
         "Expected share of cooperative interactions, with its 90% interval (expected events per quarter):",
