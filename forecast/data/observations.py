@@ -314,9 +314,11 @@ def read_with_arrow(raw: bytes) -> pd.DataFrame | None:
     """
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
+    import pyarrow as pa  # here: only this fast path needs it, and pandas loads it anyway for engine="pyarrow"
+
     try:
         return pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False, engine="pyarrow")
-    except Exception:  # noqa: BLE001 - any refusal means: let the C parser decide and explain
+    except (ValueError, pa.ArrowException):  # ArrowInvalid, pandas' ParserError: the C parser decides and explains
         return None
 
 

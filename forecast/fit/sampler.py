@@ -36,7 +36,7 @@ from forecast.model.build import (
     split_prior_vectors,
     study_centring,
 )
-from forecast.settings import SamplerSettings, derive_seed
+from forecast.settings import Progress, SamplerSettings, derive_seed
 from forecast.spec.study import Hypothesis, Study
 
 # The convergence gate (Vehtari et al. 2021; PyMC's own checks).
@@ -46,8 +46,6 @@ EBFMI_MIN = 0.3
 TREEDEPTH_SATURATION_MAX = 0.05
 RETRY_TUNE_FACTOR = 2
 RETRY_TARGET_ACCEPT = 0.95
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
