@@ -38,6 +38,7 @@ from forecast.model.build import (
 )
 from forecast.settings import Progress, SamplerSettings, derive_seed
 from forecast.spec.study import Hypothesis, Study
+from forecast.stats.convergence import ess_bulk, ess_tail, rhat_rank
 
 # The convergence gate (Vehtari et al. 2021; PyMC's own checks).
 RHAT_MAX = 1.01
@@ -81,8 +82,6 @@ def diagnose(trace) -> Diagnostics:
     and the standardised domain effects and walk steps (not the sampler's coordinates for them,
     which ``_slim`` leaves out)."""
     from arviz_stats.base import array_stats
-
-    from forecast.stats.convergence import ess_bulk, ess_tail, rhat_rank
 
     # One (k, chain, draw) stack of every scalar component: one call per statistic.
     parts = []
@@ -175,7 +174,7 @@ class StudyModel:
         if key not in _COMPILED:
             import pytensor
 
-            from forecast.fit.compile_cache import compile_model
+            from forecast.fit.compile_cache import compile_model  # nutpie: loaded at the first compilation
 
             t0 = time.perf_counter()
             # No creation stack traces on graph nodes: they serve PyTensor debugging, not

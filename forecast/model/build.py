@@ -262,7 +262,7 @@ def build_model(
     import pymc as pm
     import pytensor.tensor as pt
 
-    from forecast.model.likelihood import CellLoglik
+    from forecast.model.likelihood import CellLoglik  # PyTensor, like PyMC above: loaded when a model is built
 
     groups = [g.id for g in study.groups]
     coords = {"group": groups, "domain": [d.id for d in study.domains], "quarter": study.time.quarters}

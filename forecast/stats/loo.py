@@ -18,6 +18,9 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import logsumexp, softmax
 
+from forecast.stats.convergence import ess_mean
+from forecast.stats.psis import logsumexp_rows, psislw
+
 
 class Patterns(Protocol):
     """What LOO needs of the observations: their distinct (cell, outcome, weight) patterns.
@@ -150,7 +153,6 @@ def relative_ess(rows: np.ndarray, chains: int) -> float:
     """One relative efficiency for PSIS: the mean over rows of the relative ESS (of the mean) of
     each row's likelihood, as loo does for a single r_eff. ``rows`` is a (rows, samples)
     log-likelihood, samples chain-major."""
-    from forecast.stats.convergence import ess_mean
 
     r = ess_mean(np.exp(rows).reshape(len(rows), chains, rows.shape[1] // chains), relative=True)
     return float(np.clip(np.nanmean(r), 1e-3, None)) if np.isfinite(r).any() else 1.0
@@ -162,7 +164,6 @@ def psis_loo_cells(eta: np.ndarray, cells: Patterns, chains: int) -> Loo:
     Works through the patterns in cache-sized blocks: the (patterns x samples) log-likelihood
     (~400 MB for a million imported events) is never held whole.
     """
-    from forecast.stats.psis import logsumexp_rows, psislw
 
     loglik = PatternLoglik(eta, cells)
     n_pat, n_samples, counts = loglik.n_patterns, loglik.n_samples, cells.pattern_count

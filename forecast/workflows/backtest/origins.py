@@ -21,7 +21,7 @@ from forecast.model.build import draws_as_arrays
 from forecast.model.predictive import logit_grid
 from forecast.settings import derive_seed
 from forecast.spec.questions import quarter_start
-from forecast.spec.study import Study, quarter_label
+from forecast.spec.study import Study, quarter_index, quarter_label
 from forecast.workflows.backtest.records import OriginFit
 from forecast.workflows.backtest.scoring import cell_loglik
 
@@ -48,7 +48,6 @@ def default_origins(study: Study, table: pd.DataFrame, n: int = DEFAULT_ORIGINS)
 
 
 def _parse_origins(text: str | None, study: Study, table: pd.DataFrame, n: int) -> list[int]:
-    from forecast.spec.study import quarter_index
 
     if text is None:
         origins = default_origins(study, table, n)

@@ -16,6 +16,7 @@ import numpy as np
 
 from forecast.data.observations import load_observations
 from forecast.errors import ConvergenceError, InputError, RunStoreError
+from forecast.fit.pool import open_pool
 from forecast.fit.sampler import SamplerSettings
 from forecast.runs.layout import CALIBRATION
 from forecast.runs.layout import CALIBRATION_DIR as NO_RUN_FOLDER  # noqa: E402  (when no run matches)
@@ -116,7 +117,6 @@ def run_calibration(
     current inputs (``StoredRun.check_inputs``; with ``n`` the observations play no part), and
     otherwise, saying so, into ``<runs root>/<study>/calibration/``.
     """
-    from forecast.fit.pool import open_pool
 
     settings = settings or SamplerSettings()
     say = progress or (lambda _m: None)

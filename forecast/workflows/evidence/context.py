@@ -21,7 +21,7 @@ from forecast.model.build import draws_as_arrays, latent_logit, years_from_refer
 from forecast.runs.layout import SUMMARY
 from forecast.runs.stored import StoredRun
 from forecast.spec.study import Study
-from forecast.stats.loo import PARETO_K_GOOD
+from forecast.stats.loo import PARETO_K_GOOD, posterior_probabilities
 
 
 @dataclass
@@ -119,6 +119,5 @@ def base_posterior(ctx: RunContext) -> np.ndarray:
 
 def posterior_with_se(ctx: RunContext, log_ml: np.ndarray, log_ml_se: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """As ``forecast.stats.loo.posterior_probabilities``."""
-    from forecast.stats.loo import posterior_probabilities
 
     return posterior_probabilities(log_ml, log_ml_se, ctx.prior)

@@ -13,6 +13,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from forecast.data.cells import CellData
+from forecast.stats.psis import psislw
 
 # A likelihood term: (group, domain, quarter, cooperative, weight); the model's log-likelihood is
 # the sum over counted observations of weight * log sigmoid(+-eta[group, domain, quarter]).
@@ -57,7 +58,6 @@ def psis_weights(log_ratios: np.ndarray, r_eff: float) -> tuple[np.ndarray, np.n
     arviz-stats 1.x's ``psislw`` takes the log-*likelihood* of the left-out terms and negates it
     itself (``_psislw`` smooths ``-ary``); older ArviZ took the log ratios. Hence the sign here.
     """
-    from forecast.stats.psis import psislw
 
     lw, k = psislw(-log_ratios, r_eff=r_eff)
     lw = np.asarray(lw, dtype=float)

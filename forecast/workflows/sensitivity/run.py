@@ -23,7 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from forecast.data.cells import CellData, cell_data
+from forecast.data.observations import load_observations
 from forecast.errors import ConvergenceError, InputError, RunStoreError, allowed_list
+from forecast.fit.pool import FitTask, open_pool, register_model, run_fits
 from forecast.fit.sampler import hypothesis_seed
 from forecast.model.build import rv_name
 from forecast.runs.layout import SENSITIVITY, SENSITIVITY_SCHEMA
@@ -143,7 +145,6 @@ def refit_tasks(
     variants: list[Variant], study: Study, base: BaseRun, reweights: dict[str, Reweight], spec: GridSpec, k_max: float
 ) -> list:
     """The fits to run: variants whose Pareto k exceeds ``k_max`` (or all, and the base, with refit='all')."""
-    from forecast.fit.pool import FitTask
 
     hyp = {h.id: h for h in study.hypotheses}
     tasks = []
@@ -176,7 +177,6 @@ def refit(
     """Run the refits on a pool; the fan-out (None without tasks). Raises when the gate fails."""
     if not tasks:
         return None
-    from forecast.fit.pool import open_pool, register_model, run_fits
 
     if model is not None:
         register_model(model)
@@ -308,7 +308,6 @@ def run_sensitivity(
     why. ``model``: a compiled StudyModel of the study to reuse for in-process refits. With
     ``write``, the record goes to ``sensitivity.json`` in the run, and the PNGs ``plots`` draws.
     """
-    from forecast.data.observations import load_observations
 
     say = progress or (lambda _m: None)
     t0 = time.perf_counter()
