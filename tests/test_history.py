@@ -234,7 +234,12 @@ def test_history_refuses_a_run_that_no_longer_matches_the_observations(tmp_path)
 
 def test_history_options_are_checked_before_any_work(tmp_path):
     root, study, run = golden_runs(tmp_path)
-    for args in (["--every", "0"], ["--draws", "10"], ["--chains", "1"]):
+    for args in (
+        ["--every", "0"],
+        ["--draws", "10"],
+        ["--chains", "1"],
+        ["--plot", str(tmp_path / "nowhere" / "a.png")],
+    ):
         result = CliRunner().invoke(main, ["history", str(study), "--runs-dir", str(root), "-q", *args])
         assert result.exit_code == 2, (args, result.output)
     with pytest.raises(Exception, match="every"):
@@ -245,8 +250,11 @@ def test_history_options_are_checked_before_any_work(tmp_path):
 @pytest.mark.slow
 def test_forecast_history_stores_support_over_time_in_the_run(tmp_path):
     root, study, run = golden_runs(tmp_path)
+    plot = tmp_path / "support.png"
     result = CliRunner().invoke(
-        main, ["history", str(study), "--runs-dir", str(root), "--every", "4", "--json", "-q"], catch_exceptions=False
+        main,
+        ["history", str(study), "--runs-dir", str(root), "--every", "4", "--json", "-q", "--plot", str(plot)],
+        catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
@@ -260,7 +268,22 @@ def test_forecast_history_stores_support_over_time_in_the_run(tmp_path):
     assert last["log_marginal_likelihood"] == {h["id"]: h["log_marginal_likelihood"] for h in summary["hypotheses"]}
     assert [p["source"] for p in stored["points"]][0] == "prior"
     assert isinstance(load_history(run), History)
+    # What moved it: the two hypotheses leading at the end, every interval with new evidence.
+    moved = stored["attribution"]
+    final = last["probabilities"]
+    assert moved["hypotheses"] == sorted(final, key=lambda h: -final[h])[:2]
+    assert [i["end"] for i in moved["intervals"]] == [p["quarter"] for p in stored["points"][1:]]
+    assert plot.read_bytes().startswith(b"\x89PNG")
     # --run without STUDY: the run's own copies of its inputs.
     again = CliRunner().invoke(main, ["history", "--run", str(run), "--every", "8", "--json", "-q"])
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["every"] == 8
+
+
+@pytest.mark.slow
+def test_what_moved_it_leaves_the_support_figures_unchanged(tiny):
+    """The attribution reuses the fits' draws: the points are the same, to the last digit, without it."""
+    study, obs, model, history = tiny
+    plain = compute_history(study, obs, model, SETTINGS, attribution=False)
+    assert plain.attribution is None and history.attribution is not None
+    assert [p.to_dict() for p in plain.points] == [p.to_dict() for p in history.points]

@@ -50,6 +50,7 @@ from forecast.workflows.history.records import Attribution, EventContribution, H
 TOP_EVENTS = 5  # per interval
 TOP_EVENTS_WINDOW = 10  # over the whole window
 PRIOR_DRAWS_FACTOR = 4  # prior draws (independent, cheap) per posterior draw, for the first interval
+SMOOTH_FROM_K = 1 / 3  # tails with a lower Pareto k are left unsmoothed (Vehtari et al.'s reference PSIS)
 AGREEMENT_Z = 4.0  # importance-sampled and bridge-sampled changes further apart than this are flagged
 
 
@@ -184,10 +185,17 @@ def psis_log_means(log_ratios: np.ndarray, chains: int | None) -> LogMeans:
         except ValueError:  # a degenerate tail: unreliable
             value[i], se[i], k[i] = logsumexp(row) - np.log(n), np.nan, np.inf
             continue
-        # Below the tail the smoothed weights are the raw ratios, normalised: the draw with the
-        # smallest ratio recovers the normalising constant of the smoothed sum.
-        j = int(np.argmin(row))
-        value[i] = row[j] - lw[j] - np.log(n)
+        if kk < SMOOTH_FROM_K:
+            # A short tail: the raw ratios (smoothing a tail that holds most of the mass, as with
+            # the bounded ratios of a sharp likelihood, biases the mean; the reference PSIS
+            # implementation leaves tails with k < 1/3 unsmoothed for that reason).
+            lw = row - logsumexp(row)
+            value[i] = logsumexp(row) - np.log(n)
+        else:
+            # Below the tail the smoothed weights are the raw ratios, normalised: the draw with the
+            # smallest ratio recovers the normalising constant of the smoothed sum.
+            j = int(np.argmin(row))
+            value[i] = row[j] - lw[j] - np.log(n)
         w = np.exp(lw)
         se[i] = np.sqrt(max(float(np.sum(w * w)) - 1.0 / n, 0.0) / r)
         k[i] = float(kk) if np.isfinite(kk) else np.inf
@@ -215,11 +223,14 @@ def decompose(
     later: np.ndarray | None,
     earlier_chains: int | None,
     later_chains: int | None,
+    split: int | None = None,
 ) -> Decomposition:
     """Sequential log predictive densities of an interval's events (see the module docstring).
 
     ``earlier``/``later``: each event's log-likelihood change (events, draws) at the earlier and
-    the later quarter's posterior draws (``later`` None: the earlier draws only).
+    the later quarter's posterior draws (``later`` None: the earlier draws only). ``split``
+    forces the number of events weighted from the earlier draws (tests; by default it is chosen
+    by Pareto k).
     """
     n = earlier.shape[0]
     threshold = k_threshold(earlier.shape[1] if later is None else min(earlier.shape[1], later.shape[1]))
@@ -229,10 +240,10 @@ def decompose(
     f = np.concatenate([[0.0], forward.value])
     f_se = np.concatenate([[0.0], forward.se])
     f_k = np.concatenate([[-np.inf], forward.pareto_k])
-    if later is None or np.max(f_k) <= threshold:
+    if later is None or (split is None and np.max(f_k) <= threshold) or split == n:
         return Decomposition(np.diff(f), float(f[n]), float(f_se[n]), float(np.max(f_k)), threshold, n)
     # G_k = log E_t[exp(-(l_(k+1) + ... + l_n))] for k = 0..n-1; G_n = 0.
-    tails = -np.cumsum(later[::-1], axis=0)[::-1]  # row k: -(l_k + ... + l_n), k = 0..n-1 (0-based)
+    tails = -np.cumsum(later[::-1], axis=0)[::-1]  # row k (k = 0..n-1): -(l_(k+1) + ... + l_n)
     backward = psis_log_means(tails, later_chains)
     g = np.concatenate([backward.value, [0.0]])
     g_se = np.concatenate([backward.se, [0.0]])
@@ -240,12 +251,11 @@ def decompose(
     # The earlier fit's weights are too heavy-tailed for all n events: split at m, F_1..F_m
     # forward and G_m..G_(n-1) backward, where the largest k of the weights used is lowest.
     worst = np.array([max(np.max(f_k[: m + 1]), np.max(g_k[m:])) for m in range(n + 1)])
-    best = float(np.min(worst))
-    m = int(np.flatnonzero(worst <= best)[-1])  # ties: as much as possible from the earlier fit
+    m = int(np.flatnonzero(worst <= np.min(worst))[-1]) if split is None else split  # ties: the earlier fit
     contributions = np.concatenate([np.diff(f[: m + 1]), np.diff(g[m:])])
     total = float(f[m] - g[m])
     se = float(np.hypot(f_se[m], g_se[m]))
-    return Decomposition(contributions, total, se, best, threshold, m)
+    return Decomposition(contributions, total, se, float(worst[m]), threshold, m)
 
 
 def parts_of(arrays: Mapping[str, np.ndarray], study: Study) -> tuple[np.ndarray, np.ndarray]:
