@@ -11,12 +11,14 @@ import copy
 import csv
 import json
 import math
+import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_STUDY = REPO / "priors" / "turkey_nato.toml"
 DEFAULT_DATA = REPO / "data" / "turkey_nato_events.csv"
+GOLDEN = REPO / "tests" / "golden"
 
 # Header of an observation file written before the `initiator` column existed (every row then
 # counts as a 'joint' act, i.e. as before): the default of ``write_events``, so that files written
@@ -179,3 +181,51 @@ def problem_with(err: BaseException, *fragments: str) -> str:
     matches = [p for p in problems if all(f in p for f in fragments)]
     assert matches, f"no single problem mentions all of {fragments!r}; problems were:\n" + "\n".join(problems)
     return matches[0]
+
+
+def static_study(
+    name: str,
+    tilts: dict[str, float],
+    *,
+    tilt_sigma: float = 0.5,
+    spread: dict | None = None,
+    probabilities: dict[str, float] | None = None,
+    group: str = "g",
+    counterparts: Sequence[str] = ("c",),
+    domains: Sequence[str] = ("d",),
+    start: str = "2020Q1",
+    end: str = "2020Q4",
+    observations: str = "events.csv",
+) -> dict:
+    """The small static study that many tests fit: one group, no time components, hypotheses that
+    differ only in where their tilt prior is centred (``tilts``: id -> mean). Write it with
+    ``write_study``."""
+    spread = spread or prior("HalfNormal", sigma=0.3)
+    probabilities = probabilities or {h: 1 / len(tilts) for h in tilts}
+    return {
+        "study": {"name": name, "question": "Does T cooperate?", "actor": "T", "observations": observations},
+        "time": {"start": start, "end": end, "components": []},
+        "groups": [{"id": group, "label": group.upper(), "counterparts": list(counterparts)}],
+        "domains": [{"id": d, "label": d.upper()} for d in domains],
+        "hypotheses": [
+            hypothesis(
+                h,
+                probabilities[h],
+                {"tilt": {"all": prior("Normal", mu=mu, sigma=tilt_sigma)}, "spread": {"all": spread}},
+            )
+            for h, mu in tilts.items()
+        ],
+    }
+
+
+def copy_golden(directory: Path) -> tuple[Path, Path, Path]:
+    """The golden study's inputs and a runs root whose latest run is a copy of the golden run.
+
+    Returns (study file, runs root, run directory); the run matches the copied inputs.
+    """
+    directory = Path(directory)
+    shutil.copytree(GOLDEN / "inputs", directory / "inputs")
+    run = directory / "runs" / "golden" / "run-v1"
+    shutil.copytree(GOLDEN / "run-v1", run)
+    (run.parent / "LATEST").write_text("run-v1\n", encoding="utf-8")
+    return directory / "inputs" / "golden.toml", directory / "runs", run

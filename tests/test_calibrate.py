@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import copy_golden, prior, static_study, write_study
 from scipy.special import softmax
 
 import forecast.workflows.calibrate.run as calibrate_module
@@ -45,44 +45,18 @@ from forecast.workflows.simulate import uniform_design
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
-STUDY_TEMPLATE = """
-[study]
-name = "calmini"
-question = "Does T cooperate with C?"
-actor = "T"
-observations = "events.csv"
-[time]
-start = "2020Q1"
-end = "2020Q4"
-components = []
-[[groups]]
-id = "g"
-label = "G"
-counterparts = ["c"]
-[[domains]]
-id = "d"
-label = "D"
-[[domains]]
-id = "e"
-label = "E"
-[[hypotheses]]
-id = "up"
-label = "Up"
-prior_probability = {p_up}
-claim = "c"
-[hypotheses.priors]
-tilt.all = {{ dist = "Normal", kwargs = {{ mu = 0.75, sigma = 0.5 }} }}
-spread.all = {{ dist = "LogNormal", kwargs = {{ mu = -1.2, sigma = 0.2 }} }}
-[[hypotheses]]
-id = "down"
-label = "Down"
-prior_probability = {p_down}
-claim = "c"
-[hypotheses.priors]
-tilt.all = {{ dist = "Normal", kwargs = {{ mu = -0.75, sigma = 0.5 }} }}
-spread.all = {{ dist = "LogNormal", kwargs = {{ mu = -1.2, sigma = 0.2 }} }}
-"""
-STUDY = STUDY_TEMPLATE.format(p_up=0.5, p_down=0.5)
+
+def cal_study(p_up: float = 0.5) -> dict:
+    return static_study(
+        "calmini",
+        {"up": 0.75, "down": -0.75},
+        spread=prior("LogNormal", mu=-1.2, sigma=0.2),
+        probabilities={"up": p_up, "down": round(1 - p_up, 12)},
+        domains=("d", "e"),
+    )
+
+
+STUDY = cal_study()
 SMALL = SamplerSettings(draws=1000, tune=1000, chains=2, seed=3)
 N_DATASETS = 20
 N_EVENTS = 12
@@ -136,7 +110,7 @@ def test_design_analysis_of_hand_made_results():
 
 
 def test_replicates_are_reproducible_and_draw_hypotheses_from_the_prior(tmp_path):
-    (tmp_path / "s.toml").write_text(STUDY_TEMPLATE.format(p_up=0.2, p_down=0.8))
+    write_study(tmp_path, cal_study(0.2), "s.toml")
     (tmp_path / "events.csv").write_text("id,event_date,counterpart,domain,outcome,reliability,description,source\n")
     study = load_study(tmp_path / "s.toml")
     assert [h.prior_probability for h in study.hypotheses] == [0.2, 0.8]
@@ -216,7 +190,7 @@ def fake_replicates(monkeypatch, events: list | None = None):
 
 
 def write_cal_study(d: Path) -> Path:
-    (d / "s.toml").write_text(STUDY)
+    write_study(d, STUDY, "s.toml")
     (d / "events.csv").write_text("id,event_date,counterpart,domain,outcome,reliability,description,source\n")
     return d / "s.toml"
 
@@ -251,11 +225,7 @@ def test_without_a_run_the_calibration_says_so_and_is_written_outside_runs(tmp_p
 
 def test_calibration_goes_into_the_latest_run_when_it_matches_the_current_inputs(tmp_path, monkeypatch):
     fake_replicates(monkeypatch)
-    shutil.copytree(GOLDEN / "inputs", tmp_path / "inputs")
-    run = tmp_path / "runs" / "golden" / "run-v1"
-    shutil.copytree(GOLDEN / "run-v1", run)
-    (run.parent / "LATEST").write_text("run-v1\n")
-    study = tmp_path / "inputs" / "golden.toml"
+    study, _, run = copy_golden(tmp_path)
     result = run_calibration(study, SMALL, n_datasets=MIN_DATASETS, runs_root=tmp_path / "runs")  # the study's design
     assert result.run_dir == str(run) and result.written == str(run / CALIBRATION) and result.note is None
     out = result.to_dict()
@@ -283,7 +253,7 @@ def test_calibration_goes_into_the_latest_run_when_it_matches_the_current_inputs
 def calibration(tmp_path_factory):
     """20 data sets through the whole update (slow: only tests marked slow use it)."""
     d = tmp_path_factory.mktemp("calibrate")
-    (d / "s.toml").write_text(STUDY)
+    write_study(d, STUDY, "s.toml")
     (d / "events.csv").write_text("id,event_date,counterpart,domain,outcome,reliability,description,source\n")
     result = run_calibration(d / "s.toml", SMALL, n_datasets=N_DATASETS, n=N_EVENTS, workers=0, runs_root=d / "runs")
     return d, result.to_dict()

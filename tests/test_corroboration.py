@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from exact import log_ml_group, pymc_prior
-from helpers import event, write_mini
+from helpers import event, static_study, write_mini, write_study
 
 from forecast.data.cells import cell_data, corroboration
 from forecast.data.observations import load_observations
@@ -133,45 +133,12 @@ def test_counted_rows_alone_give_the_same_cells(mini):
 
 # --- end to end: `update` counts a corroborated event once ------------------------------------------
 
-STATIC = """
-[study]
-name = "corroborated"
-question = "q"
-actor = "T"
-observations = "events.csv"
-[time]
-start = "2020Q1"
-end = "2020Q4"
-components = []
-[[groups]]
-id = "g"
-label = "G"
-counterparts = ["c"]
-[[domains]]
-id = "d"
-label = "D"
-[[hypotheses]]
-id = "up"
-label = "Up"
-prior_probability = 0.5
-claim = "c"
-[hypotheses.priors]
-tilt.all = { dist = "Normal", kwargs = { mu = 1.0, sigma = 0.5 } }
-spread.all = { dist = "HalfNormal", kwargs = { sigma = 0.3 } }
-[[hypotheses]]
-id = "down"
-label = "Down"
-prior_probability = 0.5
-claim = "c"
-[hypotheses.priors]
-tilt.all = { dist = "Normal", kwargs = { mu = -1.0, sigma = 0.5 } }
-spread.all = { dist = "HalfNormal", kwargs = { sigma = 0.3 } }
-"""
+STATIC = static_study("corroborated", {"up": 1.0, "down": -1.0})
 
 
 @pytest.mark.slow
 def test_update_counts_a_corroborated_event_once(tmp_path):
-    (tmp_path / "s.toml").write_text(STATIC)
+    write_study(tmp_path, STATIC, "s.toml")
     rows = "id,event_date,counterpart,domain,outcome,reliability,description,source,origin_id\n"
     rows += "".join(f"e{i},2020-03-0{1 + i % 5},c,d,cooperative,A1,event {i},wire,\n" for i in range(6))
     rows += "".join(f"e{i},2020-05-0{1 + i % 5},c,d,conflictual,A1,event {i},wire,\n" for i in range(6, 8))

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 from exact import log_ml_group, posterior_probabilities, pymc_prior
+from helpers import copy_golden, static_study, write_study
 
 import forecast.workflows.evidence.context as evidence_module
 from forecast.cli import main
@@ -42,43 +43,7 @@ from forecast.workflows.update import run_update
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
-STUDY = """
-[study]
-name = "evidence_mini"
-question = "Does T cooperate with C?"
-actor = "T"
-observations = "events.csv"
-[time]
-start = "2020Q1"
-end = "2020Q4"
-components = []
-[[groups]]
-id = "g"
-label = "G"
-counterparts = ["c"]
-[[domains]]
-id = "d"
-label = "D"
-[[domains]]
-id = "e"
-label = "E"
-[[hypotheses]]
-id = "up"
-label = "Up"
-prior_probability = 0.5
-claim = "T cooperates."
-[hypotheses.priors]
-tilt.all = { dist = "Normal", kwargs = { mu = 1.0, sigma = 0.5 } }
-spread.all = { dist = "HalfNormal", kwargs = { sigma = 0.3 } }
-[[hypotheses]]
-id = "down"
-label = "Down"
-prior_probability = 0.5
-claim = "T does not."
-[hypotheses.priors]
-tilt.all = { dist = "Normal", kwargs = { mu = -1.0, sigma = 0.5 } }
-spread.all = { dist = "HalfNormal", kwargs = { sigma = 0.3 } }
-"""
+STUDY = static_study("evidence_mini", {"up": 1.0, "down": -1.0}, domains=("d", "e"))
 
 HEADER = "id,event_date,report_date,counterpart,domain,outcome,reliability,description,source,origin_id\n"
 ROWS = (
@@ -135,7 +100,7 @@ LEFT_OUT = {
 def fitted(tmp_path_factory):
     """The static study fitted once (slow: only tests marked slow use it)."""
     d = tmp_path_factory.mktemp("evidence")
-    (d / "s.toml").write_text(STUDY)
+    write_study(d, STUDY, "s.toml")
     (d / "events.csv").write_text(HEADER + "\n".join(ROWS) + "\n")
     runs = d / "runs"
     update = run_update(d / "s.toml", SETTINGS, runs_root=runs)
@@ -184,19 +149,10 @@ def test_importance_sampling_change_is_exact_for_a_conjugate_toy():
 # --- the golden run: no sampling ------------------------------------------------------------------
 
 
-def _golden_copy(d: Path) -> tuple[Path, Path, Path]:
-    """The golden study's inputs and a runs root whose latest run is a copy of the golden run."""
-    shutil.copytree(GOLDEN / "inputs", d / "inputs")
-    run = d / "runs" / "golden" / "run-v1"
-    shutil.copytree(GOLDEN / "run-v1", run)
-    (run.parent / "LATEST").write_text("run-v1\n")
-    return d / "inputs" / "golden.toml", d / "runs", run
-
-
 @pytest.fixture(scope="module")
 def golden(tmp_path_factory):
     """Evidence without refits (PSIS only, no sampling) on a copy of the golden run, written into it."""
-    study, runs, run = _golden_copy(tmp_path_factory.mktemp("golden"))
+    study, runs, run = copy_golden(tmp_path_factory.mktemp("golden"))
     return study, runs, run, run_evidence(study, runs_root=runs, refit=False, reliability_below=0.5)
 
 
@@ -276,7 +232,7 @@ def test_an_edited_comment_or_label_keeps_the_run_and_the_csv_is_read_once(golde
 
 
 def test_changed_observations_or_model_refuse_the_run_and_say_which(tmp_path):
-    study, runs, _ = _golden_copy(tmp_path)
+    study, runs, _ = copy_golden(tmp_path)
     events = study.parent / "events.csv"
     original = events.read_text()
     events.write_text("\n".join(original.splitlines()[:-1]) + "\n")
@@ -291,7 +247,7 @@ def test_changed_observations_or_model_refuse_the_run_and_say_which(tmp_path):
 
 
 def test_damaged_run_files_exit_2_naming_the_file(tmp_path):
-    study, runs, run = _golden_copy(tmp_path)
+    study, runs, run = copy_golden(tmp_path)
     (run / "loo_pointwise.csv").write_bytes(b"id,elpd\xff\xfe\n\x00")
     cli = CliRunner().invoke(main, ["evidence", str(study), "--runs-dir", str(runs), "--no-refit", "-q"])
     assert cli.exit_code == 2 and "loo_pointwise.csv: unreadable" in cli.stderr

@@ -15,6 +15,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from exact import log_ml_group, pymc_prior
+from helpers import static_study, write_study
 
 from forecast.data.cells import cell_data
 from forecast.data.observations import load_observations
@@ -35,43 +36,17 @@ from forecast.fit.sampler import SamplerSettings, hypothesis_seed
 from forecast.spec.study import load_study
 from forecast.workflows.sensitivity import GridSpec, build_grid
 
-STUDY = """
-[study]
-name = "fan"
-question = "q"
-actor = "T"
-observations = "obs.csv"
-[time]
-start = "2021Q1"
-end = "2021Q2"
-components = []
-[[groups]]
-id = "a"
-label = "A"
-counterparts = ["a"]
-[[domains]]
-id = "x"
-label = "X"
-[[domains]]
-id = "y"
-label = "Y"
-[[hypotheses]]
-id = "up"
-label = "Up"
-prior_probability = 0.5
-claim = "c"
-[hypotheses.priors]
-tilt.all = { dist = "Normal", kwargs = { mu = 1.0, sigma = 1.0 } }
-spread.all = { dist = "HalfNormal", kwargs = { sigma = 0.3 } }
-[[hypotheses]]
-id = "down"
-label = "Down"
-prior_probability = 0.5
-claim = "c"
-[hypotheses.priors]
-tilt.all = { dist = "Normal", kwargs = { mu = -1.0, sigma = 1.0 } }
-spread.all = { dist = "HalfNormal", kwargs = { sigma = 0.3 } }
-"""
+STUDY = static_study(
+    "fan",
+    {"up": 1.0, "down": -1.0},
+    tilt_sigma=1.0,
+    group="a",
+    counterparts=("a",),
+    domains=("x", "y"),
+    start="2021Q1",
+    end="2021Q2",
+    observations="obs.csv",
+)
 SETTINGS = SamplerSettings(draws=1000, tune=1000, chains=4, seed=3)
 
 
@@ -83,7 +58,7 @@ def tiny(tmp_path_factory):
         for i in range(30)
     )
     (d / "obs.csv").write_text("id,event_date,counterpart,domain,outcome,reliability,description,source\n" + rows)
-    (d / "s.toml").write_text(STUDY)
+    write_study(d, STUDY, "s.toml")
     study = load_study(d / "s.toml")
     return study, cell_data(load_observations(study).table, study)
 

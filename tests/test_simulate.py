@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from helpers import base_study, write_mini
+from helpers import base_study, prior, static_study, write_mini, write_study
 from numpy.polynomial.hermite_e import hermegauss
 from scipy.special import expit
 
@@ -39,55 +39,20 @@ from forecast.workflows.update import run_update
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
-STATIC = """
-[study]
-name = "simmini"
-question = "Where does T stand?"
-actor = "T"
-observations = "events.csv"
-[time]
-start = "2020Q1"
-end = "2021Q4"
-components = []
-[[groups]]
-id = "g"
-label = "G"
-counterparts = ["c", "k"]
-[[domains]]
-id = "d"
-label = "D"
-[[domains]]
-id = "e"
-label = "E"
-[[hypotheses]]
-id = "up"
-label = "Up"
-prior_probability = 0.34
-claim = "c"
-[hypotheses.priors]
-tilt.all = { dist = "Normal", kwargs = { mu = 1.0, sigma = 0.15 } }
-spread.all = { dist = "LogNormal", kwargs = { mu = -1.5, sigma = 0.2 } }
-[[hypotheses]]
-id = "flat"
-label = "Flat"
-prior_probability = 0.33
-claim = "c"
-[hypotheses.priors]
-tilt.all = { dist = "Normal", kwargs = { mu = 0.0, sigma = 0.15 } }
-spread.all = { dist = "LogNormal", kwargs = { mu = -1.5, sigma = 0.2 } }
-[[hypotheses]]
-id = "down"
-label = "Down"
-prior_probability = 0.33
-claim = "c"
-[hypotheses.priors]
-tilt.all = { dist = "Normal", kwargs = { mu = -1.0, sigma = 0.15 } }
-spread.all = { dist = "LogNormal", kwargs = { mu = -1.5, sigma = 0.2 } }
-"""
+STATIC = static_study(
+    "simmini",
+    {"up": 1.0, "flat": 0.0, "down": -1.0},
+    tilt_sigma=0.15,
+    spread=prior("LogNormal", mu=-1.5, sigma=0.2),
+    probabilities={"up": 0.34, "flat": 0.33, "down": 0.33},
+    counterparts=("c", "k"),
+    domains=("d", "e"),
+    end="2021Q4",
+)
 
 
 def write_static(d, rows: str = "") -> object:
-    (d / "s.toml").write_text(STATIC)
+    write_study(d, STATIC, "s.toml")
     (d / "events.csv").write_text("id,event_date,counterpart,domain,outcome,reliability,description,source\n" + rows)
     return d / "s.toml"
 
@@ -183,8 +148,7 @@ def test_uniform_design_stays_inside_the_window_and_before_today(tmp_path):
 def test_the_toml_writer_round_trips_a_study(tmp_path):
     import tomllib
 
-    raw = tomllib.loads(STATIC)
-    assert tomllib.loads(to_toml(raw)) == raw
+    assert tomllib.loads(to_toml(STATIC)) == STATIC
 
 
 # --- files -----------------------------------------------------------------------------------------
