@@ -476,6 +476,10 @@ def test_predict_json_gives_forecasts_questions_and_milestones(fitted):
     d = json.loads(result.stdout)
     assert {"study", "run_dir", "issued", "run_created", "data_cutoff", "origin", "quarters", "hypotheses"} <= set(d)
     assert d["origin"] == "2022Q4" and d["quarters"] == ["2023Q1", "2023Q2", "2023Q3"]
+    # The simulated data end in 2022: today every forecast quarter and both questions are over, and it says so.
+    assert d["staleness"]["quarters_over"] == d["quarters"] and d["latest_observation"] == "2022-11-23"
+    assert d["staleness"]["questions_over"] == ["any_conflict", "mostly_cooperative"]
+    assert [w.split(":")[0] for w in d["warnings"]] == ["Stale data", "Stale questions"]
     assert len(d["forecasts"]) == 2 * 3
     probs = {h["id"]: h["posterior_probability"] for h in update.to_dict()["hypotheses"]}
     for q in d["questions"]:
