@@ -14,6 +14,7 @@ line breaks are refused in every string of the file; values echoed in messages a
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -21,9 +22,10 @@ from pathlib import Path
 from typing import Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictStr
 
 from forecast.errors import StudyError, allowed_list, did_you_mean
+from forecast.spec.constraints import ConstraintStudy, _ConstraintHypothesis, _Encompassing, resolve_constraints
 from forecast.spec.elicitation import PendingStatement, is_statement, resolve_statements
 from forecast.spec.priors import Prior, Support, parse_prior, shown
 
@@ -104,6 +106,24 @@ class _Evidence(_Strict):
     initiators: list[str] = list(INITIATORS)
 
 
+class _Robustness(_Strict):
+    """``[robustness]``: the class of reasonable priors the conclusion must survive (see RobustnessSpec).
+
+    Strict types (a flag is true or false, not "yes"); the numbers are checked in
+    ``_resolve_robustness`` with messages that say what is allowed.
+    """
+
+    # One number or a list of numbers (checked in _resolve_robustness; never coerced from text or booleans).
+    shifts: object = [0.5]
+    scales: object = [1.5]
+    by: StrictStr = "parameter"
+    joint: StrictBool = True
+    hypotheses: list[StrictStr] | None = None
+    parameters: list[StrictStr] | None = None
+    evidence_variants: StrictBool = True
+    pareto_k_threshold: StrictFloat | None = None
+
+
 class _Hypothesis(_Strict):
     id: str
     label: str
@@ -119,7 +139,11 @@ class _StudyFile(_Strict):
     domains: list[_Domain]
     reliability: _Reliability = _Reliability()
     evidence: _Evidence = _Evidence()
-    hypotheses: list[_Hypothesis]
+    robustness: _Robustness | None = None
+    hypotheses: list[_Hypothesis] = []
+    # Constraint hypotheses on one encompassing prior: forecast.spec.constraints.
+    encompassing: _Encompassing | None = None
+    constraint_hypotheses: list[_ConstraintHypothesis] = []
     # Forecast questions are validated by forecast.spec.questions against the resolved study.
     questions: list[dict[str, object]] = []
 
@@ -181,6 +205,42 @@ class Hypothesis:
     priors: dict[tuple[str, str], Prior]
 
 
+ROBUSTNESS_BY = ("parameter", "slot")
+
+
+@dataclass(frozen=True)
+class RobustnessSpec:
+    """The class of reasonable priors (and evidence choices) a study's conclusion must survive.
+
+    Stated in the study file as an optional ``[robustness]`` table; every key has a default, and
+    the defaults (used when the table is absent) are the grid of `forecast sensitivity`:
+
+    - ``shifts = [0.5]``: each real-valued prior (tilt, trend) moved down and up by 0.5 of its
+      prior standard deviation;
+    - ``scales = [1.5]``: each prior made 1.5x wider and 1.5x narrower;
+    - ``by = "parameter"``: a hyperparameter's priors for every counterpart group change together
+      (``"slot"``: each group's prior alone);
+    - ``joint = true``: besides one hyperparameter at a time, all of a hypothesis's priors at once;
+    - ``hypotheses``, ``parameters``: which hypotheses and hyperparameters to vary (default all);
+      one hypothesis's priors change while the others keep theirs;
+    - ``evidence_variants = true``: the evidence variants of `forecast update` (whose acts count:
+      all rows, the actor's own and joint acts, its own acts only) belong to the class too, when the
+      observations record who acted;
+    - ``pareto_k_threshold``: Pareto k above which a variant is refitted instead of reweighted
+      (default min(1 - 1/log10(S), 0.7) for S draws).
+    """
+
+    shifts: tuple[float, ...] = (0.5,)
+    scales: tuple[float, ...] = (1.5,)
+    by: str = "parameter"
+    joint: bool = True
+    hypotheses: tuple[str, ...] | None = None
+    parameters: tuple[str, ...] | None = None
+    evidence_variants: bool = True
+    pareto_k_threshold: float | None = None
+    declared: bool = False  # the study file has a [robustness] table (else these are the defaults)
+
+
 @dataclass(frozen=True)
 class Study:
     path: Path
@@ -199,6 +259,10 @@ class Study:
     sha256: str = field(default="")
     # Which initiators' rows count as evidence (``[evidence] initiators``), in INITIATORS order.
     evidence_initiators: tuple[str, ...] = INITIATORS
+    # The class of reasonable priors the conclusion must survive (``[robustness]``).
+    robustness: RobustnessSpec = field(default_factory=RobustnessSpec)
+    # ``[encompassing]`` and ``[[constraint_hypotheses]]`` (forecast.spec.constraints); None without them.
+    constraints: ConstraintStudy | None = None
 
     @property
     def parameters(self) -> list[str]:
@@ -384,7 +448,7 @@ def _resolve(path: Path, spec: _StudyFile, problems: list[str]) -> Study:
         problems.append("groups: at least one counterpart group is required")
     if not spec.domains:
         problems.append("domains: at least one issue domain is required")
-    if len(spec.hypotheses) < 1:
+    if len(spec.hypotheses) < 1 and not spec.constraint_hypotheses:
         problems.append("hypotheses: at least one hypothesis is required")
 
     owner: dict[str, str] = {}
@@ -428,6 +492,7 @@ def _resolve(path: Path, spec: _StudyFile, problems: list[str]) -> Study:
         hypotheses = [replace(h, prior_probability=h.prior_probability / total) for h in hypotheses]
 
     evidence = _resolve_evidence(spec.evidence, problems)
+    robustness = _resolve_robustness(spec.robustness, [h.id for h in spec.hypotheses], params, problems)
     base = path.parent
     return Study(
         path=path.resolve(),
@@ -444,6 +509,80 @@ def _resolve(path: Path, spec: _StudyFile, problems: list[str]) -> Study:
         hypotheses=tuple(hypotheses),
         questions_raw=tuple(spec.questions),
         evidence_initiators=evidence,
+        robustness=robustness,
+        constraints=resolve_constraints(
+            spec.encompassing,
+            spec.constraint_hypotheses,
+            groups=group_ids,
+            domains=[d.id for d in spec.domains],
+            start=time.start,
+            end=time.end,
+            resolve_priors=lambda where, raw: _resolve_priors(where, raw, params, group_ids, time.components, problems),
+            id_ok=lambda x: bool(_ID.fullmatch(x)),
+            problems=problems,
+        ),
+    )
+
+
+def _finite_number(v: object) -> bool:
+    return not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
+
+
+def _resolve_robustness(
+    raw: _Robustness | None, hypothesis_ids: list[str], params: list[str], problems: list[str]
+) -> RobustnessSpec:
+    """``[robustness]`` checked value by value (every problem reported); the defaults when absent."""
+    if raw is None:
+        return RobustnessSpec()
+    values: dict[str, tuple[float, ...]] = {}
+    for key, ok, rule in (
+        ("shifts", lambda v: v > 0, "a location shift in prior standard deviations > 0 (e.g. 0.5)"),
+        ("scales", lambda v: v > 1, "a width factor > 1 (e.g. 1.5: 1.5x wider and 1.5x narrower)"),
+    ):
+        given = getattr(raw, key)
+        listed = given if isinstance(given, list) else [given]
+        if not listed:
+            problems.append(f"robustness.{key}: give at least one value, each {rule}")
+        for i, v in enumerate(listed):
+            if not _finite_number(v) or not ok(float(v)):
+                problems.append(f"robustness.{key}[{i}]: {shown(v)} is not {rule}")
+        values[key] = tuple(sorted({float(v) for v in listed if _finite_number(v)}))
+    if raw.by not in ROBUSTNESS_BY:
+        problems.append(
+            f"robustness.by: {shown(raw.by)} is not one of {allowed_list(ROBUSTNESS_BY)}{did_you_mean(raw.by, ROBUSTNESS_BY)} "
+            "('parameter': a hyperparameter's priors for every group together; 'slot': each group alone)"
+        )
+    for key, known, what in (
+        ("hypotheses", hypothesis_ids, "hypothesis of the study"),
+        ("parameters", params, "hyperparameter of the model"),
+    ):
+        chosen = getattr(raw, key)
+        if chosen is None:
+            continue
+        if not chosen:
+            problems.append(f"robustness.{key}: list at least one, or leave the key out to vary every {what}")
+        for i, x in enumerate(chosen):
+            if x not in known:
+                why = " (its time component is not in the study)" if key == "parameters" and x in PARAMETERS else ""
+                problems.append(
+                    f"robustness.{key}[{i}]: {shown(x)} is not a {what}{why}{did_you_mean(x, known)}; "
+                    f"known: {allowed_list(known)}"
+                )
+        if len(set(chosen)) != len(chosen):
+            problems.append(f"robustness.{key}: a name is listed twice")
+    k = raw.pareto_k_threshold
+    if k is not None and not (_finite_number(k) and 0 < k <= 1):
+        problems.append(f"robustness.pareto_k_threshold: expected a number in (0, 1] (usually 0.7), got {shown(k)}")
+    return RobustnessSpec(
+        shifts=values["shifts"],
+        scales=values["scales"],
+        by=raw.by,
+        joint=raw.joint,
+        hypotheses=tuple(raw.hypotheses) if raw.hypotheses is not None else None,
+        parameters=tuple(raw.parameters) if raw.parameters is not None else None,
+        evidence_variants=raw.evidence_variants,
+        pareto_k_threshold=float(k) if k is not None and _finite_number(k) else None,
+        declared=True,
     )
 
 

@@ -161,9 +161,9 @@ def confidence(
     """
     caps: list[tuple[str, str]] = []
     if bayes_factor < WEAK_BAYES_FACTOR:
-        caps.append(("low", f"the evidence is weak (Bayes factor {bayes_factor:.2g}, below 3)"))
+        caps.append(("low", f"the evidence is weak (Bayes factor {bayes_factor:.3g}, below 3)"))
     elif bayes_factor < STRONG_BAYES_FACTOR:
-        caps.append(("moderate", f"the evidence is moderate, not strong (Bayes factor {bayes_factor:.2g}, below 10)"))
+        caps.append(("moderate", f"the evidence is moderate, not strong (Bayes factor {bayes_factor:.3g}, below 10)"))
     if leader_stable is None:
         caps.append(("moderate", "robustness to other reasonable priors was not checked"))
     elif not leader_stable:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -54,11 +55,20 @@ from forecast.stats.bridge import BRIDGE_SE_MAX
 from forecast.stats.loo import (
     Loo,
     elpd_differences,
-    jeffreys_label,
     posterior_probabilities,
     stacking_weights,
 )
+from forecast.stats.wording import (
+    confidence,
+    favours,
+    jeffreys,
+    likelihood_word,
+    loo_agreement,
+    mc_error_can_flip,
+    strength_phrase,
+)
 from forecast.workflows.history import History, compute_history, history_for_run
+from forecast.workflows.robustness import Robustness, flip_sentence, robustness
 from forecast.workflows.variants import EvidenceVariant, applicable, evidence_variants
 
 UNRELIABLE = "UNRELIABLE: at least one fit failed its checks (convergence, marginal-likelihood error)"
@@ -109,11 +119,20 @@ class UpdateResult:
     # Support under other choices of whose acts count (forecast.workflows.variants); empty when
     # the observations do not record who acted, or with variants=False.
     evidence_variants: list[EvidenceVariant] = field(default_factory=list)
+    # The range of support over the study's declared class of reasonable priors
+    # (forecast.workflows.robustness); None with robustness=False or a single hypothesis.
+    robustness: Robustness | None = None
+    # The headline's parts as data: leader, likelihood word, Bayes factor and its strength,
+    # robustness, confidence and its reasons (see ``judgement``); None with one hypothesis.
+    judgement: dict | None = None
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = asdict(dataclasses.replace(self, robustness=None))  # its record has its own to_dict
+        del d["robustness"]
         d["hypotheses"] = [h.to_dict() for h in self.hypotheses]
         d["evidence_variants"] = [v.to_dict() for v in self.evidence_variants]
+        if self.robustness is not None:
+            d["robustness"] = self.robustness.to_dict()
         d["schema_version"] = SCHEMA_VERSION
         if d["history"] is None:
             del d["history"]
@@ -135,12 +154,19 @@ def run_update(
     history_every: int = 1,
     history_settings: SamplerSettings | None = None,
     variants: bool = True,
+    robustness: bool = True,
 ) -> UpdateResult:
     """Fit every hypothesis of a study and write a run; see the module docstring.
 
     ``variants=True`` (the default) also fits every hypothesis under the evidence variants
     (forecast.workflows.variants: all rows, the actor's own and joint acts, the actor's own acts
     only) when the observations record who acted; their probabilities are reported side by side.
+
+    ``robustness=True`` (the default) also evaluates the study's declared class of reasonable
+    priors (``[robustness]``, forecast.workflows.robustness) on these fits: each hypothesis's
+    range of posterior probability, whether the leader leads in every variant, and the prior
+    odds at which it changes; the headline then says how robust the conclusion is. It never
+    changes the support figures (its refits come after them, with their own seeds).
 
     ``history=True`` also computes support over time (``forecast.workflows.history``, the
     `forecast history` workflow, run on the run being written before it is published: a refit
@@ -196,6 +222,15 @@ def run_update(
         base = {f.hypothesis: (b.log_ml, b.se) for f, b in zip(fits, bridges, strict=True)}
         found = evidence_variants(study, obs, model, settings, base, converged, progress=say)
         result = dataclasses.replace(result, evidence_variants=found)
+    if robustness:
+        found_robustness = _robustness(study, model, fits, bridges, settings, converged, result, progress)
+        if found_robustness is not None:
+            result = dataclasses.replace(
+                result,
+                robustness=found_robustness,
+                conclusion=conclusion(result.hypotheses, converged, obs.latest_date, found_robustness),
+                judgement=judgement(result.hypotheses, converged, found_robustness),
+            )
 
     def support_over_time(run: StoredRun) -> History:
         say("support over time (--history)")
@@ -239,6 +274,31 @@ def run_update(
             "timings": timings,
             "history": _history_summary(support_history, run_dir),
         }
+    )
+
+
+def _robustness(
+    study: Study,
+    model: StudyModel,
+    fits: list[Fit],
+    bridges,
+    settings: SamplerSettings,
+    converged: bool,
+    result: UpdateResult,
+    progress: Progress | None,
+) -> Robustness | None:
+    """The declared class evaluated on this run's fits (and its evidence variants)."""
+    return robustness(
+        study,
+        model,
+        fits,
+        np.array([b.log_ml for b in bridges]),
+        np.array([b.se for b in bridges]),
+        settings,
+        converged=converged,
+        evidence=result.evidence_variants,
+        progress=progress,
+        bar=progress is not None,
     )
 
 
@@ -332,29 +392,117 @@ def _assemble(
         n_observations=obs.n,
         latest_observation=obs.latest_date,
         hypotheses=rows,
-        conclusion=conclusion(rows, converged),
+        conclusion=conclusion(rows, converged, obs.latest_date),
         loo_note=loo_note(rows),
         settings=settings.to_dict(),
+        judgement=judgement(rows, converged),
     )
 
 
-def conclusion(rows: list[HypothesisResult], converged: bool) -> str:
-    """One plain-language sentence on which hypothesis the evidence supports, and how strongly."""
-    if len(rows) == 1:
-        return f"Only one hypothesis ('{rows[0].label}'); support needs at least two to compare."
+def judgement(rows: list[HypothesisResult], converged: bool, robust: Robustness | None = None) -> dict | None:
+    """The headline's parts as data (None with one hypothesis).
+
+    The leader (highest posterior probability) and its ICD 203 likelihood word; its Bayes factor
+    against the runner-up with Jeffreys' label; whether the Monte Carlo error could reverse the
+    order; how predictive accuracy (PSIS-LOO) sees the leader; robustness over the declared class
+    (``robust``; None: not evaluated); and the confidence level with its reasons
+    (forecast.stats.wording states the rule).
+    """
+    if len(rows) < 2:
+        return None
     ranked = sorted(rows, key=lambda r: r.posterior_probability, reverse=True)
     top, second = ranked[0], ranked[1]
     log_bf = top.log_marginal_likelihood - second.log_marginal_likelihood
-    bf_se = float(np.hypot(top.log_marginal_likelihood_se, second.log_marginal_likelihood_se))
+    log_bf_se = float(np.hypot(top.log_marginal_likelihood_se, second.log_marginal_likelihood_se))
     bf = float(np.exp(log_bf))
-    strength = jeffreys_label(bf) if bf >= 1 else "no support (the prior odds decide the order)"
-    text = (
-        f"The evidence favours '{top.label}' (posterior probability {top.posterior_probability:.2f} "
-        f"± {top.posterior_probability_se:.2f}); its Bayes factor against the runner-up '{second.label}' is "
-        f"{bf:.3g} (log BF {log_bf:.2f} ± {bf_se:.2f}), {strength} evidence on Jeffreys' scale."
+    mc_flip = mc_error_can_flip(log_bf, log_bf_se)
+    loo_best = max(rows, key=lambda r: r.elpd_loo)
+    loo = loo_agreement(top.elpd_diff, top.elpd_diff_se) if math.isfinite(top.elpd_diff) else None
+    stable = robust.leader_stable if robust is not None else None
+    conf = confidence(
+        bayes_factor=bf,
+        mc_can_flip=mc_flip,
+        leader_stable=stable,
+        leader_range=robust.leader_range if robust is not None else None,
+        loo=loo,
+        loo_best=loo_best.label,
+        converged=converged,
     )
-    if bf_se > abs(log_bf) and bf >= 1:
-        text += " The Monte Carlo error is as large as the log Bayes factor: rerun with more --draws before relying on the order."
+    return {
+        "leader": top.id,
+        "posterior_probability": top.posterior_probability,
+        "likelihood": likelihood_word(min(max(top.posterior_probability, 0.0), 1.0)),
+        "runner_up": second.id,
+        "bayes_factor": bf,
+        "log_bayes_factor": log_bf,
+        "log_bayes_factor_se": log_bf_se,
+        "evidence": jeffreys(bf),
+        "mc_error_can_flip": mc_flip,
+        "loo": loo,
+        "loo_best": loo_best.id,
+        "robust": stable,
+        "leader_range": list(robust.leader_range) if robust is not None else None,
+        "confidence": conf.level,
+        "confidence_reasons": list(conf.reasons),
+    }
+
+
+def conclusion(
+    rows: list[HypothesisResult],
+    converged: bool,
+    latest_observation: str | None = None,
+    robust: Robustness | None = None,
+) -> str:
+    """The headline: which hypothesis the evidence supports, how strongly, how robustly, how confidently.
+
+    E.g. "Through 2026-02-06, under the stated priors the evidence favours 'Pragmatic hedging'
+    (0.83, very likely; Bayes factor 5.4 against 'Strategic realignment', moderate evidence). Not
+    robust: 'Strategic realignment' leads (0.77) when its priors are 1.5x wider; the leader changes
+    in 5 of 50 variants. Confidence: low, because ...". Words from forecast.stats.wording; no
+    jargon (the table and the technical sections carry the log figures).
+    """
+    if len(rows) == 1:
+        return f"Only one hypothesis ('{rows[0].label}'); support needs at least two to compare."
+    j = judgement(rows, converged, robust)
+    assert j is not None
+    labels = {r.id: r.label for r in rows}
+    top, second, bf = labels[j["leader"]], labels[j["runner_up"]], j["bayes_factor"]
+    p, word = j["posterior_probability"], j["likelihood"]
+    opening = f"Through {latest_observation}, under" if latest_observation else "Under"
+    if bf >= 1:
+        text = (
+            f"{opening} the stated priors the evidence {favours(bf)} '{top}' ({p:.2f}, {word}; "
+            f"Bayes factor {bf:.3g} against '{second}', {strength_phrase(bf)})."
+        )
+    else:
+        text = (
+            f"{opening} the stated priors '{top}' is the most probable hypothesis ({p:.2f}, {word}) on its prior "
+            f"probability alone: the evidence favours '{second}' over it (Bayes factor {1 / bf:.3g}, "
+            f"{strength_phrase(1 / bf)})."
+        )
+    if j["mc_error_can_flip"]:
+        text += " The Monte Carlo error could reverse this order: rerun with more --draws before relying on it."
+    if robust is not None:
+        n = robust.n_variants
+        kinds = (
+            "of the priors and the evidence counted"
+            if any(r["kind"] == "evidence" for r in robust.variants)
+            else "of the priors"
+        )
+        if robust.leader_stable:
+            lo, hi = robust.leader_range
+            text += f" Robust: '{top}' leads in all {n} variants {kinds} ({lo:.2f} to {hi:.2f})."
+        else:
+            strongest = robust.strongest_flip()
+            assert strongest is not None
+            text += f" Not robust: {flip_sentence(strongest, labels)}"
+            k = len(robust.flips)
+            text += f"; the leader changes in {k} of {n} variants {kinds}." if k > 1 else "."
+    reasons = j["confidence_reasons"]
+    text += f" Confidence: {j['confidence']}"
+    if reasons:
+        text += ", because " + "; ".join(reasons[:-1]) + ("; and " if len(reasons) > 1 else "") + reasons[-1]
+    text += "."
     if not converged:
         text = UNRELIABLE + ". " + text
     return text

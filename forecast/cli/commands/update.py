@@ -45,6 +45,15 @@ from forecast.cli.options import (
     help="Also fit the evidence variants (all rows / the actor's own and joint acts / its own acts only) "
     "when the observations record who acted, and show them side by side (one extra fit per hypothesis each).",
 )
+@click.option(
+    "--robustness/--no-robustness",
+    default=True,
+    show_default=True,
+    help="Also evaluate the study's declared class of reasonable priors ([robustness]; default: every prior "
+    "shifted ±0.5 prior SD and made 1.5x wider and narrower, one at a time and jointly, plus the evidence "
+    "variants) by reweighting these fits, refitting only where that is unreliable; the headline then says "
+    "how robust the conclusion is.",
+)
 @json_option("Print one JSON object on stdout instead of the table.")
 @quiet_option("No progress messages on stderr.")
 def update(
@@ -59,6 +68,7 @@ def update(
     history,
     history_every,
     variants,
+    robustness,
     as_json,
     quiet,
 ):
@@ -66,8 +76,10 @@ def update(
 
     STUDY is a study file (TOML); by default priors/turkey_nato.toml. Prints, per hypothesis,
     the prior probability, the log marginal likelihood and posterior probability with their
-    Monte Carlo errors, PSIS-LOO predictive accuracy, and convergence diagnostics; writes a
-    run directory under reports/runs/<study>/.
+    Monte Carlo errors, PSIS-LOO predictive accuracy, and convergence diagnostics; a headline
+    that says how strong the evidence is (likelihood words of ICD 203, Jeffreys' scale), how
+    robust it is over the study's declared class of reasonable priors, and with what confidence;
+    writes a run directory under reports/runs/<study>/.
 
     \b
     Example:
@@ -88,6 +100,7 @@ def update(
             history=history,
             history_every=history_every,
             variants=variants,
+            robustness=robustness,
         )
     )
     if as_json:

@@ -1,4 +1,5 @@
-"""Terminal rendering of `forecast update`: the support table, its conclusion and the LOO note."""
+"""Terminal rendering of `forecast update`: the support table, the headline, the LOO note, the
+evidence variants and the robustness over the study's declared class of reasonable priors."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ def render_update(result) -> str:
         )
     lines += ["", result.conclusion, "", result.loo_note]
     lines += render_variants(result)
+    lines += render_robustness(result)
     history = getattr(result, "history", None)
     if history:
         flag = "" if history["converged"] else "; some points FAILED their convergence checks (flagged)"
@@ -59,4 +61,63 @@ def render_variants(result) -> list[str]:
         )
     else:
         lines.append("The same hypothesis leads whichever acts are counted.")
+    return lines
+
+
+def describe_class(declared: dict, n_evidence: int) -> str:
+    """The declared class in words: which priors change, how, and the evidence variants."""
+    shifts = ", ".join(f"±{x:g}" for x in declared["shifts"])
+    scales = ", ".join(f"{x:g}x" for x in declared["scales"])
+    who = (
+        "each hypothesis's"
+        if declared["hypotheses"] is None
+        else "the " + ", ".join(declared["hypotheses"]) + " hypotheses'"
+    )
+    params = "priors" if declared["parameters"] is None else " and ".join(declared["parameters"]) + " priors"
+    how = "one hyperparameter at a time and jointly" if declared["joint"] else "one hyperparameter at a time"
+    if declared["by"] == "slot":
+        how += ", each counterpart group alone"
+    text = f"{who} {params} shifted by {shifts} prior SD and made {scales} wider and narrower, {how}"
+    if n_evidence:
+        text += f"; {n_evidence} evidence variant(s)"
+    return text
+
+
+def render_robustness(result) -> list[str]:
+    """Each hypothesis's range over the declared class, the variants where the leader changes, prior odds."""
+    r = getattr(result, "robustness", None)
+    if r is None:
+        return []
+    labels = {h.id: h.label for h in result.hypotheses}
+    n_evidence = sum(v["kind"] == "evidence" for v in r.variants)
+    source = "the study's declared class" if r.declared["source"] != "defaults" else "the default class"
+    refitted = f"; {len(r.refitted)} refitted where reweighting was unreliable" if r.refitted else ""
+    lines = [
+        "",
+        f"Robustness over {r.n_variants} variants of {source}: {describe_class(r.declared, n_evidence)}{refitted}",
+    ]
+    ids = [h.id for h in result.hypotheses]
+    vw = max([len(r.ranges[h]["min_variant"]) for h in ids] + [len(r.ranges[h]["max_variant"]) for h in ids] + [7])
+    head = f"{'hypothesis':<26} {'stated':>6}  {'lowest':>6}  {'variant':<{vw}}  {'highest':>7}  variant"
+    lines += [head, "-" * (len(head) - len("variant") + vw)]
+    for h in ids:
+        x = r.ranges[h]
+        lines.append(
+            f"{labels[h][:26]:<26} {x['base']:>6.3f}  {x['min']:>6.3f}  {x['min_variant']:<{vw}}  {x['max']:>7.3f}  {x['max_variant']}"
+        )
+    leader = labels[r.leader]
+    if r.leader_stable:
+        lines.append(f"'{leader}' leads in every variant.")
+    else:
+        shown = ", ".join(
+            f"{f['variant']} -> '{labels[f['new_leader']]}'"
+            + (" (within Monte Carlo error)" if f["within_mc_error"] else "")
+            for f in r.flips[:8]
+        )
+        more = f" and {len(r.flips) - 8} more" if len(r.flips) > 8 else ""
+        lines.append(f"'{leader}' loses the lead in {len(r.flips)} of {r.n_variants} variants: {shown}{more}.")
+    if r.prior_odds_text:
+        lines.append(r.prior_odds_text)
+    if r.warning:
+        lines.append(f"WARNING: {r.warning}")
     return lines
