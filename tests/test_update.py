@@ -46,7 +46,7 @@ SMALL = SamplerSettings(draws=1000, tune=500, chains=4, seed=7)
 def default_run(tmp_path_factory):
     """The default study fitted once (slow: only the tests marked slow use it)."""
     root = tmp_path_factory.mktemp("runs")
-    return run_update(default_study(), SamplerSettings(seed=11), runs_root=root), root
+    return run_update(default_study(), SamplerSettings(seed=11), runs_root=root, robustness=False), root
 
 
 @pytest.mark.slow

@@ -53,11 +53,13 @@ def test_variants_apply_only_when_the_file_records_who_acted(tmp_path):
 def test_a_variant_equals_a_direct_fit_of_the_study_restricted_to_those_initiators(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    base = run_update(_with_initiators(tmp_path / "a"), SMALL, write=False)
+    base = run_update(_with_initiators(tmp_path / "a"), SMALL, write=False, robustness=False)
     own = {v.id: v for v in base.evidence_variants}
     assert own["all_rows"].as_fitted and not own["own_only"].as_fitted
     assert own["all_rows"].n_observations == base.n_observations
-    direct = run_update(_with_initiators(tmp_path / "b", '["actor"]'), SMALL, write=False, variants=False)
+    direct = run_update(
+        _with_initiators(tmp_path / "b", '["actor"]'), SMALL, write=False, variants=False, robustness=False
+    )
     assert direct.n_observations == base.n_observations  # rows read; the cells use the chosen ones
     variant = own["own_only"]
     for h in direct.hypotheses:
