@@ -1,0 +1,527 @@
+"""`forecast constraints`: constraint hypotheses compared on one fit of the encompassing model.
+
+1. Validate the study (its ``[encompassing]`` prior and ``[[constraint_hypotheses]]``,
+   forecast.spec.constraints) and the observations.
+2. Fit the encompassing model ONCE (the shared model with the encompassing priors), through the
+   same sampler and convergence gate as every hypothesis of `forecast update`.
+3. Draw the encompassing prior by Monte Carlo (independent draws in its standard-normal
+   coordinates; the hyperparameters by their quantile functions, domain effects and walk steps as
+   they are); evaluate every hypothesis's region on the prior and the posterior draws.
+4. Bayes factors against the encompassing model (posterior mass / prior mass, with Monte Carlo
+   errors; small prior masses by stepwise conditioning: forecast.stats.encompassing), posterior
+   probabilities of each hypothesis and of the complement, overlapping hypotheses flagged.
+5. Robustness to the encompassing prior: the same probabilities with the encompassing prior
+   widened and narrowed (1.5x by default), the posterior reweighted by Pareto-smoothed importance
+   sampling (no refit) and the prior drawn afresh.
+
+Nothing is written; the record is rendered by forecast.reports.text.constraints or as JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.special import expit
+
+from forecast.data.cells import cell_data
+from forecast.data.observations import load_observations
+from forecast.errors import ConvergenceError, ObservationError, StudyError
+from forecast.fit.sampler import SamplerSettings, StudyModel
+from forecast.model.build import (
+    DOMAIN_EFFECT,
+    RW_STEPS,
+    draws_as_arrays,
+    latent_logit,
+    latent_parts,
+    years_from_reference,
+)
+from forecast.settings import Progress, derive_rng
+from forecast.spec.constraints import ConstraintHypothesis, ConstraintStudy, Period, Quantity
+from forecast.spec.priors import Prior
+from forecast.spec.study import Hypothesis, Study, load_study
+from forecast.stats.encompassing import (
+    MIN_HITS,
+    BayesFactor,
+    EmptyRegion,
+    Mass,
+    bayes_factor,
+    mass_from_draws,
+    overlaps,
+    posterior_probabilities,
+    stepwise_mass,
+)
+from forecast.stats.psis import psislw
+from forecast.workflows.sensitivity.grid import scale_prior
+
+ENCOMPASSING_ID = "encompassing"
+CHUNK = 4_000  # draws evaluated at once (a draw's shares take G x D x Q floats)
+ROBUSTNESS_FACTORS = (1.5,)
+PARETO_K_MAX = 0.7
+METHOD_NOTE = (
+    "Each constraint hypothesis's prior is the one encompassing prior restricted to its region; its Bayes "
+    "factor against the encompassing model is the region's posterior mass over its prior mass (Klugkist, "
+    "Laudy & Hoijtink 2005), from one fit. Prior masses below {min_hits} draws in {n} use stepwise "
+    "conditioning; a region holding no posterior draw gets an upper bound, not a zero."
+)
+
+
+# --- the regions on draws ----------------------------------------------------------------------
+
+
+class Regions:
+    """Evaluates the study's constraint quantities and each hypothesis's margin on parameter draws.
+
+    ``arrays`` are draws in ``draws_as_arrays`` layout (leading sample axis). A hypothesis's margin
+    is the smallest margin of its constraints (>= 0 inside its region), in share units; the
+    complement's is minus the largest margin of the others.
+    """
+
+    def __init__(self, study: Study, spec: ConstraintStudy):
+        self.study, self.spec = study, spec
+        self.years = years_from_reference(study)
+        self.ref = study.time.reference - study.time.start
+        self.groups = [g.id for g in study.groups]
+        self.domains = [d.id for d in study.domains]
+
+    def margins(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(arrays["tilt"])
+        parts = []
+        for a in range(0, n, CHUNK):
+            chunk = {k: v[a : a + CHUNK] for k, v in arrays.items()}
+            parts.append(self._margins(chunk))
+        return {h.id: np.concatenate([p[h.id] for p in parts]) for h in self.spec.hypotheses}
+
+    def _margins(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        a, b = latent_parts(np, arrays, self.years, self.ref, self.study.time.components)  # (S, G, D), (S, G, Q)
+        cache: dict[object, np.ndarray] = {}
+        n = len(a)
+        out: dict[str, np.ndarray] = {}
+        for h in self.spec.constrained:
+            m = np.full(n, np.inf)
+            for c in h.constraints:
+                diff = np.zeros(n)
+                for t in c.difference:
+                    diff = diff + t.coef * (1.0 if t.quantity is None else self._value(t.quantity, a, b, arrays, cache))
+                if c.op in (">", ">="):
+                    cm = diff
+                elif c.op in ("<", "<="):
+                    cm = -diff
+                else:
+                    cm = c.margin - np.abs(diff)
+                m = np.minimum(m, cm)
+            out[h.id] = m
+        if self.spec.constrained:
+            out[self.spec.complement.id] = -np.max([out[h.id] for h in self.spec.constrained], axis=0)
+        else:
+            out[self.spec.complement.id] = np.ones(n)
+        return out
+
+    def _domain_shares(self, g: int, p: Period, a: np.ndarray, b: np.ndarray, cache) -> np.ndarray:
+        """(S, D): each domain's cooperative share with group ``g``, averaged over the period's quarters."""
+        key = (g, p.start, p.end)
+        if key not in cache:
+            t0 = self.study.time.start
+            eta = a[:, g, :, None] + b[:, g, None, p.start - t0 : p.end - t0 + 1]
+            cache[key] = expit(eta, out=eta).mean(axis=-1)
+        return cache[key]
+
+    def _value(self, q: Quantity, a: np.ndarray, b: np.ndarray, arrays, cache) -> np.ndarray:
+        if q in cache:
+            return cache[q]
+        g = self.groups.index(q.group)
+        if q.kind == "trend":
+            tilt, trend = arrays["tilt"][:, g], arrays["trend"][:, g]
+            v = expit(tilt + trend) - expit(tilt)
+        else:
+            per_domain = [self._domain_shares(g, p, a, b, cache) for p in q.periods]  # (S, D) each
+            if q.kind == "domain_gap":
+                v = per_domain[0].max(axis=-1) - per_domain[0].min(axis=-1)
+            else:
+                d = self.domains.index(q.domain) if q.domain else None
+                means = [x[:, d] if d is not None else x.mean(axis=-1) for x in per_domain]
+                v = means[0] if q.kind == "share" else means[1] - means[0]
+        cache[q] = v
+        return v
+
+
+class PriorDraws:
+    """The encompassing prior in standard-normal coordinates: u ~ N(0, I) -> parameter arrays.
+
+    Hyperparameters by their quantile functions (Normal ones exactly as mu + sigma u), domain
+    effects and walk steps as they are (they are standard normal in the model).
+    """
+
+    def __init__(self, study: Study, priors: dict[tuple[str, str], Prior]):
+        self.study, self.priors = study, priors
+        self.n_g, self.n_d = len(study.groups), len(study.domains)
+        self.walk = "random_walk" in study.time.components and study.time.n_quarters > 1
+        self.n_steps = study.time.n_quarters - 1 if self.walk else 0
+        self.slots = study.slots
+        self.dim = len(self.slots) + self.n_g * self.n_d + self.n_g * self.n_steps
+
+    def arrays(self, u: np.ndarray) -> dict[str, np.ndarray]:
+        from scipy.special import ndtr, ndtri
+
+        out: dict[str, np.ndarray] = {}
+        columns: dict[str, list[np.ndarray]] = {}
+        for k, slot in enumerate(self.slots):
+            prior = self.priors[slot]
+            if prior.dist == "Normal":
+                x = prior.kwargs["mu"] + prior.kwargs["sigma"] * u[:, k]
+            elif prior.dist == "HalfNormal":  # |N(0, sigma)| by its quantile function, without scipy.stats
+                x = prior.kwargs["sigma"] * ndtri(0.5 + 0.5 * np.clip(ndtr(u[:, k]), 0.0, 1 - 1e-16))
+            else:
+                x = prior.ppf(np.clip(ndtr(u[:, k]), 1e-15, 1 - 1e-15))
+            columns.setdefault(slot[0], []).append(x)
+        for param, cols in columns.items():
+            out[param] = np.stack(cols, axis=-1)
+        a = len(self.slots)
+        out[DOMAIN_EFFECT] = u[:, a : a + self.n_g * self.n_d].reshape(-1, self.n_g, self.n_d)
+        if self.walk:
+            b = a + self.n_g * self.n_d
+            out[RW_STEPS] = u[:, b:].reshape(-1, self.n_g, self.n_steps)
+        return out
+
+
+def log_prior_density(study: Study, priors: dict[tuple[str, str], Prior], arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """log p(hyperparameters) under ``priors`` for each draw (the standardised effects cancel in ratios)."""
+    out = np.zeros(len(arrays["tilt"]))
+    groups = [g.id for g in study.groups]
+    for param, group in study.slots:
+        out += priors[(param, group)].logpdf(arrays[param][:, groups.index(group)])
+    return out
+
+
+# --- records -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConstraintHypothesisResult:
+    id: str
+    label: str
+    claim: str
+    constraints: list[str]
+    complement: bool
+    prior_probability: float
+    prior_mass: Mass
+    posterior_mass: Mass
+    bayes_factor: BayesFactor  # against the encompassing model
+    posterior_probability: float
+    posterior_probability_se: float
+    posterior_probability_upper: float  # = posterior_probability unless the Bayes factor is a bound
+
+    @property
+    def bf_text(self) -> str:
+        bf = math.exp(self.bayes_factor.log_bf)
+        return ("< " if self.bayes_factor.bound else "") + f"{bf:.3g}"
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        for k in ("prior_mass", "posterior_mass", "bayes_factor"):
+            d[k] = getattr(self, k).to_dict()
+        return d
+
+
+@dataclass(frozen=True)
+class ConstraintRobustness:
+    """Probabilities with the encompassing prior's every prior scaled by ``factor``."""
+
+    factor: float
+    probabilities: dict[str, float]
+    max_change: float  # largest |change| of a hypothesis's posterior probability
+    pareto_k: float
+    reliable: bool  # Pareto k <= PARETO_K_MAX
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ConstraintComparison:
+    study: str
+    study_path: str
+    question: str
+    n_observations: int
+    latest_observation: str | None
+    converged: bool
+    diagnostics: dict
+    encompassing_priors: list[dict]
+    prior_predictive: dict[str, list[float]]  # group -> share(group, all) 5%, 50%, 95% under the prior
+    hypotheses: list[ConstraintHypothesisResult]
+    overlaps: list[dict]
+    leader: str
+    robustness: list[ConstraintRobustness]
+    prior_draws: int
+    posterior_draws: int
+    settings: dict
+    method: str
+    timings: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["hypotheses"] = [h.to_dict() for h in self.hypotheses]
+        d["robustness"] = [r.to_dict() for r in self.robustness]
+        return d
+
+
+# --- the workflow ------------------------------------------------------------------------------
+
+
+def encompassing_hypothesis(spec: ConstraintStudy) -> Hypothesis:
+    return Hypothesis(ENCOMPASSING_ID, "Encompassing model", "The shared encompassing prior.", 1.0, dict(spec.priors))
+
+
+def constraint_study(study: Study) -> ConstraintStudy:
+    """The study's constraint hypotheses, or a StudyError saying how to state them."""
+    spec = study.constraints
+    if spec is None:
+        raise StudyError(
+            f"{study.path}: no constraint hypotheses; add an [encompassing] table with the shared prior and "
+            "[[constraint_hypotheses]] with their constraints (see priors/turkey_nato_constraints.toml)"
+        )
+    if "trend" not in study.time.components:
+        used = [h.id for h in spec.constrained for c in h.constraints for q in c.quantities if q.kind == "trend"]
+        if used:
+            raise StudyError(
+                f"{study.path}: constraint hypotheses {sorted(set(used))} use trend(...), but the study's time "
+                "components do not include 'trend'; add it to time.components or state the change between periods"
+            )
+    return spec
+
+
+def prior_masses(
+    regions: Regions,
+    draws: PriorDraws,
+    n: int,
+    rng: np.random.Generator,
+    progress: Progress | None = None,
+) -> tuple[dict[str, Mass], dict[str, np.ndarray]]:
+    """Each hypothesis's prior mass (plain Monte Carlo, stepwise conditioning when it is small) and
+    the indicators of the plain draws."""
+    inside: dict[str, list[np.ndarray]] = {h.id: [] for h in regions.spec.hypotheses}
+    for a in range(0, n, CHUNK):
+        m = regions.margins(draws.arrays(rng.standard_normal((min(CHUNK, n - a), draws.dim))))
+        for hid, v in m.items():
+            inside[hid].append(v >= 0)
+    flat = {hid: np.concatenate(v) for hid, v in inside.items()}
+    masses: dict[str, Mass] = {}
+    for h in regions.spec.hypotheses:
+        plain = mass_from_draws(flat[h.id])
+        if plain.hits >= MIN_HITS:
+            masses[h.id] = plain
+            continue
+        if progress:
+            progress(f"  '{h.id}': {plain.hits} of {n} prior draws inside; stepwise conditioning")
+
+        def margin(u: np.ndarray, hid: str = h.id) -> np.ndarray:
+            return regions.margins(draws.arrays(u))[hid]
+
+        try:
+            masses[h.id] = stepwise_mass(margin, draws.dim, rng)
+        except EmptyRegion as e:
+            raise StudyError(_empty_message(regions.study, h, str(e))) from None
+    return masses, flat
+
+
+def _empty_message(study: Study, h: ConstraintHypothesis, why: str) -> str:
+    listed = "; ".join(c.text for c in h.constraints) or "(the complement of every other hypothesis)"
+    return (
+        f"{study.path}: constraint hypothesis '{h.id}' describes an empty region: {why}. Its constraints ({listed}) "
+        "cannot hold together under the model; loosen or remove one"
+    )
+
+
+def run_constraints(
+    study_path: str | Path,
+    settings: SamplerSettings | None = None,
+    *,
+    prior_draws: int | None = None,
+    allow_unconverged: bool = False,
+    factors: tuple[float, ...] = ROBUSTNESS_FACTORS,
+    progress: Progress | None = None,
+) -> ConstraintComparison:
+    """Compare a study's constraint hypotheses on one encompassing fit; see the module docstring."""
+    settings = settings or SamplerSettings()
+    say = progress or (lambda _msg: None)
+    t0 = time.perf_counter()
+    study = load_study(study_path)
+    spec = constraint_study(study)
+    obs = load_observations(study)
+    if obs.n == 0:
+        raise ObservationError(f"{obs.path}: no observations yet; add coded events first")
+    cells = cell_data(obs.table, study)
+    enc = encompassing_hypothesis(spec)
+    model = StudyModel(dataclasses.replace(study, hypotheses=(enc,)), cells)
+    say(f"{study.name}: {obs.n} observations; fitting the encompassing model once")
+    fit = model.fit(enc, settings, progress=say)
+    t_fit = time.perf_counter()
+    if not fit.diagnostics.converged and not allow_unconverged:
+        raise ConvergenceError(
+            "the encompassing model's fit failed the convergence gate (after one retry): "
+            + "; ".join(fit.diagnostics.problems)
+            + ". Try more --tune/--draws, or pass --allow-unconverged to see results flagged as unreliable."
+        )
+    say("evaluating the constraint regions on prior and posterior draws")
+    comparison = compare(study, spec, fit.trace.posterior, settings.seed, prior_draws or spec.prior_draws, factors, say)
+    t_end = time.perf_counter()
+    return dataclasses.replace(
+        comparison,
+        n_observations=obs.n,
+        latest_observation=str(obs.latest_date) if obs.latest_date else None,
+        converged=fit.diagnostics.converged,
+        diagnostics=fit.diagnostics.to_dict(),
+        settings=dataclasses.asdict(fit.settings),
+        timings={
+            "fit_seconds": round(fit.seconds, 2),
+            "compile_seconds": round(model.compile_seconds, 2),
+            "comparison_seconds": round(t_end - t_fit, 2),
+            "total_seconds": round(t_end - t0, 2),
+        },
+    )
+
+
+def compare(
+    study: Study,
+    spec: ConstraintStudy,
+    posterior,
+    seed: int,
+    n_prior: int,
+    factors: tuple[float, ...] = ROBUSTNESS_FACTORS,
+    progress: Progress | None = None,
+) -> ConstraintComparison:
+    """The comparison from a fitted encompassing posterior (an xarray Dataset with chain, draw)."""
+    regions = Regions(study, spec)
+    draws = PriorDraws(study, spec.priors)
+    rng = derive_rng(seed, "constraints", "prior")
+    masses, prior_inside = prior_masses(regions, draws, n_prior, rng, progress)
+    arrays = draws_as_arrays(posterior, study)
+    n_chains, n_draws = posterior.sizes["chain"], posterior.sizes["draw"]
+    post_margins = regions.margins(arrays)
+    hyps = spec.hypotheses
+    post = {h.id: mass_from_draws((post_margins[h.id] >= 0).reshape(n_chains, n_draws)) for h in hyps}
+    bfs = [bayes_factor(masses[h.id], post[h.id]) for h in hyps]
+    prior_p = np.array([h.prior_probability for h in hyps])
+    probs, sds, upper = posterior_probabilities(bfs, prior_p, derive_rng(seed, "constraints", "probabilities"))
+    results = [
+        ConstraintHypothesisResult(
+            h.id,
+            h.label,
+            h.claim,
+            [c.text for c in h.constraints],
+            h.complement,
+            float(h.prior_probability),
+            masses[h.id],
+            post[h.id],
+            bf,
+            float(p),
+            float(s),
+            float(u),
+        )
+        for h, bf, p, s, u in zip(hyps, bfs, probs, sds, upper, strict=True)
+    ]
+    found = overlaps({h.id: prior_inside[h.id] for h in spec.constrained})
+    robustness = [
+        _scaled(study, spec, regions, arrays, post_margins, probs, f, derive_rng(seed, "constraints", "scaled", k))
+        for k, f in enumerate(sorted({x for f in factors for x in (f, 1.0 / f)}, reverse=True))
+    ]
+    return ConstraintComparison(
+        study=study.name,
+        study_path=str(study.path),
+        question=study.question,
+        n_observations=0,
+        latest_observation=None,
+        converged=True,
+        diagnostics={},
+        encompassing_priors=[
+            {"parameter": p, "group": g, "prior": spec.priors[(p, g)].describe()} for p, g in study.slots
+        ],
+        prior_predictive=_prior_predictive(study, draws, derive_rng(seed, "constraints", "predictive")),
+        hypotheses=results,
+        overlaps=[
+            {"hypotheses": [a, b], "prior_fraction_in_both": round(x, 6), "advice": _overlap_advice(a, b)}
+            for a, b, x in found
+        ],
+        leader=results[int(np.argmax(probs))].id,
+        robustness=robustness,
+        prior_draws=n_prior,
+        posterior_draws=int(n_chains * n_draws),
+        settings={},
+        method=METHOD_NOTE.format(min_hits=MIN_HITS, n=n_prior),
+    )
+
+
+def _overlap_advice(a: str, b: str) -> str:
+    return (
+        f"'{a}' and '{b}' share part of their regions, so their probabilities are not exclusive; make them "
+        f"exclusive by adding to one the negation of a constraint of the other (e.g. '>' in one, '<=' in the other)"
+    )
+
+
+def _prior_predictive(
+    study: Study, draws: PriorDraws, rng: np.random.Generator, n: int = 4_000
+) -> dict[str, list[float]]:
+    """Share of cooperative interactions over the study's whole time, 5/50/95% under the encompassing prior."""
+    arrays = draws.arrays(rng.standard_normal((n, draws.dim)))
+    eta = latent_logit(
+        np, arrays, years_from_reference(study), study.time.reference - study.time.start, study.time.components
+    )
+    share = (1.0 / (1.0 + np.exp(-eta))).mean(axis=(2, 3))  # (S, G)
+    return {
+        g.id: [round(float(x), 3) for x in np.quantile(share[:, i], [0.05, 0.5, 0.95])]
+        for i, g in enumerate(study.groups)
+    }
+
+
+def _scaled(
+    study: Study,
+    spec: ConstraintStudy,
+    regions: Regions,
+    arrays: dict[str, np.ndarray],
+    post_margins: dict[str, np.ndarray],
+    base: np.ndarray,
+    factor: float,
+    rng: np.random.Generator,
+) -> ConstraintRobustness:
+    """Probabilities with every encompassing prior scaled by ``factor``: posterior by PSIS reweighting."""
+    priors = {k: scale_prior(p, factor) for k, p in spec.priors.items()}
+    scaled = dataclasses.replace(spec, priors=priors)
+    masses, _ = prior_masses(Regions(study, scaled), PriorDraws(study, priors), spec.prior_draws, rng)
+    log_ratio = log_prior_density(study, priors, arrays) - log_prior_density(study, spec.priors, arrays)
+    log_w, k = psislw(-log_ratio[None, :])
+    w = np.exp(log_w[0])
+    n_eff = 1.0 / float(np.sum(w**2))
+    bfs = []
+    for h in spec.hypotheses:
+        inside = post_margins[h.id] >= 0
+        p = float(np.sum(w * inside))
+        se = math.sqrt(max(p * (1 - p), 0.0) / n_eff)
+        hits = int(inside.sum())
+        post = Mass(p, se, "reweighted", n_eff, hits, None if p > 0 else 3.0 / n_eff)
+        bfs.append(bayes_factor(masses[h.id], post))
+    probs, _, _ = posterior_probabilities(bfs, np.array([h.prior_probability for h in spec.hypotheses]), rng)
+    k0 = float(k[0])
+    return ConstraintRobustness(
+        factor=factor,
+        probabilities={h.id: round(float(p), 4) for h, p in zip(spec.hypotheses, probs, strict=True)},
+        max_change=round(float(np.max(np.abs(probs - base))), 4),
+        pareto_k=round(k0, 3),
+        reliable=bool(k0 <= PARETO_K_MAX),
+    )
+
+
+__all__ = [
+    "ConstraintComparison",
+    "ConstraintHypothesisResult",
+    "ConstraintRobustness",
+    "PriorDraws",
+    "Regions",
+    "compare",
+    "constraint_study",
+    "encompassing_hypothesis",
+    "run_constraints",
+]
