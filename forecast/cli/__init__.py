@@ -9,6 +9,7 @@ from forecast.cli.app import main
 from forecast.cli.commands import (  # noqa: F401  (importing registers each command)
     backtest,
     calibrate,
+    constraints,
     evidence,
     history,
     import_,
