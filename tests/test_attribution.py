@@ -157,6 +157,7 @@ def test_an_interval_adds_its_new_events_and_swaps_a_better_corroborated_report(
             4, event_date="2020-01-10", report_date="2020-05-20", counterpart="russia", reliability="A1", origin_id="E1"
         ),
         event(5, event_date="2020-04-02", counterpart="russia", outcome="conflictual", intensity="-1"),
+        event(6, event_date="2020-06-01", counterpart="eu", reliability="C3"),
     ]
     study = load_study(static_study(tmp_path, rows))
     table = load_observations(study).table
@@ -165,9 +166,9 @@ def test_an_interval_adds_its_new_events_and_swaps_a_better_corroborated_report(
     before, _ = counted_reports(table, known, q1, study)
     after, roots = counted_reports(table, known, q2, study)
     ev = interval_evidence(table, study, before, after, roots)
-    # Chained by report date: E5 (04-02), E3 (05-01), E4 (05-20, replacing E1).
-    assert [table["id"].iloc[r] for r in ev.rows] == ["E5", "E3", "E4"]
-    assert [[table["id"].iloc[p] for p in r] for r in ev.replaced] == [[], [], ["E1"]]
+    # Chained by report date: E5 (04-02), E3 (05-01), E4 (05-20, replacing E1), E6 (06-01).
+    assert [table["id"].iloc[r] for r in ev.rows] == ["E5", "E3", "E4", "E6"]
+    assert [[table["id"].iloc[p] for p in r] for r in ev.replaced] == [[], [], ["E1"], []]
     # Exactly the change of the likelihood: log p(y_Q2 | theta) - log p(y_Q1 | theta), draw by draw.
     draws = prior_draws(study, study.hypotheses[0], 50, np.random.default_rng(0))
     parts = parts_of(draws, study)
@@ -175,6 +176,14 @@ def test_an_interval_adds_its_new_events_and_swaps_a_better_corroborated_report(
     full = _cell_loglik(parts, cell_data(table[known <= q2], study))
     first = _cell_loglik(parts, cell_data(table[known <= q1], study))
     np.testing.assert_allclose(by_event.sum(axis=0), full - first, atol=1e-10)
+    # An interval with too many events is chained in blocks of one counterpart, domain and
+    # outcome: E3 and E6 (eu, defence, cooperative) become one, with the same likelihood.
+    blocked = ev.blocks(table)
+    assert [table["id"].iloc[r] for r in blocked.rows] == ["E5", "E3", "E4"] and list(blocked.count) == [1, 2, 1]
+    assert blocked.n_events == 4 and blocked.replaced == ev.replaced[:3]
+    np.testing.assert_allclose(blocked.loglik(parts).sum(axis=0), full - first, atol=1e-10)
+    np.testing.assert_allclose(blocked.loglik(parts)[[0, 2]], by_event[[0, 2]], atol=1e-12)
+    np.testing.assert_allclose(blocked.added_weight, [0.81, 0.81 + 0.5625, 1.0])  # B2, B2 + C3, A1
 
 
 def _exact_log_ml(study, table, rows, h) -> float:

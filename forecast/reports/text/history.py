@@ -87,7 +87,7 @@ def _interval_lines(interval: IntervalAttribution) -> list[str]:
         text = "  " + _event_text(e) + ": "
         lines.append(text + _shorten(e.description, WIDTH - len(text)))
     rest = interval.top_events[PER_INTERVAL:]
-    others = interval.other_events + len(rest)
+    others = interval.other_events + sum(e.count for e in rest)
     if others:
         total = (interval.other_contribution or 0.0) + sum(e.contribution for e in rest)
         lines.append(f"  {_signed(total)}  {others} other event(s) together")

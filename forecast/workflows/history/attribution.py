@@ -31,7 +31,7 @@ Pure functions of draws and the observation table; ``Collector`` gathers the per
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -50,6 +50,8 @@ from forecast.workflows.history.records import Attribution, EventContribution, H
 TOP_EVENTS = 5  # per interval
 TOP_EVENTS_WINDOW = 10  # over the whole window
 PRIOR_DRAWS_FACTOR = 4  # prior draws (independent, cheap) per posterior draw, for the first interval
+MAX_EVENTS = 400  # an interval with more new events is split by (counterpart, domain, outcome) instead
+TERM_BLOCK_ELEMENTS = 1 << 22  # likelihood terms x draws evaluated at once
 SMOOTH_FROM_K = 1 / 3  # tails with a lower Pareto k are left unsmoothed (Vehtari et al.'s reference PSIS)
 AGREEMENT_Z = 4.0  # importance-sampled and bridge-sampled changes further apart than this are flagged
 
@@ -68,32 +70,65 @@ class IntervalEvidence:
 
     ``rows`` are the table positions of each event's report counted from this interval on, in
     the order their contributions are chained (report date, event date, file order); term
-    ``i`` belongs to event ``unit[i]``.
+    ``i`` belongs to event ``unit[i]``. After ``blocks()`` a unit is a block of ``count`` events
+    (``rows``: the first of them).
     """
 
     rows: np.ndarray
-    replaced: list[list[int]]  # per event: table positions of the reports it supersedes
+    replaced: list[list[int]]  # per unit: table positions of the reports it supersedes
     group: np.ndarray
     domain: np.ndarray
     quarter: np.ndarray  # model quarter (0 = study start)
     cooperative: np.ndarray
     weight: np.ndarray  # signed
     unit: np.ndarray
+    count: np.ndarray | None = None  # events per unit (None: one each)
 
     @property
     def n_events(self) -> int:
+        """Events whose terms are new in the interval (blocks counted by their events)."""
+        return len(self.rows) if self.count is None else int(self.count.sum())
+
+    @property
+    def n_units(self) -> int:
         return len(self.rows)
 
+    @property
+    def added_weight(self) -> np.ndarray:
+        """The reliability weight each unit adds to the likelihood (its new reports' weights)."""
+        return np.bincount(self.unit, weights=np.maximum(self.weight, 0.0), minlength=self.n_units)
+
     def loglik(self, parts: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        """Each event's log-likelihood change per draw, (events, draws), from ``latent_parts``' (a, b)."""
+        """Each unit's log-likelihood change per draw, (units, draws), from ``latent_parts``' (a, b)."""
         a, b = parts
-        out = np.zeros((self.n_events, a.shape[0]))
-        if not len(self.unit):
-            return out
-        eta = a[:, self.group, self.domain] + b[:, self.group, self.quarter]
-        terms = np.where(self.cooperative, -np.logaddexp(0.0, -eta), -np.logaddexp(0.0, eta)) * self.weight
-        np.add.at(out, self.unit, terms.T)
+        out = np.zeros((self.n_units, a.shape[0]))
+        step = max(1, TERM_BLOCK_ELEMENTS // max(a.shape[0], 1))  # bounded memory for large intervals
+        for start in range(0, len(self.unit), step):
+            sel = slice(start, start + step)
+            g = self.group[sel]
+            eta = a[:, g, self.domain[sel]] + b[:, g, self.quarter[sel]]
+            terms = np.where(self.cooperative[sel], -np.logaddexp(0.0, -eta), -np.logaddexp(0.0, eta))
+            np.add.at(out, self.unit[sel], (terms * self.weight[sel]).T)
         return out
+
+    def blocks(self, table: pd.DataFrame) -> IntervalEvidence:
+        """The same terms with the events of one counterpart, domain and outcome as one unit (the
+        chain rule holds for any grouping; used when an interval has too many events to chain)."""
+        counterpart, domain, coop = (table[c].to_numpy() for c in ("counterpart", "domain", "cooperative"))
+        keys = [(counterpart[r], domain[r], bool(coop[r])) for r in self.rows]
+        index: dict[tuple, int] = {}
+        block_of = np.array([index.setdefault(k, len(index)) for k in keys], dtype=np.int64)
+        first = self.rows[np.unique(block_of, return_index=True)[1]]  # blocks are numbered in chain order
+        replaced: list[list[int]] = [[] for _ in index]
+        for u, r in zip(block_of, self.replaced, strict=True):
+            replaced[u] += r
+        return replace(
+            self,
+            rows=first,
+            replaced=replaced,
+            unit=block_of[self.unit],
+            count=np.bincount(block_of, minlength=len(index)),
+        )
 
 
 def counted_reports(table: pd.DataFrame, known: np.ndarray, quarter: int, study: Study) -> tuple[set[int], dict]:
@@ -284,7 +319,8 @@ class Collector:
         for j, q in enumerate(quarters, start=1):
             after, roots = counted_reports(table, known, q, study)
             if after != before:
-                self.evidence[j] = interval_evidence(table, study, before, after, roots)
+                evidence = interval_evidence(table, study, before, after, roots)
+                self.evidence[j] = evidence.blocks(table) if evidence.n_units > MAX_EVENTS else evidence
             before = after
         self.n_points = len(quarters) + 1
         self._pending: dict[str, tuple[int, np.ndarray, int | None]] = {}  # hid -> (interval, terms, chains)
@@ -345,10 +381,19 @@ class Collector:
 
     def _interval(self, points, j, first, second, log_bf) -> tuple[IntervalAttribution, list[EventContribution]]:
         start, end = points[j - 1], points[j]
-        label = f"{start.quarter}..{end.quarter}"
         (before, before_se), (after, after_se) = log_bf[j - 1], log_bf[j]
         change = None if before is None or after is None else after - before
-        change_se = None if change is None else float(np.hypot(before_se, after_se))
+        record = dict(
+            start=start.quarter,
+            end=end.quarter,
+            start_date=start.as_of,
+            end_date=end.as_of,
+            new_observations=end.new_observations,
+            log_bf_before=before,
+            log_bf_after=after,
+            change=change,
+            change_se=None if change is None else float(np.hypot(before_se, after_se)),
+        )
         evidence = self.evidence.get(j)
         decs = self.decompositions.get(j, {})
         if evidence is None:  # new rows, none of them new evidence (e.g. a weaker corroborating report)
@@ -357,45 +402,53 @@ class Collector:
         n = evidence.n_events
         if first not in decs or second not in decs:
             missing = ", ".join(h for h in (first, second) if h not in decs)
-            return self._total_only(start, end, n, log_bf, j, f"no posterior draws for {missing}"), []
+            return IntervalAttribution(
+                **record,
+                n_events=n,
+                importance_change=None,
+                importance_change_se=None,
+                agreement_z=None,
+                pareto_k={},
+                pareto_k_threshold=float("nan"),
+                from_earlier_fit={},
+                attributed=False,
+                note=f"no posterior draws for {missing}: only the interval's total is reported",
+                top_events=[],
+                other_events=n,
+                other_contribution=None,
+            ), []
         d1, d2 = decs[first], decs[second]
         total = d1.total - d2.total
         total_se = float(np.hypot(d1.se, d2.se))
-        z = None
-        if change is not None and np.isfinite(total) and np.isfinite(total_se):
-            scale = float(np.hypot(total_se, change_se))
-            z = float((total - change) / scale) if scale > 0 else (0.0 if abs(total - change) < 1e-9 else np.inf)
+        z = _agreement(total, total_se, change, record["change_se"])
         reliable = d1.reliable and d2.reliable
-        note = None
+        notes = []
+        if evidence.count is not None:
+            notes.append(
+                f"{n} new events, more than {MAX_EVENTS}: they are chained in blocks of one counterpart, domain "
+                "and outcome (evaluate quarters more often, --every, to name single events)"
+            )
         if not reliable:
-            worst = max(d1.pareto_k, d2.pareto_k)
-            note = (
-                f"Pareto k {worst:.2f} > {d1.threshold:.2f}: the importance weights for these {n} events are too "
-                "heavy-tailed to split the change between them; only the interval's total is reported "
-                "(evaluate quarters more often, --every, to split it)"
+            notes.append(
+                f"Pareto k {max(d1.pareto_k, d2.pareto_k):.2f} > {d1.threshold:.2f}: the importance weights for these "
+                f"{n} events are too heavy-tailed to split the change between them; only the interval's total is "
+                "reported (evaluate quarters more often, --every, to split it)"
             )
         elif z is not None and abs(z) > AGREEMENT_Z:
-            note = (
+            notes.append(
                 f"the events' contributions sum to {total:+.2f}, {abs(z):.1f} standard errors from the change of "
                 f"the bridge-sampled log marginal likelihoods ({change:+.2f}): read the shares with care"
             )
         events: list[EventContribution] = []
         if reliable:
+            label = f"{start.quarter}..{end.quarter}"
             contributions = d1.contributions - d2.contributions
             events = [self._event(evidence, k, float(c), label) for k, c in enumerate(contributions)]
             events.sort(key=lambda e: -abs(e.contribution))
         top = events[:TOP_EVENTS]
         interval = IntervalAttribution(
-            start=start.quarter,
-            end=end.quarter,
-            start_date=start.as_of,
-            end_date=end.as_of,
-            new_observations=end.new_observations,
+            **record,
             n_events=n,
-            log_bf_before=before,
-            log_bf_after=after,
-            change=change,
-            change_se=change_se,
             importance_change=float(total),
             importance_change_se=total_se,
             agreement_z=z,
@@ -403,55 +456,48 @@ class Collector:
             pareto_k_threshold=d1.threshold,
             from_earlier_fit={first: d1.from_earlier, second: d2.from_earlier},
             attributed=reliable,
-            note=note,
+            note="; ".join(notes) or None,
             top_events=top,
-            other_events=n - len(top) if reliable else n,
+            other_events=n - sum(e.count for e in top),
             other_contribution=float(sum(e.contribution for e in events[TOP_EVENTS:])) if reliable else None,
         )
         return interval, events
 
-    def _total_only(self, start, end, n, log_bf, j, note) -> IntervalAttribution:
-        (before, before_se), (after, after_se) = log_bf[j - 1], log_bf[j]
-        change = None if before is None or after is None else after - before
-        return IntervalAttribution(
-            start=start.quarter,
-            end=end.quarter,
-            start_date=start.as_of,
-            end_date=end.as_of,
-            new_observations=end.new_observations,
-            n_events=n,
-            log_bf_before=before,
-            log_bf_after=after,
-            change=change,
-            change_se=None if change is None else float(np.hypot(before_se, after_se)),
-            importance_change=None,
-            importance_change_se=None,
-            agreement_z=None,
-            pareto_k={},
-            pareto_k_threshold=float("nan"),
-            from_earlier_fit={},
-            attributed=False,
-            note=note,
-            top_events=[],
-            other_events=n,
-            other_contribution=None,
-        )
-
     def _event(self, evidence: IntervalEvidence, k: int, contribution: float, label: str) -> EventContribution:
         row = self.table.iloc[int(evidence.rows[k])]
+        count = 1 if evidence.count is None else int(evidence.count[k])
+        outcome = "cooperative" if bool(row["cooperative"]) else "conflictual"
+        description = str(row["description"])
+        if count > 1:
+            description = (
+                f"{count} {outcome} events with {row['counterpart']} in {row['domain']}; the first: {description}"
+            )
         return EventContribution(
             id=str(row["id"]),
             event_date=_date(row["event_date"]),
             report_date=_date(row["report_date"]),
             counterpart=str(row["counterpart"]),
             domain=str(row["domain"]),
-            outcome="cooperative" if bool(row["cooperative"]) else "conflictual",
-            description=str(row["description"]),
-            weight=float(row["weight"]),
+            outcome=outcome,
+            description=description,
+            weight=float(evidence.added_weight[k]),
             contribution=contribution,
             interval=label,
             replaces=[str(self.table.iloc[p]["id"]) for p in evidence.replaced[k]],
+            count=count,
         )
+
+
+def _agreement(total: float, total_se: float, change: float | None, change_se: float | None) -> float | None:
+    """How many combined standard errors the importance-sampled change is from the bridge-sampled one."""
+    if change is None or change_se is None or not (np.isfinite(total) and np.isfinite(total_se)):
+        return None
+    scale = float(np.hypot(total_se, change_se))
+    if not np.isfinite(scale):
+        return None
+    if scale == 0:
+        return 0.0 if abs(total - change) < 1e-9 else float("inf")
+    return float((total - change) / scale)
 
 
 def _log_bf(point: HistoryPoint, first: str, second: str) -> tuple[float | None, float]:

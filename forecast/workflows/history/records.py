@@ -56,9 +56,14 @@ class EventContribution:
     contribution: float
     interval: str  # the interval it was new in, "2019Q4..2020Q4"
     replaces: list[str] = field(default_factory=list)  # reports of the same event it supersedes
+    count: int = 1  # events it stands for (> 1: a block of one counterpart, domain and outcome)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> EventContribution:
+        return cls(**_known(cls, d))
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,7 @@ class IntervalAttribution:
 
     @classmethod
     def from_dict(cls, d: dict) -> IntervalAttribution:
-        return cls(**{**d, "top_events": [EventContribution(**e) for e in d["top_events"]]})
+        return cls(**{**_known(cls, d), "top_events": [EventContribution.from_dict(e) for e in d["top_events"]]})
 
 
 @dataclass(frozen=True)
@@ -141,13 +146,11 @@ class Attribution:
 
     @classmethod
     def from_dict(cls, d: dict) -> Attribution:
-        names = {f.name for f in fields(cls)}
-        d = {k: v for k, v in d.items() if k in names}
         return cls(
             **{
-                **d,
+                **_known(cls, d),
                 "intervals": [IntervalAttribution.from_dict(i) for i in d["intervals"]],
-                "top_events": [EventContribution(**e) for e in d["top_events"]],
+                "top_events": [EventContribution.from_dict(e) for e in d["top_events"]],
             }
         )
 
@@ -227,3 +230,9 @@ def load_history(run_dir: str | Path) -> History | None:
         return History.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
         raise RunStoreError(f"{path}: unreadable ({e}); recompute it with `forecast history`") from None
+
+
+def _known(cls, d: dict) -> dict:
+    """The entries of a stored object that ``cls`` has fields for (a later version may add more)."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in d.items() if k in names}
