@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import gzip
 import json
 
 import pytest
@@ -59,7 +60,9 @@ GDELT_HEADER = [
     "DATEADDED",
     "SOURCEURL",
 ]
-# (row, expected): each row of the fixture with what must become of it.
+# (row, expected): each row of the fixture with what must become of it ("report": imported as a
+# corroborating report of an event earlier in the file; "no_actor" rows are counted, not listed:
+# the pre-filter drops them unparsed).
 FIXTURE = [
     (
         [
@@ -148,7 +151,7 @@ FIXTURE = [
     ),
     (
         ["1006", "20200305", "TST", "TST", "USA", "USA", "036", "1", "-2", "1", "20200305000000", "http://n.example/e"],
-        "sign_conflict",
+        "imported",
     ),
     (
         ["1007", "20191231", "TST", "TST", "USA", "USA", "036", "1", "4", "1", "20200101000000", "http://n.example/f"],
@@ -203,7 +206,7 @@ FIXTURE = [
             "20200303000000",
             "http://n.example/i",
         ],
-        "matches_existing",
+        "report",
     ),
     (
         ["1011", "20200410", "TST", "TST", "USA", "USA", "036", "", "", "", "20200411000000", "http://n.example/j"],
@@ -223,7 +226,7 @@ FIXTURE = [
     ),
     (
         ["1015", "20200601", "TST", "TST", "USA", "USA", "036", "", "0", "1", "20200601000000", "http://n.example/n"],
-        "imported",
+        "neutral",
     ),
 ]
 
@@ -255,14 +258,18 @@ def test_every_row_is_imported_or_reported_with_its_reason(project):
     assert out["n_imported"] + out["n_skipped"] == len(FIXTURE)
     got = {s.line: s.reason for s in result.skipped}
     for line, (row, expected) in enumerate(FIXTURE, start=2):
-        if expected == "imported":
+        if expected in ("imported", "report"):
             assert f"GDELT-{row[0]}" in out["imported_ids"], (line, got.get(line))
+        elif expected == "no_actor":
+            assert line not in got  # counted by the pre-filter, not parsed
         else:
             assert got.get(line) == expected, (line, row[0], got.get(line))
-    assert out["imported_ids"] == ["GDELT-1001", "GDELT-1002", "GDELT-1011", "GDELT-1015"]
+    assert out["imported_ids"] == ["GDELT-1001", "GDELT-1002", "GDELT-1006", "GDELT-1010", "GDELT-1011"]
+    assert out["reasons"]["no_actor"] == out["n_prefiltered"] == 1
+    assert out["n_events"] == 4 and out["n_corroborating"] == 1
     by_line = {s.line: s for s in result.skipped}
     assert "'CHN'" in by_line[4].detail and "[counterparts]" in by_line[4].detail
-    assert by_line[11].matches == "GDELT-1002"  # a second record of an event earlier in the file
+    assert {r["id"]: r["origin_id"] for r in result.imported}["GDELT-1010"] == "GDELT-1002"  # a repeat
     assert by_line[14].matches == "E1"  # the hand-coded event already in the observations
 
 
@@ -283,8 +290,9 @@ def test_imported_rows_are_mapped_as_a_hand_coder_would(project):
     c = table.loc["GDELT-1011"]  # no quad class, no score: the CAMEO root code 03 says cooperative
     assert (c["counterpart"], c["domain"], bool(c["cooperative"])) == ("us", "defence", True)
     assert c["intensity"] != c["intensity"]  # NaN: no Goldstein score given
-    d = table.loc["GDELT-1015"]  # Goldstein 0 with quad class from the root code: cooperative, intensity 0
-    assert bool(d["cooperative"]) and d["intensity"] == 0
+    d = table.loc["GDELT-1006"]  # quad class 1 (root 03) with a negative score: cooperative, no intensity
+    assert bool(d["cooperative"]) and d["intensity"] != d["intensity"]
+    assert "Goldstein -2 against its quad class" in d["description"]
     assert "CAMEO 062" in a["description"] and "http://n.example/pipeline-deal" in a["source"]
 
 
@@ -294,19 +302,19 @@ def test_rows_are_appended_and_the_old_ones_left_as_they_were(project):
     result = run_import(source, study_path, today=TODAY, write_report=False)
     after = csv_path.read_text()
     assert result.written and after.startswith(before)
-    assert len(after.splitlines()) == len(before.splitlines()) + 4
+    assert len(after.splitlines()) == len(before.splitlines()) + 5
     # importing the same file again adds nothing: every row is already there or still unmappable
     again = run_import(source, study_path, today=TODAY, write_report=False)
     assert again.to_dict()["n_imported"] == 0 and not again.written
     assert csv_path.read_text() == after
-    assert {s.reason for s in again.skipped if s.line in (2, 3, 12, 16)} == {"already_present"}
+    assert {s.reason for s in again.skipped if s.line in (2, 3, 7, 11, 12)} == {"already_present"}
 
 
 def test_dry_run_writes_nothing(project):
     study_path, csv_path, source = project
     before = csv_path.read_text()
     result = run_import(source, study_path, today=TODAY, dry_run=True)
-    assert result.to_dict()["n_imported"] == 4 and not result.written and result.report is None
+    assert result.to_dict()["n_imported"] == 5 and not result.written and result.report is None
     assert csv_path.read_text() == before
     assert not list(csv_path.parent.glob(".*import*"))
 
@@ -338,8 +346,14 @@ def test_the_import_report_is_written_atomically_under_the_run_store(project, tm
     study_path, _, source = project
     result = run_import(source, study_path, today=TODAY, runs_root=tmp_path / "runs")
     report = json.loads(open(result.report).read())
-    assert report["n_imported"] == 4 and len(report["skipped"]) == report["n_skipped"] == len(FIXTURE) - 4
+    assert report["n_imported"] == 5 and report["n_skipped"] == len(FIXTURE) - 5
+    # the summary lists the skipped rows that involve the actor; the per-row report has every parsed row
+    assert len(report["skipped"]) == len(FIXTURE) - 5 - report["n_prefiltered"]
     assert "imports" in result.report and "mini" in result.report
+    with gzip.open(result.rows_report, "rt") as f:
+        lines = [json.loads(x) for x in f]
+    assert lines[0]["n_prefiltered"] == 1
+    assert sorted(x["status"] for x in lines[1:]) == ["imported"] * 5 + ["skipped"] * (len(FIXTURE) - 6)
 
 
 def test_headerless_gdelt2_tab_separated_rows(project, tmp_path):

@@ -31,7 +31,7 @@ from forecast.errors import InputError, RunStoreError
 from forecast.workflows.import_events import IMPORTS_DIR, run_import
 
 TODAY = dt.date(2026, 1, 1)
-IMPORTED = ["GDELT-1001", "GDELT-1002", "GDELT-1011", "GDELT-1015"]  # of test_import's FIXTURE
+IMPORTED = ["GDELT-1001", "GDELT-1002", "GDELT-1006", "GDELT-1010", "GDELT-1011"]  # of test_import's FIXTURE
 # Writing under /proc fails even for root, so this runs store is unwritable wherever the tests run.
 UNWRITABLE_RUNS = Path("/proc/forecast-import-test/runs")
 
@@ -201,7 +201,11 @@ def test_leftovers_of_a_killed_import_are_removed_and_nothing_else(project, tmp_
         left = {p.name for p in tmp_path.iterdir()}
         assert not set(swept) & left and set(kept) <= left
         assert (tmp_path / f".events.csv.tmp-{link_pid}").is_symlink()
-        assert {p.name for p in reports.iterdir()} == {"20200101T000000Z-gdelt.json", Path(result.report).name}
+        assert {p.name for p in reports.iterdir()} == {
+            "20200101T000000Z-gdelt.json",
+            Path(result.report).name,
+            Path(result.rows_report).name,
+        }
         assert result.written and csv_path.read_text().count("GDELT-1001") == 1
     finally:
         alive.kill()

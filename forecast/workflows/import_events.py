@@ -9,8 +9,11 @@ written and writes it, every file through the run store's atomic writer:
    validate` would (nothing is written if it would not validate);
 4. unless ``dry_run``: leftovers of an interrupted import beside the observation file (and in
    the study's import reports) are removed, the run store is checked writable, the observation
-   file is replaced atomically with its permissions kept, and a JSON report is written under
-   ``<runs root>/<study>/imports/``.
+   file is replaced atomically with its permissions kept, and two reports are written under
+   ``<runs root>/<study>/imports/``: ``<stamp>-<stem>.json`` (the summary: counts by reason, the
+   columns read, every skipped row that involves the study's actor) and
+   ``<stamp>-<stem>.rows.jsonl.gz`` (every parsed row, imported or skipped, one JSON object a
+   line, gzip-compressed; the rows the pre-filter dropped unparsed are one count in it).
 
 A dry run writes nothing at all (no temporary file, no report, no folder) and so needs no write
 access to the data folder or the run store.
@@ -19,6 +22,7 @@ access to the data folder or the run store.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import os
 import re
 import stat
@@ -28,6 +32,7 @@ from pathlib import Path
 
 from forecast.data.importer import (
     DEFAULT_MAPPING,
+    NOT_THE_ACTOR,
     ON_MATCH,
     Skipped,
     check_observations,
@@ -42,11 +47,21 @@ from forecast.errors import InputError, RunStoreError
 
 # The study's import reports: <runs root>/<study>/imports/<UTC time>-<event file stem>.json.
 from forecast.runs.layout import IMPORTS_DIR  # noqa: E402
-from forecast.runs.store import TMP_MARK, atomic_write_with, cannot_write, default_root, preflight, write_json
+from forecast.runs.store import (
+    TMP_MARK,
+    atomic_write_with,
+    cannot_write,
+    default_root,
+    dumps,
+    preflight,
+    write_json,
+)
 from forecast.spec.study import load_study
 
-# Room an import report needs (checked before the observation file is touched).
-REPORT_BYTES = 1024 * 1024
+# Room an import's reports need (checked before the observation file is touched).
+REPORT_BYTES = 16 * 1024 * 1024
+# The per-row report beside the summary (suggested for forecast.runs.layout: IMPORT_ROWS_SUFFIX).
+ROWS_SUFFIX = ".rows.jsonl.gz"
 # The hidden copy an import before the run store's writer left beside a file: ".<name>.import-<pid>".
 LEGACY_MARK = ".import-"
 
@@ -67,9 +82,27 @@ class ImportResult:
     written: bool = False
     report: str | None = None
     removed_leftovers: tuple[str, ...] = ()
+    n_prefiltered: int = 0
+    n_events: int = 0
+    columns: dict | None = None
+    actor_columns: str = "code"
+    encoding: str = "utf-8"
+    since: str | None = None
+    until: str | None = None
+    rows_report: str | None = None
+
+    @property
+    def involving_actor(self) -> tuple[Skipped, ...]:
+        """The skipped rows that concern the study's actor (every reason but ``no_actor``)."""
+        return tuple(s for s in self.skipped if s.reason not in NOT_THE_ACTOR)
+
+    def reasons(self) -> dict[str, int]:
+        reasons = Counter(s.reason for s in self.skipped)
+        if self.n_prefiltered:
+            reasons["no_actor"] += self.n_prefiltered
+        return dict(sorted(reasons.items()))
 
     def to_dict(self) -> dict:
-        reasons = Counter(s.reason for s in self.skipped)
         return {
             "study": self.study,
             "source_file": self.source_file,
@@ -77,15 +110,23 @@ class ImportResult:
             "mapping_file": self.mapping_file,
             "into": self.into,
             "dry_run": self.dry_run,
+            "encoding": self.encoding,
+            "since": self.since,
+            "until": self.until,
+            "columns": self.columns or {},
+            "actor_columns": self.actor_columns,
             "n_rows": self.n_rows,
+            "n_prefiltered": self.n_prefiltered,
             "n_imported": len(self.imported),
+            "n_events": self.n_events,
             "n_corroborating": sum(1 for r in self.imported if r.get("origin_id")),
-            "n_skipped": len(self.skipped),
-            "reasons": dict(sorted(reasons.items())),
+            "n_skipped": len(self.skipped) + self.n_prefiltered,
+            "reasons": self.reasons(),
             "imported_ids": [r["id"] for r in self.imported],
-            "skipped": [s.to_dict() for s in self.skipped],
+            "skipped": [s.to_dict() for s in self.involving_actor],
             "written": self.written,
             "report": self.report,
+            "rows_report": self.rows_report,
             "removed_leftovers": list(self.removed_leftovers),
         }
 
@@ -134,7 +175,7 @@ def leftover_pattern(target: Path) -> re.Pattern[str]:
     return re.compile(rf"\.{re.escape(target.name)}(?:{marks})(\d+)")
 
 
-REPORT_LEFTOVER = re.compile(rf"\..+\.json{re.escape(TMP_MARK)}(\d+)")
+REPORT_LEFTOVER = re.compile(rf"\..+\.(?:json|jsonl\.gz){re.escape(TMP_MARK)}(\d+)")
 
 
 # --- writing ------------------------------------------------------------------------------------------
@@ -173,11 +214,37 @@ def write_keeping_mode(target: Path, text: str) -> None:
 
 def _report_path(folder: Path, source: Path) -> Path:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    path, n = folder / f"{stamp}-{source.stem}.json", 1
-    while path.exists():
+    stem = source.name.split(".")[0] or source.stem
+    path, n = folder / f"{stamp}-{stem}.json", 1
+    while path.exists() or path.with_name(path.stem + ROWS_SUFFIX).exists():
         n += 1
-        path = folder / f"{stamp}-{source.stem}-{n}.json"
+        path = folder / f"{stamp}-{stem}-{n}.json"
     return path
+
+
+def rows_report_path(report: Path) -> Path:
+    """The per-row report beside an import's summary report."""
+    return report.with_name(report.stem + ROWS_SUFFIX)
+
+
+def write_rows_report(path: Path, result: ImportResult) -> None:
+    """Every parsed row, imported or skipped, one JSON object a line, gzip-compressed, atomically."""
+
+    def writer(tmp: Path) -> None:
+        with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=6) as f:
+            head = {
+                "source_file": result.source_file,
+                "n_rows": result.n_rows,
+                "n_prefiltered": result.n_prefiltered,
+                "prefiltered": "rows that name no code or name of the study's actor (reason no_actor), not listed",
+            }
+            f.write(dumps(head, indent=None) + "\n")
+            for r in result.imported:
+                f.write(dumps({"status": "imported", **r}, indent=None) + "\n")
+            for sk in result.skipped:
+                f.write(dumps({"status": "skipped", **sk.to_dict()}, indent=None) + "\n")
+
+    atomic_write_with(path, writer)
 
 
 # --- the workflow -------------------------------------------------------------------------------------
@@ -195,8 +262,17 @@ def run_import(
     runs_root: Path | None = None,
     today: dt.date | None = None,
     write_report: bool = True,
+    encoding: str = "utf-8",
+    since: dt.date | None = None,
+    until: dt.date | None = None,
 ) -> ImportResult:
-    """Map a coded event file into the study's observations; append them after validation."""
+    """Map a coded event file into the study's observations; append them after validation.
+
+    ``encoding`` is the event file's text encoding; ``since``/``until`` keep only events dated
+    within them (inclusive; the study's window applies too).
+    """
+    if since is not None and until is not None and since > until:
+        raise InputError(f"--since {since} is after --until {until}")
     today = today or dt.date.today()
     study = load_study(study_path)
     mapping_file = Path(mapping_path) if mapping_path else study.observations_path.parent / DEFAULT_MAPPING
@@ -205,10 +281,10 @@ def run_import(
     if policy not in ON_MATCH:
         raise InputError(f"--on-match: {echo(policy)} is not one of 'skip', 'corroborate', 'keep'")
     target = Path(into) if into else study.observations_path
-    src = read_source(Path(source), fmt)
+    src = read_source(Path(source), fmt, encoding)
     fmt = src.format if fmt == "auto" else fmt
     existing = existing_events(study, target, today)
-    mapped = map_rows(src, fmt, study, mapping, existing, on_match=policy, today=today)
+    mapped = map_rows(src, fmt, study, mapping, existing, on_match=policy, today=today, since=since, until=until)
     result = ImportResult(
         study=study.name,
         source_file=str(Path(source).resolve()),
@@ -219,6 +295,13 @@ def run_import(
         n_rows=mapped.n_rows,
         imported=tuple(mapped.imported),
         skipped=tuple(mapped.skipped),
+        n_prefiltered=mapped.n_prefiltered,
+        n_events=mapped.n_events,
+        columns=mapped.columns,
+        actor_columns=mapping.actor_columns,
+        encoding=src.encoding,
+        since=since.isoformat() if since else None,
+        until=until.isoformat() if until else None,
     )
     text = None
     if mapped.imported:
@@ -243,8 +326,10 @@ def run_import(
     result = replace(result, removed_leftovers=tuple(removed))
     if reports is not None:
         report = _report_path(reports, Path(source))
-        result = replace(result, report=str(report))
+        rows = rows_report_path(report)
+        result = replace(result, report=str(report), rows_report=str(rows))
         try:
+            write_rows_report(rows, result)
             write_json(report, result)
         except RunStoreError as e:
             if not result.written:

@@ -5,38 +5,43 @@ event: date, source and target actors, a CAMEO event code or PLOVER event type, 
 a Goldstein-like score) and turns the rows that concern the study into observations:
 
 - the *actors*: one side must be the study's actor, the other a counterpart of the study, both
-  named through the mapping file's ``actor`` list and ``[counterparts]`` table (country codes,
-  actor codes or names, whichever columns the file has);
-- the *outcome*: cooperative or conflictual from the quad class (1, 2 cooperative; 3, 4
-  conflictual), else from the PLOVER event type or the CAMEO root code through their quad
-  classes, else from the sign of the Goldstein score; the score itself becomes the intensity,
-  and a score whose sign contradicts the quad class is reported, not guessed;
-- the *domain*: the first ``[domains.keywords]`` entry found in the row's text, else the
-  longest ``[domains.codes]`` prefix of the CAMEO code, else ``[domains].default``;
+  named through the mapping file's ``actor`` list and ``[counterparts]`` table: CAMEO codes by
+  prefix (TUR matches TURGOV), names and aliases whole (Türkiye, TURKISH); each side's columns
+  are read in an explicit order (``actor_columns``: code or country first, then the fallbacks);
+- the *outcome*: cooperative or conflictual from the quad class (as GDELT assigns it, by the
+  CAMEO root code), else the PLOVER event type, else the CAMEO root code, else the Goldstein
+  sign; neutral rows (CAMEO 01-02, Goldstein 0) are reported as ``neutral`` unless kept;
+- the *domain*: a keyword as whole words of the text or the URL's path, else a POLECAT context,
+  mode or event type, else the longest CAMEO prefix, else ``[domains].default``;
 - the *dates*: the event date, and the report date (GDELT's DATEADDED, POLECAT's publication
-  date) kept apart from it.
+  date) kept apart from it;
+- the *events*: repeated reports of one event become one event, its best-attested report with
+  a grade that rises with its independent sources, the others kept as corroborating reports
+  (``origin_id``); noise filters drop rows with too few sources or mentions or from blocked sites.
 
-Every row that is not imported is reported with its line and the reason; nothing is dropped
-silently. Ids stay unique (``<prefix>-<source event id>``), so a re-import adds nothing twice,
-and an event that matches one already in the file (same date, counterpart, domain and outcome)
-is skipped, or added as a corroborating report of it (``origin_id``) with ``on_match =
-"corroborate"``.
+Every row that is not imported is counted with its reason, and every parsed one is reported with
+its line; rows the reader's pre-filter drops (no code or name of the actor in the line) are
+counted, not parsed. Ids stay unique (``<prefix>-<source event id>``), so a re-import adds
+nothing twice, and an event already in the file is skipped, corroborated or kept (``on_match``).
 
-Modules, in the order an import uses them: ``sources`` (formats, column aliases, the bounded
-streaming reader), ``mapping`` (the mapping file's schema), ``rows`` (each row to an observation
-or a reason), ``target`` (the observation file before and after), ``limits`` (size limits and
+Modules, in the order an import uses them: ``sources`` (formats, column aliases, compressed
+files, the bounded chunked reader and its pre-filter), ``mapping`` (the mapping file's schema),
+``rows`` (each row to a candidate observation or a reason), ``cluster`` (candidates into events),
+``target`` (the observation file before and after), ``limits`` (size limits and
 how file content is shown in messages). Nothing in this package writes a file.
 """
 
+from forecast.data.importer.cluster import Candidate, Cluster, cluster, match_existing
 from forecast.data.importer.limits import MAX_COLUMNS, MAX_FIELD_CHARS, MAX_LINE_BYTES
 from forecast.data.importer.mapping import DEFAULT_MAPPING, ON_MATCH, Mapping, load_mapping
-from forecast.data.importer.rows import Mapped, Skipped, map_rows
+from forecast.data.importer.rows import NOT_THE_ACTOR, Mapped, Skipped, actor_prefilter, map_rows
 from forecast.data.importer.sources import (
     ALIASES,
     FIELDS,
     FORMATS,
     GDELT1_COLUMNS,
     GDELT2_COLUMNS,
+    Counts,
     Source,
     read_source,
     resolve_columns,
@@ -45,6 +50,13 @@ from forecast.data.importer.target import check_observations, combined_text, exi
 
 __all__ = [
     "ALIASES",
+    "NOT_THE_ACTOR",
+    "Candidate",
+    "Cluster",
+    "Counts",
+    "actor_prefilter",
+    "cluster",
+    "match_existing",
     "DEFAULT_MAPPING",
     "FIELDS",
     "FORMATS",

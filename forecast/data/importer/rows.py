@@ -1,13 +1,19 @@
 """Each row of an event file mapped to an observation of the study, or to the reason it cannot be.
 
-A row passes, in this order: its dates (a date, not after today, inside the study's window), its
-actors (exactly one side the study's actor, the other a counterpart), its outcome (quad class,
-else event type, else CAMEO root code, else the Goldstein sign; a contradicting sign is reported),
-its domain (keyword, else CAMEO prefix, else the default), a check for control characters in
-what it contributes and for fields longer than an observation's, and its identity (not already in the file, not twice in this import, not a
-second record of an event already there unless ``on_match`` says otherwise). The first step that
-fails names the row's reason; nothing is dropped silently. Who acted (``initiator``) is CAMEO's
-source actor: the study's ``actor`` or the ``counterpart``.
+A line that names no code or name of the study's actor is dropped by the reader's pre-filter and
+counted (reason ``no_actor``), never parsed. A parsed row passes, in this order: its dates (a
+date, not after today, inside the study's window and ``--since``/``--until``), its actors
+(exactly one side the study's actor, the other a counterpart; each side's value from its columns
+in the mapping's order, the first non-empty one), the noise filters (minimum sources and
+mentions, blocked sites), its outcome (quad class, else PLOVER event type, else CAMEO root code,
+else the Goldstein sign; a quad class that is not its CAMEO root's is reported; neutral rows are
+reported as ``neutral`` unless the mapping keeps them), its domain (a keyword as whole words of
+the text or the URL's path, else a POLECAT context, mode or event type, else the CAMEO prefix,
+else the default), a check for control characters and for fields longer than an observation's,
+and its identity (not already in the file, not twice in this import). The rows that pass are then
+clustered into events (``forecast.data.importer.cluster``). The first step that fails names the
+row's reason; nothing is dropped silently. Who acted (``initiator``): ``actor`` when the study's
+actor is the source (CAMEO's Actor1, PLOVER's actor), ``counterpart`` when it is the target.
 """
 
 from __future__ import annotations
@@ -15,14 +21,17 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
 
 import pandas as pd
 
 from forecast.data.csvsafe import spreadsheet_safe
+from forecast.data.importer.cluster import Candidate, Cluster, cluster, match_existing
 from forecast.data.importer.limits import MAX_FIELD_CHARS, clip, control_character, echo
-from forecast.data.importer.mapping import Mapping, norm
-from forecast.data.importer.sources import FIELDS, ID_PREFIX, Source, resolve_columns
+from forecast.data.importer.mapping import Mapping, norm, tokens
+from forecast.data.importer.sources import FIELDS, ID_PREFIX, Source, is_code_column, resolve_columns
 from forecast.spec.study import Study, quarter_label
 
 QUAD_LABELS = {
@@ -78,6 +87,9 @@ class Mapped:
     n_rows: int
     imported: list[dict] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    n_prefiltered: int = 0  # rows the pre-filter dropped unparsed (reason no_actor, not listed one by one)
+    n_events: int = 0  # distinct events among the imported rows (clusters)
+    columns: dict[str, list[str]] = field(default_factory=dict)  # the columns read for each field
 
 
 class _Skip(Exception):
@@ -140,8 +152,12 @@ class _Row:
         return [self.values[i] for i in self.cols[f]]
 
 
+# Reasons that say a row does not concern the study's actor (the text report lists the others by row).
+NOT_THE_ACTOR = ("no_actor",)
+
+
 class RowMapper:
-    """Maps rows one by one, remembering the ids and events seen so far (in the file and the import)."""
+    """Maps rows one by one, remembering the ids seen so far (in the file and the import)."""
 
     def __init__(
         self,
@@ -152,21 +168,20 @@ class RowMapper:
         mapping: Mapping,
         existing: pd.DataFrame,
         *,
-        on_match: str,
         today: dt.date,
+        since: dt.date | None = None,
+        until: dt.date | None = None,
     ):
         self.fmt, self.columns, self.cols = fmt, columns, cols
-        self.mapping, self.on_match, self.today = mapping, on_match, today
+        self.study, self.mapping, self.today = study, mapping, today
+        self.since, self.until = since, until
         self.prefix = mapping.id_prefix or ID_PREFIX[fmt]
         self.first_q, self.last_q = study.time.start, study.time.end
         self.actor_names = ", ".join(sorted(mapping.actor))
         self.existing_ids = set(existing["id"]) if len(existing) else set()
-        self.seen: dict[tuple, str] = {}
-        if len(existing):
-            for r in existing.itertuples():
-                self.seen.setdefault((r.event_date, r.counterpart, r.domain, r.outcome), r.id)
         self.new_ids: set[str] = set()
         self.used = sorted({i for f in FIELDS for i in cols[f]})
+        self.code_cols = {i for i, c in enumerate(columns) if is_code_column(c)}
 
     # --- the steps, in order --------------------------------------------------------------------
 
@@ -183,6 +198,10 @@ class RowMapper:
             raise _Skip("report_before_event", f"report date {report_date} is before the event date {event_date}")
         if event_date > self.today or (report_date is not None and report_date > self.today):
             raise _Skip("future", f"dated after today ({self.today})")
+        if self.since is not None and event_date < self.since:
+            raise _Skip("outside_dates", f"event date {event_date} is before --since {self.since}")
+        if self.until is not None and event_date > self.until:
+            raise _Skip("outside_dates", f"event date {event_date} is after --until {self.until}")
         q = event_date.year * 4 + (event_date.month - 1) // 3
         if not self.first_q <= q <= self.last_q:
             raise _Skip(
@@ -192,33 +211,58 @@ class RowMapper:
             )
         return event_date, report_date
 
-    def sides(self, row: _Row) -> tuple[list[str], list[str], str, str]:
-        """The source and target actors' values, the counterpart on the side that is not the actor,
-        and who acted (CAMEO's source actor): the study's ``actor`` or the ``counterpart``."""
+    def _side(self, row: _Row, side: str) -> tuple[str, str, bool, str | None]:
+        """The side's value (its first non-empty column, the fallbacks after), the column, whether
+        it is the study's actor and the counterpart it names."""
         m = self.mapping
-        sides = []
-        for side in ("source_actor", "target_actor"):
-            values = [v.strip() for v in row.all(side)]
-            values = [v for v in values if v]
-            is_actor = any(norm(v) in m.actor for v in values)
-            cp = next((m.counterparts[norm(v)] for v in values if norm(v) in m.counterparts), None)
-            sides.append((values, is_actor, cp))
-        (src_vals, src_actor, src_cp), (tgt_vals, tgt_actor, tgt_cp) = sides
+        for i in self.cols[side]:
+            v = row.values[i].strip()
+            if not v:
+                continue
+            n = norm(v)
+            code = i in self.code_cols
+            is_actor = n in m.actor_names or (code and any(_code_match(v, c) for c in m.actor_codes))
+            cp = m.counterparts.get(n)
+            if cp is None and code:
+                cp = next((p for c, p in m.counterpart_codes if _code_match(v, c)), None)
+            return v, self.columns[i], is_actor, cp
+        return "", "", False, None
+
+    def sides(self, row: _Row) -> tuple[str, str, str, str]:
+        """The source and target actors' values, the counterpart on the side that is not the actor,
+        and who acted: ``actor`` when the study's actor is the source, else ``counterpart``."""
+        (src, src_col, src_actor, src_cp) = self._side(row, "source_actor")
+        (tgt, tgt_col, tgt_actor, tgt_cp) = self._side(row, "target_actor")
         if src_actor and tgt_actor:
             raise _Skip("domestic", f"both sides are the study's actor ({self.actor_names})")
         if not (src_actor or tgt_actor):
-            shown = " / ".join(
-                filter(None, [clip(src_vals[0]) if src_vals else "", clip(tgt_vals[0]) if tgt_vals else ""])
-            )
+            shown = " / ".join(filter(None, [clip(src), clip(tgt)]))
             raise _Skip("no_actor", f"neither side ({shown or 'empty'}) is the study's actor ({self.actor_names})")
-        other_vals, counterpart = (tgt_vals, tgt_cp) if src_actor else (src_vals, src_cp)
+        other, col, counterpart = (tgt, tgt_col, tgt_cp) if src_actor else (src, src_col, src_cp)
         if counterpart is None:
-            shown = ", ".join(echo(v) for v in other_vals) or "an empty actor"
+            shown = f"{echo(other)} in column {echo(col, 40)}" if other else "an empty actor"
             raise _Skip(
                 "unknown_counterpart",
-                f"the other side ({shown}) maps to no counterpart; add it to [counterparts] in {m.path.name}",
+                f"the other side ({shown}) maps to no counterpart; add it to [counterparts] in {self.mapping.path.name}",
             )
-        return src_vals, tgt_vals, counterpart, "actor" if src_actor else "counterpart"
+        return src, tgt, counterpart, "actor" if src_actor else "counterpart"
+
+    def noise(self, row: _Row) -> tuple[int | None, int | None, bool | None, str]:
+        """Sources, mentions, root-event flag and site of the row; raises for a row the filters drop."""
+        m = self.mapping
+        n_sources = _count(row.first("sources"))
+        n_mentions = _count(row.first("mentions"))
+        root_text = row.first("root_event")
+        is_root = None if not root_text else root_text.strip() in ("1", "1.0", "true", "True", "TRUE")
+        url = next((v.strip() for v in row.all("url") if v.strip().startswith(("http://", "https://"))), "")
+        site = _host(url) if url else norm(row.first("publisher"))
+        if n_sources is not None and n_sources < m.min_sources:
+            raise _Skip("few_sources", f"{n_sources} source(s); [filters] min_sources = {m.min_sources}")
+        if n_mentions is not None and n_mentions < m.min_mentions:
+            raise _Skip("few_mentions", f"{n_mentions} mention(s); [filters] min_mentions = {m.min_mentions}")
+        if url and any(site == b or site.endswith("." + b) for b in m.blocked_sites):
+            raise _Skip("blocked_site", f"from {echo(site)}, which [filters] blocked_sites lists")
+        return n_sources, n_mentions, is_root, site
 
     def outcome(self, row: _Row) -> _Outcome:
         m = self.mapping
@@ -228,12 +272,23 @@ class RowMapper:
         quad = parse_quad(quad_text) if quad_text else None
         if quad_text and quad is None:
             raise _Skip("bad_quad_class", f"quad class {echo(quad_text)} is not 1..4 or a quad class name")
-        how = "quad class"
+        root_q = m.root_quad.get(code[:2]) if code else None
+        if quad is not None and root_q is not None and quad != root_q:
+            raise _Skip(
+                "quad_mismatch",
+                f"quad class {quad}, but CAMEO code {code}'s root {code[:2]} has quad class {root_q} "
+                "(GDELT assigns the quad class by the root code): a shifted or damaged row?",
+            )
         event_type = row.first("event_type")
         if quad is None and event_type:
-            quad, how = m.type_quad.get(norm(event_type)), f"event type {clip(event_type)}"
-        if quad is None and code:
-            quad, how = m.root_quad.get(code[:2]), f"CAMEO root code {code[:2]}"
+            quad = m.type_quad.get(norm(event_type))
+            if quad is None:
+                raise _Skip(
+                    "unknown_event_type",
+                    f"event type {echo(event_type)} is not in [outcome] event_types of {m.path.name}",
+                )
+        if quad is None and root_q is not None:
+            quad = root_q
         gold_text = row.first("goldstein")
         goldstein = None
         if gold_text:
@@ -243,10 +298,23 @@ class RowMapper:
                 raise _Skip("bad_goldstein", f"Goldstein score {echo(gold_text)} is not a number") from None
             if not -10 <= goldstein <= 10:
                 raise _Skip("bad_goldstein", f"Goldstein score {goldstein:g} lies outside -10..10")
+        if m.neutral == "skip":
+            if code and code[:2] in m.neutral_roots:
+                raise _Skip(
+                    "neutral",
+                    f"CAMEO {code} ({CAMEO_ROOTS.get(code[:2], '?')}) is neither cooperation nor conflict "
+                    "([outcome] neutral_roots; [mapping] neutral = 'keep' imports it by its quad class)",
+                )
+            if goldstein == 0 and (m.neutral_goldstein_zero or quad is None):
+                raise _Skip(
+                    "neutral",
+                    "a Goldstein score of 0: neither cooperative nor conflictual "
+                    "([mapping] neutral = 'keep' imports it by its quad class)",
+                )
         if quad is not None and quad in m.quad_outcome:
             outcome = m.quad_outcome[quad]
         elif goldstein is not None and goldstein != 0:
-            outcome, how = ("cooperative" if goldstein > 0 else "conflictual"), "Goldstein sign"
+            outcome = "cooperative" if goldstein > 0 else "conflictual"
         elif goldstein == 0:
             raise _Skip(
                 "neutral",
@@ -256,24 +324,30 @@ class RowMapper:
             raise _Skip(
                 "no_outcome", "no quad class, event type, CAMEO code or Goldstein score to read the outcome from"
             )
-        if goldstein is not None and ((outcome == "cooperative") != (goldstein >= 0)) and goldstein != 0:
-            raise _Skip(
-                "sign_conflict", f"the {how} says {outcome} but the Goldstein score {goldstein:+g} has the other sign"
-            )
         return _Outcome(outcome, quad, quad_text, goldstein, gold_text, code, event_type)
 
-    def domain(self, row: _Row, code: str) -> str:
+    def domain(self, row: _Row, code: str, event_type: str) -> str:
         m = self.mapping
-        text = " ".join(row.all("text")).casefold()
-        domain = next((d for k, d in m.keywords if k in text), None)
+        text = " ".join([*row.all("text"), *(_url_words(u) for u in row.all("url"))])
+        words = tokens(text) if m.keywords else ""
+        domain = next((d for k, d in m.keywords if k in words), None)
+        if domain is None and m.contexts:
+            found = [norm(c) for v in row.all("context") for c in re.split(r"[;,|]", v) if c.strip()]
+            domain = next((m.contexts[c] for c in found if c in m.contexts), None)
+        if domain is None and m.modes:
+            found = [norm(v) for v in row.all("mode") if v.strip()]
+            domain = next((m.modes[c] for c in found if c in m.modes), None)
+        if domain is None and event_type:
+            domain = m.type_domains.get(norm(event_type))
         if domain is None and code:
             domain = next((d for p, d in m.codes if code.startswith(p)), None)
         domain = domain or m.default_domain
         if domain is None:
             raise _Skip(
                 "no_domain",
-                f"no keyword of [domains.keywords] in the row's text and no [domains.codes] prefix of CAMEO code "
-                f"{code or '(none)'}; add one, or set [domains].default in {m.path.name}",
+                f"no keyword of [domains.keywords] in the row's text, no context, mode or event type of [domains] "
+                f"and no [domains.codes] prefix of CAMEO code {code or '(none)'}; add one, or set [domains].default "
+                f"in {m.path.name}",
             )
         return domain
 
@@ -303,12 +377,12 @@ class RowMapper:
                     f"{MAX_FIELD_CHARS:,}",
                 )
 
-    def identity(self, src_id: str, event_date: dt.date, src_vals: list[str], tgt_vals: list[str], o: _Outcome) -> str:
+    def identity(self, src_id: str, event_date: dt.date, src: str, tgt: str, o: _Outcome) -> str:
         """The observation's id: the prefix and the source's event id (or a hash of the row without one)."""
         if src_id:
             ident = f"{self.prefix}-{src_id}"
         else:
-            parts = [str(event_date), *src_vals, *tgt_vals, o.code, o.event_type, o.quad_text, o.gold_text]
+            parts = [str(event_date), src, tgt, o.code, o.event_type, o.quad_text, o.gold_text]
             ident = f"{self.prefix}-" + hashlib.sha1("|".join(parts).encode()).hexdigest()[:12]
         ident = spreadsheet_safe(ident)
         if ident in self.existing_ids:
@@ -317,46 +391,33 @@ class RowMapper:
             raise _Skip("duplicate_id", f"id {clip(ident)} occurs earlier in this import")
         return ident
 
-    def origin(self, ident: str, event_date: dt.date, counterpart: str, domain: str, outcome: str) -> str:
-        """'' for a new event, else the id it corroborates; raises for a second record to skip."""
-        key = (pd.Timestamp(event_date), counterpart, domain, outcome == "cooperative")
-        if key not in self.seen:
-            self.seen[key] = ident
-            return ""
-        if self.on_match == "skip":
-            raise _Skip(
-                "matches_existing",
-                f"same date, counterpart, domain and outcome as {self.seen[key]} (on_match = 'skip'; "
-                "'corroborate' would add it as a report of that event)",
-                matches=self.seen[key],
-            )
-        return self.seen[key] if self.on_match == "corroborate" else ""
-
     # --- one row --------------------------------------------------------------------------------
 
-    def map(self, row: _Row) -> dict:
-        """The observation for ``row``; raises _Skip with the reason it has none."""
+    def map(self, line: int, row: _Row) -> Candidate:
+        """The candidate observation for ``row``; raises _Skip with the reason it has none."""
         event_date, report_date = self.dates(row)
-        src_vals, tgt_vals, counterpart, initiator = self.sides(row)
+        src, tgt, counterpart, initiator = self.sides(row)
+        n_sources, n_mentions, is_root, site = self.noise(row)
         o = self.outcome(row)
-        domain = self.domain(row, o.code)
+        domain = self.domain(row, o.code, o.event_type)
         self.plain_text(row)
         src_id = row.first("id")
         if src_id and self.fmt == "icews":  # ICEWS event ids repeat; with the date they are unique
             src_id = f"{src_id}-{event_date:%Y%m%d}"
         root = CAMEO_ROOTS.get(o.code[:2], "")
-        who = f"{(src_vals or ['?'])[0]} -> {(tgt_vals or ['?'])[0]}"
+        who = f"{src or '?'} -> {tgt or '?'}"
         what = f"CAMEO {o.code} ({root})" if o.code else (o.event_type or f"quad class {o.quad}")
-        url = next((v for v in row.all("text") if v.startswith("http")), "")
+        url = next((v.strip() for v in row.all("url") if v.strip().startswith("http")), "")
         source = " ".join(filter(None, [row.first("publisher") or self.fmt.upper(), url]))
         self.fits(src_id, f"{self.fmt.upper()} coded event {src_id}: {who}, {what}", source)
-        ident = self.identity(src_id, event_date, src_vals, tgt_vals, o)
-        origin = self.origin(ident, event_date, counterpart, domain, o.outcome)
-        grade = self.mapping.reliability
-        n_sources = row.first("sources")
-        if n_sources.isdigit():
-            grade = next((g for k, g in self.mapping.by_sources if int(n_sources) >= k), grade)
+        ident = self.identity(src_id, event_date, src, tgt, o)
         self.new_ids.add(ident)
+        intensity = "" if o.goldstein is None else f"{o.goldstein:g}"
+        if o.goldstein is not None and o.goldstein != 0 and (o.goldstein > 0) != (o.outcome == "cooperative"):
+            # GDELT scores some codes against their quad class by design (012: quad 1, -0.4): the
+            # quad class decides the outcome; the score, of the other sign, is kept in the text only.
+            intensity = ""
+            what += f", Goldstein {o.goldstein:+g} against its quad class"
         obs = {
             "id": ident,
             "event_date": event_date.isoformat(),
@@ -365,15 +426,136 @@ class RowMapper:
             "domain": domain,
             "outcome": o.outcome,
             "initiator": initiator,
-            "intensity": "" if o.goldstein is None else f"{o.goldstein:g}",
-            "reliability": grade,
+            "intensity": intensity,
+            "reliability": "",
             "description": f"{self.fmt.upper()} coded event {src_id or ident}: {who}, {what}".strip(),
             "source": source,
-            "origin_id": origin,
+            "origin_id": "",
         }
-        for c in TEXT_COLUMNS:
-            obs[c] = spreadsheet_safe(obs[c])
-        return obs
+        return Candidate(
+            obs=obs,
+            line=line,
+            source_id=clip(src_id),
+            date=event_date,
+            counterpart=counterpart,
+            initiator=initiator,
+            family=o.outcome,
+            domain=domain,
+            n_sources=n_sources,
+            n_mentions=n_mentions,
+            is_root=is_root,
+            site=site,
+            grade=self.mapping.grade_for(n_sources or 1),
+        )
+
+    def reliability(self, grade: str) -> tuple[str, str]:
+        """The reliability column for ``grade`` and the note the description gets: the grade itself, or
+        with a source-class weight below 1 the plain weight grade x class (see the module docs)."""
+        m = self.mapping
+        if m.class_weight >= 1:
+            return grade, f"grade {grade}"
+        w = self.study.reliability_source[grade[0]] * self.study.reliability_credibility[grade[1:]] * m.class_weight
+        return f"{w:.4g}", f"grade {grade} x {m.source_class} weight {m.class_weight:g}"
+
+
+def _code_match(value: str, code: str) -> bool:
+    """Whether a CAMEO actor code (TURGOV) is ``code`` (TUR) or one of its refinements: codes are
+    blocks of three letters, the country or organisation first, so a prefix is a refinement."""
+    return value.startswith(code)
+
+
+def _count(text: str) -> int | None:
+    t = text.strip()
+    if not t:
+        return None
+    try:
+        return max(int(float(t)), 0)
+    except ValueError:
+        return None
+
+
+def _host(url: str) -> str:
+    host = urlsplit(url).hostname or ""
+    return host.casefold().removeprefix("www.")
+
+
+def _url_words(url: str) -> str:
+    """The words of a URL's path (never its host: 'straitstimes.com' is a site, not the straits)."""
+    u = url.strip()
+    if not u.startswith(("http://", "https://")):
+        return u
+    return unquote(urlsplit(u).path)
+
+
+def actor_prefilter(mapping: Mapping) -> Callable[[str], bool]:
+    """A test on a raw line: False when no code or name of the study's actor can be in it.
+
+    A code matches where it begins a word in upper case (``TUR`` in ``\\tTURGOV\\t``), a name as a
+    whole word without case; every row the full mapping could read as the actor's passes.
+    """
+    parts = []
+    if mapping.actor_codes:
+        parts.append("(?<![A-Z])(?:" + "|".join(re.escape(c) for c in mapping.actor_codes) + ")")
+    names = sorted(mapping.actor_names, key=len, reverse=True)
+    if names:
+        alts = "|".join(re.escape(n).replace(r"\ ", r"\s+") for n in names)
+        parts.append(r"(?i:(?<!\w)(?:" + alts + r")(?!\w))")
+    pattern = re.compile("|".join(parts))
+    search = pattern.search
+    return lambda line: search(line) is not None
+
+
+def _finish(clusters: list[Cluster], mapper: RowMapper, on_match: str) -> tuple[list[dict], list[Skipped]]:
+    """The observations of the clustered candidates, and the rows skipped as repeats or matches."""
+    m = mapper.mapping
+    imported: list[tuple[int, dict]] = []
+    skipped: list[Skipped] = []
+    for cl in clusters:
+        rep = cl.representative
+        if cl.matches is not None and on_match == "skip":
+            for c in cl.rows:
+                skipped.append(
+                    Skipped(
+                        c.line,
+                        "matches_existing",
+                        f"the same event as {clip(cl.matches)} already in the file (same counterpart, outcome and "
+                        f"initiator within {m.window_days} day(s); on_match = 'skip', 'corroborate' would add it "
+                        "as a report of that event)",
+                        c.source_id,
+                        cl.matches,
+                    )
+                )
+            continue
+        origin = cl.matches if cl.matches is not None and on_match == "corroborate" else ""
+        n_indep = cl.independent_sources()
+        for c in cl.rows:
+            obs = dict(c.obs)
+            if c is rep:
+                grade = m.grade_for(n_indep) if not origin else c.grade
+                obs["origin_id"] = origin
+                extra = f"; {n_indep} independent source(s) over {len(cl.rows)} report(s)" if len(cl.rows) > 1 else ""
+            else:
+                if m.cluster_reports == "skip" and not origin:
+                    skipped.append(
+                        Skipped(
+                            c.line,
+                            "repeat",
+                            f"reports the event of {clip(rep.obs['id'])} again (same counterpart, initiator and "
+                            f"outcome within {m.window_days} day(s)); [cluster] reports = 'skip'",
+                            c.source_id,
+                            rep.obs["id"],
+                        )
+                    )
+                    continue
+                grade, extra = c.grade, ""
+                obs["origin_id"] = origin or rep.obs["id"]
+            obs["reliability"], note = mapper.reliability(grade)
+            obs["description"] = f"{obs['description']} ({note}{extra})"
+            for col in TEXT_COLUMNS:
+                obs[col] = spreadsheet_safe(obs[col])
+            imported.append((c.order, obs))
+    imported.sort(key=lambda t: t[0])
+    return [o for _, o in imported], skipped
 
 
 def map_rows(
@@ -385,22 +567,38 @@ def map_rows(
     *,
     on_match: str,
     today: dt.date,
+    since: dt.date | None = None,
+    until: dt.date | None = None,
+    prefilter: bool = True,
 ) -> Mapped:
     """Map each row of ``source`` (read as ``fmt``) to an observation, or to the reason it cannot be one.
 
-    ``existing`` holds the observation file's id, event_date, counterpart, domain and outcome
-    (cooperative) columns, for duplicates and corroboration.
+    ``existing`` holds the observation file's id, event_date, counterpart, domain, outcome
+    (cooperative), initiator and origin_id columns, for duplicates and matching events.
     """
-    cols = resolve_columns(source.columns, fmt, mapping.columns)
-    mapper = RowMapper(fmt, source.columns, cols, study, mapping, existing, on_match=on_match, today=today)
-    imported: list[dict] = []
+    cols = resolve_columns(source.columns, fmt, mapping.columns, mapping.actor_columns)
+    mapper = RowMapper(fmt, source.columns, cols, study, mapping, existing, today=today, since=since, until=until)
+    candidates: list[Candidate] = []
     skipped: list[Skipped] = []
-    n_rows = 0
-    for line, values in source.records():
-        n_rows += 1
+    n_parsed = 0
+    keep = actor_prefilter(mapping) if prefilter else None
+    for line, values in source.records(prefilter=keep):
+        n_parsed += 1
         row = _Row(values, cols)
         try:
-            imported.append(mapper.map(row))
+            candidates.append(mapper.map(line, row))
         except _Skip as s:
             skipped.append(Skipped(line, s.reason, s.detail, clip(row.first("id")), s.matches))
-    return Mapped(n_rows=n_rows, imported=imported, skipped=skipped)
+    clusters = cluster(candidates, mapping.window_days, same_domain=mapping.same_domain)
+    match_existing(clusters, existing, mapping.window_days, same_domain=mapping.same_domain)
+    imported, more = _finish(clusters, mapper, on_match)
+    skipped = sorted(skipped + more, key=lambda s: s.line)
+    n_pre = source.counts.prefiltered
+    return Mapped(
+        n_rows=n_parsed + n_pre,
+        imported=imported,
+        skipped=skipped,
+        n_prefiltered=n_pre,
+        n_events=sum(1 for cl in clusters if not (cl.matches and on_match == "skip")),
+        columns={f: [source.columns[i] for i in cols[f]] for f in FIELDS if cols[f]},
+    )

@@ -21,10 +21,13 @@ from forecast.spec.study import Study
 FILLED_BY_EVERY_ROW = ("initiator",)
 
 
+EXISTING_COLUMNS = ["id", "event_date", "counterpart", "domain", "outcome", "initiator", "origin_id"]
+
+
 def existing_events(study: Study, path: Path, today: dt.date) -> pd.DataFrame:
     """The events already in the observation file (validated), for duplicates and corroboration."""
     if not path.is_file():
-        return pd.DataFrame(columns=["id", "event_date", "counterpart", "domain", "outcome"])
+        return pd.DataFrame(columns=EXISTING_COLUMNS)
     t = load_observations(study, path, today=today).table
     return pd.DataFrame(
         {
@@ -33,6 +36,8 @@ def existing_events(study: Study, path: Path, today: dt.date) -> pd.DataFrame:
             "counterpart": t["counterpart"],
             "domain": t["domain"],
             "outcome": t["cooperative"],
+            "initiator": t["initiator"],
+            "origin_id": t["origin_id"],
         }
     )
 
