@@ -22,7 +22,12 @@ min(1 - 1/log10(S), 0.7)), the later quarter's draws carry the chain from the ot
 G_k = log E_t[exp(-(l_(k+1) + ... + l_n))] = F_k - F_n, so events k > m take G_k - G_(k-1) and
 events k <= m take F_k - F_(k-1), for the split m that keeps every weight's k lowest (the earlier
 fit is preferred on ties). When no split keeps k under the threshold, the interval's total is
-reported without shares.
+reported without shares. Ratios whose tail has k below 1/3 are used unsmoothed (smoothing a tail
+that holds most of the mass biases the mean; the reference PSIS implementation does the same).
+
+The order within an interval is a choice (the chronological one): an event's share is what it
+added given the events before it. An interval with more than ``MAX_EVENTS`` new events is chained
+in blocks of one counterpart, domain and outcome instead of event by event.
 
 Pure functions of draws and the observation table; ``Collector`` gathers the per-draw terms while
 ``compute_history`` fits, so no posterior is held longer than one quarter.

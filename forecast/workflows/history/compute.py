@@ -165,6 +165,12 @@ def compute_history(
             + ("  [the run's own fit]" if source == "run" else f"  [{time.perf_counter() - t_q:.1f} s]")
             + flag
         )
+    moved = collector.attribution(points) if collector is not None else None
+    if moved is not None:
+        say(
+            f"  what moved it: {len(moved.intervals)} interval(s), {moved.n_unattributed} not split by event "
+            f"(log Bayes factor {moved.hypotheses[0]} : {moved.hypotheses[1]})"
+        )
     return History(
         study=study.name,
         hypotheses=[{"id": h.id, "label": h.label, "prior_probability": h.prior_probability} for h in study.hypotheses],
@@ -172,7 +178,7 @@ def compute_history(
         settings=settings.to_dict(),
         points=points,
         seconds=time.perf_counter() - t0,
-        attribution=collector.attribution(points) if collector is not None else None,
+        attribution=moved,
     )
 
 
