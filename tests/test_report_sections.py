@@ -272,7 +272,7 @@ def test_html_escapes_every_user_supplied_string_and_links_only_http_sources(hos
     assert IMG not in html and "<script>alert" not in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
     assert all(src.startswith("data:image/png;base64,") for src in re.findall(r"<img [^>]*src=\"([^\"]*)\"", html))
-    hrefs = re.findall(r"href=\"([^\"]*)\"", html)
+    hrefs = [h for h in re.findall(r"href=\"([^\"]*)\"", html) if not h.startswith("#")]  # "#...": the contents
     assert hrefs and set(hrefs) == {"https://example.org/wire?a=1&amp;b=(2)"}
     assert "javascript:alert(3)" in html and 'href="javascript' not in html  # shown as text
     assert "<link" not in html and "<script src" not in html and "@import" not in html
@@ -316,7 +316,7 @@ def test_support_over_time_comes_from_the_runs_history_json(hostile):
     h = report.history
     assert h.available and h.every == 4 and not h.converged
     assert [r.source for r in h.rows] == ["prior", "fit", "run"]
-    assert h.rows[1].failed and "**FAILED**" in md.split("## 2.")[1].split("## 3.")[0]
+    assert h.rows[1].failed and "**FAILED**" in md.split("## 3.")[1].split("## 4.")[0]
 
 
 def test_sensitivity_and_prior_predictive_sections_are_drawn_from_their_json(hostile, tmp_path):
@@ -326,7 +326,7 @@ def test_sensitivity_and_prior_predictive_sections_are_drawn_from_their_json(hos
     assert s.figures == ["sensitivity-tornado", "sensitivity-prior-odds"] and s.warning
     assert pp.available and [x.id for x in pp.hypotheses] == ["steady", "shift"] and pp.pairs[0].indistinguishable
     assert pp.figure == "prior-predictive"
-    assert md.index("## 6. Sensitivity to the priors") < md.index("## 7. What the priors imply") < md.index("## 8.")
+    assert md.index("## 6. Prior-sensitivity grid") < md.index("## 11. What the priors imply") < md.index("## 12.")
     assert '<section id="sensitivity">' in html and '<section id="priors">' in html
     # The plots themselves, drawn from the stored values.
     drawn = build_report(StoredRun.open(run), renderer=PixelRenderer(("sensitivity-tornado", "prior-predictive")))

@@ -8,6 +8,7 @@ command bodies so that ``forecast --help`` does not import PyMC (about 2 s).
 from forecast.cli.app import main
 from forecast.cli.commands import (  # noqa: F401  (importing registers each command)
     backtest,
+    brief,
     calibrate,
     constraints,
     evidence,

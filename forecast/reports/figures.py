@@ -2,7 +2,8 @@
 
 Every plotting function takes plain arrays or xarray objects assembled by forecast.reports.report
 (forecast.reports.plots: values read from a run's stored JSON) and returns PNG bytes; a ``Figure``
-adds its title, caption and alt text, and is embedded in the report as base64. One palette maps
+adds its title, caption and alt text; HTML embeds it as base64, Markdown writes it as a PNG file beside
+itself (``<stem>_files/``) unless asked to embed it. One palette maps
 each hypothesis to one colour, used by every figure; priors are grey and observed data black
 throughout. Axes carry units and hypothesis labels, never variable names.
 
@@ -31,7 +32,7 @@ import numpy as np
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
 PRIOR_COLOUR = "#9E9E9E"
 OBSERVED_COLOUR = "#000000"
-DPI = 100
+DPI = 200  # print quality: figures are scaled down to the page, never up
 RC = {
     "font.size": 10,
     "axes.titlesize": 11,
@@ -461,4 +462,38 @@ def evidence_bars(
             loc="lower right",
             frameon=False,
         )
+        return png_bytes(fig)
+
+
+# --- cooperation now ------------------------------------------------------------------------------
+
+
+def cooperation(names: Sequence[str], now: np.ndarray, start: np.ndarray, now_label: str, start_label: str) -> bytes:
+    """P(cooperative) per (group / domain): now (median, 90% interval) and an arrow from the window's start.
+
+    ``now``: (rows, 3) median, low, high; ``start``: (rows,) medians at the window's first quarter.
+    """
+    plt = pyplot()
+    n = len(names)
+    y = np.arange(n)[::-1]
+    with plt.rc_context(RC):
+        fig, ax = plt.subplots(figsize=(8.5, 0.3 * max(n, 3) + 1.3))
+        for yi, (med, lo, hi), s0 in zip(y, now, start, strict=True):
+            ax.plot([lo, hi], [yi, yi], color="#333333", lw=1.6, solid_capstyle="butt")
+            if abs(med - s0) > 0.005:
+                ax.annotate(
+                    "",
+                    (med, yi + 0.22),
+                    (s0, yi + 0.22),
+                    arrowprops={"arrowstyle": "->", "color": PRIOR_COLOUR, "lw": 1.0},
+                )
+        ax.plot(start, y + 0.22, "o", mfc="white", mec=PRIOR_COLOUR, ms=5, label=f"median in {start_label}")
+        ax.plot(now[:, 0], y, "o", color="#0072B2", ms=6, label=f"median in {now_label} (line: 90% interval)")
+        ax.set_yticks(y, list(names), fontsize=8.5)
+        ax.set_xlim(0, 1)
+        ax.axvline(0.5, color="#BBBBBB", lw=0.8, ls=":")
+        ax.set_xlabel("probability that an interaction is cooperative")
+        ax.grid(axis="x", color="#E5E5E5", lw=0.8)
+        ax.set_axisbelow(True)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.6 / max(n, 3)), ncol=2, frameon=False)
         return png_bytes(fig)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
+
+from forecast.reports.figures import RC, png_bytes, pyplot
 
 # Forecasters drawn, with their line style and legend label (hypotheses are not: the model
 # average stands for them).
@@ -16,13 +17,9 @@ def reliability(calibration: Mapping[str, Sequence[Mapping]]) -> bytes:
     ``calibration`` maps a forecaster to its bins (``mean_forecast``, ``observed_frequency``),
     as in ``backtest.json``'s ``calibration``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 5))
-    try:
+    plt = pyplot()
+    with plt.rc_context(RC):
+        fig, ax = plt.subplots(figsize=(5, 5))
         ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="calibrated")
         for name, style, label in SERIES:
             rows = calibration.get(name) or []
@@ -36,9 +33,4 @@ def reliability(calibration: Mapping[str, Sequence[Mapping]]) -> bytes:
         ax.set_ylabel("observed frequency")
         ax.set_title("Backtest calibration")
         ax.legend(loc="lower right")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100)
-        return buf.getvalue()
-    finally:
-        plt.close(fig)
+        return png_bytes(fig)

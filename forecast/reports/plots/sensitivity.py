@@ -23,7 +23,8 @@ def tornado(
     """The range of the leader's posterior probability over each perturbed prior's variants, largest first.
 
     Joint perturbations (every prior of a hypothesis at once) are grey; the black line is the
-    base run, the dashed one probability 1/2.
+    probability under the stated priors, the dashed one probability 1/2: a bar wholly to its right
+    keeps the leader's majority in every variant, a bar that crosses it may let another lead.
     """
     plt = pyplot()
     n = len(names)
@@ -46,8 +47,8 @@ def tornado(
             handles=[
                 Patch(color=colour, label="one prior perturbed"),
                 Patch(color=PRIOR_COLOUR, label="all priors of a hypothesis jointly"),
-                Line2D([], [], color="#000000", lw=1.2, label="the run (base priors)"),
-                Line2D([], [], color=FLIP_COLOUR, lw=0.8, ls="--", label="probability 1/2"),
+                Line2D([], [], color="#000000", lw=1.2, label="the stated priors"),
+                Line2D([], [], color=FLIP_COLOUR, lw=0.8, ls="--", label="probability 1/2 (even odds)"),
             ],
             loc="upper left",
             bbox_to_anchor=(1.01, 1.0),

@@ -11,6 +11,7 @@ import numpy as np
 
 from forecast.reports import figures as F
 from forecast.reports.figures import FigureJobs
+from forecast.reports.plots import history as history_plots
 from forecast.reports.plots import priors as prior_plots
 from forecast.reports.plots import sensitivity as sensitivity_plots
 from forecast.reports.report.records import (
@@ -82,24 +83,47 @@ def history_section(data: dict | None, study: Study, labels: dict[str, str], col
     flagged = np.array([not r.converged for r in rows])
     ref = study.time.reference
     bad = int(flagged.sum())
-    name = figures.add(
-        "support-over-time",
-        "Support over time",
+    caption = (
         "Posterior probability of each hypothesis given the evidence known by the end of each quarter "
         f"(a refit per {'quarter' if every == 1 else f'{every} quarters'}; {chains} chains x "
         f"{draws} draws); bands: ±2 Monte Carlo standard errors."
-        + (f" Circled points ({bad}) come from fits that failed their convergence checks." if bad else ""),
-        "Line chart of each hypothesis's posterior probability by quarter",
-        F.support_history,
-        [r.quarter for r in rows],
-        [r.as_of for r in rows],
-        {hid: np.array([r.probabilities[hid] for r in rows]) for hid in ids},
-        {hid: np.array([r.probabilities_se[hid] for r in rows]) for hid in ids},
-        flagged,
-        labels,
-        colours,
-        reference=(f"reference quarter {quarter_label(ref)}", quarter_end(ref).isoformat()),
+        + (f" Circled points ({bad}) come from fits that failed their convergence checks." if bad else "")
     )
+    reference = (f"reference quarter {quarter_label(ref)}", quarter_end(ref).isoformat())
+    attribution = data.get("attribution")
+    if attribution:
+        # What moved it: the change of the log Bayes factor per interval, drawn over the interval,
+        # and the events that moved it most numbered on the time axis (forecast.reports.plots.history).
+        first, second = (_label(labels, h) for h in attribution["hypotheses"][:2])
+        name = figures.add(
+            "support-over-time",
+            "Support over time, and what moved it",
+            caption
+            + f" Lower panel: the change of the log Bayes factor of '{first}' against '{second}' over each interval "
+            "(> 0 favours the first; hatched: not split by event), with the events that moved it most numbered at "
+            "their dates (key under the figure).",
+            "Line chart of each hypothesis's posterior probability by quarter, with the change per interval below",
+            history_plots.history_png,
+            data,
+            reference,
+            colours,
+        )
+    else:
+        name = figures.add(
+            "support-over-time",
+            "Support over time",
+            caption,
+            "Line chart of each hypothesis's posterior probability by quarter",
+            F.support_history,
+            [r.quarter for r in rows],
+            [r.as_of for r in rows],
+            {hid: np.array([r.probabilities[hid] for r in rows]) for hid in ids},
+            {hid: np.array([r.probabilities_se[hid] for r in rows]) for hid in ids},
+            flagged,
+            labels,
+            colours,
+            reference=reference,
+        )
     n_fitted = sum(r.source == "fit" for r in rows)
     note = (
         f"{len(rows) - 1} quarter(s), every {every} quarter(s): {n_fitted} refitted"

@@ -23,7 +23,7 @@ from forecast.model.build import cell_logit_draws, draws_as_arrays
 from forecast.model.predictive import prior_draws
 from forecast.reports import figures as F
 from forecast.reports.figures import FigureJobs, FigureRenderer, palette
-from forecast.reports.report import analyses
+from forecast.reports.report import analyses, sections
 from forecast.reports.report import statistics as S
 from forecast.reports.report.read import RunData, load_run
 from forecast.reports.report.records import (
@@ -114,6 +114,14 @@ def _build(stored: StoredRun, renderer, progress: Progress | None) -> Report:
     sensitivity = analyses.sensitivity_section(run.sensitivity, labels, colours, jobs)
     prior_predictive = analyses.prior_predictive_section(run.prior_predictive, study, labels, colours, jobs)
     diagnostics = _diagnostics(run, pointwise, colours)
+    robustness = sections.robustness(run.summary.get("robustness"), labels, colours, jobs)
+    probabilities = {r.id: r.posterior_probability for r in head.rows}
+    cooperation = sections.cooperation(run, arrays, probabilities, jobs)
+    summary = sections.summary(run, head, labels, robustness, sensitivity)
+    forecasts = sections.forecasts(run.forecasts, study)
+    backtest = sections.backtest(run.backtest, labels, jobs)
+    calibration = sections.calibration(run.calibration, labels)
+    missing = sections.missing(run, robustness.available)
     stage("assemble_s")
     say(f"report: rendering {len(jobs)} figures (ArviZ forest and calibration plots, matplotlib)")
     figures = renderer.render(jobs)
@@ -136,6 +144,14 @@ def _build(stored: StoredRun, renderer, progress: Progress | None) -> Report:
         labels=labels,
         sensitivity=sensitivity,
         prior_predictive=prior_predictive,
+        summary=summary,
+        cooperation=cooperation,
+        robustness=robustness,
+        forecasts=forecasts,
+        backtest=backtest,
+        calibration=calibration,
+        missing=missing,
+        evidence_shown=EVIDENCE_BARS,
         figures=figures,
         timings=timings,
     )
@@ -500,9 +516,27 @@ def _evidence(run: RunData, head: Headline, pointwise: pd.DataFrame, labels, col
         "predictive accuracy that tracks, but is not, the Bayes factor."
     )
     if len(diff) > EVIDENCE_MAX_ROWS:
-        note += f" The table lists the {EVIDENCE_MAX_ROWS} most diagnostic of the {len(diff)} observations."
+        note += f" The appendix lists the {EVIDENCE_MAX_ROWS} most diagnostic of the {len(diff)} observations."
+    note += " " + _critical(run.evidence)
     unreliable = not (rows[a].converged and rows[b].converged)
     return EvidenceSection(True, note, a, b, float(diff.sum()), ev, name, unreliable)
+
+
+def _critical(data: dict | None) -> str:
+    """What `forecast evidence` found about critical items, in one sentence (or what adds it)."""
+    if data is None:
+        return (
+            "`forecast evidence` adds which observations are critical (removing or reversing one changes the leader)."
+        )
+    try:
+        critical = [str(c["id"]) if isinstance(c, dict) else str(c) for c in data.get("critical") or []]
+        n = int(data.get("n_counted", data.get("n_observations", 0)))
+    except (KeyError, TypeError, ValueError):
+        return "evidence.json could not be read; run `forecast evidence` again."
+    if not critical:
+        return f"No single observation is critical: removing or reversing any one of the {n} leaves the leader in place (evidence.json)."
+    shown = ", ".join(critical[:10]) + (f" and {len(critical) - 10} more" if len(critical) > 10 else "")
+    return f"{len(critical)} of {n} observations are critical (removing or reversing one changes the leader): {shown} (evidence.json)."
 
 
 # --- 6. diagnostics ------------------------------------------------------------------------------

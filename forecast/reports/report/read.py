@@ -3,7 +3,8 @@
 The report reads the run's own copies of its inputs (never the current files: a report shows
 what the run was fitted on), the posterior draws, the per-event LOO table, and the optional
 analyses other commands stored in the run (``history.json``, ``sensitivity.json``,
-``prior_predictive.json``). A missing or unreadable optional file is a note in the report, not
+``prior_predictive.json``, ``forecasts.json``, ``backtest.json``, ``evidence.json``,
+``calibration.json``). A missing or unreadable optional file is a note in the report, not
 an error; a run without its inputs or posteriors is a RunStoreError (exit 2) that says why.
 """
 
@@ -18,12 +19,17 @@ from forecast.data.cells import CellData, cell_data
 from forecast.data.observations import Observations, load_observations
 from forecast.errors import InputError, RunStoreError
 from forecast.runs.layout import (
+    BACKTEST,
+    CALIBRATION,
+    EVIDENCE,
+    FORECASTS,
     HISTORY,
     HISTORY_SCHEMA,
     OBSERVATIONS_COPY,
     POINTWISE,
     PRIOR_PREDICTIVE,
     PRIOR_PREDICTIVE_SCHEMA,
+    RESULTS_SCHEMA,
     SENSITIVITY,
     SENSITIVITY_SCHEMA,
     STUDY_COPY,
@@ -50,6 +56,10 @@ class RunData:
     sensitivity: dict | None  # sensitivity.json as stored
     prior_predictive: dict | None  # prior_predictive.json as stored
     notes: list[str]
+    forecasts: dict | None = None  # forecasts.json (`forecast predict`)
+    backtest: dict | None = None  # backtest.json (`forecast backtest`)
+    evidence: dict | None = None  # evidence.json (`forecast evidence`)
+    calibration: dict | None = None  # calibration.json (`forecast calibrate`)
 
     @property
     def run_dir(self) -> Path:
@@ -112,6 +122,10 @@ def load_run(stored: StoredRun) -> RunData:
         sensitivity=_optional(stored, SENSITIVITY, SENSITIVITY_SCHEMA, "forecast sensitivity", notes),
         prior_predictive=_optional(stored, PRIOR_PREDICTIVE, PRIOR_PREDICTIVE_SCHEMA, "forecast priors", notes),
         notes=notes,
+        forecasts=_optional(stored, FORECASTS, RESULTS_SCHEMA, "forecast predict", notes),
+        backtest=_optional(stored, BACKTEST, RESULTS_SCHEMA, "forecast backtest", notes),
+        evidence=_optional(stored, EVIDENCE, None, "forecast evidence", notes),
+        calibration=_optional(stored, CALIBRATION, None, "forecast calibrate", notes),
     )
 
 

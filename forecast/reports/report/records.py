@@ -7,10 +7,12 @@ HTML, Markdown and JSON. Nothing here reads files or computes statistics.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from forecast.runs.layout import REPORT_SCHEMA
 
-FORMATS = ("html", "md", "json")
+FORMATS = ("html", "md", "json")  # written by default
+ALL_FORMATS = (*FORMATS, "pdf")  # pdf on request (headless Chromium)
 UNRELIABLE = "UNRELIABLE: at least one fit failed its checks (convergence, marginal-likelihood error)"
 
 # The convergence gate's thresholds, shown beside the diagnostics. A run records the thresholds
@@ -323,6 +325,152 @@ class DiagnosticsSection:
     notes: list[str]
 
 
+# --- the one-page summary, and the sections drawn from other commands' files ---------------------
+
+
+@dataclass(frozen=True)
+class QuestionRow:
+    id: str
+    text: str
+    quarter: str
+    probability: float | None
+    resolved: bool
+
+
+@dataclass(frozen=True)
+class WatchRow:
+    """A milestone: what to watch next quarter and what it would say."""
+
+    what: str  # e.g. "Russia / Defence, 2022Q1"
+    text: str  # the milestone's own sentence (which outcome favours which hypothesis)
+    score: float | None  # how strongly it separates the leading hypotheses (larger: more)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The one-page summary at the top of the report."""
+
+    question: str
+    answer: str  # the answer in words: the leader and its likelihood, or the conclusion sentence
+    likelihood: str | None  # ICD 203 word of the leader's probability (update's judgement), if stored
+    confidence: str | None  # high / moderate / low (update's judgement), if stored
+    confidence_reasons: list[str]
+    conclusion: str
+    robustness: str  # the range over the declared class, or what adds it
+    robust: bool | None
+    moved: list[str]  # what moved it (history.json's attribution), one sentence each
+    moved_note: str
+    watch: list[WatchRow]
+    watch_note: str
+    questions: list[QuestionRow]
+    questions_note: str
+    warnings: list[str]  # stale data: forecast quarters or questions already over
+
+
+@dataclass(frozen=True)
+class Missing:
+    section: str  # the report section that would show it
+    what: str
+    command: str
+
+
+@dataclass(frozen=True)
+class CooperationRow:
+    group: str
+    domain: str
+    now_median: float
+    now_low: float
+    now_high: float
+    start_median: float
+    change_median: float
+    change_low: float
+    change_high: float
+
+
+@dataclass(frozen=True)
+class CooperationSection:
+    now: str  # quarter label of "now" (the quarter of the latest observation)
+    start: str  # the window's first quarter
+    note: str
+    rows: list[CooperationRow]
+    figure: str | None
+
+
+@dataclass(frozen=True)
+class RobustnessRange:
+    id: str
+    label: str
+    colour: str
+    base: float
+    low: float
+    high: float
+    low_variant: str
+    high_variant: str
+
+
+@dataclass(frozen=True)
+class RobustnessSection:
+    available: bool
+    note: str
+    leader: str | None = None
+    stable: bool | None = None
+    n_variants: int = 0
+    ranges: list[RobustnessRange] = field(default_factory=list)
+    flips: list[str] = field(default_factory=list)  # one sentence per variant in which the leader changes
+    prior_odds: str = ""
+    declared: str = ""  # the class, in words
+    warning: str | None = None
+    figure: str | None = None
+    reference_lines: str = ""  # what the tornado's lines mean
+
+
+@dataclass(frozen=True)
+class ForecastRow:
+    what: str  # group / domain
+    quarter: str
+    probability: float | None  # P(cooperative) of an interaction (model average)
+    low: float | None
+    high: float | None
+    expected_events: float | None
+
+
+@dataclass(frozen=True)
+class ForecastsSection:
+    available: bool
+    note: str
+    issued: str | None = None
+    origin: str | None = None
+    rows: list[ForecastRow] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SkillRow:
+    forecaster: str
+    log_score: float | None
+    brier: float | None
+    brier_skill_base_rate: float | None  # Brier improvement over the base rate (> 0: better)
+    coverage_50: float | None
+    coverage_90: float | None
+
+
+@dataclass(frozen=True)
+class BacktestSection:
+    available: bool
+    note: str
+    rows: list[SkillRow] = field(default_factory=list)
+    figure: str | None = None
+
+
+@dataclass(frozen=True)
+class CalibrationSection:
+    available: bool
+    note: str
+    verdict: str | None = None
+    rows: list[dict] = field(default_factory=list)  # per hypothesis: prior, mean posterior, band, within
+    design: dict | None = None  # picks_true, decisive, misleading
+
+
 # --- the whole report --------------------------------------------------------------------------
 
 
@@ -345,6 +493,14 @@ class Report:
     labels: dict[str, str]
     sensitivity: SensitivitySection = field(default_factory=lambda: SensitivitySection(False, ""))
     prior_predictive: PriorPredictiveSection = field(default_factory=lambda: PriorPredictiveSection(False, ""))
+    summary: Summary | None = None
+    cooperation: CooperationSection | None = None
+    robustness: RobustnessSection = field(default_factory=lambda: RobustnessSection(False, ""))
+    forecasts: ForecastsSection = field(default_factory=lambda: ForecastsSection(False, ""))
+    backtest: BacktestSection = field(default_factory=lambda: BacktestSection(False, ""))
+    calibration: CalibrationSection = field(default_factory=lambda: CalibrationSection(False, ""))
+    missing: list[Missing] = field(default_factory=list)
+    evidence_shown: int = 15  # rows of the evidence table in the body (the full table is an appendix)
     figures: dict = field(default_factory=dict)  # name -> forecast.reports.figures.Figure
     timings: dict = field(default_factory=dict)  # seconds per stage of build_report
     seconds: float = 0.0
@@ -357,7 +513,7 @@ class Report:
             "schema_version": REPORT_SCHEMA,
             "kind": "forecast-report",
             "study": self.study,
-            "run_dir": self.run_dir,
+            "run_dir": f"{Path(self.run_dir).parent.name}/{self.run_id}",  # relative to the runs directory
             "run_id": self.run_id,
             "generated": self.generated,
             "forecast_version": self.forecast_version,
@@ -376,6 +532,13 @@ class Report:
                 "sensitivity": asdict(self.sensitivity),
                 "prior_predictive": asdict(self.prior_predictive),
                 "diagnostics": asdict(self.diagnostics),
+                "summary": None if self.summary is None else asdict(self.summary),
+                "cooperation": None if self.cooperation is None else asdict(self.cooperation),
+                "robustness": asdict(self.robustness),
+                "forecasts": asdict(self.forecasts),
+                "backtest": asdict(self.backtest),
+                "calibration": asdict(self.calibration),
+                "missing": [asdict(m) for m in self.missing],
                 "figures": {k: f.to_dict(with_images) for k, f in self.figures.items()},
             }
         )
