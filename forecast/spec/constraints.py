@@ -407,9 +407,9 @@ def _range_problem(c: Constraint) -> str | None:
     """Why a constraint can never hold, or always holds, by its quantities' ranges; else None."""
     lo, hi = _range(c.difference)
     if c.op in (">", ">="):
-        never, always = hi < 0 or (c.op == ">" and hi == 0), lo > 0
+        never, always = hi < 0 or (c.op == ">" and hi == 0), lo > 0 or (c.op == ">=" and lo == 0)
     elif c.op in ("<", "<="):
-        never, always = lo > 0 or (c.op == "<" and lo == 0), hi < 0
+        never, always = lo > 0 or (c.op == "<" and lo == 0), hi < 0 or (c.op == "<=" and hi == 0)
     else:
         never = lo > c.margin or hi < -c.margin  # type: ignore[operator]
         always = -c.margin <= lo and hi <= c.margin  # type: ignore[operator]

@@ -1,0 +1,324 @@
+"""Constraint hypotheses on one encompassing prior (issue 15): schema, Bayes factors, probabilities.
+
+Layers: the pure Bayes-factor arithmetic against closed forms (Normal-mean toy, a tail region by
+stepwise conditioning); the schema's checks; regions on draws of the default constraint study's
+prior; and one small fit of a static study against exact posterior and prior masses by
+quadrature (slow).
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from forecast.errors import StudyError
+from forecast.spec.study import load_study
+from forecast.stats.encompassing import (
+    EmptyRegion,
+    bayes_factor,
+    mass_from_draws,
+    posterior_probabilities,
+    stepwise_mass,
+)
+from forecast.workflows.constraints import PriorDraws, Regions, compare, prior_masses
+
+STUDY = "priors/turkey_nato_constraints.toml"
+
+
+# --- the arithmetic, against closed forms ------------------------------------------------------
+
+
+def _normal_toy(n_obs=8, sigma=1.0, tau=1.0, ybar=0.7):
+    """theta ~ N(0, tau^2), ybar ~ N(theta, sigma^2 / n): the posterior of theta (mean, sd)."""
+    prec = 1 / tau**2 + n_obs / sigma**2
+    return (n_obs * ybar / sigma**2) / prec, math.sqrt(1 / prec)
+
+
+def test_bayes_factor_of_a_normal_mean_region_equals_the_closed_form():
+    m, s = _normal_toy()
+    c = 0.5
+    rng = np.random.default_rng(1)
+    prior = mass_from_draws(rng.standard_normal(40_000) > c)
+    posterior = mass_from_draws((m + s * rng.standard_normal((4, 2_000))) > c)
+    bf = bayes_factor(prior, posterior)
+    exact = math.log(stats.norm.sf(c, m, s) / stats.norm.sf(c))
+    assert bf.bound is None
+    assert abs(bf.log_bf - exact) < 4 * bf.log_bf_se
+    assert bf.log_bf_se < 0.05
+
+
+def test_a_region_of_tiny_prior_mass_is_estimated_stepwise_not_reported_as_infinite():
+    # Prior mass 1 - Phi(4) = 3.2e-5: plain draws would hold about one draw in 40000.
+    c, m, s = 4.0, 4.5, 0.3
+    rng = np.random.default_rng(2)
+    prior = stepwise_mass(lambda u: u[:, 0] - c, 3, rng)
+    posterior = mass_from_draws((m + s * rng.standard_normal((4, 2_000))) > c)
+    bf = bayes_factor(prior, posterior)
+    exact = math.log(stats.norm.sf(c, m, s) / stats.norm.sf(c))
+    assert prior.method == "stepwise" and math.isfinite(bf.log_bf)
+    assert abs(bf.log_bf - exact) < max(4 * bf.log_bf_se, 0.15)
+
+
+def test_a_region_without_posterior_draws_gets_an_upper_bound_not_a_zero():
+    rng = np.random.default_rng(3)
+    prior = mass_from_draws(rng.standard_normal(10_000) > 0)
+    posterior = mass_from_draws(np.zeros((4, 1_000), bool))
+    bf = bayes_factor(prior, posterior)
+    assert bf.bound == "upper" and posterior.upper is not None and 0 < posterior.upper < 0.01
+    assert math.isfinite(bf.log_bf)
+    p, _, upper = posterior_probabilities(
+        [bf, bayes_factor(prior, mass_from_draws(np.ones((4, 1_000))))], np.array([0.5, 0.5]), rng
+    )
+    assert p[0] == 0 and 0 < upper[0] < 0.02 and p.sum() == pytest.approx(1)
+
+
+def test_an_empty_region_is_an_error_not_a_zero():
+    with pytest.raises(EmptyRegion):
+        stepwise_mass(lambda u: -1.0 - u[:, 0] ** 2, 2, np.random.default_rng(4))
+
+
+# --- the schema --------------------------------------------------------------------------------
+
+
+def _study(tmp_path, hypotheses: str, extra: str = "") -> str:
+    text = open(STUDY, encoding="utf-8").read()
+    head = text.split("[[constraint_hypotheses]]")[0]
+    head = head.replace('observations = "../data/turkey_nato_events.csv"', 'observations = "events.csv"')
+    path = tmp_path / "study.toml"
+    path.write_text(head + extra + textwrap.dedent(hypotheses), encoding="utf-8")
+    return str(path)
+
+
+def _problems(tmp_path, constraints: list[str]) -> str:
+    listed = ", ".join(repr(c).replace("'", '"') for c in constraints)
+    with pytest.raises(StudyError) as e:
+        load_study(_study(tmp_path, f'[[constraint_hypotheses]]\nid = "h"\nlabel = "H"\nconstraints = [{listed}]\n'))
+    return str(e.value)
+
+
+def test_the_default_constraint_study_loads_with_equal_priors_and_its_complement():
+    s = load_study(STUDY)
+    ids = [h.id for h in s.constraints.hypotheses]
+    assert ids == ["hedging", "realignment", "alignment", "none_of_these"]
+    assert [h.prior_probability for h in s.constraints.hypotheses] == pytest.approx([0.25] * 4)
+    assert s.constraints.complement.id == "none_of_these" and not s.hypotheses
+
+
+@pytest.mark.parametrize(
+    ("constraint", "says"),
+    [
+        ("shares(nato, after) > 0.5", "did you mean 'share'"),
+        ("share(natoo, after) > 0.5", "did you mean 'nato'"),
+        ("share(nato, aftr) > 0.5", "did you mean 'after'"),
+        ("share(nato, 2030) > 0.5", "not inside the study's time"),
+        ("share(nato, after) > 1.2", "can never hold"),
+        ("domain_gap(nato, after) >= 0", "always holds"),
+        ("share(nato, after) ~ 0.5", "needs 'within"),
+        ("share(nato, after, energi) > 0.5", "did you mean 'energy'"),
+        ("0.3 > 0.2", "name at least one quantity"),
+    ],
+)
+def test_a_bad_constraint_is_refused_with_what_is_wrong(tmp_path, constraint, says):
+    assert says in _problems(tmp_path, [constraint])
+
+
+def test_constraints_that_cannot_hold_together_are_an_empty_region(tmp_path):
+    text = _problems(tmp_path, ["share(nato, after) > 60%", "share(nato, after) < 0.4"])
+    assert "cannot hold together" in text and "empty" in text
+
+
+def test_an_empty_region_no_range_check_sees_is_an_error_when_its_prior_mass_is_estimated(tmp_path):
+    path = _study(
+        tmp_path,
+        """
+        [[constraint_hypotheses]]
+        id = "h"
+        label = "H"
+        constraints = ["share(nato, after) - share(russia, after) > 0.5", "share(russia, after) - share(nato, after) > 0.5"]
+        """,
+    )
+    s = load_study(path)
+    with pytest.raises(StudyError, match="empty region"):
+        prior_masses(Regions(s, s.constraints), PriorDraws(s, s.constraints.priors), 2_000, np.random.default_rng(5))
+
+
+# --- regions on draws --------------------------------------------------------------------------
+
+
+def _as_posterior(study, arrays, chains=4):
+    import xarray as xr
+
+    groups = [g.id for g in study.groups]
+    n = len(arrays["tilt"]) // chains
+    ds = {}
+    for p, g in study.slots:
+        ds[f"{p}__{g}"] = (("chain", "draw"), arrays[p][: n * chains, groups.index(g)].reshape(chains, n))
+    ds["domain_z"] = (
+        ("chain", "draw", "group", "domain"),
+        arrays["domain_z"][: n * chains].reshape(chains, n, *arrays["domain_z"].shape[1:]),
+    )
+    ds["rw_z"] = (
+        ("chain", "draw", "group", "step"),
+        arrays["rw_z"][: n * chains].reshape(chains, n, *arrays["rw_z"].shape[1:]),
+    )
+    return xr.Dataset(ds)
+
+
+def test_hypotheses_that_partition_the_space_sum_to_one_with_the_complement(tmp_path):
+    path = _study(
+        tmp_path,
+        """
+        [[constraint_hypotheses]]
+        id = "russia_ahead"
+        label = "Russia ahead"
+        constraints = ["share(russia, after) > share(nato, after)"]
+
+        [[constraint_hypotheses]]
+        id = "nato_well_ahead"
+        label = "NATO well ahead"
+        constraints = ["share(nato, after) - share(russia, after) > 10%"]
+        """,
+    )
+    s = load_study(path)
+    draws = PriorDraws(s, s.constraints.priors)
+    # A stand-in posterior: prior draws tilted towards NATO (any draws will do for the identity).
+    arrays = draws.arrays(np.random.default_rng(6).standard_normal((4_000, draws.dim)) + 0.3)
+    result = compare(s, s.constraints, _as_posterior(s, arrays), seed=7, n_prior=10_000, factors=())
+    probs = [h.posterior_probability for h in result.hypotheses]
+    assert sum(probs) == pytest.approx(1.0)
+    assert sum(h.prior_mass.value for h in result.hypotheses) == pytest.approx(1.0)
+    assert sum(h.posterior_mass.value for h in result.hypotheses) == pytest.approx(1.0)
+    assert result.overlaps == []
+    assert result.hypotheses[-1].complement
+
+
+def test_overlapping_hypotheses_are_flagged_with_how_to_separate_them(tmp_path):
+    path = _study(
+        tmp_path,
+        """
+        [[constraint_hypotheses]]
+        id = "a"
+        label = "A"
+        constraints = ["share(nato, after) > 0.5"]
+
+        [[constraint_hypotheses]]
+        id = "b"
+        label = "B"
+        constraints = ["share(nato, after) > 0.6"]
+        """,
+    )
+    s = load_study(path)
+    draws = PriorDraws(s, s.constraints.priors)
+    arrays = draws.arrays(np.random.default_rng(8).standard_normal((2_000, draws.dim)))
+    result = compare(s, s.constraints, _as_posterior(s, arrays), seed=9, n_prior=5_000, factors=())
+    assert [o["hypotheses"] for o in result.overlaps] == [["a", "b"]]
+    assert "exclusive" in result.overlaps[0]["advice"]
+
+
+def test_the_encompassing_prior_is_weakly_informative_in_share_terms():
+    s = load_study(STUDY)
+    draws = PriorDraws(s, s.constraints.priors)
+    result = compare(
+        s,
+        s.constraints,
+        _as_posterior(s, draws.arrays(np.random.default_rng(10).standard_normal((2_000, draws.dim)))),
+        seed=11,
+        n_prior=5_000,
+        factors=(),
+    )
+    for lo, mid, hi in result.prior_predictive.values():
+        assert lo < 0.2 and 0.4 < mid < 0.6 and hi > 0.8
+    # The prior is its own posterior here: every Bayes factor is about 1.
+    for h in result.hypotheses:
+        assert abs(h.bayes_factor.log_bf) < 5 * h.bayes_factor.log_bf_se + 0.05
+
+
+# --- one fit against quadrature (slow) ---------------------------------------------------------
+
+STATIC = """
+[study]
+name = "static_constraint"
+question = "Exact constraint masses"
+actor = "Testland"
+observations = "events.csv"
+
+[time]
+step = "quarter"
+start = "2020Q1"
+end = "2020Q4"
+components = []
+
+[[groups]]
+id = "partner"
+label = "Partner"
+counterparts = ["alpha"]
+
+[[domains]]
+id = "trade"
+label = "Trade"
+
+[encompassing.priors]
+tilt.all = {{ dist = "Normal", kwargs = {{ mu = 0.0, sigma = 1.0 }} }}
+spread.all = {{ dist = "HalfNormal", kwargs = {{ sigma = 0.5 }} }}
+
+[[constraint_hypotheses]]
+id = "mostly_cooperative"
+label = "Mostly cooperative"
+constraints = ["share(partner, all) > {c}"]
+"""
+
+
+def _exact_masses(a: float, b: float, c: float) -> tuple[float, float]:
+    """Prior and posterior P(expit(tilt + spread z) > c) by quadrature over (tilt, log spread, z).
+
+    tilt ~ N(0, 1), spread ~ HalfNormal(0.5), z ~ N(0, 1); the likelihood of a cooperative and b
+    conflictual events (unit weights) in the one cell. The trapezoidal rule on wide grids; the
+    indicator's edge in z is resolved by a fine z grid.
+    """
+    from scipy.special import log_expit, logit
+
+    t = np.linspace(-7, 7, 281)
+    z = np.linspace(-8, 8, 3201)
+    T, Z = np.meshgrid(t, z, indexing="ij")
+    base = stats.norm.logpdf(T) + stats.norm.logpdf(Z)
+    prior_in = post_all = post_in = 0.0
+    for u in np.linspace(-12, math.log(0.5 * 9), 161):
+        s = math.exp(u)
+        eta = T + s * Z
+        log_w = base + stats.halfnorm.logpdf(s, scale=0.5) + u
+        inside = eta > logit(c)
+        w_post = np.exp(log_w + a * log_expit(eta) + b * log_expit(-eta))
+        prior_in += float((np.exp(log_w) * inside).sum())
+        post_all += float(w_post.sum())
+        post_in += float((w_post * inside).sum())
+    # Normaliser of the prior: the same grid's total (so grid constants cancel).
+    prior_total = 0.0
+    for u in np.linspace(-12, math.log(0.5 * 9), 161):
+        prior_total += float(np.exp(base + stats.halfnorm.logpdf(math.exp(u), scale=0.5) + u).sum())
+    return prior_in / prior_total, post_in / post_all
+
+
+@pytest.mark.slow
+def test_constraint_bayes_factor_equals_exact_masses_on_a_static_model(tmp_path):
+    from forecast.settings import SamplerSettings
+    from forecast.workflows.constraints import run_constraints
+
+    c, n_coop, n_conf = 0.6, 9, 4
+    (tmp_path / "study.toml").write_text(STATIC.format(c=c), encoding="utf-8")
+    rows = ["id,event_date,counterpart,domain,outcome,reliability,description,source"]
+    for k in range(n_coop + n_conf):
+        outcome = "cooperative" if k < n_coop else "conflictual"
+        rows.append(f"ev{k:03d},2020-02-14,alpha,trade,{outcome},A1,event {k},test")
+    (tmp_path / "events.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    settings = SamplerSettings(draws=1_000, tune=500, chains=4, cores=2, seed=12)
+    result = run_constraints(tmp_path / "study.toml", settings, prior_draws=40_000, factors=())
+    h = result.hypotheses[0]
+    prior, post = _exact_masses(n_coop, n_conf, c)
+    assert abs(h.prior_mass.value - prior) < 4 * h.prior_mass.se
+    assert abs(h.posterior_mass.value - post) < 4 * h.posterior_mass.se
+    exact = math.log(post / prior)
+    assert abs(h.bayes_factor.log_bf - exact) < 4 * h.bayes_factor.log_bf_se
