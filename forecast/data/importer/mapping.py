@@ -12,7 +12,8 @@ is reported at once.
 
 Actors and counterparts are named by CAMEO *codes* or by *names*. A code (upper-case letters in
 blocks of three: ``TUR``, ``USA``, ``IGOWSTNAT``) matches any code that starts with it, in a
-column that carries codes (``TURGOV``, ``USAMIL``, ``IGOWSTNATMIL``); the longest code wins. A
+column that carries codes (``TURGOV``, ``USAMIL``, ``IGOWSTNATMIL``; the longest code wins), and
+itself, in upper case, in any column. A
 name (anything else: ``Turkey``, ``Türkiye``, ``TURKISH``) matches a value equal to it, compared
 without case and with inner spaces collapsed.
 """
@@ -150,7 +151,7 @@ class Mapping:
     path: Path
     actor: frozenset[str]  # every entry of ``actor``, normalised (for messages)
     actor_codes: tuple[str, ...]  # CAMEO code prefixes of the actor, longest first
-    actor_names: frozenset[str]  # normalised names and aliases of the actor
+    actor_names: frozenset[str]  # normalised names and aliases of the actor (the entries that are not codes)
     counterparts: dict[str, str]  # normalised name -> counterpart id
     counterpart_codes: tuple[tuple[str, str], ...]  # (code prefix, counterpart id), longest first
     keywords: list[tuple[str, str]]  # (keyword as tokens, domain), in file order
@@ -333,7 +334,7 @@ def load_mapping(path: Path, study: Study) -> Mapping:
         path=path,
         actor=frozenset(norm(a) for a in m.actor),
         actor_codes=tuple(c for c, _ in longest((a.strip(), "") for a in m.actor if is_code(a))),
-        actor_names=frozenset(norm(a) for a in m.actor),
+        actor_names=frozenset(norm(a) for a in m.actor if not is_code(a)),
         counterparts={norm(k): v for k, v in spec.counterparts.items()},
         counterpart_codes=longest((k.strip(), v) for k, v in spec.counterparts.items() if is_code(k)),
         keywords=[(tokens(k), dom) for k, dom in d.keywords.items()],

@@ -21,8 +21,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Callable
+from bisect import bisect_right
 from dataclasses import dataclass, field
+from itertools import accumulate
 from urllib.parse import unquote, urlsplit
 
 import pandas as pd
@@ -102,15 +103,15 @@ class _Skip(Exception):
 def parse_date(text: str) -> dt.date | None:
     """YYYYMMDD, YYYYMMDDhhmmss, YYYY-MM-DD (with or without a time after it), or None."""
     t = text.strip()
-    for pattern, fmt in ((r"\d{14}", "%Y%m%d%H%M%S"), (r"\d{8}", "%Y%m%d"), (r"\d{4}-\d{2}-\d{2}", "%Y-%m-%d")):
-        if re.fullmatch(pattern, t):
-            try:
-                return dt.datetime.strptime(t, fmt).date()
-            except ValueError:
+    try:
+        if len(t) in (8, 14) and t.isdigit():
+            if len(t) == 14 and not (int(t[8:10]) < 24 and int(t[10:12]) < 60 and int(t[12:14]) < 62):
                 return None
-    m = re.fullmatch(r"(\d{4}-\d{2}-\d{2})[T ].*", t)
-    if m:
-        return parse_date(m.group(1))
+            return dt.date(int(t[:4]), int(t[4:6]), int(t[6:8]))
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", t[:10]) and (len(t) == 10 or t[10] in "T "):
+            return dt.date(int(t[:4]), int(t[5:7]), int(t[8:10]))
+    except ValueError:
+        return None
     return None
 
 
@@ -221,7 +222,9 @@ class RowMapper:
                 continue
             n = norm(v)
             code = i in self.code_cols
-            is_actor = n in m.actor_names or (code and any(_code_match(v, c) for c in m.actor_codes))
+            is_actor = (
+                n in m.actor_names or v in m.actor_codes or (code and any(_code_match(v, c) for c in m.actor_codes))
+            )
             cp = m.counterparts.get(n)
             if cp is None and code:
                 cp = next((p for c, p in m.counterpart_codes if _code_match(v, c)), None)
@@ -487,22 +490,52 @@ def _url_words(url: str) -> str:
     return unquote(urlsplit(u).path)
 
 
-def actor_prefilter(mapping: Mapping) -> Callable[[str], bool]:
-    """A test on a raw line: False when no code or name of the study's actor can be in it.
+class ActorPrefilter:
+    """Which lines of a block may concern the study's actor (a superset: every row the full mapping
+    could read as the actor's is among them).
 
-    A code matches where it begins a word in upper case (``TUR`` in ``\\tTURGOV\\t``), a name as a
-    whole word without case; every row the full mapping could read as the actor's passes.
+    A code (``TUR``) may be in a line where it occurs in upper case, a name where it occurs without
+    case. The block is searched as one text, by plain substring search (C speed, no regular
+    expression over the whole file); only the lines it hits are checked with the exact pattern: a
+    code where it begins a word (``\\tTURGOV``), a name as a whole word.
     """
-    parts = []
-    if mapping.actor_codes:
-        parts.append("(?<![A-Z])(?:" + "|".join(re.escape(c) for c in mapping.actor_codes) + ")")
-    names = sorted(mapping.actor_names, key=len, reverse=True)
-    if names:
-        alts = "|".join(re.escape(n).replace(r"\ ", r"\s+") for n in names)
-        parts.append(r"(?i:(?<!\w)(?:" + alts + r")(?!\w))")
-    pattern = re.compile("|".join(parts))
-    search = pattern.search
-    return lambda line: search(line) is not None
+
+    def __init__(self, mapping: Mapping):
+        self.codes = tuple(mapping.actor_codes)
+        self.names = tuple(sorted({n.lower() for n in mapping.actor_names}, key=len))
+        parts = []
+        if self.codes:
+            parts.append("(?<![A-Z])(?:" + "|".join(re.escape(c) for c in self.codes) + ")")
+        if self.names:
+            alts = "|".join(re.escape(n).replace(r"\ ", r"\s+") for n in sorted(self.names, key=len, reverse=True))
+            parts.append(r"(?i:(?<!\w)(?:" + alts + r")(?!\w))")
+        self.pattern = re.compile("|".join(parts)) if parts else None
+        # a name with inner spaces may be split by other white space in the file: search its first word
+        self.name_needles = tuple({n.split(" ")[0] for n in self.names})
+
+    def __call__(self, lines: list[str]) -> set[int]:
+        if self.pattern is None:
+            return set()
+        text = "".join(lines)
+        hits: list[int] = []
+        for needle, haystack in [(c, text) for c in self.codes] + (
+            [(n, text.lower()) for n in self.name_needles] if self.name_needles else []
+        ):
+            at = haystack.find(needle)
+            while at >= 0:
+                hits.append(at)
+                at = haystack.find(needle, at + 1)
+        if not hits:
+            return set()
+        ends = list(accumulate(map(len, lines)))
+        marked = {bisect_right(ends, at) for at in hits}
+        search = self.pattern.search
+        return {i for i in marked if i < len(lines) and search(lines[i]) is not None}
+
+
+def actor_prefilter(mapping: Mapping) -> ActorPrefilter:
+    """The reader's pre-filter for ``mapping``'s actor (see ActorPrefilter)."""
+    return ActorPrefilter(mapping)
 
 
 def _finish(clusters: list[Cluster], mapper: RowMapper, on_match: str) -> tuple[list[dict], list[Skipped]]:

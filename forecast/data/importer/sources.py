@@ -212,7 +212,13 @@ _DAMAGED = (EOFError, zlib.error, gzip.BadGzipFile, zipfile.BadZipFile)
 
 
 def _lines(path: Path, f: BinaryIO, encoding: str = "utf-8") -> Iterator[str]:
-    """The file's lines (each with its ending), decoded a block at a time.
+    """The file's lines (each with its ending)."""
+    for chunk in _chunks(path, f, encoding):
+        yield from chunk
+
+
+def _chunks(path: Path, f: BinaryIO, encoding: str = "utf-8") -> Iterator[list[str]]:
+    """The file's lines (each with its ending), decoded and returned a block at a time.
 
     A line over MAX_LINE_BYTES is refused when it is seen (never read whole); a damaged or
     truncated compressed file is refused with the line it reached.
@@ -269,8 +275,12 @@ def _lines(path: Path, f: BinaryIO, encoding: str = "utf-8") -> Iterator[str]:
         lines = text.split("\n")
         if ends:
             lines.pop()
-        for i, line in enumerate(lines):
-            yield line + "\n" if (ends or i < len(lines) - 1) else line
+        last = len(lines) - 1
+        yield (
+            [line + "\n" for line in lines]
+            if ends
+            else [line + "\n" if i < last else line for i, line in enumerate(lines)]
+        )
         n += len(lines)
         if not block:
             return
@@ -325,11 +335,12 @@ class Source:
     encoding: str = "utf-8"
     counts: Counts = field(default_factory=Counts, compare=False)
 
-    def records(self, prefilter: Callable[[str], bool] | None = None) -> Iterator[tuple[int, list[str]]]:
+    def records(self, prefilter: Callable[[list[str]], set[int]] | None = None) -> Iterator[tuple[int, list[str]]]:
         """Each data row as (the line it starts on, its fields padded to the header's width).
 
-        ``prefilter(line)`` False drops a line that is a whole record unparsed (counted in
-        ``counts.prefiltered``); see the module's docstring.
+        ``prefilter(lines)`` is given each block of lines and returns the positions of those that
+        may concern the study; the others, where they are whole records, are dropped unparsed
+        (counted in ``counts.prefiltered``); see the module's docstring.
         """
         width = len(self.columns)
         counts = self.counts
@@ -337,28 +348,31 @@ class Source:
         consumed: list[int] = []
         headerless = self.headerless
 
-        def feed(lines: Iterator[str]) -> Iterator[str]:
+        def feed(chunks: Iterator[list[str]]) -> Iterator[str]:
             header_seen, open_quote = headerless, False
-            for n, line in enumerate(lines, start=1):
-                counts.lines = n
-                if prefilter is not None and header_seen and not open_quote:
-                    whole = headerless or '"' not in line
-                    if whole and not prefilter(line):
-                        if line.strip():
-                            counts.prefiltered += 1
-                        continue
-                if not header_seen and line.strip():
-                    header_seen = True
-                if not headerless and line.count('"') % 2:
-                    open_quote = not open_quote
-                consumed.append(n)
-                yield line
+            n = 0
+            for lines in chunks:
+                keep = prefilter(lines) if prefilter is not None else None
+                for i, line in enumerate(lines):
+                    n += 1
+                    counts.lines = n
+                    if keep is not None and i not in keep and header_seen and not open_quote:
+                        if headerless or '"' not in line:
+                            if line.strip():
+                                counts.prefiltered += 1
+                            continue
+                    if not header_seen and line.strip():
+                        header_seen = True
+                    if not headerless and line.count('"') % 2:
+                        open_quote = not open_quote
+                    consumed.append(n)
+                    yield line
 
         old_limit = csv.field_size_limit(MAX_FIELD_CHARS)
         try:
             with open_events(self.path) as f:
                 reader = csv.reader(
-                    feed(_lines(self.path, f, self.encoding)),
+                    feed(_chunks(self.path, f, self.encoding)),
                     delimiter=self.delimiter,
                     strict=True,
                     quoting=csv.QUOTE_NONE if headerless else csv.QUOTE_MINIMAL,
