@@ -29,7 +29,7 @@ def render_constraints(result) -> str:
             + "; ".join(result.diagnostics.get("problems", []))
         )
     lines.append("")
-    head = f"{'hypothesis':<22} {'prior P':>8} {'prior mass':>20} {'posterior mass':>20} {'BF vs enc.':>11} {'posterior P':>16}"
+    head = f"{'hypothesis':<26} {'prior P':>8} {'prior mass':>20} {'posterior mass':>20} {'BF vs enc.':>11} {'posterior P':>16}"
     lines += [head, "-" * len(head)]
     for h in result.hypotheses:
         bf = h.bayes_factor
@@ -40,7 +40,7 @@ def render_constraints(result) -> str:
             post = f"{_pct(h.posterior_probability)} ± {_pct(h.posterior_probability_se)}"
         label = h.id + (" (complement)" if h.complement else "")
         lines.append(
-            f"{label:<22} {_pct(h.prior_probability):>8} {_mass(h.prior_mass):>20} {_mass(h.posterior_mass):>20} "
+            f"{label:<26} {_pct(h.prior_probability):>8} {_mass(h.prior_mass):>20} {_mass(h.posterior_mass):>20} "
             f"{bf_text:>11} {post:>16}"
         )
     leader = next(h for h in result.hypotheses if h.id == result.leader)

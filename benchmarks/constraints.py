@@ -1,0 +1,165 @@
+"""Benchmark the constraint comparison (issue 15) on the default study, and its robustness.
+
+In one process (the model compiled before anything is timed; wall clock, ``time.perf_counter``):
+
+1. ``encompassing_fit_s``: one fit of priors/turkey_nato_constraints.toml's encompassing model
+   (4 chains x (400 tune + 1500 draws), the convergence gate with its retry).
+2. ``comparison_s``: the rest of the constraint comparison on that fit (prior Monte Carlo with
+   stepwise conditioning where needed, regions on prior and posterior draws, Bayes factors,
+   probabilities); ``ratio_vs_one_fit = (fit + comparison) / fit`` (target <= 1.2). The
+   encompassing-prior robustness (x1.5 and /1.5 by reweighting) is timed apart
+   (``robustness_s``).
+3. ``separate_fits_s``: the prior-specified default study (priors/turkey_nato.toml) as
+   `forecast update` computes its support: each hypothesis fitted, bridge-sampled and LOO'd
+   (``fit_hypothesis``); ``speedup_vs_separate = separate_fits_s / (fit + comparison)``
+   (target >= 2).
+4. Robustness to a 1.5x wider prior: constraint-based probabilities with the encompassing prior
+   widened 1.5x (every prior; by reweighting AND by a direct refit) against the base; and
+   today's prior-specified probabilities when ONE hypothesis's priors are widened 1.5x
+   (a direct refit of that hypothesis with its bridge-sampled marginal likelihood, the others
+   as fitted), for each hypothesis in turn. The largest change of any probability is printed
+   for both.
+
+Stdout: a readable summary and, as its LAST line, one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from forecast.data.cells import cell_data  # noqa: E402
+from forecast.data.observations import load_observations  # noqa: E402
+from forecast.fit.hypothesis import fit_hypothesis  # noqa: E402
+from forecast.fit.sampler import SamplerSettings, StudyModel  # noqa: E402
+from forecast.model.build import family_signature  # noqa: E402
+from forecast.spec.study import load_study  # noqa: E402
+from forecast.stats.loo import posterior_probabilities  # noqa: E402
+from forecast.workflows.constraints import compare, encompassing_hypothesis  # noqa: E402
+from forecast.workflows.sensitivity.grid import scale_prior  # noqa: E402
+
+CONSTRAINT_STUDY = ROOT / "priors" / "turkey_nato_constraints.toml"
+PRIOR_STUDY = ROOT / "priors" / "turkey_nato.toml"
+FACTOR = 1.5
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    settings = SamplerSettings()
+    out: dict = {}
+
+    # 1-2: the constraint comparison on one encompassing fit.
+    study = load_study(CONSTRAINT_STUDY)
+    spec = study.constraints
+    obs = load_observations(study)
+    cells = cell_data(obs.table, study)
+    enc = encompassing_hypothesis(spec)
+    model = StudyModel(dataclasses.replace(study, hypotheses=(enc,)), cells)
+    model.compiled(family_signature(model.study, enc))
+    say("fitting the encompassing model")
+    t0 = time.perf_counter()
+    fit = model.fit(enc, settings)
+    t_fit = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    base = compare(study, spec, fit.trace.posterior, settings.seed, spec.prior_draws, factors=())
+    t_cmp = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with_robustness = compare(study, spec, fit.trace.posterior, settings.seed, spec.prior_draws, factors=(FACTOR,))
+    t_rob = time.perf_counter() - t0 - t_cmp
+    out.update(
+        encompassing_fit_s=round(t_fit, 2),
+        encompassing_attempts=fit.attempts,
+        comparison_s=round(t_cmp, 2),
+        robustness_s=round(t_rob, 2),
+        ratio_vs_one_fit=round((t_fit + t_cmp) / t_fit, 3),
+        ratio_vs_one_fit_with_robustness=round((t_fit + t_cmp + t_rob) / t_fit, 3),
+        constraint_probabilities={
+            h.id: [round(h.posterior_probability, 4), round(h.posterior_probability_se, 4)] for h in base.hypotheses
+        },
+        constraint_bayes_factors={h.id: round(float(np.exp(h.bayes_factor.log_bf)), 4) for h in base.hypotheses},
+        converged=fit.diagnostics.converged,
+    )
+    base_p = {h.id: h.posterior_probability for h in base.hypotheses}
+
+    # 4a: the encompassing prior widened 1.5x: reweighted (from compare) and refitted.
+    wide = next(r for r in with_robustness.robustness if r.factor == FACTOR)
+    wide_spec = dataclasses.replace(spec, priors={k: scale_prior(p, FACTOR) for k, p in spec.priors.items()})
+    wide_enc = encompassing_hypothesis(wide_spec)
+    say("refitting the encompassing model with its prior widened 1.5x")
+    wide_fit = model.fit(wide_enc, settings)
+    refit = compare(study, wide_spec, wide_fit.trace.posterior, settings.seed, spec.prior_draws, factors=())
+    refit_p = {h.id: h.posterior_probability for h in refit.hypotheses}
+    out.update(
+        constraint_widened_reweighted=wide.probabilities,
+        constraint_widened_reweighted_pareto_k=wide.pareto_k,
+        constraint_widened_refit={k: round(v, 4) for k, v in refit_p.items()},
+        constraint_max_change_reweighted=wide.max_change,
+        constraint_max_change_refit=round(max(abs(refit_p[k] - base_p[k]) for k in base_p), 4),
+    )
+
+    # 3: the prior-specified study, each hypothesis fitted separately (as update does).
+    pstudy = load_study(PRIOR_STUDY)
+    pobs = load_observations(pstudy)
+    pcells = cell_data(pobs.table, pstudy)
+    pmodel = StudyModel(pstudy, pcells)
+    for h in pstudy.hypotheses:
+        pmodel.compiled(family_signature(pstudy, h))
+    say("fitting each prior-specified hypothesis (fit, bridge sampling, LOO)")
+    t0 = time.perf_counter()
+    judged = {h.id: fit_hypothesis(pmodel, h, settings) for h in pstudy.hypotheses}
+    t_sep = time.perf_counter() - t0
+    out.update(
+        separate_fits_s=round(t_sep, 2),
+        speedup_vs_separate=round(t_sep / (t_fit + t_cmp), 2),
+    )
+    ids = [h.id for h in pstudy.hypotheses]
+    prior = [h.prior_probability for h in pstudy.hypotheses]
+    log_ml = {k: judged[k].bridge.log_ml for k in ids}
+    p_base = posterior_probabilities(np.array([log_ml[k] for k in ids]), np.zeros(len(ids)), np.array(prior))[0]
+    out["prior_specified_probabilities"] = {k: round(float(p), 4) for k, p in zip(ids, p_base, strict=True)}
+
+    # 4b: one prior-specified hypothesis's priors widened 1.5x (refit + bridge), in turn.
+    moves = {}
+    for h in pstudy.hypotheses:
+        widened = dataclasses.replace(h, priors={k: scale_prior(p, FACTOR) for k, p in h.priors.items()})
+        say(f"refitting '{h.id}' with its priors widened 1.5x")
+        wf = fit_hypothesis(pmodel, widened, settings, with_loo=False)
+        lm = dict(log_ml, **{h.id: wf.bridge.log_ml})
+        p = posterior_probabilities(np.array([lm[k] for k in ids]), np.zeros(len(ids)), np.array(prior))[0]
+        moves[h.id] = {
+            "probabilities": {k: round(float(x), 4) for k, x in zip(ids, p, strict=True)},
+            "max_change": round(float(np.max(np.abs(p - p_base))), 4),
+        }
+    out["prior_specified_widened_one"] = moves
+    out["prior_specified_max_change"] = max(m["max_change"] for m in moves.values())
+
+    print("Constraint comparison (priors/turkey_nato_constraints.toml):")
+    for k, (p, se) in out["constraint_probabilities"].items():
+        print(f"  {k:<15} P = {p:.3f} ± {se:.3f}   BF vs encompassing {out['constraint_bayes_factors'][k]:.3g}")
+    print(f"  one encompassing fit {t_fit:.1f} s; comparison {t_cmp:.2f} s -> {out['ratio_vs_one_fit']:.3f}x one fit")
+    print(f"  with the encompassing-prior robustness ({t_rob:.2f} s): {out['ratio_vs_one_fit_with_robustness']:.3f}x")
+    print(f"  prior-specified hypotheses fitted separately: {t_sep:.1f} s -> {out['speedup_vs_separate']:.2f}x faster")
+    print("Robustness to a 1.5x wider prior (largest change of any probability):")
+    print(
+        f"  constraint-based, encompassing prior widened: {out['constraint_max_change_reweighted']:.3f} reweighted "
+        f"(Pareto k {wide.pareto_k:.2f}), {out['constraint_max_change_refit']:.3f} refitted"
+    )
+    for k, m in moves.items():
+        print(f"  prior-specified, '{k}' widened: {m['max_change']:.3f}  {m['probabilities']}")
+    print(f"  prior-specified base: {out['prior_specified_probabilities']}")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
