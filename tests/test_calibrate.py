@@ -118,8 +118,8 @@ def test_replicates_are_reproducible_and_draw_hypotheses_from_the_prior(tmp_path
     a = simulate_replicate(study, design, 9, 4)
     b = simulate_replicate(study, design, 9, 4)
     assert a[0] == b[0] and a[1].equals(b[1])
-    trues = [simulate_replicate(study, design, 9, i)[0] for i in range(300)]
-    assert np.mean(np.array(trues) == 0) == pytest.approx(0.2, abs=4 * np.sqrt(0.16 / 300))
+    trues = [simulate_replicate(study, design, 9, i)[0] for i in range(100)]
+    assert np.mean(np.array(trues) == 0) == pytest.approx(0.2, abs=4 * np.sqrt(0.16 / 100))
 
 
 def test_monte_carlo_bands_stay_inside_zero_and_one():
