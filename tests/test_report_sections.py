@@ -414,3 +414,298 @@ def test_unknown_figures_in_the_summary_are_shown_as_unknown(tmp_path):
     md, html = render_markdown(report), render_html(report)
     assert "0.232 ± —" in md and "unknown vs" in html
     assert json.loads(render_json(report))["headline"]["rows"][0]["log_bayes_factor"] is None
+
+
+# --- the brief: summary, contents, what is missing, paths, figure files ---------------------------
+
+
+def _judgement_and_robustness(summary: dict) -> dict:
+    """summary.json as `forecast update` writes it with robustness: the judgement and robustness objects."""
+    variants = [
+        {
+            "id": "base",
+            "kind": "base",
+            "hypothesis": None,
+            "target": "",
+            "joint": False,
+            "posterior_probabilities": {"steady": 0.23, "shift": 0.77},
+            "leader": "shift",
+            "description": "the stated priors and evidence",
+        },
+        {
+            "id": "steady/tilt/wider1.5",
+            "kind": "prior",
+            "hypothesis": "steady",
+            "target": "tilt",
+            "joint": False,
+            "posterior_probabilities": {"steady": 0.35, "shift": 0.65},
+            "leader": "shift",
+            "description": "the tilt priors of 'Steady' are 1.5x wider",
+        },
+        {
+            "id": "steady/all/wider1.5",
+            "kind": "prior",
+            "hypothesis": "steady",
+            "target": "all",
+            "joint": True,
+            "posterior_probabilities": {"steady": 0.55, "shift": 0.45},
+            "leader": "steady",
+            "description": "every prior of 'Steady' is 1.5x wider",
+        },
+    ]
+    summary["judgement"] = {
+        "leader": "shift",
+        "posterior_probability": 0.77,
+        "likelihood": "likely",
+        "runner_up": "steady",
+        "bayes_factor": 3.3,
+        "evidence": "moderate",
+        "confidence": "low",
+        "confidence_reasons": ["the leader changes under reasonable priors"],
+    }
+    summary["robustness"] = {
+        "leader": "shift",
+        "leader_stable": False,
+        "n_variants": 2,
+        "class": {"source": "defaults", "shifts": [0.5], "scales": [1.5], "joint": True, "n_evidence_variants": 0},
+        "ranges": {
+            "steady": {
+                "base": 0.23,
+                "min": 0.23,
+                "max": 0.55,
+                "min_variant": "base",
+                "max_variant": "steady/all/wider1.5",
+            },
+            "shift": {
+                "base": 0.77,
+                "min": 0.45,
+                "max": 0.77,
+                "min_variant": "steady/all/wider1.5",
+                "max_variant": "base",
+            },
+        },
+        "flips": [{"id": "steady/all/wider1.5", "new_leader": "steady"}],
+        "prior_odds_text": "'Shift' leads while its prior probability is above 0.23.",
+        "refitted": [],
+        "variants": variants,
+    }
+    return summary
+
+
+def forecasts_json() -> dict:
+    row = {
+        "group": "east",
+        "domain": "defence",
+        "quarter": "2022Q1",
+        "horizon": 1,
+        "mean": 0.3,
+        "interval_50": [0.2, 0.4],
+        "interval_90": [0.1, 0.5],
+        "expected_events": 1.1,
+    }
+    return {
+        "schema_version": 1,
+        "issued": "2026-12-07T06:00:00+00:00",
+        "data_cutoff": "2021-12-15",
+        "origin": "2021Q4",
+        "forecasts": [row],
+        "questions": [
+            {
+                "id": "q1",
+                "text": "Will East cooperate in defence in 2022Q1?",
+                "quarter": "2022Q1",
+                "probability": 0.31,
+                "resolved": False,
+            }
+        ],
+        "milestones": {
+            "quarter": "2022Q1",
+            "leading": ["shift", "steady"],
+            "cells": [
+                {
+                    "group": "east",
+                    "domain": "defence",
+                    "quarter": "2022Q1",
+                    "expected_events": 1.06,
+                    "expected_abs_log_bf_change": 0.07,
+                    "log_bf_if_cooperative": -0.41,
+                    "log_bf_if_conflictual": 0.05,
+                }
+            ],
+        },
+        "warnings": ["Stale data: forecast quarter 2022Q1 is already over."],
+    }
+
+
+def attribution() -> dict:
+    event = {
+        "id": "G003",
+        "event_date": "2020-03-12",
+        "report_date": "2020-03-12",
+        "counterpart": "russia",
+        "domain": "defence",
+        "outcome": "conflictual",
+        "description": "Golden event 3",
+        "weight": 1.0,
+        "contribution": 0.18,
+        "interval": "2019Q4..2020Q4",
+    }
+    return {
+        "hypotheses": ["shift", "steady"],
+        "log_bf": 1.2,
+        "log_bf_se": 0.06,
+        "attributed_change": 1.2,
+        "unattributed_change": 0.0,
+        "n_unattributed": 0,
+        "intervals": [
+            {
+                "start": "2019Q4",
+                "end": "2020Q4",
+                "start_date": "2019-12-31",
+                "end_date": "2020-12-31",
+                "new_observations": 20,
+                "change": 0.8,
+                "change_se": 0.05,
+                "attributed": True,
+            },
+            {
+                "start": "2020Q4",
+                "end": "2021Q4",
+                "start_date": "2020-12-31",
+                "end_date": "2021-12-31",
+                "new_observations": 28,
+                "change": 0.4,
+                "change_se": 0.05,
+                "attributed": True,
+            },
+        ],
+        "top_events": [event],
+    }
+
+
+@pytest.fixture(scope="module")
+def golden_copy(tmp_path_factory):
+    """The golden run in a runs directory, reported as it is (nothing but the update's files)."""
+    root = tmp_path_factory.mktemp("briefruns")
+    run = root / "golden" / "20261207T051613Z"
+    shutil.copytree(GOLDEN, run)
+    result = write_report(StoredRun.open(run), renderer=PixelRenderer())
+    return run, result
+
+
+def test_no_format_shows_an_absolute_local_path(golden_copy):
+    run, result = golden_copy
+    repo = str(Path(__file__).resolve().parents[1])
+    for fmt in ("html", "md", "json"):
+        text = (run / f"report.{fmt}").read_text(encoding="utf-8")
+        assert str(run.parent.parent) not in text and repo not in text, fmt
+        assert "/tmp/" not in text and os.path.expanduser("~") + "/" not in text, fmt
+    assert "golden/20261207T051613Z" in (run / "report.html").read_text(encoding="utf-8")  # relative to the runs dir
+
+
+def test_markdown_writes_its_figures_as_png_files_beside_it(golden_copy, tmp_path):
+    run, result = golden_copy
+    md = (run / "report.md").read_text(encoding="utf-8")
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert links and "base64" not in md
+    assert len(links) == len(result.report.figures)
+    for link in links:
+        assert link.startswith("report_files/") and (run / link).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = tmp_path / "embedded.md"
+    write_report(StoredRun.open(run), formats=("md",), output=out, renderer=PixelRenderer(), embed_images=True)
+    assert out.read_text().count("](data:image/png;base64,") == len(result.report.figures)
+    assert not (tmp_path / "embedded_files").exists()
+
+
+def test_the_report_opens_with_a_summary_and_a_table_of_contents(golden_copy):
+    run, result = golden_copy
+    html = (run / "report.html").read_text(encoding="utf-8")
+    assert html.index('<section id="summary">') < html.index('<nav id="toc"') < html.index('<section id="headline">')
+    toc = html[html.index('<nav id="toc"') : html.index("</nav>")]
+    targets = re.findall(r'href="#([\w-]+)"', toc)
+    for t in targets:
+        assert f'<section id="{t}"' in html, t
+    for s in (
+        "headline",
+        "cooperation",
+        "history",
+        "evidence",
+        "robustness",
+        "forecasts",
+        "backtest",
+        "calibration",
+        "fit",
+        "diagnostics",
+        "learned",
+        "evidence-all",
+    ):
+        assert s in targets
+    assert "@media print" in html and "#summary-only" in html
+    md = (run / "report.md").read_text(encoding="utf-8")
+    assert md.index("## Summary") < md.index("## Contents") < md.index("## 1. Support for each hypothesis")
+    assert md.index("## 12. Diagnostics") < md.index("## Appendix A.") < md.index("## Appendix B.")
+
+
+def test_what_the_run_does_not_hold_is_listed_with_the_command_that_adds_it(golden_copy):
+    run, result = golden_copy
+    missing = {m.section: m.command for m in result.report.missing}
+    assert set(missing) == {
+        "robustness",
+        "history",
+        "evidence",
+        "forecasts",
+        "backtest",
+        "calibration",
+        "sensitivity",
+        "priors",
+    }
+    assert missing["history"].startswith("forecast history") and missing["forecasts"] == "forecast predict"
+    html = (run / "report.html").read_text(encoding="utf-8")
+    table = html[html.index('id="missing-table"') :].split("</table>")[0]
+    for command in missing.values():
+        assert command in table
+
+
+def test_the_summary_says_the_answer_in_words_its_robustness_what_moved_it_and_what_to_watch(tmp_path):
+    run = tmp_path / "golden" / "20261207T051613Z"
+    shutil.copytree(GOLDEN, run)
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps(_judgement_and_robustness(summary)))
+    (run / "forecasts.json").write_text(json.dumps(forecasts_json()))
+    history = history_json()
+    history["attribution"] = attribution()
+    (run / "history.json").write_text(json.dumps(history))
+    result = write_report(StoredRun.open(run), formats=("html", "json"), renderer=PixelRenderer())
+    r = result.report
+    s = r.summary
+    assert s.answer.startswith("Most probable answer: 'Shift', likely (0.77)") and s.confidence == "low"
+    assert s.robust is False and s.robustness.startswith("Not robust") and "'Steady' leads (0.55)" in s.robustness
+    assert any("G003" in x or "Golden event 3" in x for x in s.moved)
+    assert s.watch and "East / Defence, 2022Q1" == s.watch[0].what and "favours 'Steady'" in s.watch[0].text
+    assert [q.id for q in s.questions] == ["q1"] and s.questions[0].probability == pytest.approx(0.31)
+    assert s.warnings and "Stale data" in s.warnings[0]
+    assert r.robustness.available and r.robustness.figure == "robustness-tornado"
+    assert "Red dashed line" in r.robustness.reference_lines
+    assert r.forecasts.available and r.forecasts.rows[0].what == "East / Defence"
+    assert {m.section for m in r.missing} == {"evidence", "backtest", "calibration", "sensitivity", "priors"}
+    html = (run / "report.html").read_text(encoding="utf-8")
+    summary_html = html[html.index('<section id="summary">') :].split("</section>")[0]
+    for text in ("Most probable answer", "Not robust", "Golden event 3", "East / Defence", "Will East cooperate"):
+        assert text in summary_html
+    assert "tornado" in html[html.index('<section id="robustness">') :].split("</section>")[0]
+    c = r.cooperation
+    assert c.now == "2021Q4" and len(c.rows) == 4
+    assert all(0 <= x.now_low <= x.now_median <= x.now_high <= 1 for x in c.rows)
+
+
+def test_pdf_without_chromium_says_so_and_exits_2(golden_copy, monkeypatch):
+    from click.testing import CliRunner
+
+    from forecast.cli import main
+    from forecast.reports.report import render
+
+    monkeypatch.setattr(render.shutil, "which", lambda _name: None)
+    run, _ = golden_copy
+    result = CliRunner().invoke(main, ["report", str(run), "--format", "pdf", "-q"])
+    assert result.exit_code == 2
+    assert "headless Chromium" in result.stderr and "not installed" in result.stderr

@@ -25,9 +25,15 @@ ALIAS_NOTE = (
 @click.option(
     "--format",
     "formats",
-    type=click.Choice(["html", "md", "json"]),
+    type=click.Choice(["html", "md", "json", "pdf"]),
     multiple=True,
-    help="Format(s) to write; repeat for several [default: all three, or the one --output's suffix names].",
+    help="Format(s) to write; repeat for several [default: html, md and json, or the one --output's suffix names]. "
+    "pdf prints the HTML with headless Chromium (exit 2 when it is not installed).",
+)
+@click.option(
+    "--embed-images",
+    is_flag=True,
+    help="Markdown: embed the figures as base64 data URIs instead of writing them as PNG files in <stem>_files/.",
 )
 @click.option(
     "--output",
@@ -51,17 +57,22 @@ ALIAS_NOTE = (
 )
 @json_option("Print one JSON object on stdout (paths, support, flags).")
 @quiet_option("No progress messages on stderr.")
-def report(run, formats, output, runs_dir, history, history_every, as_json, quiet):
-    """Write a report of posterior support for RUN: one self-contained HTML page, Markdown, JSON.
+def report(run, formats, embed_images, output, runs_dir, history, history_every, as_json, quiet):
+    """Write the brief of RUN: a one-page summary, then every analysis the run holds (HTML, Markdown, JSON, PDF).
 
     RUN is a run directory (reports/runs/<study>/<time>) or a study file (its latest run); by
     default the latest run of priors/turkey_nato.toml. The report renders what the run holds and
-    never refits: the support table with its conclusion, support over time (if the run has
-    history.json: see `forecast history`), each hypothesis's prior beside its posterior (ArviZ
-    forest plots), posterior predictive checks and LOO calibration, the observations ranked by
-    how much they moved the support, sensitivity to the priors and what the priors imply (if
-    `forecast sensitivity` and `forecast priors` stored theirs in the run), and the diagnostics
-    and manifest. Files go to <run>/report.html, report.md and report.json, written atomically.
+    never refits. It opens with a one-page summary: the question, the answer in words with its
+    likelihood and confidence, the robustness range, what moved it (history.json), what to watch
+    next (milestones) and the registered questions with their probabilities (forecasts.json);
+    then a table of contents, what the run does not hold yet with the command that adds it, and
+    the sections: support, cooperation now and its change over the window, support over time,
+    the 15 most diagnostic observations, robustness, prior sensitivity, forecasts, backtest
+    skill, calibration, model fit, what the priors imply, diagnostics; technical appendices
+    (log-odds plots, every observation). Files go to <run>/report.html (self-contained, print
+    styles: the summary on one page), report.md (its figures as PNG files in report_files/,
+    or embedded with --embed-images) and report.json, written atomically; --format pdf adds
+    report.pdf printed by headless Chromium. No absolute local paths appear in any of them.
     A run that failed its convergence checks still gets its report, marked UNRELIABLE, and the
     command then exits 3.
 
@@ -70,19 +81,33 @@ def report(run, formats, output, runs_dir, history, history_every, as_json, quie
       forecast report                                   # latest run of the default study
       forecast report --format html --output brief.html
       forecast report priors/turkey_nato.toml --json
+      forecast report --format pdf --output brief.pdf
     """
     from forecast.reports.report import find_run, formats_for, output_paths, write_report
 
     formats = guard(lambda: formats_for(tuple(formats), output))
     if output is not None and len(formats) != 1:
-        raise click.UsageError("--output names one file: choose one --format (html, md or json)")
+        raise click.UsageError("--output names one file: choose one --format (html, md, json or pdf)")
+    if "pdf" in formats:
+        from forecast.reports.report import require_chromium
+
+        guard(require_chromium)  # exit 2 before any work
     say = progress(quiet)
     stored = guard(lambda: find_run(run, study_path=None if run is not None else default_study(), runs_root=runs_dir))
     guard(lambda: output_paths(stored.path, formats, output))  # a bad --output fails before any work
     if history:
         click.echo(ALIAS_NOTE, err=True)
         guard(lambda: _history(stored, history_every, say))
-    result = guard(lambda: write_report(stored, formats=formats, output=output, history_computed=history, progress=say))
+    result = guard(
+        lambda: write_report(
+            stored,
+            formats=formats,
+            output=output,
+            history_computed=history,
+            progress=say,
+            embed_images=embed_images,
+        )
+    )
     if as_json:
         emit_json(result.to_dict())
     else:
