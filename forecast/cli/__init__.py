@@ -14,6 +14,7 @@ from forecast.cli.commands import (  # noqa: F401  (importing registers each com
     evidence,
     history,
     import_,
+    ingest,
     init,
     predict,
     priors,
