@@ -8,6 +8,8 @@ Exit codes:
   written ("cannot write ... to <directory>": full disk, read-only file system, no permission;
   earlier runs and LATEST stay as they were, the partial files are removed);
 - 3 the convergence gate failed (nothing written);
+- 4 `forecast ingest`: a dump could not be imported (it is retried at the next ingest);
+- 75 `forecast ingest`: another ingest holds the lock (EX_TEMPFAIL: nothing done, try later);
 - 130 interrupted (Ctrl-C at any moment: nothing written, no pointer moved);
 - 1 anything else (a bug: say so, keep the traceback for FORECAST_DEBUG=1).
 """

@@ -40,6 +40,9 @@ SIMULATIONS = "simulations"  # `forecast simulate --from posterior` adds its dat
 # Beside a study's runs (``<runs root>/<study>/``), not inside one run:
 IMPORTS_DIR = "imports"  # the report of each `forecast import`
 CALIBRATION_DIR = "calibration"  # calibration.json of a calibration that matched no run
+IMPORT_ROWS_SUFFIX = ".rows.jsonl.gz"  # in IMPORTS_DIR: an import's full per-row report
+INGEST_LEDGER = "ingested.json"  # in IMPORTS_DIR: the files `forecast ingest` has imported, by content
+INGEST_LOCK = ".ingest.lock"  # beside the runs of a study: held while an ingest runs
 
 # Schema versions: bump one when the layout of its file changes incompatibly.
 SCHEMA_VERSION = 1  # summary.json and manifest.json

@@ -61,7 +61,8 @@ from forecast.spec.study import load_study
 # Room an import's reports need (checked before the observation file is touched).
 REPORT_BYTES = 16 * 1024 * 1024
 # The per-row report beside the summary (suggested for forecast.runs.layout: IMPORT_ROWS_SUFFIX).
-ROWS_SUFFIX = ".rows.jsonl.gz"
+from forecast.runs.layout import IMPORT_ROWS_SUFFIX as ROWS_SUFFIX  # noqa: E402
+
 # The hidden copy an import before the run store's writer left beside a file: ".<name>.import-<pid>".
 LEGACY_MARK = ".import-"
 

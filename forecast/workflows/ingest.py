@@ -38,15 +38,16 @@ from filelock import FileLock, Timeout
 from forecast.data.importer.limits import clip
 from forecast.errors import ForecastError, InputError, RunStoreError
 from forecast.runs.layout import IMPORTS_DIR, MANIFEST
+
+# Suggested for forecast.runs.layout (the one place for run file names): INGEST_LEDGER, INGEST_LOCK.
+from forecast.runs.layout import INGEST_LEDGER as LEDGER  # noqa: E402
+from forecast.runs.layout import INGEST_LOCK as LOCK  # noqa: E402
 from forecast.runs.store import default_root, preflight, write_json
 from forecast.runs.stored import StoredRun
 from forecast.settings import Progress, SamplerSettings
 from forecast.spec.study import load_study
 from forecast.workflows.import_events import run_import
 
-# Suggested for forecast.runs.layout (the one place for run file names): INGEST_LEDGER, INGEST_LOCK.
-LEDGER = "ingested.json"
-LOCK = ".ingest.lock"
 LEDGER_SCHEMA = 1
 DUMP_SUFFIXES = (".csv", ".tsv", ".tab", ".txt")
 COMPRESSED = (".gz", ".zip")
