@@ -56,7 +56,8 @@ REPORT_JSON_KEYS = {
     "sensitivity",
     "prior_predictive",
 }
-SECTIONS = ("headline", "history", "learned", "fit", "evidence", "sensitivity", "priors", "diagnostics")
+# The brief's order: the analyst's sections first, the technical appendix (learned) last.
+SECTIONS = ("summary", "headline", "history", "evidence", "sensitivity", "fit", "priors", "diagnostics", "learned")
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -77,7 +78,7 @@ def invoke(*args):
 
 
 def section(html: str, name: str) -> str:
-    return html[html.index(f'<section id="{name}">') :].split("</section>")[0]
+    return html[html.index(f'<section id="{name}"') :].split("</section>")[0]
 
 
 # --- fixtures ----------------------------------------------------------------------------------
@@ -207,7 +208,7 @@ def test_default_report_loads_in_headless_chromium(default_report, tmp_path):
     assert n_images == len(out["figures"]) >= 11
     assert f'data-images="{n_images}"' in dom
     assert 'data-images-broken="0"' in dom
-    order = [dom.index(f'<section id="{s}">') for s in SECTIONS]
+    order = [dom.index(f'<section id="{s}"') for s in SECTIONS]
     assert order == sorted(order)  # the sections in the order the brief reads them
 
 
@@ -252,7 +253,7 @@ def test_html_is_self_contained_and_complete(default_report):
     assert "<script src" not in html and "<link" not in html and "http://" not in html and "https://" not in html
     assert html.count('src="data:image/png;base64,') == len(out["figures"])
     for s in SECTIONS:
-        assert f'<section id="{s}">' in html
+        assert f'<section id="{s}"' in html
     headline = section(html, "headline")
     assert "Predictive accuracy (PSIS-LOO), not support" in headline
     assert 'id="conclusion"' in headline
@@ -270,19 +271,20 @@ def test_markdown_and_json_files_carry_the_same_content(default_report):
     md = (run_dir / "report.md").read_text()
     assert md.startswith("# turkey\\_nato")  # Markdown-escaped
     headings = [
-        "## 1. Headline",
-        "## 2. Support over time",
-        "## 3. What each hypothesis learned",
-        "## 4. Does the model fit?",
-        "## 5. Evidence",
-        "## 6. Sensitivity to the priors",
-        "## 7. What the priors imply",
-        "## 8. Diagnostics",
+        "## Summary",
+        "## 1. Support for each hypothesis",
+        "## 3. Support over time",
+        "## 4. The most diagnostic observations",
+        "## 6. Prior-sensitivity grid",
+        "## 10. Does the model fit?",
+        "## 11. What the priors imply",
+        "## 12. Diagnostics",
+        "## Appendix A. What each hypothesis learned",
     ]
     positions = [md.index(h) for h in headings]
     assert positions == sorted(positions)
     assert "| hypothesis | prior P | posterior P ± MCSE |" in md
-    assert md.count("](data:image/png;base64,") == len(out["figures"])
+    assert md.count("](report_files/") == len(out["figures"])  # PNG files beside it, not base64
     d = json.loads((run_dir / "report.json").read_text())
     assert d["kind"] == "forecast-report" and d["schema_version"] == 1
     assert [row["id"] for row in d["headline"]["rows"]][0] == d["headline"]["leader"]
@@ -416,7 +418,7 @@ def test_unconverged_run_report_says_so_everywhere_and_exits_3(tiny_runs):
     assert "UNRELIABLE" in section(html, "fit") and "UNRELIABLE" in section(html, "evidence")
     assert "FAILED" in section(html, "diagnostics")
     md = (run_dir / "report.md").read_text()
-    assert md.index("WARNING") < md.index("## 1. Headline")
+    assert md.index("WARNING") < md.index("## 1. Support for each hypothesis")
     assert md.count("**FAILED**") >= 3
     assert json.loads((run_dir / "report.json").read_text())["warning"].startswith("UNRELIABLE")
 

@@ -127,6 +127,18 @@ def html_source(source: object) -> Markup:
 # --- the templates ---------------------------------------------------------------------------------
 
 
+_TICKS = re.compile(r"`([^`<>]+)`")
+
+
+def _html_code_spans(value: object) -> object:
+    """A plain string's `command` spans as <code> (escaped first: nothing else becomes markup)."""
+    if isinstance(value, Markup) or not isinstance(value, str) or "`" not in value:
+        return value
+    from markupsafe import escape
+
+    return Markup(_TICKS.sub(r"<code>\1</code>", str(escape(value))))
+
+
 def _number(fmt: str):
     return lambda x: Markup("—" if x is None or not np.isfinite(x) else fmt.format(x))
 
@@ -137,7 +149,7 @@ def _env(markdown: bool):
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         autoescape=not markdown,
-        finalize=md_text if markdown else None,
+        finalize=md_text if markdown else _html_code_spans,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
