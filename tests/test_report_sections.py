@@ -709,3 +709,15 @@ def test_pdf_without_chromium_says_so_and_exits_2(golden_copy, monkeypatch):
     result = CliRunner().invoke(main, ["report", str(run), "--format", "pdf", "-q"])
     assert result.exit_code == 2
     assert "headless Chromium" in result.stderr and "not installed" in result.stderr
+
+
+def test_forecasts_that_are_over_by_today_are_said_to_be_stale_even_without_predicts_warning():
+    import datetime as dt
+
+    from forecast.reports.report.sections import _stale
+
+    old = {**forecasts_json(), "warnings": [], "quarters": ["2022Q1", "2022Q2"]}
+    (warning,) = _stale(old, dt.date(2022, 5, 1))
+    assert "2022Q1" in warning and "2022Q2" not in warning and "q1" in warning and "2022-05-01" in warning
+    assert _stale(old, dt.date(2021, 12, 31)) == []
+    assert _stale(forecasts_json()) == ["Stale data: forecast quarter 2022Q1 is already over."]  # predict's own

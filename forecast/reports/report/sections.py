@@ -9,6 +9,7 @@ error. Cooperation now is the model's own formula applied to the stored posterio
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 import numpy as np
@@ -35,7 +36,8 @@ from forecast.reports.report.records import (
 )
 from forecast.reports.report.statistics import num, sigmoid
 from forecast.settings import DEFAULT_SEED, derive_rng
-from forecast.spec.study import Study, quarter_label
+from forecast.spec.questions import quarter_end
+from forecast.spec.study import Study, quarter_index, quarter_label
 
 SHAPE_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError)
 WATCH_ROWS = 5  # milestones in the summary
@@ -227,10 +229,36 @@ def _questions(forecasts: dict | None) -> dict:
     return {"questions": rows, "questions_note": note if rows else "The study registers no questions."}
 
 
-def _stale(forecasts: dict | None) -> list[str]:
+def _stale(forecasts: dict | None, today: dt.date | None = None) -> list[str]:
+    """Stale data said plainly: predict's own warnings, or (forecasts written before it warned, or
+    read long after) forecast quarters and open questions that are over by today."""
     if forecasts is None:
         return []
-    return [str(w) for w in forecasts.get("warnings") or []]
+    stored = [str(w) for w in forecasts.get("warnings") or []]
+    if stored:
+        return stored
+    today = today or dt.date.today()
+    try:
+        over = [q for q in forecasts.get("quarters") or [] if quarter_end(quarter_index(str(q))) < today]
+        questions = [
+            str(q["id"])
+            for q in forecasts.get("questions") or []
+            if not q.get("resolved") and quarter_end(quarter_index(str(q["quarter"]))) < today
+        ]
+    except SHAPE_ERRORS:
+        return []
+    if not over and not questions:
+        return []
+    what = []
+    if over:
+        what.append(f"forecast quarter(s) {', '.join(over)}")
+    if questions:
+        what.append(f"question(s) {', '.join(questions)}")
+    return [
+        f"Stale data: {' and '.join(what)} are already over on {today.isoformat()}, but the data end "
+        f"{forecasts.get('data_cutoff', '—')}. Read these figures as estimates of the past; code the events since "
+        "then and rerun `forecast update` and `forecast predict` (or `forecast brief`)."
+    ]
 
 
 # --- cooperation now and over the window -------------------------------------------------------------
