@@ -2,9 +2,12 @@
 
 Validate everything and check that the runs directory can take a run, fit every hypothesis on
 the one compiled model, estimate each log marginal likelihood by bridge sampling, compute
-PSIS-LOO, gate on convergence, and write the run directory atomically (file names from
-``forecast.runs.layout``; the manifest records the gate the run was judged by). Returns a record
-the CLI prints and serialises.
+PSIS-LOO, gate on convergence, fit the evidence variants, evaluate the study's declared class of
+reasonable priors on these fits (forecast.workflows.robustness), and write the run directory
+atomically (file names from ``forecast.runs.layout``; the manifest records the gate the run was
+judged by). The headline (``conclusion``, its parts in ``judgement``) says how strong the
+evidence is, how robust, and with what confidence (forecast.stats.wording). Returns a record the
+CLI prints and serialises.
 """
 
 from __future__ import annotations
@@ -267,6 +270,8 @@ def run_update(
     timings = {"total_s": time.perf_counter() - t_start, "compile_s": model.compile_seconds}
     if support_history is not None:
         timings["history_s"] = support_history.seconds
+    if result.robustness is not None:
+        timings["robustness_s"] = result.robustness.seconds
     return UpdateResult(
         **{
             **result.__dict__,
