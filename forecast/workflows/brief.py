@@ -44,7 +44,7 @@ from forecast.spec.study import load_study
 STEPS = ("update", "history", "evidence", "predict", "report")
 DEFAULT_HISTORY_EVERY = 4  # yearly
 # Each step's cost relative to the update step (history: per evaluated quarter).
-RELATIVE_COST = {"update": 1.0, "history": 0.4, "evidence": 0.5, "predict": 0.15, "report": 0.4}
+RELATIVE_COST = {"update": 1.0, "history": 0.3, "evidence": 0.3, "predict": 0.05, "report": 0.3}
 FIRST_GUESS_S = 6.0  # seconds per hypothesis of one update, before any step has been timed
 
 ReportStep = Callable[[StoredRun], list[str]]  # writes the report of the run, returns the paths written

@@ -40,7 +40,7 @@ from forecast.spec.questions import quarter_end
 from forecast.spec.study import Study, quarter_index, quarter_label
 
 SHAPE_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError)
-WATCH_ROWS = 5  # milestones in the summary
+WATCH_ROWS = 3  # milestones in the summary
 MOVED_EVENTS = 3  # events named in the summary's "what moved it"
 TORNADO_ROWS = 20
 MIXTURE_DRAWS = 4000  # model-averaged draws of the cooperation probabilities
