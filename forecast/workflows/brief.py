@@ -22,6 +22,8 @@ per evaluated quarter), scaled by the seconds the finished steps actually took p
 the update has run, the unit is ``FIRST_GUESS_S`` seconds per hypothesis (doubled with
 robustness). Measured on the golden study (2 hypotheses, 48 observations, 4 x 500 draws): update
 with robustness 13 s, history (every 4 quarters) 9 s, evidence 3 s, predict 2 s, report 6 s.
+On the default study (3 hypotheses, 335 observations, 4 x 300 draws, a shared 2-core machine):
+update 49 s, history 72 s, evidence 12 s, predict 1 s, report 10 s.
 """
 
 from __future__ import annotations
