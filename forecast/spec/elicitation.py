@@ -215,6 +215,7 @@ def parse_statement(raw: dict, where: str, parameter: str, support: Support) -> 
             f"{where}.dist: unknown distribution {shown(dist)}{did_you_mean(str(dist), FAMILIES)}; "
             f"allowed here: {allowed_list(allowed_dists)}"
         )
+        dist = None  # reported; the checks below must not trip over a value that is not a name
     elif dist not in allowed_dists:
         what = "positive values" if support == "positive" else "any real value"
         problems.append(

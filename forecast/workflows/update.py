@@ -534,9 +534,10 @@ def pointwise_table(obs: Observations, cells: CellData, study: Study, loos: list
     would run as a formula is written with a leading ``'``.
     """
     ids = obs.table["id"].astype(str)
-    if cells.event_row is not None and len(cells.event_row) != len(ids):
+    event_row = getattr(cells, "event_row", None)
+    if event_row is not None and len(event_row) != len(ids):
         # Only the rows whose initiator the study counts are evidence ([evidence] initiators).
-        ids = ids.iloc[cells.event_row].reset_index(drop=True)
+        ids = ids.iloc[event_row].reset_index(drop=True)
     risky = ids.str.startswith(FORMULA_PREFIXES).to_numpy()
     if risky.any():
         ids = ids.where(~risky, ids[risky].map(spreadsheet_safe))
