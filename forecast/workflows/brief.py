@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from forecast.data.observations import load_observations
-from forecast.errors import ForecastError, InputError, RunStoreError
+from forecast.errors import ForecastError, InputError
 from forecast.runs.store import default_root
 from forecast.runs.stored import StoredRun
 from forecast.settings import Progress, SamplerSettings
@@ -218,16 +218,9 @@ def run_brief(
         return [e.written] if e.written else []
 
     def predict() -> list[str]:
-        latest = StoredRun.find(study=study, runs_root=root)
-        if latest.path != run.path:
-            # run_predict forecasts from the study's latest run: it must be this one.
-            raise RunStoreError(
-                f"the study's latest run is now {latest.path.name}, not {run.path.name} (another command wrote a run "
-                "while the brief ran); run `forecast predict` once that run is the one you want"
-            )
-        p = run_predict(study_path, runs_root=root, allow_unconverged=allow_unconverged, today=today, progress=say)
-        if Path(p.run_dir) != run.path:
-            raise RunStoreError(f"predict read run {Path(p.run_dir).name}, not {run.path.name}")
+        p = run_predict(
+            study_path, runs_root=root, run_dir=run.path, allow_unconverged=allow_unconverged, today=today, progress=say
+        )
         return [p.written] if p.written else []
 
     def report_step() -> list[str]:

@@ -261,6 +261,7 @@ def run_predict(
     horizon: int = 4,
     origin: str | None = None,
     runs_root: Path | None = None,
+    run_dir: Path | None = None,
     allow_unconverged: bool = False,
     seed: int = DEFAULT_SEED,
     write: bool = True,
@@ -271,6 +272,7 @@ def run_predict(
 
     ``today`` (default: the system date) is the date the forecasts are judged against: the
     result's ``warnings`` name forecast quarters and questions that are already over on it.
+    ``run_dir`` forecasts from that run (it must match the current inputs) instead of the latest.
     """
     t0 = time.perf_counter()
     today = today or dt.date.today()
@@ -290,7 +292,7 @@ def run_predict(
             f"--origin {quarter_label(origin_q)} is before the last quarter with observations ({quarter_label(last_q)}): "
             "the fitted posterior already knows those quarters; use `forecast backtest` to evaluate past forecasts"
         )
-    run = StoredRun.find(study=study, runs_root=runs_root or study.runs_path or default_root())
+    run = StoredRun.find(run_dir, study=study, runs_root=runs_root or study.runs_path or default_root())
     run.check_inputs(study, obs.sha256)
     if not run.converged and not allow_unconverged:
         raise ConvergenceError(
