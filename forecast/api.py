@@ -120,9 +120,14 @@ def update(
     cores: int = SamplerSettings.cores,
     runs_dir: str | Path | None = None,
     allow_unconverged: bool = False,
+    robustness: bool = True,
     progress: Progress | None = None,
 ) -> Run:
-    """Fit every hypothesis (``forecast update``), write the run, and return it opened."""
+    """Fit every hypothesis (``forecast update``), write the run, and return it opened.
+
+    ``robustness=False`` skips the robustness over the study's class of reasonable priors
+    (``--no-robustness``); the support figures are the same either way.
+    """
     from forecast.workflows.update import run_update
 
     settings = SamplerSettings(draws=draws, tune=tune, chains=chains, cores=cores, seed=seed)
@@ -131,6 +136,7 @@ def update(
         settings,
         runs_root=Path(runs_dir) if runs_dir else None,
         allow_unconverged=allow_unconverged,
+        robustness=robustness,
         progress=progress,
     )
     return Run(StoredRun.open(Path(result.run_dir)), result)

@@ -20,6 +20,7 @@ from scipy.special import logsumexp, softmax
 
 from forecast.stats.convergence import ess_mean
 from forecast.stats.psis import logsumexp_rows, psislw
+from forecast.stats.wording import JEFFREYS_SCALE
 
 
 class Patterns(Protocol):
@@ -35,7 +36,8 @@ class Patterns(Protocol):
     pattern_count: np.ndarray
 
 
-JEFFREYS = ((1.0, "no support"), (3.0, "anecdotal"), (10.0, "moderate"), (30.0, "strong"), (100.0, "very strong"))
+# Jeffreys' scale, one definition (forecast.stats.wording); below 1 the leader has "no support".
+JEFFREYS = tuple((bound, "no support" if label == "no" else label) for bound, label in JEFFREYS_SCALE)
 PARETO_K_GOOD = 0.7
 # LOO works through the patterns' log-likelihood in blocks of about this many values (8 MB).
 _BLOCK_ELEMENTS = 1 << 20

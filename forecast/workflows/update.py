@@ -26,7 +26,7 @@ import pandas as pd
 from forecast.data.cells import CellData, cell_data
 from forecast.data.csvsafe import FORMULA_PREFIXES, spreadsheet_safe
 from forecast.data.observations import Observations, load_observations
-from forecast.errors import ConvergenceError, InputError, ObservationError, SamplingError
+from forecast.errors import ConvergenceError, InputError, ObservationError, SamplingError, StudyError
 from forecast.fit.hypothesis import fit_hypothesis
 from forecast.fit.sampler import (
     EBFMI_MIN,
@@ -183,6 +183,11 @@ def run_update(
     if history and history_every < 1:
         raise InputError(f"history_every must be a whole number of quarters >= 1, got {history_every}")
     study = load_study(study_path)
+    if not study.hypotheses:
+        raise StudyError(
+            f"{study.path}: no prior-specified [[hypotheses]] to fit; this study states constraint hypotheses: "
+            "run `forecast constraints` on it"
+        )
     obs = load_observations(study, today=today)
     if obs.n == 0:
         raise ObservationError(f"{obs.path}: no observations yet; add coded events before running `forecast update`")

@@ -84,15 +84,21 @@ def base_run(
 
     if progress:
         progress(f"running `forecast update` first: {why}")
-    result = run_update(study_path, settings, runs_root=root, allow_unconverged=allow_unconverged, progress=progress)
+    # Robustness is this command's own grid: the update it runs first need not compute it too.
+    result = run_update(
+        study_path, settings, runs_root=root, allow_unconverged=allow_unconverged, progress=progress, robustness=False
+    )
     return StoredRun.open(Path(result.run_dir)), why
 
 
 @dataclass
 class BaseRun:
-    """A run's posterior draws and support figures, in the study's hypothesis order."""
+    """A run's posterior draws and support figures, in the study's hypothesis order.
 
-    run: StoredRun
+    ``run`` is None when the draws are in memory rather than stored (update's robustness).
+    """
+
+    run: StoredRun | None
     settings: SamplerSettings
     ids: list[str]
     prior: np.ndarray
