@@ -1,16 +1,15 @@
 """Write the README tour's output from a seeded run of the default study, so it cannot go stale.
 
-    python tools/readme_tour.py     # runs `forecast update` and `forecast sensitivity` (minutes)
+    python tools/readme_tour.py     # runs `forecast update` twice (about a minute)
 
 It fits the default study (priors/turkey_nato.toml, default seed) in a scratch runs directory,
-twice for `update` so the compile cache is warm (the same seed then gives the same numbers; see
-"Reproducibility"), runs `forecast sensitivity` on that run, and replaces the block between the
-tour markers in README.md with what they printed.
+twice so the compile cache is warm (the same seed then gives the same numbers; see
+"Reproducibility"), and replaces the block between the tour markers in README.md with what the
+second run printed (support, headline with robustness and confidence, evidence variants).
 """
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -33,10 +32,8 @@ def main() -> int:
         runs = Path(tmp) / "runs"
         run("update", "--json", runs=runs)  # warms the compile cache
         table = run("update", runs=runs)
-        sensitivity = json.loads(run("sensitivity", "--json", runs=runs))
     table = re.sub(r"Run written to .*", "Run written to reports/runs/turkey_nato/<UTC time>", table).rstrip()
-    verdict = sensitivity["verdict"]["text"]
-    block = "```\n$ forecast update\n" + table + "\n\n$ forecast sensitivity   # the verdict line\n" + verdict + "\n```"
+    block = "```\n$ forecast update\n" + table + "\n```"
     text = README.read_text(encoding="utf-8")
     start, stop = text.index(BEGIN), text.index(END)
     README.write_text(text[: start + len(BEGIN)] + "\n" + block + "\n" + text[stop:], encoding="utf-8")
