@@ -185,7 +185,7 @@ def problem_with(err: BaseException, *fragments: str) -> str:
 
 def static_study(
     name: str,
-    tilts: dict[str, float],
+    tilts: dict[str, float | tuple[float, float]],
     *,
     tilt_sigma: float = 0.5,
     spread: dict | None = None,
@@ -196,10 +196,11 @@ def static_study(
     start: str = "2020Q1",
     end: str = "2020Q4",
     observations: str = "events.csv",
+    extra: dict | None = None,
 ) -> dict:
     """The small static study that many tests fit: one group, no time components, hypotheses that
-    differ only in where their tilt prior is centred (``tilts``: id -> mean). Write it with
-    ``write_study``."""
+    differ only in their tilt prior (``tilts``: id -> mean, or (mean, sd)); ``extra`` adds top-level
+    tables (e.g. ``{"robustness": {...}}``). Write it with ``write_study``."""
     spread = spread or prior("HalfNormal", sigma=0.3)
     probabilities = probabilities or {h: 1 / len(tilts) for h in tilts}
     return {
@@ -211,11 +212,17 @@ def static_study(
             hypothesis(
                 h,
                 probabilities[h],
-                {"tilt": {"all": prior("Normal", mu=mu, sigma=tilt_sigma)}, "spread": {"all": spread}},
+                {"tilt": {"all": _tilt_prior(tilt, tilt_sigma)}, "spread": {"all": spread}},
             )
-            for h, mu in tilts.items()
+            for h, tilt in tilts.items()
         ],
+        **(extra or {}),
     }
+
+
+def _tilt_prior(tilt: float | tuple[float, float], sigma: float) -> dict:
+    mu, sd = tilt if isinstance(tilt, tuple) else (tilt, sigma)
+    return prior("Normal", mu=mu, sigma=sd)
 
 
 def copy_golden(directory: Path) -> tuple[Path, Path, Path]:

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from exact import log_ml_group, pymc_prior
-from helpers import DEFAULT_STUDY, base_study, write_study
+from helpers import DEFAULT_STUDY, base_study, prior, static_study, write_study
 from scipy.special import softmax
 
 from forecast.cli import main
@@ -47,48 +47,16 @@ from forecast.workflows.variants import EvidenceVariant
 SETTINGS = SamplerSettings(draws=1500, tune=700, chains=4, seed=5)
 JARGON = ("nats", "elpd", "Pareto", "PSIS", "log BF", "LOO", "MCSE")
 
-STUDY = """
-[study]
-name = "robust"
-question = "q"
-actor = "T"
-observations = "obs.csv"
-[time]
-start = "2020Q1"
-end = "2020Q4"
-components = []
-[[groups]]
-id = "a"
-label = "A"
-counterparts = ["a"]
-[[domains]]
-id = "x"
-label = "X"
-[[domains]]
-id = "y"
-label = "Y"
-[robustness]
-shifts = [1.0]
-scales = [2.0]
-parameters = ["tilt"]
-joint = false
-[[hypotheses]]
-id = "weak"
-label = "Weak"
-prior_probability = 0.5
-claim = "c"
-[hypotheses.priors]
-tilt.all = { dist = "Normal", kwargs = { mu = 0.0, sigma = 2.5 } }
-spread.all = { dist = "HalfNormal", kwargs = { sigma = 0.1 } }
-[[hypotheses]]
-id = "near"
-label = "Near"
-prior_probability = 0.5
-claim = "c"
-[hypotheses.priors]
-tilt.all = { dist = "Normal", kwargs = { mu = 1.0, sigma = 0.5 } }
-spread.all = { dist = "HalfNormal", kwargs = { sigma = 0.1 } }
-"""
+STUDY = static_study(
+    "robust",
+    {"weak": (0.0, 2.5), "near": (1.0, 0.5)},
+    spread=prior("HalfNormal", sigma=0.1),
+    group="a",
+    counterparts=("a",),
+    domains=("x", "y"),
+    observations="obs.csv",
+    extra={"robustness": {"shifts": [1.0], "scales": [2.0], "parameters": ["tilt"], "joint": False}},
+)
 FLIP = "near/tilt/shift-1"  # by quadrature: 'Weak' leads there with 0.68; 'Near' leads (0.69) as stated
 
 
@@ -372,7 +340,7 @@ def test_the_renderer_and_the_json_carry_the_robustness_object():
 def case(tmp_path_factory):
     d = tmp_path_factory.mktemp("robustness")
     (d / "obs.csv").write_text(events())
-    (d / "s.toml").write_text(STUDY)
+    write_study(d, STUDY, "s.toml")
     study = load_study(d / "s.toml")
     cells = cell_data(load_observations(study).table, study)
     model = StudyModel(study, cells)
@@ -467,7 +435,8 @@ def test_a_flipping_variant_is_reported_as_such(case):
 @pytest.mark.slow
 def test_variants_beyond_the_declared_pareto_k_are_refitted_on_the_compiled_model(case, tmp_path, monkeypatch):
     (tmp_path / "obs.csv").write_text(events())
-    (tmp_path / "s.toml").write_text(STUDY.replace("joint = false", "joint = false\npareto_k_threshold = 0.05"))
+    strict = {**STUDY, "robustness": {**STUDY["robustness"], "pareto_k_threshold": 0.05}}
+    write_study(tmp_path, strict, "s.toml")
     monkeypatch.setattr("forecast.workflows.update.StudyModel", lambda s, c: case.model)
     before = case.model.n_compiled
     r = run_update(tmp_path / "s.toml", SETTINGS, write=False).robustness

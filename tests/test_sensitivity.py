@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from exact import log_ml_group, pymc_prior
-from helpers import DEFAULT_STUDY
+from helpers import DEFAULT_STUDY, prior, static_study, write_study
 from scipy.special import softmax
 
 from forecast.cli import main
@@ -54,43 +54,15 @@ from forecast.workflows.update import run_update
 
 SETTINGS = SamplerSettings(draws=2000, tune=1000, chains=4, seed=5)
 
-STUDY = """
-[study]
-name = "sens"
-question = "q"
-actor = "T"
-observations = "obs.csv"
-[time]
-start = "2020Q1"
-end = "2020Q4"
-components = []
-[[groups]]
-id = "a"
-label = "A"
-counterparts = ["a"]
-[[domains]]
-id = "x"
-label = "X"
-[[domains]]
-id = "y"
-label = "Y"
-[[hypotheses]]
-id = "weak"
-label = "Weak"
-prior_probability = 0.5
-claim = "c"
-[hypotheses.priors]
-tilt.all = { dist = "Normal", kwargs = { mu = 0.0, sigma = 2.5 } }
-spread.all = { dist = "HalfNormal", kwargs = { sigma = 0.1 } }
-[[hypotheses]]
-id = "conflict"
-label = "Conflict"
-prior_probability = 0.5
-claim = "c"
-[hypotheses.priors]
-tilt.all = { dist = "Normal", kwargs = { mu = -1.5, sigma = 0.4 } }
-spread.all = { dist = "HalfNormal", kwargs = { sigma = 0.1 } }
-"""
+STUDY = static_study(
+    "sens",
+    {"weak": (0.0, 2.5), "conflict": (-1.5, 0.4)},
+    spread=prior("HalfNormal", sigma=0.1),
+    group="a",
+    counterparts=("a",),
+    domains=("x", "y"),
+    observations="obs.csv",
+)
 
 
 def events() -> str:
@@ -107,7 +79,7 @@ def events() -> str:
 def case(tmp_path_factory):
     d = tmp_path_factory.mktemp("sensitivity")
     (d / "obs.csv").write_text(events())
-    (d / "s.toml").write_text(STUDY)
+    write_study(d, STUDY, "s.toml")
     study = load_study(d / "s.toml")
     cells = cell_data(load_observations(study).table, study)
     model = StudyModel(study, cells)
