@@ -277,7 +277,7 @@ def test_markdown_and_json_files_carry_the_same_content(default_report):
         "## 4. The most diagnostic observations",
         "## 6. Prior-sensitivity grid",
         "## 10. Does the model fit?",
-        "## 11. What the priors imply",
+        "## 11. The priors: as stated, and what they imply",
         "## 12. Diagnostics",
         "## Appendix A. What each hypothesis learned",
     ]

@@ -326,7 +326,11 @@ def test_sensitivity_and_prior_predictive_sections_are_drawn_from_their_json(hos
     assert s.figures == ["sensitivity-tornado", "sensitivity-prior-odds"] and s.warning
     assert pp.available and [x.id for x in pp.hypotheses] == ["steady", "shift"] and pp.pairs[0].indistinguishable
     assert pp.figure == "prior-predictive"
-    assert md.index("## 6. Prior-sensitivity grid") < md.index("## 11. What the priors imply") < md.index("## 12.")
+    assert (
+        md.index("## 6. Prior-sensitivity grid")
+        < md.index("## 11. The priors: as stated, and what they imply")
+        < md.index("## 12.")
+    )
     assert '<section id="sensitivity">' in html and '<section id="priors">' in html
     # The plots themselves, drawn from the stored values.
     drawn = build_report(StoredRun.open(run), renderer=PixelRenderer(("sensitivity-tornado", "prior-predictive")))
@@ -721,3 +725,96 @@ def test_forecasts_that_are_over_by_today_are_said_to_be_stale_even_without_pred
     assert "2022Q1" in warning and "2022Q2" not in warning and "q1" in warning and "2022-05-01" in warning
     assert _stale(old, dt.date(2021, 12, 31)) == []
     assert _stale(forecasts_json()) == ["Stale data: forecast quarter 2022Q1 is already over."]  # predict's own
+
+
+# --- the priors in the analyst's terms, and what print leaves out ----------------------------------
+
+SAYS = "East gets a minority of the cooperation"
+# Shift's tilt for East, Normal(mu=-1, sigma=0.75) in the golden study, restated as the analyst's
+# statement it answers: 90% sure that the share with East lies in expit(-1 -/+ 1.645 * 0.75). The
+# fitted prior is the same distribution (within PreliZ's fit), so the stored draws still fit it.
+PLAIN_EAST = '"east" = { "dist" = "Normal", "kwargs" = { "mu" = -1.0, "sigma" = 0.75 } }'
+STATED_EAST = f'"east" = {{ "share_between" = [0.09677, 0.55815], "mass" = 0.9, "says" = "{SAYS}" }}'
+
+
+def statement_run(directory: Path) -> Path:
+    run = directory / "golden" / "20261207T051613Z"
+    shutil.copytree(GOLDEN, run)
+    study = (run / "study.toml").read_text(encoding="utf-8")
+    assert study.count(PLAIN_EAST) == 1
+    (run / "study.toml").write_text(study.replace(PLAIN_EAST, STATED_EAST), encoding="utf-8")
+    return run
+
+
+def test_the_report_shows_each_stated_prior_beside_the_distribution_it_was_fitted_to(tmp_path):
+    run = statement_run(tmp_path)
+    fitted = StoredRun.open(run).stored_study().hypothesis("shift").priors[("tilt", "east")]
+    assert fitted.dist == "Normal" and np.allclose(fitted.values(), (-1.0, 0.75), atol=1e-3)
+    report = build_report(StoredRun.open(run), renderer=PixelRenderer())
+    steady, shift = report.priors.hypotheses
+    assert report.priors.n_statements == 1 and report.priors.parameters == ["tilt", "spread", "trend", "volatility"]
+    assert steady.n_statements == 0 and {r.stated_as for r in steady.rows} == {"distribution"}
+    assert shift.n_statements == 1 and len(shift.rows) == 8  # 4 hyperparameters x 2 groups
+    (row,) = [r for r in shift.rows if r.stated_as == "statement"]
+    assert (row.parameter, row.group, row.says, row.fitted) == ("tilt", "East", SAYS, fitted.describe())
+    assert row.statement.startswith("90% sure that 10% to 56% of interactions with 'east' are cooperative")
+    assert SAYS not in row.statement  # the analyst's words are shown on their own
+    assert row.model_interval == pytest.approx([-2.2336, 0.2336], abs=1e-3) and row.mass == 0.9
+    assert row.fitted_mass == pytest.approx(0.9, abs=0.01)
+    plain = next(r for r in shift.rows if (r.parameter, r.group) == ("trend", "East"))
+    assert (plain.stated_as, plain.fitted, plain.statement) == ("distribution", "Normal(mu=-0.3, sigma=0.2)", None)
+    assert "1 of the 16 priors is stated in the analyst's terms" in report.priors.note
+
+    html = render_html(report)
+    priors = html[html.index('<section id="priors">') :].split("</section>")[0]
+    assert "11. The priors: as stated, and what they imply" in priors
+    (cell,) = re.findall(r'<td class="prior-statement">(.*?)</td>', priors, re.S)
+    assert f'<q class="says">{SAYS}</q>' in cell and "90% sure that 10% to 56%" in cell
+    assert f"<code>{fitted.describe()}</code>" in cell and "puts 90.0% in [-2.23, 0.23]" in cell
+    assert "priors stated as distributions" in priors  # Steady's heading
+    assert "1 of 8 priors stated in the analyst's terms" in priors  # Shift's heading
+    assert priors.count("stated as a distribution<") == 7  # Shift's other cells each say so
+    assert '<p class="note" id="priors-missing">' in priors  # no `forecast priors` in this run: said so
+    md = render_markdown(report)
+    assert f'| tilt | East | "{SAYS}": 90% sure that 10% to 56%' in md
+    assert "| trend | East | stated as a distribution | `Normal(mu=-0.3, sigma=0.2)` |" in md
+    stored = json.loads(render_json(report))["priors"]
+    assert [r["stated_as"] for r in stored["hypotheses"][1]["rows"]].count("statement") == 1
+    assert stored["hypotheses"][1]["rows"][1]["says"] == SAYS
+
+
+def test_the_priors_section_is_there_without_a_prior_predictive_check(golden_copy):
+    run, result = golden_copy
+    sp = result.report.priors
+    assert sp.n_statements == 0 and [h.id for h in sp.hypotheses] == ["steady", "shift"]
+    assert "stated as a distribution on the model's scale" in sp.note and "Priors in your own terms" in sp.note
+    html = (run / "report.html").read_text(encoding="utf-8")
+    assert html.count('<table class="priors stated-priors"') == 2
+    assert "<code>Normal(mu=-1, sigma=0.75)</code>" in html
+
+
+def test_print_leaves_out_the_technical_parts_and_names_them_and_where_they_are(golden_copy):
+    run, _ = golden_copy
+    html = (run / "report.html").read_text(encoding="utf-8")
+    css = html[html.index("@media print") : html.index("</style>")]
+    assert ".technical, .print-omit { display: none !important; }" in css
+    assert ".print-only { display: block; }" in css and "#summary" in css
+    for part in (
+        '<section id="learned" class="appendix technical">',
+        '<section id="evidence-all" class="appendix technical">',
+        '<div class="table-box technical">\n<table id="ppc-table">',
+        '<div class="technical" id="loo-calibration">',
+        '<div class="technical">\n<div class="table-box">\n<table id="diagnostics-table">',
+    ):
+        assert part in html, part
+    # Diagnostics print as a compact summary, one row per hypothesis.
+    compact = html[html.index('<table class="print-only" id="diagnostics-print">') :].split("</table>")[0]
+    assert compact.count("<tr>") == 1 + 2 and "passed" in compact
+    # The printed note says what is left out and where it is: the HTML file it was printed from.
+    note = html[html.index('id="print-omitted"') :].split("</p>")[0]
+    assert "<code>report.html</code>" in note
+    for what in ("Appendix A", "Appendix B", "source and Pareto k", "posterior predictive table", "manifest"):
+        assert what in note, what
+    # The screen shows everything: nothing above is hidden outside print.
+    screen = html[: html.index("@media print")]
+    assert ".technical" not in screen and ".print-only, .print-cell { display: none; }" in screen

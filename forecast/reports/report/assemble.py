@@ -25,6 +25,7 @@ from forecast.reports import figures as F
 from forecast.reports.figures import FigureJobs, FigureRenderer, palette
 from forecast.reports.report import analyses, sections
 from forecast.reports.report import statistics as S
+from forecast.reports.report.priors import stated_priors
 from forecast.reports.report.read import RunData, load_run
 from forecast.reports.report.records import (
     DEFAULT_GATE,
@@ -113,6 +114,7 @@ def _build(stored: StoredRun, renderer, progress: Progress | None) -> Report:
     evidence = _evidence(run, head, pointwise, labels, colours, rows, jobs)
     sensitivity = analyses.sensitivity_section(run.sensitivity, labels, colours, jobs)
     prior_predictive = analyses.prior_predictive_section(run.prior_predictive, study, labels, colours, jobs)
+    priors = stated_priors(study, colours, PARAMETER_UNITS)
     diagnostics = _diagnostics(run, pointwise, colours)
     robustness = sections.robustness(run.summary.get("robustness"), labels, colours, jobs)
     probabilities = {r.id: r.posterior_probability for r in head.rows}
@@ -144,6 +146,7 @@ def _build(stored: StoredRun, renderer, progress: Progress | None) -> Report:
         labels=labels,
         sensitivity=sensitivity,
         prior_predictive=prior_predictive,
+        priors=priors,
         summary=summary,
         cooperation=cooperation,
         robustness=robustness,

@@ -89,8 +89,8 @@ def load_run(stored: StoredRun) -> RunData:
     manifest = stored.manifest or None
     if manifest is None:
         notes.append("the run has no manifest.json; data hashes and package versions are not shown")
+    study = stored.stored_study()  # the run's own copy: what it was fitted on
     try:
-        study = load_study(run_dir / STUDY_COPY)
         obs = load_observations(study, stored.observations_path)
     except InputError as e:
         raise RunStoreError(f"{run_dir}: the stored inputs no longer validate ({e}); {OLDER}") from None

@@ -274,6 +274,44 @@ class PairRow:
     indistinguishable: bool
 
 
+# --- the priors as the analyst stated them (from the run's own study copy) ------------------------
+
+
+@dataclass(frozen=True)
+class PriorRow:
+    """One (hyperparameter, counterpart group) prior of a hypothesis: as stated and as fitted."""
+
+    parameter: str
+    group: str  # the group's label
+    fitted: str  # the distribution the model uses, e.g. "Normal(mu=1.2, sigma=0.45)"
+    stated_as: str  # "statement" (elicited from an analyst's statement) or "distribution" ({ dist, kwargs })
+    statement: str | None = None  # the statement in plain language, e.g. "90% sure that 60% to 90% ..."
+    says: str | None = None  # the analyst's own words (the statement's `says`)
+    model_interval: list[float] | None = None  # the interval on the model's scale the fitted prior covers
+    mass: float | None = None  # the stated mass in that interval
+    fitted_mass: float | None = None  # the mass the fitted prior puts there
+
+
+@dataclass(frozen=True)
+class HypothesisPriors:
+    id: str
+    label: str
+    colour: str
+    prior_probability: float
+    rows: list[PriorRow]
+    n_statements: int  # rows stated as statements (the rest as distributions)
+
+
+@dataclass(frozen=True)
+class StatedPriorsSection:
+    note: str
+    hypotheses: list[HypothesisPriors] = field(default_factory=list)
+    n_statements: int = 0
+    parameters: list[str] = field(default_factory=list)  # the rows' order: per parameter, every group
+    groups: list[str] = field(default_factory=list)  # group labels
+    units: dict[str, str] = field(default_factory=dict)  # parameter -> its scale, in words
+
+
 @dataclass(frozen=True)
 class PriorPredictiveSection:
     available: bool
@@ -493,6 +531,7 @@ class Report:
     labels: dict[str, str]
     sensitivity: SensitivitySection = field(default_factory=lambda: SensitivitySection(False, ""))
     prior_predictive: PriorPredictiveSection = field(default_factory=lambda: PriorPredictiveSection(False, ""))
+    priors: StatedPriorsSection = field(default_factory=lambda: StatedPriorsSection(""))
     summary: Summary | None = None
     cooperation: CooperationSection | None = None
     robustness: RobustnessSection = field(default_factory=lambda: RobustnessSection(False, ""))
@@ -531,6 +570,7 @@ class Report:
                 "evidence": asdict(self.evidence),
                 "sensitivity": asdict(self.sensitivity),
                 "prior_predictive": asdict(self.prior_predictive),
+                "priors": asdict(self.priors),
                 "diagnostics": asdict(self.diagnostics),
                 "summary": None if self.summary is None else asdict(self.summary),
                 "cooperation": None if self.cooperation is None else asdict(self.cooperation),
