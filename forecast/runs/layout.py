@@ -36,6 +36,9 @@ PRIOR_PREDICTIVE = "prior_predictive.json"
 PRIOR_PREDICTIVE_PLOT = "prior_predictive.png"
 REPORT_STEM = "report"  # report.html, report.md, report.json
 SIMULATIONS = "simulations"  # `forecast simulate --from posterior` adds its data sets here
+CONSTRAINTS = "constraints.json"  # `update` on a study with [[constraint_hypotheses]]: their comparison
+# The encompassing model's fit is stored like a hypothesis's, as POSTERIOR_DIR/<ENCOMPASSING_ID>.nc
+# (forecast.spec.constraints.ENCOMPASSING_ID, "encompassing": an id no hypothesis may take).
 
 # Beside a study's runs (``<runs root>/<study>/``), not inside one run:
 IMPORTS_DIR = "imports"  # the report of each `forecast import`
@@ -51,6 +54,7 @@ RESULTS_SCHEMA = 1  # forecasts.json, scores.json, backtest.json
 SENSITIVITY_SCHEMA = 1
 PRIOR_PREDICTIVE_SCHEMA = 1
 REPORT_SCHEMA = 1
+CONSTRAINTS_SCHEMA = 1
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ FILES: tuple[RunFile, ...] = (
     RunFile(POINTWISE, "update", None, "per-event PSIS-LOO terms"),
     RunFile(STUDY_COPY, "update", None, "copy of the study file"),
     RunFile(OBSERVATIONS_COPY, "update", None, "copy of the observation file"),
+    RunFile(CONSTRAINTS, "update", CONSTRAINTS_SCHEMA, "constraint hypotheses compared on the encompassing fit"),
     RunFile(HISTORY, "history", HISTORY_SCHEMA, "support over time"),
     RunFile(FORECASTS, "predict", RESULTS_SCHEMA, "forecasts, question probabilities, milestones"),
     RunFile(SCORES, "score", RESULTS_SCHEMA, "scores of earlier forecasts"),

@@ -93,6 +93,8 @@ QUANTITIES: dict[str, tuple[tuple[str, ...], tuple[float, float], str]] = {
 OPERATORS = (">=", "<=", ">", "<", "~")
 ALL_PERIOD = "all"
 COMPLEMENT_ID = "none_of_these"
+# The encompassing model's id in a run (its posterior is stored like a hypothesis's); reserved.
+ENCOMPASSING_ID = "encompassing"
 PRIOR_SUM_TOLERANCE = 0.002
 DEFAULT_PRIOR_DRAWS = 40_000
 
@@ -569,6 +571,7 @@ def _with_prior(h: ConstraintHypothesis, p: float) -> ConstraintHypothesis:
 
 __all__ = [
     "COMPLEMENT_ID",
+    "ENCOMPASSING_ID",
     "QUANTITIES",
     "Constraint",
     "ConstraintHypothesis",

@@ -41,7 +41,7 @@ from forecast.model.build import (
     years_from_reference,
 )
 from forecast.settings import Progress, derive_rng
-from forecast.spec.constraints import ConstraintHypothesis, ConstraintStudy, Period, Quantity
+from forecast.spec.constraints import ENCOMPASSING_ID, ConstraintHypothesis, ConstraintStudy, Period, Quantity
 from forecast.spec.priors import Prior
 from forecast.spec.study import Hypothesis, Study, load_study
 from forecast.stats.encompassing import (
@@ -58,7 +58,6 @@ from forecast.stats.encompassing import (
 from forecast.stats.psis import psislw
 from forecast.workflows.sensitivity.grid import scale_prior
 
-ENCOMPASSING_ID = "encompassing"
 CHUNK = 4_000  # draws evaluated at once (a draw's shares take G x D x Q floats)
 ROBUSTNESS_FACTORS = (1.5,)
 PARETO_K_MAX = 0.7
