@@ -77,6 +77,11 @@ def history(
     Example:
       forecast history priors/turkey_nato.toml --every 4 --json > history.json
       forecast history --every 4 --plot support.png
+
+    Constraint hypotheses ([[constraint_hypotheses]]): their probabilities at each quarter come
+    from one encompassing fit per quarter (the regions' prior masses once), shown in a table of
+    their own and, with --plot, a figure of their own (support_constraints.png beside
+    support.png; at --plot's path for a study with constraint hypotheses only).
     """
     from forecast.reports.text.history import render_history
     from forecast.workflows.history import run_history
@@ -105,7 +110,12 @@ def history(
 
 
 def _write_plot(path: Path, result) -> Path:
-    from forecast.reports.plots.history import history_png
+    """The figure at ``path``; with both prior-specified and constraint hypotheses, the constraint
+    hypotheses' figure beside it as ``<stem>_constraints<suffix>`` (never one panel for both)."""
+    from forecast.reports.plots.history import constraint_history_png, history_png
     from forecast.runs.store import atomic_write_bytes
 
-    return atomic_write_bytes(path, history_png(result.to_dict()))
+    data = result.to_dict()
+    if data["hypotheses"] and data.get("constraints"):
+        atomic_write_bytes(path.with_name(f"{path.stem}_constraints{path.suffix}"), constraint_history_png(data))
+    return atomic_write_bytes(path, history_png(data))

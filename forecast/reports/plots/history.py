@@ -9,7 +9,11 @@ that moved it most over the whole window are numbered on the time axis at their 
 under the figure.
 
 ``history_png`` takes a ``history.json`` object (``History.to_dict()``); ``support_over_time``
-takes the plain values, for the report.
+takes the plain values, for the report. A study's constraint hypotheses (``history.json``'s
+``"constraints"``) get their own figure, ``constraint_history_png``, in the same form (their
+probabilities, what moved the Bayes factor of the two leading at the end): the two comparisons
+are never drawn in one panel. For a study with constraint hypotheses only, ``history_png`` draws
+that figure.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ def history_png(
     history: dict, reference: tuple[str, str] | None = None, colours: dict[str, str] | None = None
 ) -> bytes:
     """The support-over-time figure of a ``history.json`` object (see the module docstring)."""
+    if not history["hypotheses"] and history.get("constraints"):
+        return constraint_history_png(history, reference, colours)
     ids = [h["id"] for h in history["hypotheses"]]
     labels = {h["id"]: h.get("label") or h["id"] for h in history["hypotheses"]}
     points = history["points"]
@@ -50,6 +56,34 @@ def history_png(
     )
 
 
+def constraint_history_png(
+    history: dict, reference: tuple[str, str] | None = None, colours: dict[str, str] | None = None
+) -> bytes:
+    """The constraint hypotheses' probabilities over time (``history.json``'s ``"constraints"``), a
+    figure of its own; a region holding no posterior draw is drawn at its upper bound."""
+    c = history["constraints"]
+    ids = [h["id"] for h in c["hypotheses"]]
+    labels = {h["id"]: "constraint: " + (h.get("label") or h["id"]) for h in c["hypotheses"]}
+    points = c["points"]
+    attribution = c.get("attribution")
+    return support_over_time(
+        [p["as_of"] for p in points],
+        {
+            h: [_nan(p["probabilities_upper"][h] if p["bound"].get(h) else p["probabilities"][h]) for p in points]
+            for h in ids
+        },
+        {h: [_nan(p["probabilities_se"][h]) for p in points] for h in ids},
+        [not p["converged"] for p in points],
+        labels,
+        colours or palette(ids),
+        intervals=attribution["intervals"] if attribution else None,
+        movers=attribution["top_events"][:MOVERS] if attribution else None,
+        between=tuple(attribution["hypotheses"]) if attribution else None,
+        reference=reference,
+        ylabel="probability of the\nconstraint hypothesis",
+    )
+
+
 def support_over_time(
     as_of: Sequence[str],
     probabilities: dict[str, Sequence[float]],
@@ -62,6 +96,7 @@ def support_over_time(
     movers: Sequence[dict] | None = None,
     between: tuple[str, str] | None = None,
     reference: tuple[str, str] | None = None,
+    ylabel: str = "posterior probability",
 ) -> bytes:
     """Posterior probabilities over the evaluated quarters, and (given ``intervals`` and ``between``)
     the change of the log Bayes factor per interval with the key events (``movers``) marked.
@@ -107,7 +142,7 @@ def support_over_time(
                 [], [], s=60, facecolors="none", edgecolors=FLAGGED_COLOUR, lw=1.5, label="fit failed its checks"
             )
         ax.set_ylim(-0.02, 1.02)
-        ax.set_ylabel("posterior probability")
+        ax.set_ylabel(ylabel)
         ax.grid(axis="y", color="#E5E5E5", lw=0.8)
         ax.set_axisbelow(True)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)

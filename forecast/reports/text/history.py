@@ -7,23 +7,39 @@ import math
 import textwrap
 
 from forecast.workflows.history import Attribution, EventContribution, History, IntervalAttribution
+from forecast.workflows.history.records import ConstraintHistory
 
 SOURCE_NOTE = {"prior": "prior", "fit": "", "reused": "no new evidence", "run": "the run's own fit"}
+CONSTRAINT_SOURCE_NOTE = {**SOURCE_NOTE, "run": "the run's encompassing fit"}
 WIDTH = 120  # characters per line of an event
 PER_INTERVAL = 3  # events named per interval (history.json keeps more)
 
 
 def render_history(history: History) -> str:
-    ids = [h["id"] for h in history.hypotheses]
-    width = max(9, *(len(i) for i in ids))
+    n_points = len(history.points) or (len(history.constraints.points) if history.constraints else 0)
     lines = [
-        f"Study '{history.study}': support over time, {len(history.points)} points, every {history.every} "
+        f"Study '{history.study}': support over time, {n_points} points, every {history.every} "
         f"quarter(s), {history.n_fitted} quarter(s) refitted ({history.settings.get('chains')} chains x "
         f"{history.settings.get('draws')} draws) in {history.seconds:.0f} s",
         "",
     ]
     if not history.converged:
         lines += ["WARNING: some points' fits FAILED their checks; they are flagged below.", ""]
+    if history.hypotheses:
+        lines += _hypotheses_lines(history)
+    if history.constraints is not None:
+        lines += ([""] if history.hypotheses else []) + render_constraints(history.constraints)
+    if history.written:
+        lines += ["", f"Support over time written to {history.written}"]
+    return "\n".join(lines)
+
+
+def _hypotheses_lines(history: History) -> list[str]:
+    ids = [h["id"] for h in history.hypotheses]
+    width = max(9, *(len(i) for i in ids))
+    lines = []
+    if history.constraints is not None:
+        lines += ["Prior-specified hypotheses (each a set of priors, compared by bridge-sampled marginal likelihoods):"]
     head = f"{'quarter':<8} {'observations':>12}  " + "  ".join(f"{i[:width]:>{width}}" for i in ids) + "  note"
     lines += [head, "-" * len(head)]
     for p in history.points:
@@ -38,21 +54,68 @@ def render_history(history: History) -> str:
     if history.attribution is not None:
         labels = {h["id"]: h.get("label") or h["id"] for h in history.hypotheses}
         lines += ["", *render_attribution(history.attribution, labels)]
-    if history.written:
-        lines += ["", f"Support over time written to {history.written}"]
-    return "\n".join(lines)
+    return lines
 
 
-def render_attribution(attribution: Attribution, labels: dict[str, str]) -> list[str]:
+def render_constraints(c: ConstraintHistory) -> list[str]:
+    """The constraint hypotheses' probabilities by quarter: their own table, never merged with the
+    prior-specified hypotheses'."""
+    ids = [h["id"] for h in c.hypotheses]
+    width = max(9, *(len(i) for i in ids))
+    fits = f"{c.n_fitted} encompassing fit(s)" + (
+        " and the run's own" if any(p.source == "run" for p in c.points) else ""
+    )
+    intro = (
+        f"Constraint hypotheses (regions of ONE encompassing model; one encompassing fit per quarter, {fits}; "
+        f"prior masses from {c.prior_draws} prior draws, estimated once in {c.prior_mass_seconds:.1f} s; "
+        f"{c.seconds:.0f} s in all):"
+    )
+    lines = textwrap.wrap(intro, WIDTH)
+    if not c.converged:
+        lines.append("WARNING: some points' encompassing fits FAILED their checks; they are flagged below.")
+    head = f"{'quarter':<8} {'observations':>12}  " + "  ".join(f"{i[:width]:>{width}}" for i in ids) + "  note"
+    lines += [head, "-" * len(head)]
+    for p in c.points:
+        note = CONSTRAINT_SOURCE_NOTE.get(p.source, p.source)
+        if not p.converged:
+            note = (note + "; " if note else "") + "FAILED: " + "; ".join(p.problems)
+        cells = [
+            ("<" + f"{p.probabilities_upper[i]:.3f}" if p.bound.get(i) else f"{p.probabilities[i]:.3f}") for i in ids
+        ]
+        lines.append(
+            f"{p.quarter:<8} {p.n_observations:>7} (+{p.new_observations:>2})  "
+            + "  ".join(f"{x:>{width}}" for x in cells)
+            + (f"  {note}" if note else "")
+        )
+    if c.points:
+        last = c.points[-1]
+        label = {h["id"]: h.get("label") or h["id"] for h in c.hypotheses}
+        lines.append(
+            f"Leading at the end: '{label.get(last.leader, last.leader)}' ({last.probabilities[last.leader]:.3f}); "
+            "'<' marks a region that held no posterior draw (an upper bound)."
+        )
+    if c.attribution is not None:
+        labels = {h["id"]: h.get("label") or h["id"] for h in c.hypotheses}
+        lines += ["", *render_attribution(c.attribution, labels, constraints=True)]
+    return lines
+
+
+def render_attribution(attribution: Attribution, labels: dict[str, str], constraints: bool = False) -> list[str]:
     """What moved it: the change of the log Bayes factor per interval and the events behind it."""
     first, second = attribution.hypotheses
     a, b = labels.get(first, first), labels.get(second, second)
+    kind = "constraint hypotheses" if constraints else "hypotheses"
     intro = (
-        f"What moved it: the log Bayes factor of '{a}' against '{b}', the two hypotheses leading at the end, "
+        f"What moved it: the log Bayes factor of '{a}' against '{b}', the two {kind} leading at the end, "
         f"is {_signed(attribution.log_bf)}{_pm(attribution.log_bf_se)} (> 0 favours '{a}'; +1 multiplies the odds "
         "by 2.7). Each change between evaluated quarters is the sum of its new events' contributions: an event's "
         "log predictive density under one hypothesis minus the other, given everything known before it."
     )
+    if constraints:
+        intro += (
+            " For constraint hypotheses each one's draws are the encompassing fit's draws inside its region, and "
+            "the changes are those of the Bayes factors estimated from the regions' masses."
+        )
     lines = [*textwrap.wrap(intro, WIDTH), ""]
     for interval in attribution.intervals:
         lines += _interval_lines(interval)

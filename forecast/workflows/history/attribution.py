@@ -341,6 +341,11 @@ class Collector:
         parts = parts_of(draws_as_arrays(posterior, self.study), self.study)
         self._advance(point, hypothesis_id, parts, chains)
 
+    def draws(self, point: int, hypothesis_id: str, parts: tuple[np.ndarray, np.ndarray], chains: int | None) -> None:
+        """Point ``point``'s draws of a hypothesis given as ``parts_of`` (a, b); ``chains`` None for
+        draws that are not whole chains (e.g. the encompassing draws inside a constraint region)."""
+        self._advance(point, hypothesis_id, parts, chains)
+
     def without_draws(self, point: int, hypothesis_id: str) -> None:
         """Point ``point`` has a result but no draws to hand (e.g. a run written before this one)."""
         self._advance(point, hypothesis_id, None, None)

@@ -156,6 +156,119 @@ class Attribution:
 
 
 @dataclass(frozen=True)
+class ConstraintPoint:
+    """The constraint hypotheses' support after the evidence known by the end of one quarter.
+
+    ``log_bf`` is each hypothesis's log Bayes factor against the encompassing model (0 at the
+    prior point); ``bound`` is "upper" where its region held no posterior draw (``log_bf`` is then
+    the log of an upper bound, and the probability counts as 0 with ``probabilities_upper`` its
+    bound).
+    """
+
+    quarter: str
+    as_of: str
+    n_observations: int
+    new_observations: int
+    source: str  # "prior", "fit", "reused", "run" (the run's stored encompassing fit)
+    probabilities: dict[str, float]
+    probabilities_se: dict[str, float]
+    probabilities_upper: dict[str, float]
+    log_bf: dict[str, float]
+    log_bf_se: dict[str, float]
+    bound: dict[str, str | None]
+    posterior_mass: dict[str, float]
+    leader: str
+    converged: bool
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # the encompassing fit and the evaluation of the regions at this point
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ConstraintPoint:
+        return cls(**_known(cls, d))
+
+    def as_history_point(self) -> HistoryPoint:
+        """The point in the form the attribution reads: log Bayes factors against the encompassing
+        model as log marginal likelihoods (they differ by a constant shared by every hypothesis);
+        a bound is not a figure to attribute."""
+        ids = list(self.probabilities)
+        return HistoryPoint(
+            quarter=self.quarter,
+            as_of=self.as_of,
+            n_observations=self.n_observations,
+            new_observations=self.new_observations,
+            source=self.source,
+            probabilities=self.probabilities,
+            probabilities_se=self.probabilities_se,
+            log_marginal_likelihood={h: None if self.bound.get(h) else self.log_bf[h] for h in ids},
+            log_marginal_likelihood_se={h: None if self.bound.get(h) else self.log_bf_se[h] for h in ids},
+            converged=self.converged,
+        )
+
+
+@dataclass(frozen=True)
+class ConstraintHistory:
+    """The constraint comparison over time (``history.json``'s ``"constraints"``)."""
+
+    hypotheses: list[dict]  # id, label, claim, constraints, complement, prior_probability
+    prior_masses: dict[str, dict]  # hypothesis id -> Mass.to_dict(), estimated once
+    prior_draws: int
+    seed: int
+    points: list[ConstraintPoint]
+    seconds: float  # everything the constraint comparison over time cost (fits included)
+    prior_mass_seconds: float
+    method: str
+    attribution: Attribution | None = None
+
+    @property
+    def converged(self) -> bool:
+        return all(p.converged for p in self.points)
+
+    @property
+    def n_fitted(self) -> int:
+        return sum(p.source == "fit" for p in self.points)
+
+    @property
+    def leader(self) -> str | None:
+        return self.points[-1].leader if self.points else None
+
+    def to_dict(self) -> dict:
+        d = {
+            "hypotheses": self.hypotheses,
+            "prior_masses": self.prior_masses,
+            "prior_draws": self.prior_draws,
+            "seed": self.seed,
+            "leader": self.leader,
+            "converged": self.converged,
+            "n_points": len(self.points),
+            "n_fitted": self.n_fitted,
+            "seconds": self.seconds,
+            "prior_mass_seconds": self.prior_mass_seconds,
+            "method": self.method,
+            "points": [p.to_dict() for p in self.points],
+        }
+        if self.attribution is not None:
+            d["attribution"] = self.attribution.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ConstraintHistory:
+        return cls(
+            hypotheses=d["hypotheses"],
+            prior_masses=d["prior_masses"],
+            prior_draws=d["prior_draws"],
+            seed=d["seed"],
+            points=[ConstraintPoint.from_dict(p) for p in d["points"]],
+            seconds=d["seconds"],
+            prior_mass_seconds=d.get("prior_mass_seconds", 0.0),
+            method=d.get("method", ""),
+            attribution=Attribution.from_dict(d["attribution"]) if d.get("attribution") else None,
+        )
+
+
+@dataclass(frozen=True)
 class History:
     """Support over time, as stored in a run's ``history.json``.
 
@@ -173,15 +286,17 @@ class History:
     schema_version: int = HISTORY_SCHEMA
     written: str | None = None
     attribution: Attribution | None = None
+    constraints: ConstraintHistory | None = None  # the constraint hypotheses, kept apart from ``points``
 
     @property
     def converged(self) -> bool:
-        return all(p.converged for p in self.points)
+        return all(p.converged for p in self.points) and (self.constraints is None or self.constraints.converged)
 
     @property
     def n_fitted(self) -> int:
         """Quarters refitted here (the run's own last point not counted)."""
-        return sum(p.source == "fit" for p in self.points)
+        fitted = sum(p.source == "fit" for p in self.points)
+        return max(fitted, self.constraints.n_fitted) if self.constraints is not None else fitted
 
     def to_dict(self) -> dict:
         d = {
@@ -198,6 +313,8 @@ class History:
         }
         if self.attribution is not None:
             d["attribution"] = self.attribution.to_dict()
+        if self.constraints is not None:
+            d["constraints"] = self.constraints.to_dict()
         if self.written is not None:
             d["written"] = self.written
         return d
@@ -211,8 +328,18 @@ class History:
             )
         points = [HistoryPoint(**p) for p in d["points"]]
         attribution = Attribution.from_dict(d["attribution"]) if d.get("attribution") else None
+        constraints = None
+        if d.get("constraints"):
+            constraints = ConstraintHistory.from_dict(d["constraints"])
         return cls(
-            d["study"], d["hypotheses"], d["every"], d["settings"], points, d["seconds"], attribution=attribution
+            d["study"],
+            d["hypotheses"],
+            d["every"],
+            d["settings"],
+            points,
+            d["seconds"],
+            attribution=attribution,
+            constraints=constraints,
         )
 
 

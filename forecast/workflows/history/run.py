@@ -12,10 +12,11 @@ import numpy as np
 from forecast.data.observations import Observations, load_observations
 from forecast.errors import ConvergenceError, InputError, RunStoreError
 from forecast.fit.sampler import SamplerSettings, StudyModel
-from forecast.runs.layout import HISTORY
+from forecast.runs.layout import CONSTRAINTS, CONSTRAINTS_SCHEMA, HISTORY
 from forecast.runs.store import preflight
 from forecast.runs.stored import StoredRun
 from forecast.settings import Progress
+from forecast.spec.constraints import ENCOMPASSING_ID
 from forecast.spec.study import Study, load_study
 from forecast.workflows.history.compute import FinalResult, compute_history
 from forecast.workflows.history.records import History
@@ -124,6 +125,15 @@ def run_result(run: StoredRun) -> FinalResult:
             np.nan if v is None else float(v) for v in (h["log_marginal_likelihood"], h["log_marginal_likelihood_se"])
         )
         out[h["id"]] = (value, se, problems)
+    # The encompassing fit of the constraint hypotheses (no marginal likelihood: only its problems).
+    try:
+        constraints = run.read_json(CONSTRAINTS, CONSTRAINTS_SCHEMA)
+    except RunStoreError:
+        constraints = None
+    if constraints is not None:
+        d = constraints.get("diagnostics") or {}
+        converged = d.get("converged", constraints.get("converged", True))
+        out[ENCOMPASSING_ID] = (np.nan, np.nan, [] if converged else list(d.get("problems", ["failed"])))
     return out
 
 
