@@ -20,7 +20,8 @@ volatility and steps; its pullback reuses them (NUTS needs first derivatives onl
 without a trend or a random walk passes zeros for those inputs. ``perform`` is the NumPy
 reference (any PyTensor backend); the Numba implementation is the one nutpie compiles.
 ``tests/test_likelihood.py`` checks both against each other, against ``model.latent_logit``
-and against finite differences.
+and against finite differences. With ``[model] overdispersion = "cell"`` the model uses
+``forecast.model.overdispersion.CellPolyaLoglik`` instead (same layout, one more parameter).
 """
 
 from __future__ import annotations
@@ -50,17 +51,19 @@ def _relative_walk(steps: np.ndarray, ref: int) -> np.ndarray:
     return walk - walk[:, ref : ref + 1]
 
 
-def cell_loglik_numpy(tilt, spread, z, trend, volatility, steps, years, index, weights, ref: int):
-    """Reference implementation: (log-likelihood, d/dtilt, d/dspread, d/dz, d/dtrend, d/dvolatility, d/dsteps)."""
+def cell_eta_numpy(tilt, spread, z, trend, volatility, steps, years, index, ref: int):
+    """Each cell's log-odds, and the walk relative to the reference quarter (G, Q)."""
     rel = _relative_walk(steps, ref)
     a = tilt[:, None] + spread[:, None] * z
     b = trend[:, None] * years + volatility[:, None] * rel
     g, d, t = index[:, 0], index[:, 1], index[:, 2]
-    eta = a[g, d] + b[g, t]
-    loglik = float(np.sum(-weights[:, 0] * _softplus(-eta) - weights[:, 1] * _softplus(eta)))
-    p = 1.0 / (1.0 + np.exp(-eta))
-    grad_eta = weights[:, 0] * (1.0 - p) - weights[:, 1] * p
-    da, db = np.zeros_like(a), np.zeros_like(b)
+    return a[g, d] + b[g, t], rel
+
+
+def parameter_gradients_numpy(grad_eta, spread, z, volatility, steps, years, index, rel, ref: int):
+    """Gradients with respect to (tilt, spread, z, trend, volatility, steps), from d/deta per cell."""
+    g, d, t = index[:, 0], index[:, 1], index[:, 2]
+    da, db = np.zeros(z.shape), np.zeros(rel.shape)
     np.add.at(da, (g, d), grad_eta)
     np.add.at(db, (g, t), grad_eta)
     d_rel = db * volatility[:, None]
@@ -69,7 +72,6 @@ def cell_loglik_numpy(tilt, spread, z, trend, volatility, steps, years, index, w
     before_ref = (np.arange(steps.shape[1]) < ref).astype(float)
     d_steps = after - before_ref * d_rel.sum(axis=1, keepdims=True)
     return (
-        loglik,
         da.sum(axis=1),
         (da * z).sum(axis=1),
         da * spread[:, None],
@@ -77,6 +79,15 @@ def cell_loglik_numpy(tilt, spread, z, trend, volatility, steps, years, index, w
         (db * rel).sum(axis=1),
         d_steps,
     )
+
+
+def cell_loglik_numpy(tilt, spread, z, trend, volatility, steps, years, index, weights, ref: int):
+    """Reference implementation: (log-likelihood, d/dtilt, d/dspread, d/dz, d/dtrend, d/dvolatility, d/dsteps)."""
+    eta, rel = cell_eta_numpy(tilt, spread, z, trend, volatility, steps, years, index, ref)
+    loglik = float(np.sum(-weights[:, 0] * _softplus(-eta) - weights[:, 1] * _softplus(eta)))
+    p = 1.0 / (1.0 + np.exp(-eta))
+    grad_eta = weights[:, 0] * (1.0 - p) - weights[:, 1] * p
+    return (loglik, *parameter_gradients_numpy(grad_eta, spread, z, volatility, steps, years, index, rel, ref))
 
 
 class CellLoglik(Op):

@@ -62,6 +62,17 @@ MAX_STUDY_BYTES = 4 * 1024 * 1024
 # alignment; by default all three do (every row counts).
 INITIATORS = ("actor", "counterpart", "joint")
 
+# ``[model] overdispersion``: how a cell's events share evidence. "none": every event is an
+# independent Bernoulli draw at the cell's probability (the events of one cell carry evidence
+# without bound); "cell": the cell's cooperative share is Beta(p * concentration, (1 - p) *
+# concentration) around p = sigmoid(log-odds), so one cell carries at most about
+# ``concentration + 1`` events' worth of evidence (forecast.model.overdispersion).
+OVERDISPERSION = ("none", "cell")
+CONCENTRATION = "concentration"
+# The default prior of the concentration, stated once per study (the same for every hypothesis):
+# median 20 events' worth of evidence per cell, 90% between about 4 and 100 (see README).
+DEFAULT_CONCENTRATION = Prior("LogNormal", {"mu": math.log(20.0), "sigma": 1.0})
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False)
@@ -124,6 +135,13 @@ class _Robustness(_Strict):
     pareto_k_threshold: StrictFloat | None = None
 
 
+class _Model(_Strict):
+    """``[model]``: the likelihood's options (see OVERDISPERSION); checked in ``_resolve_model``."""
+
+    overdispersion: StrictStr = "none"
+    concentration: object = None
+
+
 class _Hypothesis(_Strict):
     id: str
     label: str
@@ -139,6 +157,7 @@ class _StudyFile(_Strict):
     domains: list[_Domain]
     reliability: _Reliability = _Reliability()
     evidence: _Evidence = _Evidence()
+    model: _Model = _Model()
     robustness: _Robustness | None = None
     hypotheses: list[_Hypothesis] = []
     # Constraint hypotheses on one encompassing prior: forecast.spec.constraints.
@@ -263,6 +282,21 @@ class Study:
     robustness: RobustnessSpec = field(default_factory=RobustnessSpec)
     # ``[encompassing]`` and ``[[constraint_hypotheses]]`` (forecast.spec.constraints); None without them.
     constraints: ConstraintStudy | None = None
+    # ``[model] overdispersion`` (OVERDISPERSION) and, when "cell", the concentration's prior.
+    overdispersion: str = "none"
+    concentration: Prior | None = None
+
+    @property
+    def overdispersed(self) -> bool:
+        """Whether the cells' shares are overdispersed (``[model] overdispersion = "cell"``)."""
+        return self.overdispersion != "none"
+
+    @property
+    def model_key(self) -> tuple:
+        """What of the study's ``[model]`` options changes the compiled model (hashable)."""
+        if not self.overdispersed or self.concentration is None:
+            return (self.overdispersion,)
+        return (self.overdispersion, self.concentration.dist, self.concentration.values())
 
     @property
     def parameters(self) -> list[str]:
@@ -492,6 +526,7 @@ def _resolve(path: Path, spec: _StudyFile, problems: list[str]) -> Study:
         hypotheses = [replace(h, prior_probability=h.prior_probability / total) for h in hypotheses]
 
     evidence = _resolve_evidence(spec.evidence, problems)
+    overdispersion, concentration = _resolve_model(spec.model, problems)
     robustness = _resolve_robustness(spec.robustness, [h.id for h in spec.hypotheses], params, problems)
     base = path.parent
     return Study(
@@ -510,6 +545,8 @@ def _resolve(path: Path, spec: _StudyFile, problems: list[str]) -> Study:
         questions_raw=tuple(spec.questions),
         evidence_initiators=evidence,
         robustness=robustness,
+        overdispersion=overdispersion,
+        concentration=concentration,
         constraints=resolve_constraints(
             spec.encompassing,
             spec.constraint_hypotheses,
@@ -522,6 +559,32 @@ def _resolve(path: Path, spec: _StudyFile, problems: list[str]) -> Study:
             problems=problems,
         ),
     )
+
+
+def _resolve_model(raw: _Model, problems: list[str]) -> tuple[str, Prior | None]:
+    """``[model]``: the overdispersion option and, with "cell", the concentration's prior
+    (``DEFAULT_CONCENTRATION`` when not given)."""
+    kind = raw.overdispersion
+    if kind not in OVERDISPERSION:
+        problems.append(
+            f"model.overdispersion: {shown(kind)} is not one of {allowed_list(OVERDISPERSION)}"
+            f"{did_you_mean(kind, OVERDISPERSION)} ('none': every event is independent evidence; 'cell': "
+            "one cell carries at most about concentration + 1 events' worth of evidence)"
+        )
+        return "none", None
+    if raw.concentration is not None and kind == "none":
+        problems.append(
+            'model.concentration: a prior for the concentration is used only with overdispersion = "cell"; '
+            'remove it or set model.overdispersion = "cell"'
+        )
+        return kind, None
+    if kind == "none":
+        return kind, None
+    if raw.concentration is None:
+        return kind, DEFAULT_CONCENTRATION
+    prior, errs = parse_prior(raw.concentration, f"model.{CONCENTRATION}", "positive")
+    problems.extend(errs)
+    return kind, prior
 
 
 def _finite_number(v: object) -> bool:

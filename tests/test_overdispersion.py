@@ -1,0 +1,204 @@
+"""The overdispersed (Polya) cell likelihood: its digamma, its value against the beta-binomial
+sequence formula and the plain likelihood's limit, exact gradients in NumPy and Numba, LOO that
+leaves one event out of its cell, simulation from the Beta, and the study option."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+from scipy.special import betaln, gammaln
+from scipy.special import digamma as sp_digamma
+
+from forecast.model.likelihood import cell_loglik_numpy
+from forecast.model.overdispersion import (
+    CellPolyaLoglik,
+    cell_polya_loglik_numpy,
+    digamma,
+    draw_cell_shares,
+    effective_events,
+    polya_cell,
+    polya_cells_numpy,
+)
+
+G, D, Q = 3, 4, 9
+NAMES = ("tilt", "spread", "z", "trend", "volatility", "steps", "concentration")
+
+
+def _case(seed: int, n_cells: int = 40, ref: int = 5, scale: float = 1.0, phi: float = 7.5):
+    rng = np.random.default_rng(seed)
+    params = {
+        "tilt": rng.normal(0, scale, G),
+        "spread": rng.uniform(0.2, 1.5, G),
+        "z": rng.normal(0, 1, (G, D)),
+        "trend": rng.normal(0, 0.3 * scale, G),
+        "volatility": rng.uniform(0.05, 0.8, G),
+        "steps": rng.normal(0, 1, (G, Q - 1)),
+        "concentration": np.array(phi),
+    }
+    years = (np.arange(Q) - ref) / 4.0
+    flat = rng.choice(G * D * Q, size=n_cells, replace=False)
+    index = np.stack(np.unravel_index(flat, (G, D, Q)), axis=1).astype(np.int64)
+    weights = rng.uniform(0, 3, (n_cells, 2))
+    weights[rng.random(n_cells) < 0.3, 1] = 0.0
+    weights[rng.random(n_cells) < 0.2, 0] = 0.0
+    weights[:3] *= 400.0  # a few heavy cells
+    return params, years, index, weights, ref
+
+
+def _args(params, years, index, weights):
+    return (*(params[k] for k in NAMES), years, index, weights)
+
+
+def _graph(ref: int):
+    inputs = [pt.dvector("tilt"), pt.dvector("spread"), pt.dmatrix("z"), pt.dvector("trend")]
+    inputs += [pt.dvector("volatility"), pt.dmatrix("steps"), pt.dscalar("concentration")]
+    inputs += [pt.dvector("years"), pt.lmatrix("index"), pt.dmatrix("weights")]
+    loglik = CellPolyaLoglik(ref)(*inputs)[0]
+    grads = pt.grad(loglik, inputs[:7])
+    return inputs, [loglik, *grads]
+
+
+# --- digamma --------------------------------------------------------------------------------
+
+
+def test_numba_digamma_matches_scipy_to_1e_12():
+    x = np.concatenate([np.geomspace(1e-12, 1e-3, 50), np.linspace(1e-3, 30, 3001), np.geomspace(30, 1e12, 100)])
+    ours = np.array([digamma(v) for v in x])
+    np.testing.assert_allclose(ours, sp_digamma(x), rtol=1e-12, atol=1e-12)
+    # Near its root (x = 1.4616...) digamma is small: the absolute error is what matters there.
+    assert abs(digamma(1.4616321449683622)) < 1e-13
+
+
+# --- the value --------------------------------------------------------------------------------
+
+
+def test_loglik_is_the_beta_binomial_sequence_likelihood_per_cell():
+    params, years, index, weights, ref = _case(0)
+    base = cell_loglik_numpy(*_args({**params}, years, index, weights)[:6], years, index, weights, ref=ref)
+    assert np.isfinite(base[0])
+    from forecast.model.likelihood import cell_eta_numpy
+
+    eta, _ = cell_eta_numpy(*(params[k] for k in NAMES[:6]), years, index, ref)
+    p = 1.0 / (1.0 + np.exp(-eta))
+    phi = float(params["concentration"])
+    a, b = p * phi, (1 - p) * phi
+    expected = np.sum(betaln(a + weights[:, 0], b + weights[:, 1]) - betaln(a, b))
+    value = cell_polya_loglik_numpy(*_args(params, years, index, weights), ref=ref)[0]
+    assert value == pytest.approx(expected, rel=1e-11)
+
+
+def test_integer_counts_give_the_polya_urn_probability_of_the_sequence():
+    # Two cooperative then one conflictual event: (a / phi) ((a + 1) / (phi + 1)) (b / (phi + 2)).
+    phi, p = 3.0, 0.3
+    a, b = p * phi, (1 - p) * phi
+    expected = math.log(a / phi * (a + 1) / (phi + 1) * b / (phi + 2))
+    eta = math.log(p / (1 - p))
+    assert polya_cell(eta, phi, math.log(phi), 2.0, 1.0)[0] == pytest.approx(expected, rel=1e-13)
+
+
+def test_large_concentration_recovers_the_plain_likelihood():
+    """Value and gradients tend to the plain (Bernoulli sequence) ones like 1 / phi."""
+    params, years, index, weights, ref = _case(1)
+    plain = cell_loglik_numpy(*(params[k] for k in NAMES[:6]), years, index, weights, ref=ref)
+    gaps = []
+    for phi in (1e8, 1e9):
+        got = cell_polya_loglik_numpy(
+            *_args({**params, "concentration": np.array(phi)}, years, index, weights), ref=ref
+        )
+        gaps.append(got[0] - plain[0])
+        for g, e in zip(got[1:7], plain[1:], strict=True):
+            np.testing.assert_allclose(g, e, atol=2e7 / phi)
+        assert abs(got[7]) < 1e3 / phi**1.5  # d/dphi: O(1 / phi^2)
+    assert abs(gaps[1]) < 0.01
+    assert gaps[0] / gaps[1] == pytest.approx(10.0, rel=0.05)
+
+
+def test_one_cell_carries_bounded_information():
+    """The curvature in eta of one cell's likelihood at its own share stays below phi p (1 - p)
+    (phi + 1 events' worth), however many events it holds; the plain one grows with n."""
+    phi, p = 20.0, 0.6
+    eta0 = math.log(p / (1 - p))
+    h = 1e-4
+    for n in (10.0, 1000.0, 100000.0):
+        wc, wf = p * n, (1 - p) * n
+
+        def f(e, wc=wc, wf=wf):
+            return polya_cell(e, phi, math.log(phi), wc, wf)[0]
+
+        info = -(f(eta0 + h) - 2 * f(eta0) + f(eta0 - h)) / h**2
+        assert info <= (phi + 1) * p * (1 - p) * 1.01
+        assert info == pytest.approx(effective_events(n, phi) * p * (1 - p), rel=0.35)
+
+
+# --- the gradients ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+def test_gradients_match_central_finite_differences(seed):
+    params, years, index, weights, ref = _case(seed)
+
+    def loglik(p):
+        return cell_polya_loglik_numpy(*_args(p, years, index, weights), ref=ref)[0]
+
+    grads = cell_polya_loglik_numpy(*_args(params, years, index, weights), ref=ref)[1:]
+    h = 1e-6
+    for name, grad in zip(NAMES, grads, strict=True):
+        numeric = np.zeros_like(params[name], dtype=float)
+        for i in np.ndindex(params[name].shape):
+            up = {k: np.array(v, dtype=float, copy=True) for k, v in params.items()}
+            down = {k: np.array(v, dtype=float, copy=True) for k, v in params.items()}
+            up[name][i] += h
+            down[name][i] -= h
+            numeric[i] = (loglik(up) - loglik(down)) / (2 * h)
+        np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def test_cell_terms_match_between_numba_scalar_and_numpy_arrays_at_extremes():
+    eta = np.array([-800.0, -40.0, -5.0, -1e-3, 0.0, 2.0, 37.0, 800.0])
+    for phi in (0.05, 3.0, 1e4):
+        for wc, wf in ((0.0, 2.5), (1.5, 0.0), (3.0, 4.0), (2000.0, 0.0)):
+            ref = polya_cells_numpy(eta, phi, wc, wf)
+            for k, e in enumerate(eta):
+                got = polya_cell(float(e), phi, math.log(phi), wc, wf)
+                assert all(np.isfinite(got)), (e, phi, wc, wf)
+                for j in range(3):
+                    assert got[j] == pytest.approx(ref[j][k], rel=1e-10, abs=1e-10), (e, phi, wc, wf, j)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ref", [0, 4, Q - 1])
+def test_numba_implementation_equals_numpy_reference_and_pullback(ref):
+    params, years, index, weights, _ = _case(4, ref=ref, scale=8.0)
+    args = _args(params, years, index, weights)
+    expected = cell_polya_loglik_numpy(*args, ref=ref)
+    inputs, outputs = _graph(ref)
+    for mode in ("NUMBA", "FAST_COMPILE"):
+        got = pytensor.function(inputs, outputs, mode=mode)(*args)
+        for e, g in zip(expected, got, strict=True):
+            np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-10)
+
+
+def test_second_derivatives_are_refused():
+    inputs, outputs = _graph(2)
+    with pytest.raises(NotImplementedError, match="second derivatives"):
+        pt.grad(outputs[1].sum(), inputs[0])
+
+
+# --- simulation ------------------------------------------------------------------------------
+
+
+def test_cell_shares_are_drawn_from_the_beta_around_p():
+    rng = np.random.default_rng(0)
+    p, phi = np.full(200_000, 0.3), 9.0
+    theta = draw_cell_shares(p, phi, rng)
+    assert theta.mean() == pytest.approx(0.3, abs=0.003)
+    assert theta.var() == pytest.approx(0.3 * 0.7 / (phi + 1), rel=0.03)
+
+
+def test_gammaln_reference_is_what_the_value_uses():
+    # Guards the reference's use of scipy's gammaln on the large-count branch.
+    assert gammaln(2001.0) == pytest.approx(math.lgamma(2001.0), rel=1e-14)
