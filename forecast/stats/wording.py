@@ -34,6 +34,15 @@ them", and the leader is said to be leaned towards, never favoured.
 
 So a weak Bayes factor is never more than low confidence, and a leader that is not robust to the
 declared class is never high.
+
+**Two comparisons of the same claims.** A study may state its hypotheses twice: as sets of priors
+(each judged by its own marginal likelihood) and as constraints on one shared encompassing model
+(forecast.workflows.constraints). The headline that reports both is worded no stronger than the
+weaker of the two (``two_comparisons``): the verb of the smaller of the two Bayes factors (each the
+leader's against its runner-up), the likelihood word of the smaller of the two leaders'
+probabilities, and the lower of the two confidence levels. When the two name different leaders,
+the headline says they disagree, names both, and the confidence is low: the answer then depends
+on how the hypotheses were stated, which no reader can defend.
 """
 
 from __future__ import annotations
@@ -184,6 +193,95 @@ def confidence(
     return Confidence(level, tuple(reason for _, reason in caps))
 
 
+# --- two comparisons of the same claims ------------------------------------------------------------
+
+DISAGREE_REASON = (
+    "the hypotheses stated as sets of priors and the claims stated as constraints on one model name different leaders"
+)
+
+
+def weaker_level(*levels: str | None) -> str | None:
+    """The lowest of some confidence levels ("low" < "moderate" < "high"); None when none is known."""
+    known = [x for x in levels if x in LEVELS]
+    return min(known, key=LEVELS.index) if known else None
+
+
+@dataclass(frozen=True)
+class Side:
+    """One comparison's answer, in numbers: its leader, the leader's probability, the leader's Bayes
+    factor against its runner-up (None: unknown), its confidence level (None: not judged)."""
+
+    leader: str  # the leader's label
+    probability: float
+    bayes_factor: float | None
+    confidence: str | None
+    runner_up: str | None = None
+
+
+@dataclass(frozen=True)
+class TwoComparisons:
+    """The headline's words when two comparisons answer the question: never stronger than the weaker."""
+
+    agree: bool | None
+    verb: str  # favours() of the smaller Bayes factor
+    likelihood: str  # the word of the smaller leader probability
+    confidence: str  # the lower level (low when they disagree)
+    reasons: tuple[str, ...]
+    sentence: str  # the headline's first sentence
+
+    def to_dict(self) -> dict:
+        return {
+            "agree": self.agree,
+            "verb": self.verb,
+            "likelihood": self.likelihood,
+            "confidence": self.confidence,
+            "reasons": list(self.reasons),
+            "sentence": self.sentence,
+        }
+
+
+def two_comparisons(priors: Side, constraints: Side, agree: bool) -> TwoComparisons:
+    """The headline for two comparisons of the same claims (see the module docstring).
+
+    ``priors``: the hypotheses stated as sets of priors; ``constraints``: the claims stated as
+    constraints on one encompassing model; ``agree``: whether they name the same claim as leader.
+    """
+    known = [b for b in (priors.bayes_factor, constraints.bayes_factor) if b is not None and not math.isnan(b)]
+    weakest_bf = min(known) if known else 1.0
+    verb = favours(weakest_bf)
+    p = min(max(min(priors.probability, constraints.probability), 0.0), 1.0)
+    word = likelihood_word(p)
+    reasons: list[str] = []
+    if agree:
+        level = weaker_level(priors.confidence, constraints.confidence) or "moderate"
+        if priors.confidence is None or constraints.confidence is None:
+            level = weaker_level(level, "moderate") or "moderate"
+            reasons.append("one of the two comparisons was not judged")
+        if level != "high":
+            lower = [
+                name
+                for name, c in (("as sets of priors", priors.confidence), ("as constraints", constraints.confidence))
+                if c == level
+            ]
+            if lower:
+                reasons.append(f"the comparison {' and '.join(lower)} has {level} confidence")
+        sentence = (
+            f"Both ways of stating the hypotheses point the same way: the evidence {verb} '{priors.leader}' "
+            f"({priors.probability:.2f}) stated as sets of priors and '{constraints.leader}' "
+            f"({constraints.probability:.2f}) stated as constraints on one model; in the words of the weaker of the "
+            f"two: {word}, {level} confidence."
+        )
+    else:
+        level = "low"
+        reasons.append(DISAGREE_REASON)
+        sentence = (
+            f"The two ways of stating the hypotheses disagree: stated as sets of priors '{priors.leader}' leads "
+            f"({priors.probability:.2f}); stated as constraints on one model '{constraints.leader}' leads "
+            f"({constraints.probability:.2f}). Neither answer holds on its own: low confidence."
+        )
+    return TwoComparisons(bool(agree), verb, word, level, tuple(reasons), sentence)
+
+
 __all__ = [
     "JEFFREYS_SCALE",
     "LEVELS",
@@ -196,7 +294,10 @@ __all__ = [
     "ROBUST_RANGE_MAX",
     "STRONG_BAYES_FACTOR",
     "WEAK_BAYES_FACTOR",
+    "DISAGREE_REASON",
     "Confidence",
+    "Side",
+    "TwoComparisons",
     "confidence",
     "favours",
     "jeffreys",
@@ -204,4 +305,6 @@ __all__ = [
     "loo_agreement",
     "mc_error_can_flip",
     "strength_phrase",
+    "two_comparisons",
+    "weaker_level",
 ]

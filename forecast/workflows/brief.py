@@ -17,6 +17,10 @@ skipped the study's latest run is used, and it must match the current study and 
 (the one staleness rule). A failing later step (e.g. an evidence refit that fails its checks) is
 recorded and the others still run, so the report lists what is missing.
 
+A run of a study that also states its hypotheses as constraints holds constraints.json with an
+``agreement`` of the two comparisons; when they disagree, the brief's headline says so first
+(``headline_with_agreement``; the report's own headline words both comparisons by the weaker).
+
 Time left: each step's cost is estimated in units of the update step (``RELATIVE_COST``; history
 per evaluated quarter), scaled by the seconds the finished steps actually took per unit. Before
 the update has run, the unit is ``FIRST_GUESS_S`` seconds per hypothesis (doubled with
@@ -37,7 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from forecast.data.observations import load_observations
-from forecast.errors import ForecastError, InputError
+from forecast.errors import ForecastError, InputError, RunStoreError
+from forecast.runs.layout import CONSTRAINTS, CONSTRAINTS_SCHEMA
 from forecast.runs.store import default_root
 from forecast.runs.stored import StoredRun
 from forecast.settings import Progress, SamplerSettings
@@ -77,6 +82,7 @@ class BriefResult:
     judgement: dict | None
     converged: bool
     seconds: float
+    agreement: dict | None = None  # constraints.json's agreement of the two comparisons, when the run has one
 
     @property
     def written(self) -> list[str]:
@@ -93,11 +99,41 @@ class BriefResult:
             "converged": self.converged,
             "headline": self.conclusion,
             "judgement": self.judgement,
+            "agreement": self.agreement,
             "steps": [s.to_dict() for s in self.steps],
             "written": self.written,
             "failed": [s.name for s in self.failed],
             "seconds": round(self.seconds, 2),
         }
+
+
+def run_agreement(run: StoredRun) -> dict | None:
+    """The agreement of the prior-specified and the constraint comparisons (constraints.json), or None."""
+    try:
+        data = run.read_json(CONSTRAINTS, CONSTRAINTS_SCHEMA)
+    except RunStoreError:
+        return None
+    agreement = (data or {}).get("agreement")
+    return agreement if isinstance(agreement, dict) else None
+
+
+def headline_with_agreement(conclusion: str, agreement: dict | None) -> str:
+    """The brief's headline: the update's, opened by the disagreement of the two comparisons when they
+    disagree (the answer then depends on how the hypotheses were stated: low confidence whatever either
+    comparison says alone)."""
+    if not agreement or agreement.get("agree") is not False:
+        return conclusion
+    sentence = str(agreement.get("sentence") or "").strip()
+    if sentence and sentence in conclusion:
+        return conclusion
+    lead = sentence or (
+        f"the hypotheses stated as sets of priors favour '{agreement.get('prior_leader')}', stated as constraints "
+        f"'{agreement.get('constraint_leader')}'."
+    )
+    return (
+        f"The two comparisons disagree: {lead} Confidence: low, whatever either says alone. "
+        f"Stated as sets of priors: {conclusion}"
+    )
 
 
 def parse_skip(text: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -262,12 +298,14 @@ def run_brief(
         )
         steps.append(StepResult(name, "done", seconds, [str(w) for w in written]))
     assert run is not None
+    agreement = run_agreement(run)
     return BriefResult(
         study=study.name,
         run_dir=str(run.path),
         steps=steps,
-        conclusion=conclusion,
+        conclusion=headline_with_agreement(conclusion, agreement),
         judgement=judgement,
         converged=converged,
         seconds=time.perf_counter() - t0,
+        agreement=agreement,
     )

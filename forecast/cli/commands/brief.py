@@ -97,9 +97,11 @@ def brief(
     if "pdf" in chosen and "report" not in steps:
         guard(require_chromium)  # exit 2 now, not after the fits
     say = progress(quiet)
+    headline: dict[str, str] = {}  # the report's headline: with constraint hypotheses, both comparisons
 
     def report(run) -> list[str]:
         result = write_report(run, formats=chosen, progress=say)
+        headline["text"] = result.report.headline.conclusion
         return list(result.outputs.values())
 
     settings = SamplerSettings(draws=draws, tune=tune, chains=chains, seed=seed)
@@ -116,10 +118,11 @@ def brief(
             progress=say,
         )
     )
+    text = headline.get("text") or result.conclusion
     if as_json:
-        emit_json(result.to_dict())
+        emit_json({**result.to_dict(), "headline": text})
     else:
-        click.echo(result.conclusion)
+        click.echo(text)
         for s in result.steps:
             status = {"done": f"done in {s.seconds:.1f} s", "skipped": "skipped"}.get(s.status, f"FAILED: {s.note}")
             click.echo(f"  {s.name:<9} {status}")

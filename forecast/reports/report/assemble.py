@@ -10,6 +10,7 @@ k, manifest). Nothing here fits a model: the report renders what the run holds.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from forecast.model.predictive import prior_draws
 from forecast.reports import figures as F
 from forecast.reports.figures import FigureJobs, FigureRenderer, palette
 from forecast.reports.report import analyses, sections
+from forecast.reports.report import constraints as C
 from forecast.reports.report import statistics as S
 from forecast.reports.report.priors import stated_priors
 from forecast.reports.report.read import RunData, load_run
@@ -40,10 +42,12 @@ from forecast.reports.report.records import (
     Learned,
     PpcRow,
     Report,
+    RobustnessSection,
     SupportRow,
 )
 from forecast.runs.stored import StoredRun
 from forecast.settings import DEFAULT_SEED, derive_rng
+from forecast.spec.constraints import ENCOMPASSING_ID
 from forecast.spec.study import Study, quarter_label
 from forecast.stats.loo import PARETO_K_GOOD, jeffreys_label
 
@@ -100,7 +104,10 @@ def _build(stored: StoredRun, renderer, progress: Progress | None) -> Report:
     ids = [h.id for h in study.hypotheses]
     colours = palette(ids)
     labels = {h.id: h.label for h in study.hypotheses}
-    head = _headline(run, colours)
+    constraint_only = not ids  # a study with constraint hypotheses alone: their comparison is the report
+    latest = run.summary.get("latest_observation", run.obs.latest_date)
+    constraints = C.constraint_section(run.constraints, study, latest)
+    head = _constraint_headline(run, constraints) if constraint_only else _headline(run, colours)
     rows = {r.id: r for r in head.rows}
     arrays = {hid: draws_as_arrays(run.posteriors[hid], study) for hid in ids}
     etas = {hid: cell_logit_draws(arrays[hid], study, run.cells) for hid in ids}
@@ -109,21 +116,42 @@ def _build(stored: StoredRun, renderer, progress: Progress | None) -> Report:
     say("report: assembling the sections")
     history = analyses.history_section(run.history, run.study, labels, colours, jobs)
     learned = _learned(run, rows, colours, jobs, arrays)
-    fit = _fit_section(run, etas, labels, colours, rows, jobs)
-    pointwise = _pointwise(run, etas)
-    evidence = _evidence(run, head, pointwise, labels, colours, rows, jobs)
+    if constraint_only:
+        fit = FitSection([], "", [], "", [], 0)
+        pointwise = None
+        evidence = EvidenceSection(False, NO_PRIOR_HYPOTHESES, None, None, None, [], None, False)
+    else:
+        fit = _fit_section(run, etas, labels, colours, rows, jobs)
+        pointwise = _pointwise(run, etas)
+        evidence = _evidence(run, head, pointwise, labels, colours, rows, jobs)
     sensitivity = analyses.sensitivity_section(run.sensitivity, labels, colours, jobs)
     prior_predictive = analyses.prior_predictive_section(run.prior_predictive, study, labels, colours, jobs)
     priors = stated_priors(study, colours, PARAMETER_UNITS)
-    diagnostics = _diagnostics(run, pointwise, colours)
+    diagnostics = _diagnostics(run, pointwise, colours, constraints)
     robustness = sections.robustness(run.summary.get("robustness"), labels, colours, jobs)
-    probabilities = {r.id: r.posterior_probability for r in head.rows}
-    cooperation = sections.cooperation(run, arrays, probabilities, jobs)
+    if constraint_only:
+        robustness = RobustnessSection(False, NO_PRIOR_ROBUSTNESS)
+        priors = dataclasses.replace(priors, note=NO_PRIOR_PRIORS)
+        cooperation = None
+        if run.encompassing is not None:
+            enc = {ENCOMPASSING_ID: draws_as_arrays(run.encompassing, study)}
+            cooperation = sections.cooperation(run, enc, {ENCOMPASSING_ID: 1.0}, jobs, encompassing=True)
+    else:
+        probabilities = {r.id: r.posterior_probability for r in head.rows}
+        cooperation = sections.cooperation(run, arrays, probabilities, jobs)
     summary = sections.summary(run, head, labels, robustness, sensitivity)
+    if constraints.available:
+        pbox = None if constraint_only else C.priors_box(head, summary, robustness, run.summary.get("judgement"))
+        head, summary = C.with_constraints(head, summary, constraints, pbox)
     forecasts = sections.forecasts(run.forecasts, study)
     backtest = sections.backtest(run.backtest, labels, jobs)
     calibration = sections.calibration(run.calibration, labels)
-    missing = sections.missing(run, robustness.available)
+    missing = sections.missing(
+        run,
+        robustness.available,
+        constraint_only=constraint_only,
+        constraints_missing=study.constraints is not None and run.constraints is None,
+    )
     stage("assemble_s")
     say(f"report: rendering {len(jobs)} figures (ArviZ forest and calibration plots, matplotlib)")
     figures = renderer.render(jobs)
@@ -153,6 +181,7 @@ def _build(stored: StoredRun, renderer, progress: Progress | None) -> Report:
         forecasts=forecasts,
         backtest=backtest,
         calibration=calibration,
+        constraints=constraints,
         missing=missing,
         evidence_shown=EVIDENCE_BARS,
         figures=figures,
@@ -257,6 +286,43 @@ def _headline(run: RunData, colours: dict[str, str]) -> Headline:
         converged=converged,
         warning=warning,
         failed=failed,
+        prior_conclusion=s.get("conclusion", ""),
+    )
+
+
+NO_PRIOR_ROBUSTNESS = (
+    "The declared class of reasonable priors applies to hypotheses stated as sets of priors, which this study does "
+    "not state; the constraint comparison's robustness to its encompassing prior is in section 1b."
+)
+NO_PRIOR_PRIORS = (
+    "This study states no hypotheses as sets of priors; the encompassing prior its constraint hypotheses share is "
+    "in section 1b, in the analyst's terms."
+)
+NO_PRIOR_HYPOTHESES = (
+    "This study states its hypotheses only as constraints on one model (section 1b): there are no prior-specified "
+    "hypotheses to compare observation by observation."
+)
+
+
+def _constraint_headline(run: RunData, c) -> Headline:
+    """The headline of a run with constraint hypotheses alone (no prior-specified support table)."""
+    s = run.summary
+    converged = bool(s.get("converged", True)) and (c.converged if c.available else True)
+    return Headline(
+        question=s.get("question", run.study.question),
+        study=s.get("study", run.study.name),
+        latest_observation=s.get("latest_observation", run.obs.latest_date),
+        n_observations=int(s.get("n_observations", run.obs.n)),
+        rows=[],
+        leader=c.leader or "",
+        runner_up=c.runner_up,
+        conclusion=c.headline if c.available else (s.get("conclusion") or c.note),
+        loo_note="",
+        converged=converged,
+        warning=c.warning if c.available else None,
+        failed=[] if converged else ["Encompassing model"],
+        prior_conclusion="",
+        constraint_only=True,
     )
 
 
@@ -558,7 +624,36 @@ def gate_thresholds(gate: dict, notes: list[str]) -> dict:
     return {**DEFAULT_GATE, **recorded}
 
 
-def _diagnostics(run: RunData, pointwise: pd.DataFrame, colours) -> DiagnosticsSection:
+def _encompassing_row(c: dict) -> DiagnosticsRow:
+    """The encompassing model's fit (constraint hypotheses) as a diagnostics row."""
+    d = c.get("diagnostics") or {}
+    settings = c.get("settings") or {}
+    seconds = (c.get("timings") or {}).get("fit_seconds")
+    return DiagnosticsRow(
+        id=ENCOMPASSING_ID,
+        label="Encompassing model (constraint hypotheses)",
+        colour=C.ENCOMPASSING_COLOUR,
+        converged=bool(d.get("converged", c.get("converged", False))),
+        rhat_max=S.num(d.get("rhat_max")),
+        ess_bulk_min=S.num(d.get("ess_bulk_min")),
+        ess_tail_min=S.num(d.get("ess_tail_min")),
+        divergences=int(d.get("divergences") or 0),
+        treedepth_saturated=S.num(d.get("treedepth_saturated")),
+        max_tree_depth=None,
+        ebfmi_min=S.num(d.get("ebfmi_min")),
+        pareto_k_max=float("nan"),
+        n_bad_pareto_k=0,
+        attempts=int(c.get("attempts", 1)),
+        draws=int(settings.get("draws", 0)),
+        tune=int(settings.get("tune", 0)),
+        chains=int(settings.get("chains", 0)),
+        target_accept=S.num(settings.get("target_accept")),
+        seconds=S.num(seconds),
+        problems=[str(p) for p in d.get("problems", [])],
+    )
+
+
+def _diagnostics(run: RunData, pointwise: pd.DataFrame | None, colours, constraints=None) -> DiagnosticsSection:
     notes = list(run.notes)
     thresholds = gate_thresholds(run.stored.gate, notes)
     out = []
@@ -595,6 +690,11 @@ def _diagnostics(run: RunData, pointwise: pd.DataFrame, colours) -> DiagnosticsS
                 problems=list(d.get("problems", [])),
             )
         )
+    if constraints is not None and constraints.available and isinstance(run.constraints, dict):
+        try:
+            out.append(_encompassing_row(run.constraints))
+        except (TypeError, ValueError, AttributeError) as e:
+            notes.append(f"the encompassing model's diagnostics in constraints.json could not be read ({e})")
     matches = None
     if run.manifest is not None:
         matches = run.manifest.get("observations", {}).get("sha256") == run.obs.sha256

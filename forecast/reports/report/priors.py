@@ -30,7 +30,7 @@ def stated_priors(study: Study, colours: dict[str, str], units: dict[str, str] |
     groups = {g.id: g.label for g in study.groups}
     hypotheses = []
     for h in study.hypotheses:
-        rows = [_row(param, groups.get(group, group), h.priors[(param, group)]) for param, group in study.slots]
+        rows = [prior_row(param, groups.get(group, group), h.priors[(param, group)]) for param, group in study.slots]
         n = sum(r.stated_as == STATEMENT for r in rows)
         hypotheses.append(HypothesisPriors(h.id, h.label, colours[h.id], float(h.prior_probability), rows, n))
     total = sum(h.n_statements for h in hypotheses)
@@ -63,7 +63,8 @@ def stated_priors(study: Study, colours: dict[str, str], units: dict[str, str] |
     )
 
 
-def _row(parameter: str, group: str, prior) -> PriorRow:
+def prior_row(parameter: str, group: str, prior) -> PriorRow:
+    """One prior as stated (statement and the analyst's words, if any) and as fitted."""
     fitted = prior.describe()
     elicited = prior.statement
     statement = getattr(elicited, "statement", None)

@@ -21,12 +21,15 @@ from forecast.errors import InputError, RunStoreError
 from forecast.runs.layout import (
     BACKTEST,
     CALIBRATION,
+    CONSTRAINTS,
+    CONSTRAINTS_SCHEMA,
     EVIDENCE,
     FORECASTS,
     HISTORY,
     HISTORY_SCHEMA,
     OBSERVATIONS_COPY,
     POINTWISE,
+    POSTERIOR_DIR,
     PRIOR_PREDICTIVE,
     PRIOR_PREDICTIVE_SCHEMA,
     RESULTS_SCHEMA,
@@ -36,6 +39,7 @@ from forecast.runs.layout import (
     SUMMARY,
 )
 from forecast.runs.stored import StoredRun
+from forecast.spec.constraints import ENCOMPASSING_ID
 from forecast.spec.study import Study, load_study
 
 OLDER = "it was written by an older version of forecast or is incomplete; re-run `forecast update`"
@@ -60,6 +64,8 @@ class RunData:
     backtest: dict | None = None  # backtest.json (`forecast backtest`)
     evidence: dict | None = None  # evidence.json (`forecast evidence`)
     calibration: dict | None = None  # calibration.json (`forecast calibrate`)
+    constraints: dict | None = None  # constraints.json (`forecast update` on a study with constraint hypotheses)
+    encompassing: object | None = None  # the encompassing model's posterior (xarray Dataset), when stored
 
     @property
     def run_dir(self) -> Path:
@@ -100,6 +106,12 @@ def load_run(stored: StoredRun) -> RunData:
             f"{run_dir}: {SUMMARY} lists hypotheses {ids} but the stored study has "
             f"{[h.id for h in study.hypotheses]}; {OLDER}"
         )
+    constraints = _optional(stored, CONSTRAINTS, CONSTRAINTS_SCHEMA, "forecast update", notes)
+    if not ids and constraints is None:
+        raise RunStoreError(
+            f"{run_dir}: {SUMMARY} lists no hypotheses and the run holds no {CONSTRAINTS}; nothing to report. "
+            "Re-run `forecast update`"
+        )
     posteriors, stats = {}, {}
     for hid in ids:
         posteriors[hid] = stored.open_posterior(hid)
@@ -117,7 +129,7 @@ def load_run(stored: StoredRun) -> RunData:
         cells=cell_data(obs.table, study),
         posteriors=posteriors,
         sample_stats=stats,
-        pointwise=_pointwise_table(stored, ids, obs, notes),
+        pointwise=_pointwise_table(stored, ids, obs, notes) if ids else None,
         history=_optional(stored, HISTORY, HISTORY_SCHEMA, "forecast history", notes),
         sensitivity=_optional(stored, SENSITIVITY, SENSITIVITY_SCHEMA, "forecast sensitivity", notes),
         prior_predictive=_optional(stored, PRIOR_PREDICTIVE, PRIOR_PREDICTIVE_SCHEMA, "forecast priors", notes),
@@ -126,7 +138,20 @@ def load_run(stored: StoredRun) -> RunData:
         backtest=_optional(stored, BACKTEST, RESULTS_SCHEMA, "forecast backtest", notes),
         evidence=_optional(stored, EVIDENCE, None, "forecast evidence", notes),
         calibration=_optional(stored, CALIBRATION, None, "forecast calibrate", notes),
+        constraints=constraints,
+        encompassing=_encompassing(stored, constraints, notes),
     )
+
+
+def _encompassing(stored: StoredRun, constraints: dict | None, notes: list[str]):
+    """The encompassing model's stored posterior (constraint hypotheses), or None (with a note if damaged)."""
+    if constraints is None or not (stored.path / POSTERIOR_DIR / f"{ENCOMPASSING_ID}.nc").is_file():
+        return None
+    try:
+        return stored.open_posterior(ENCOMPASSING_ID)
+    except RunStoreError as e:
+        notes.append(f"the encompassing model's posterior was not used: {e}")
+        return None
 
 
 def _pointwise_table(stored: StoredRun, ids: list[str], obs: Observations, notes: list[str]) -> pd.DataFrame | None:

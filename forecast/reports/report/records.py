@@ -70,6 +70,11 @@ class Headline:
     converged: bool
     warning: str | None
     failed: list[str]  # labels of hypotheses whose fits failed the gate
+    # The prior-specified comparison's own conclusion (summary.json's). ``conclusion`` is the report's
+    # headline: the same sentence, or, when the run also holds constraint hypotheses, the headline of
+    # both comparisons (worded by the weaker; it says when they disagree).
+    prior_conclusion: str = ""
+    constraint_only: bool = False  # no prior-specified hypotheses: the constraint comparison alone
 
 
 # --- 2. support over time ----------------------------------------------------------------------
@@ -385,6 +390,23 @@ class WatchRow:
 
 
 @dataclass(frozen=True)
+class ComparisonBox:
+    """One comparison's answer in the summary: the prior-specified one or the constraint one, kept apart."""
+
+    kind: str  # "priors" or "constraints"
+    title: str
+    leader: str | None  # label
+    probability: float | None
+    likelihood: str | None
+    evidence: str  # the leader's Bayes factor against its runner-up, in words
+    robustness: str
+    robust: bool | None
+    confidence: str | None
+    confidence_reasons: list[str] = field(default_factory=list)
+    source: str = ""  # where it comes from (file, command)
+
+
+@dataclass(frozen=True)
 class Summary:
     """The one-page summary at the top of the report."""
 
@@ -403,6 +425,10 @@ class Summary:
     questions: list[QuestionRow]
     questions_note: str
     warnings: list[str]  # stale data: forecast quarters or questions already over
+    # Both comparisons side by side when the run holds constraint hypotheses (never merged).
+    comparisons: list[ComparisonBox] = field(default_factory=list)
+    agreement: str | None = None  # constraints.json's agreement sentence
+    agree: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -509,6 +535,62 @@ class CalibrationSection:
     design: dict | None = None  # picks_true, decisive, misleading
 
 
+# --- constraint hypotheses (constraints.json, `forecast update`) ---------------------------------
+
+
+@dataclass(frozen=True)
+class ConstraintRow:
+    id: str
+    label: str
+    claim: str  # the analyst's words
+    constraints: list[str]  # as the analyst wrote them
+    complement: bool
+    prior_probability: float
+    prior_mass: str  # e.g. "0.0372 ± 0.00095", "1.2e-05 ± 3e-06 (stepwise)"
+    posterior_mass: str  # e.g. "0.0408 ± 0.0026", "< 0.0005" (no draw inside)
+    bayes_factor: float | None  # against the encompassing model (the bound, when it is one)
+    bayes_factor_text: str  # "1.10", "< 0.0135": never "infinity"
+    bayes_factor_bound: str | None  # "upper" (below the value shown) or None
+    log_bayes_factor: float | None
+    log_bayes_factor_se: float | None
+    posterior_probability: float
+    posterior_probability_se: float
+    posterior_probability_upper: float
+    posterior_text: str  # "0.412 ± 0.017" or "< 0.012"
+    scaled: list[float | None]  # the posterior probability with the encompassing prior scaled (``factors``)
+    leader: bool = False
+
+
+@dataclass(frozen=True)
+class ConstraintSection:
+    available: bool
+    note: str
+    rows: list[ConstraintRow] = field(default_factory=list)
+    leader: str | None = None  # id
+    runner_up: str | None = None  # id
+    versus: str = ""  # the leader's Bayes factor against the runner-up, in words
+    bayes_factor: float | None = None  # the leader against the runner-up (a lower bound when ``versus`` says so)
+    strength: str = ""
+    likelihood: str | None = None
+    confidence: str | None = None
+    confidence_reasons: list[str] = field(default_factory=list)
+    robust: bool | None = None
+    robustness: str = ""  # in words
+    factors: list[str] = field(default_factory=list)  # column headings of ``ConstraintRow.scaled``
+    robustness_notes: list[str] = field(default_factory=list)  # unreliable reweighting, said plainly
+    overlaps: list[str] = field(default_factory=list)  # one warning per overlapping pair, with the advice
+    method: str = ""
+    encompassing: HypothesisPriors | None = None  # the encompassing prior in the analyst's terms
+    encompassing_note: str = ""
+    prior_predictive: list[str] = field(default_factory=list)  # per group: 5% / 50% / 95% share
+    converged: bool = True
+    warning: str | None = None
+    agreement: dict | None = None  # constraints.json's "agreement"
+    headline: str = ""  # the constraint comparison's own sentence
+    n_prior_draws: int | None = None
+    n_posterior_draws: int | None = None
+
+
 # --- the whole report --------------------------------------------------------------------------
 
 
@@ -538,6 +620,7 @@ class Report:
     forecasts: ForecastsSection = field(default_factory=lambda: ForecastsSection(False, ""))
     backtest: BacktestSection = field(default_factory=lambda: BacktestSection(False, ""))
     calibration: CalibrationSection = field(default_factory=lambda: CalibrationSection(False, ""))
+    constraints: ConstraintSection = field(default_factory=lambda: ConstraintSection(False, ""))
     missing: list[Missing] = field(default_factory=list)
     evidence_shown: int = 15  # rows of the evidence table in the body (the full table is an appendix)
     figures: dict = field(default_factory=dict)  # name -> forecast.reports.figures.Figure
@@ -578,6 +661,7 @@ class Report:
                 "forecasts": asdict(self.forecasts),
                 "backtest": asdict(self.backtest),
                 "calibration": asdict(self.calibration),
+                "constraints": asdict(self.constraints),
                 "missing": [asdict(m) for m in self.missing],
                 "figures": {k: f.to_dict(with_images) for k, f in self.figures.items()},
             }
@@ -641,6 +725,26 @@ class ReportResult:
                     "every": r.history.every,
                     "n_points": len(r.history.rows),
                     "converged": r.history.converged,
+                },
+                "constraints": None
+                if not r.constraints.available
+                else {
+                    "leader": r.constraints.leader,
+                    "confidence": r.constraints.confidence,
+                    "robust": r.constraints.robust,
+                    "agreement": r.constraints.agreement,
+                    "hypotheses": [
+                        {
+                            "id": x.id,
+                            "label": x.label,
+                            "prior_probability": x.prior_probability,
+                            "posterior_probability": x.posterior_probability,
+                            "posterior_probability_upper": x.posterior_probability_upper,
+                            "bayes_factor": x.bayes_factor,
+                            "bayes_factor_bound": x.bayes_factor_bound,
+                        }
+                        for x in r.constraints.rows
+                    ],
                 },
                 "sensitivity": r.sensitivity.available,
                 "prior_predictive": r.prior_predictive.available,

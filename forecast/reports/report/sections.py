@@ -59,7 +59,11 @@ COMMANDS = {
     "calibration": ("simulation-based calibration of the support", "forecast calibrate"),
     "sensitivity": ("the full prior-sensitivity grid and power-scaling", "forecast sensitivity"),
     "priors": ("what the priors imply before any data", "forecast priors"),
+    "constraints": ("the constraint hypotheses compared on one encompassing model", "forecast update"),
 }
+# What a run with constraint hypotheses alone can miss: the analyses of prior-specified hypotheses
+# (robustness grid, support over time, evidence, sensitivity, their prior predictive check) do not apply.
+CONSTRAINT_ONLY = ("forecasts", "backtest", "calibration")
 
 
 def _label(labels: dict[str, str], key: object) -> str:
@@ -73,9 +77,12 @@ def _fmt(x: float | None, spec: str = ".2f") -> str:
 # --- what is missing ------------------------------------------------------------------------------
 
 
-def missing(run, robustness_available: bool) -> list[Missing]:
+def missing(
+    run, robustness_available: bool, *, constraint_only: bool = False, constraints_missing: bool = False
+) -> list[Missing]:
     """The analyses the run does not hold, each with the command that adds it to the run."""
     present = {
+        "constraints": not constraints_missing,
         "robustness": robustness_available,
         "history": run.history is not None,
         "evidence": run.evidence is not None,
@@ -85,7 +92,8 @@ def missing(run, robustness_available: bool) -> list[Missing]:
         "sensitivity": run.sensitivity is not None,
         "priors": run.prior_predictive is not None,
     }
-    return [Missing(k, what, cmd) for k, (what, cmd) in COMMANDS.items() if not present[k]]
+    wanted = CONSTRAINT_ONLY if constraint_only else tuple(COMMANDS)
+    return [Missing(k, what, cmd) for k, (what, cmd) in COMMANDS.items() if k in wanted and not present[k]]
 
 
 # --- the one-page summary ---------------------------------------------------------------------------
@@ -265,10 +273,11 @@ def _stale(forecasts: dict | None, today: dt.date | None = None) -> list[str]:
 
 
 def cooperation(
-    run, arrays: dict[str, dict], probabilities: dict[str, float], figures: FigureJobs
+    run, arrays: dict[str, dict], probabilities: dict[str, float], figures: FigureJobs, *, encompassing: bool = False
 ) -> CooperationSection:
     """P(cooperative) per (group, domain) at the quarter of the latest observation and its change
-    since the window's first quarter, averaged over the hypotheses by their posterior probabilities."""
+    since the window's first quarter, averaged over the hypotheses by their posterior probabilities
+    (``encompassing``: the encompassing model's posterior alone, for a study of constraint hypotheses)."""
     study = run.study
     t = study.time
     years = years_from_reference(study)
@@ -311,8 +320,13 @@ def cooperation(
         "cooperation-now",
         f"Probability of cooperation in {now_label}, and since {start_label}",
         f"Probability that an interaction with each counterpart group in each issue domain is cooperative in "
-        f"{now_label} (dot: median; line: 90% interval), averaged over the hypotheses by their posterior "
-        f"probabilities; the hollow dot and arrow show where it stood in {start_label}.",
+        f"{now_label} (dot: median; line: 90% interval), "
+        + (
+            "under the encompassing model"
+            if encompassing
+            else "averaged over the hypotheses by their posterior probabilities"
+        )
+        + f"; the hollow dot and arrow show where it stood in {start_label}.",
         "Dot plot of the probability of cooperation per counterpart group and domain now and at the window's start",
         F.cooperation,
         [f"{r.group} / {r.domain}" for r in rows],
@@ -321,12 +335,17 @@ def cooperation(
         now_label,
         start_label,
     )
+    how = (
+        "The encompassing model's posterior draws (the one model every constraint hypothesis is a region of), "
+        "pushed through the model's formula, so the figures hold whatever hypothesis is right."
+        if encompassing
+        else "Each hypothesis's posterior draws, pushed through the model's formula, are pooled in proportion to its "
+        "posterior probability, so the figures hold whatever hypothesis is right."
+    )
     note = (
-        f"Now is {now_label}, the quarter of the latest observation. Each hypothesis's posterior draws, pushed "
-        "through the model's formula, are pooled in proportion to its posterior probability, so the figures hold "
-        "whatever hypothesis is right. Change: percentage points since the window's first quarter "
-        f"({start_label}), with its 90% interval. The log-odds hyperparameters behind them are in the technical "
-        "appendix."
+        f"Now is {now_label}, the quarter of the latest observation. {how} Change: percentage points since the "
+        f"window's first quarter ({start_label}), with its 90% interval."
+        + ("" if encompassing else " The log-odds hyperparameters behind them are in the technical appendix.")
     )
     return CooperationSection(now_label, start_label, note, rows, name)
 
