@@ -86,6 +86,7 @@ def add_encompassing_fit(run: StoredRun, study, settings: SamplerSettings) -> No
     model = StudyModel(dataclasses.replace(study, hypotheses=(enc,)), cell_data(obs.table, study))
     fit = model.fit(enc, settings)
     assert fit.diagnostics.converged, fit.diagnostics.problems
+    (run.path / POSTERIOR_DIR).mkdir(exist_ok=True)
     write_netcdf(run.path / POSTERIOR_DIR / f"{ENCOMPASSING_ID}.nc", fit.trace)
 
 

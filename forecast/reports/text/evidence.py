@@ -5,14 +5,44 @@ from __future__ import annotations
 from pathlib import Path
 
 from forecast.workflows.evidence import EvidenceResult, ScenarioOutcome
+from forecast.workflows.evidence.constraints import ConstraintEvidence
 
 
 def render_evidence(result: EvidenceResult, top: int = 15) -> str:
-    hyps = result.hypotheses
     lines = [
         f"Study '{result.study}': {result.n_observations} observations ({result.n_counted} counted), "
         f"run {Path(result.run_dir).name}",
-        "Posterior probability now: " + ", ".join(f"{h} {result.posterior_probability[h]:.3f}" for h in hyps),
+    ]
+    if result.hypotheses:
+        lines += _prior_specified(result, top)
+    if result.constraints is not None:
+        lines += ["", *render_constraint_evidence(result.constraints, top)]
+    c = result.corroboration
+    if c.events:
+        lines += [
+            "",
+            f"Corroboration: {c.n_reports_not_counted} report(s) corroborate an event already counted ({c.rule}):",
+        ]
+        lines += [f"  {e.event}: reports {', '.join(e.reports)}; counted: {e.counted}" for e in c.events]
+    if result.n_unreliable:
+        lines += [
+            "",
+            f"{result.n_unreliable} estimate(s) have Pareto k > {result.pareto_k_threshold:.2f} and were not refitted "
+            "(raise --max-refits); treat them with caution.",
+        ]
+    for w in result.warnings:
+        lines += ["", "WARNING: " + w]
+    if result.written:
+        lines += ["", f"Written to {result.written}"]
+    return "\n".join(lines)
+
+
+def _prior_specified(result: EvidenceResult, top: int) -> list[str]:
+    hyps = result.hypotheses
+    lines = [
+        ("Prior-specified hypotheses: p" if result.constraints is not None else "P")
+        + "osterior probability now: "
+        + ", ".join(f"{h} {result.posterior_probability[h]:.3f}" for h in hyps),
         "",
         f"Most diagnostic observations (LOO log predictive density differences; top {top}):",
     ]
@@ -64,21 +94,53 @@ def render_evidence(result: EvidenceResult, top: int = 15) -> str:
                 else " — same leading hypothesis"
             ),
         ]
-    c = result.corroboration
-    if c.events:
-        lines += [
-            "",
-            f"Corroboration: {c.n_reports_not_counted} report(s) corroborate an event already counted ({c.rule}):",
-        ]
-        lines += [f"  {e.event}: reports {', '.join(e.reports)}; counted: {e.counted}" for e in c.events]
-    if result.n_unreliable:
-        lines += [
-            "",
-            f"{result.n_unreliable} estimate(s) have Pareto k > {result.pareto_k_threshold:.2f} and were not refitted "
-            "(raise --max-refits); treat them with caution.",
-        ]
-    for w in result.warnings:
-        lines += ["", "WARNING: " + w]
-    if result.written:
-        lines += ["", f"Written to {result.written}"]
-    return "\n".join(lines)
+    return lines
+
+
+def render_constraint_evidence(c: ConstraintEvidence, top: int = 15) -> list[str]:
+    """The constraint hypotheses' evidence: their probabilities without each item, apart from the
+    prior-specified diagnosticity."""
+    ids = c.hypotheses
+    lines = [
+        "Constraint hypotheses (regions of one encompassing model; the run's encompassing fit reweighted, no refit "
+        "unless Pareto k is too high):",
+        "Probability now: "
+        + ", ".join(f"{h} {c.posterior_probability[h]:.3f}" for h in ids)
+        + f"; leading '{c.leading}'",
+        "",
+        f"Observations that move them most if removed or reversed (top {top}):",
+    ]
+    head = f"{'id':<16} {'max shift':>9}  {'P if removed':<28} {'P if reversed':<28}"
+    lines += [head, "-" * len(head)]
+
+    def probs(o) -> str:
+        if o is None:
+            return ""
+        return " ".join(f"{o.probabilities[h]:.2f}" for h in ids) + (" *" if o.approximate else "")
+
+    for x in c.observations[:top]:
+        lines.append(f"{x.id[:16]:<16} {x.max_shift:>9.3f}  {probs(x.if_removed):<28} {probs(x.if_reversed):<28}")
+    if c.groups:
+        lines += ["", "Evidence groups left out at once:"]
+        for x in c.groups:
+            k = x.if_removed.pareto_k
+            lines.append(
+                f"  {x.id[:24]:<24} {x.max_shift:>6.3f}  {probs(x.if_removed):<28}"
+                + (f" (Pareto k {k:.2f})" if k is not None else "")
+                + ("  UNRELIABLE" if x.unreliable else "")
+            )
+    if c.quality is not None:
+        x = c.quality
+        lines += ["", f"Evidence quality ({x.label}): {probs(x.if_removed)}, leading '{x.if_removed.leading}'"]
+    lines.append(
+        f"(probabilities in the order {', '.join(ids)}; * = refitted or unreliable; Pareto k above "
+        f"{c.pareto_k_threshold:.2f} is unreliable)"
+    )
+    if c.critical:
+        lines.append("Critical for the constraint comparison: " + ", ".join(c.critical))
+    if c.n_unreliable:
+        lines.append(
+            f"{c.n_unreliable} constraint estimate(s) have Pareto k > {c.pareto_k_threshold:.2f} and were not "
+            f"refitted ({c.n_refits} refit(s) made; raise --max-refits); treat them with caution."
+        )
+    return lines

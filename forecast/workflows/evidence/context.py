@@ -55,6 +55,8 @@ class RunContext:
 
     @property
     def k_threshold(self) -> float:
+        if self.n_samples < 10:  # no prior-specified draws (constraint hypotheses only)
+            return float(PARETO_K_GOOD)
         return float(min(1 - 1 / np.log10(self.n_samples), PARETO_K_GOOD))
 
 

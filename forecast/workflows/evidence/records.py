@@ -7,8 +7,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from forecast.runs.records import Record
+
+if TYPE_CHECKING:
+    from forecast.workflows.evidence.constraints import ConstraintEvidence
 
 
 @dataclass(frozen=True)
@@ -102,14 +106,14 @@ class Corroboration(Record):
 class EvidenceResult(Record):
     """What `forecast evidence` found: diagnosticity, critical items, evidence quality, corroboration."""
 
-    _optional = ("written",)
+    _optional = ("written", "constraints")
 
     study: str
     run_dir: str
     hypotheses: tuple[str, ...]
     prior_probability: dict[str, float]
     posterior_probability: dict[str, float]
-    leading: str
+    leading: str | None  # None for a study with constraint hypotheses only
     n_observations: int
     n_counted: int
     shift_threshold: float
@@ -125,6 +129,8 @@ class EvidenceResult(Record):
     warnings: tuple[str, ...]
     timings: dict[str, float]
     written: str | None = None  # where evidence.json was written
+    # The constraint hypotheses' evidence (forecast.workflows.evidence.constraints), kept apart.
+    constraints: ConstraintEvidence | None = None
 
     def observation(self, ident: str) -> ObservationEvidence:
         for x in self.observations:

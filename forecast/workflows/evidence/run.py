@@ -18,6 +18,7 @@ from forecast.runs.stored import StoredRun
 from forecast.settings import Progress
 from forecast.spec.study import load_study
 from forecast.stats.loo import relative_ess
+from forecast.workflows.evidence.constraints import ConstraintEvidence, constraint_evidence
 from forecast.workflows.evidence.context import RunContext, base_posterior, load_run
 from forecast.workflows.evidence.records import (
     CorroboratedEvent,
@@ -76,27 +77,77 @@ def run_evidence(
     removals, reversals = item_scenarios(ctx)
     quality, dropped = quality_scenario(ctx, reliability_below) if reliability_below is not None else (None, [])
     scenarios = removals + reversals + ([quality] if quality is not None else [])
-    estimate(ctx, scenarios, threshold)
     n_refits = 0
-    if refit:
-        # The quality filter is a headline figure: it is refitted first.
-        if quality is not None:
-            n_refits, model = refit_unreliable(ctx, [quality], max_refits, model, say)
-        more, model = refit_unreliable(ctx, removals + reversals, max_refits - n_refits, model, say)
-        n_refits += more
-    finish(ctx, scenarios)
-    converged = all(s.converged for s in scenarios)
+    if ctx.hypotheses:  # the prior-specified hypotheses (a study may state constraint hypotheses only)
+        estimate(ctx, scenarios, threshold)
+        if refit:
+            # The quality filter is a headline figure: it is refitted first.
+            if quality is not None:
+                n_refits, model = refit_unreliable(ctx, [quality], max_refits, model, say)
+            more, model = refit_unreliable(ctx, removals + reversals, max_refits - n_refits, model, say)
+            n_refits += more
+        finish(ctx, scenarios)
+    constraints = None
+    if study.constraints is not None:
+        constraints = constraint_evidence(
+            ctx,
+            removals,
+            reversals,
+            quality,
+            dropped,
+            shift=shift,
+            k_threshold=threshold,
+            refit=refit,
+            max_refits=max_refits - n_refits,
+            progress=say,
+        )
+    converged = all(s.converged for s in scenarios) and (constraints is None or _constraints_converged(constraints))
     if not converged and not allow_unconverged:
         raise ConvergenceError(
             "a refit failed the convergence gate after one retry, so no evidence figures are reported and nothing "
             "was written. Pass --allow-unconverged to write results flagged as unreliable, or --no-refit."
         )
 
-    result = _assemble(ctx, removals, reversals, quality, reliability_below, dropped, shift, threshold, n_refits)
-    result = replace(result, timings={"total_s": time.perf_counter() - t0})
+    if ctx.hypotheses:
+        result = _assemble(ctx, removals, reversals, quality, reliability_below, dropped, shift, threshold, n_refits)
+    else:
+        result = _constraints_only(ctx, reliability_below, dropped, shift, threshold)
+    result = replace(result, constraints=constraints, timings={"total_s": time.perf_counter() - t0})
     if write:
         result = replace(result, written=str(run.write_json(EVIDENCE, result)))
     return result
+
+
+def _constraints_converged(c: ConstraintEvidence) -> bool:
+    items = [*c.observations, *c.groups, *([c.quality] if c.quality is not None else [])]
+    return all(o.converged for x in items for o in (x.if_removed, x.if_reversed) if o is not None)
+
+
+def _constraints_only(ctx: RunContext, reliability_below, dropped, shift, threshold) -> EvidenceResult:
+    """The record of a study with constraint hypotheses only: no prior-specified diagnosticity
+    (its ``constraints`` carry the figures), corroboration as for any study."""
+    return EvidenceResult(
+        study=ctx.study.name,
+        run_dir=str(ctx.run_dir),
+        hypotheses=(),
+        prior_probability={},
+        posterior_probability={},
+        leading=None,
+        n_observations=len(ctx.table),
+        n_counted=int(ctx.cells.event_counted.sum()),
+        shift_threshold=shift,
+        pareto_k_threshold=threshold,
+        pareto_k_threshold_default=ctx.k_threshold,
+        n_refits=0,
+        n_unreliable=0,
+        converged=True,
+        critical=(),
+        observations=(),
+        corroboration=_corroboration(ctx),
+        quality=None,
+        warnings=tuple([UNRELIABLE_RUN] if not ctx.summary.get("converged", True) else []),
+        timings={},
+    )
 
 
 def _pointwise_elpd(ctx: RunContext) -> tuple[np.ndarray, np.ndarray]:
