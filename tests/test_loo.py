@@ -112,3 +112,78 @@ def test_pattern_loglik_is_the_weighted_bernoulli_log_likelihood() -> None:
     p = 1 / (1 + np.exp(-eta[:, cells.pattern_cell]))
     expected = cells.pattern_weight * np.where(cells.pattern_coop, np.log(p), np.log1p(-p))
     np.testing.assert_allclose(pattern_loglik(eta, cells), expected, rtol=1e-12, atol=1e-14)
+
+
+# --- overdispersed (Polya) LOO: each event given the rest of its cell ------------------------------
+
+
+def _consistent_cells(rng: np.random.Generator, n_cells: int, n_patterns: int) -> CellData:
+    """Cells whose summed weights are those of their patterns (as cells.cell_data makes them)."""
+    c = _cells(rng, n_cells, n_patterns)
+    w = c.pattern_weight * c.pattern_count
+    w_coop = np.bincount(c.pattern_cell, weights=w * c.pattern_coop, minlength=n_cells)
+    w_conf = np.bincount(c.pattern_cell, weights=w * ~c.pattern_coop, minlength=n_cells)
+    return replace(c, w_coop=w_coop, w_conf=w_conf)
+
+
+def test_polya_terms_are_the_cell_likelihood_with_and_without_the_event():
+    from forecast.model.overdispersion import polya_cells_numpy
+
+    rng = np.random.default_rng(11)
+    cells = _consistent_cells(rng, 12, 30)
+    eta = rng.normal(0, 2, size=(7, 12))
+    phi = rng.uniform(0.5, 40, size=7)
+    got = pattern_loglik(eta, cells, concentration=phi)
+    c, w = cells.pattern_cell, cells.pattern_weight
+    full = polya_cells_numpy(eta[:, c], phi[:, None], cells.w_coop[c], cells.w_conf[c])[0]
+    rest_coop = cells.w_coop[c] - w * cells.pattern_coop
+    rest_conf = cells.w_conf[c] - w * ~cells.pattern_coop
+    rest = polya_cells_numpy(eta[:, c], phi[:, None], np.maximum(rest_coop, 0), np.maximum(rest_conf, 0))[0]
+    np.testing.assert_allclose(got, full - rest, rtol=1e-9, atol=1e-9)
+
+
+def test_polya_term_of_a_unit_event_is_the_urn_predictive():
+    """(alpha + cooperative weight of the others) / (phi + weight of the others)."""
+    cells = CellData(
+        group=np.zeros(1, dtype=np.int64),
+        domain=np.zeros(1, dtype=np.int64),
+        quarter=np.zeros(1, dtype=np.int64),
+        w_coop=np.array([5.0]),
+        w_conf=np.array([3.0]),
+        n_events=np.array([8]),
+        pattern_cell=np.array([0, 0]),
+        pattern_coop=np.array([False, True]),
+        pattern_weight=np.array([1.0, 1.0]),
+        pattern_count=np.array([3, 5]),
+        event_pattern=np.arange(2),
+    )
+    eta, phi = np.array([[0.4]]), np.array([6.0])
+    p = 1 / (1 + np.exp(-0.4))
+    got = pattern_loglik(eta, cells, concentration=phi)[0]
+    assert got[1] == pytest.approx(np.log((p * 6 + 4) / (6 + 7)), rel=1e-12)
+    assert got[0] == pytest.approx(np.log(((1 - p) * 6 + 2) / (6 + 7)), rel=1e-12)
+
+
+def test_polya_loo_tends_to_the_plain_loo_as_the_concentration_grows():
+    rng = np.random.default_rng(12)
+    cells = _consistent_cells(rng, 20, 60)
+    eta = _eta(rng, 20)
+    plain = psis_loo_cells(eta, cells, CHAINS)
+    big = psis_loo_cells(eta, cells, CHAINS, concentration=np.full(len(eta), 1e9))
+    assert big.elpd == pytest.approx(plain.elpd, abs=1e-3)
+    np.testing.assert_allclose(big.pareto_k, plain.pareto_k, atol=1e-3)
+
+
+def test_polya_terms_stay_finite_at_extreme_log_odds_and_lone_events():
+    rng = np.random.default_rng(13)
+    cells = _consistent_cells(rng, 5, 9)
+    eta = np.array([[-800.0] * 5, [800.0] * 5, [0.0] * 5])
+    got = pattern_loglik(eta, cells, concentration=np.array([0.01, 1e4, 3.0]))
+    assert np.all(np.isfinite(got)) and np.all(got <= 1e-12)
+
+
+def test_concentration_draws_must_match_the_log_odds_draws():
+    rng = np.random.default_rng(14)
+    cells = _consistent_cells(rng, 4, 6)
+    with pytest.raises(ValueError, match="concentration draws"):
+        pattern_loglik(rng.normal(size=(5, 4)), cells, concentration=np.ones(3))

@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from forecast.data.cells import CellData
 from forecast.fit.sampler import Fit, SamplerSettings, StudyModel, with_problem
 from forecast.model.build import cell_logit_draws, draws_as_arrays
 from forecast.settings import derive_rng
-from forecast.spec.study import Hypothesis
+from forecast.spec.study import CONCENTRATION, Hypothesis
 from forecast.stats.bridge import BridgeResult, bridge_problem, bridge_sampling
 from forecast.stats.loo import Loo, psis_loo_cells
 
@@ -31,11 +33,25 @@ def marginal_likelihood(
     )
 
 
+def concentration_draws(posterior, study) -> np.ndarray | None:
+    """The overdispersed model's concentration draws, flattened over (chain, draw) as
+    ``draws_as_arrays`` flattens; None for a study without overdispersion."""
+    if not study.overdispersed:
+        return None
+    if CONCENTRATION not in posterior:
+        raise ValueError(f"the fit of an overdispersed study has no '{CONCENTRATION}' draws")
+    return np.asarray(posterior[CONCENTRATION].values, dtype=np.float64).reshape(-1)
+
+
 def loo(model: StudyModel, fit: Fit, cells: CellData | None = None) -> Loo:
-    """PSIS-LOO of a fit, leaving out one event at a time (via its pattern)."""
+    """PSIS-LOO of a fit, leaving out one event at a time (via its pattern).
+
+    Overdispersed: each event given the rest of its cell (``forecast.stats.loo``, non-factorised).
+    """
     cells = cells or model.cells
-    eta = cell_logit_draws(draws_as_arrays(fit.trace.posterior, model.study), model.study, cells)
-    return psis_loo_cells(eta, cells, fit.settings.chains)
+    posterior = fit.trace.posterior
+    eta = cell_logit_draws(draws_as_arrays(posterior, model.study), model.study, cells)
+    return psis_loo_cells(eta, cells, fit.settings.chains, concentration_draws(posterior, model.study))
 
 
 def checked(fit: Fit, bridge: BridgeResult) -> Fit:
@@ -74,4 +90,4 @@ def fit_hypothesis(
     return HypothesisFit(fit=fit, bridge=bridge, loo=loo(model, fit, cells) if with_loo else None)
 
 
-__all__ = ["HypothesisFit", "checked", "fit_hypothesis", "loo", "marginal_likelihood"]
+__all__ = ["HypothesisFit", "checked", "concentration_draws", "fit_hypothesis", "loo", "marginal_likelihood"]

@@ -6,6 +6,15 @@ Two different questions, kept apart everywhere they are shown:
 - *predictive accuracy*: how well would each hypothesis's fitted model predict a left-out
   event (PSIS-LOO elpd, differences with their standard errors, stacking weights). Stacking
   weights are not probabilities that a hypothesis is true.
+
+With an overdispersed model (``[model] overdispersion = "cell"``: each cell's share is
+Beta(p phi, (1 - p) phi) around p, integrated out) the events of one cell are not independent
+given the parameters, so LOO is *non-factorised*: the left-out event's term is its conditional
+given the rest of its cell, p(y_i | y_cell without i, theta), the Polya predictive
+``(alpha + cooperative weight of the others) / (phi + weight of the others)`` for one cooperative
+event of unit weight (weighted events: the ratio of the cell's likelihoods with and without it).
+PSIS then reweights the full posterior by 1 / p(y_i | y_-i, theta), which is exactly
+p(theta | y_-i) up to a constant, so the estimate is of p(y_i | y_-i) as in the plain model.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from typing import Protocol
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import logsumexp, softmax
+from scipy.special import gammaln, logsumexp, softmax
 
 from forecast.stats.convergence import ess_mean
 from forecast.stats.psis import logsumexp_rows, psislw
@@ -34,6 +43,13 @@ class Patterns(Protocol):
     pattern_coop: np.ndarray
     pattern_weight: np.ndarray
     pattern_count: np.ndarray
+
+
+class CellCounts(Patterns, Protocol):
+    """Patterns with their cells' summed weights, which the overdispersed LOO terms need."""
+
+    w_coop: np.ndarray
+    w_conf: np.ndarray
 
 
 # Jeffreys' scale, one definition (forecast.stats.wording); below 1 the leader has "no support".
@@ -129,13 +145,74 @@ class PatternLoglik:
             yield sel, self.rows(sel, out=buf)
 
 
-def pattern_loglik(eta: np.ndarray, cells: Patterns) -> np.ndarray:
-    """Log-likelihood of one event of each pattern, per draw: (..., patterns) from (..., cells)."""
-    loglik = PatternLoglik(eta, cells)
+_EULER = 0.5772156649015329
+
+
+def _lgamma_plus(x: np.ndarray, log_x: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """lgamma(x + base) for base >= 0, exact where x underflows (base 0: lgamma(x) = -log x - gamma x)."""
+    small = (base <= 0.0) & (x < 1e-8)
+    return np.where(small, -log_x - _EULER * x, gammaln(np.where(small, 1.0, x + np.maximum(base, 0.0))))
+
+
+class PolyaPatternLoglik(PatternLoglik):
+    """As ``PatternLoglik`` for the overdispersed model: one event of each pattern given the rest of
+    its cell (see the module docstring), per draw of the cell log-odds and of the concentration.
+
+    For a cooperative event of weight w in a cell with summed weights (W_c, W_f), N = W_c + W_f:
+    ``lgamma(a + W_c) - lgamma(a + W_c - w) - lgamma(phi + N) + lgamma(phi + N - w)``,
+    ``a = phi sigmoid(eta)`` (conflictual: ``b = phi sigmoid(-eta)`` and W_f).
+    """
+
+    def __init__(self, eta: np.ndarray, cells: CellCounts, concentration: np.ndarray):
+        self.eta = eta.reshape(-1, eta.shape[-1]).T  # (cells, samples)
+        self.n_samples = self.eta.shape[1]
+        phi = np.asarray(concentration, dtype=np.float64).reshape(-1)
+        if phi.size != self.n_samples:
+            raise ValueError(f"{phi.size} concentration draws for {self.n_samples} draws of the log-odds")
+        self.phi, self.log_phi = phi, np.log(phi)
+        self.cell, self.coop = cells.pattern_cell, cells.pattern_coop.astype(bool)
+        self.weight = cells.pattern_weight
+        own = np.where(self.coop, cells.w_coop[self.cell], cells.w_conf[self.cell])
+        total = cells.w_coop[self.cell] + cells.w_conf[self.cell]
+        # Weights of the rest of the cell (rounding can leave -1e-16 where nothing is left).
+        self.own_rest = np.maximum(own - self.weight, 0.0)
+        self.total_rest = np.maximum(total - self.weight, 0.0)
+        self.n_patterns = self.cell.size
+
+    def rows(self, patterns: slice | np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        idx = np.arange(self.n_patterns)[patterns]
+        eta = self.eta[self.cell[idx]]
+        sign = np.where(self.coop[idx], 1.0, -1.0)[:, None]
+        log_share = -np.logaddexp(0.0, -sign * eta)  # log sigmoid(+-eta)
+        log_x = self.log_phi + log_share
+        x = np.exp(log_x)
+        w, own, total = self.weight[idx, None], self.own_rest[idx, None], self.total_rest[idx, None]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            value = _lgamma_plus(x, log_x, own + w) - _lgamma_plus(x, log_x, own)
+            value -= gammaln(self.phi + total + w) - gammaln(self.phi + total)
+        if out is None:
+            return value
+        out[: idx.size] = value
+        return out[: idx.size]
+
+
+def pattern_loglik(eta: np.ndarray, cells: Patterns, concentration: np.ndarray | None = None) -> np.ndarray:
+    """Log-likelihood of one event of each pattern, per draw: (..., patterns) from (..., cells).
+
+    ``concentration`` (draws shaped as ``eta``'s leading axes): the overdispersed model's, whose
+    terms are each event's conditional given the rest of its cell (``PolyaPatternLoglik``).
+    """
+    loglik = _pattern_loglik(eta, cells, concentration)
     rows = np.empty((loglik.n_patterns, loglik.n_samples))
     for sel, block in loglik.blocks():
         rows[sel] = block
     return rows.T.reshape(*eta.shape[:-1], -1)
+
+
+def _pattern_loglik(eta: np.ndarray, cells: Patterns, concentration: np.ndarray | None) -> PatternLoglik:
+    if concentration is None:
+        return PatternLoglik(eta, cells)
+    return PolyaPatternLoglik(eta, cells, concentration)  # type: ignore[arg-type]
 
 
 def _weighted_total_and_se(values: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
@@ -160,14 +237,16 @@ def relative_ess(rows: np.ndarray, chains: int) -> float:
     return float(np.clip(np.nanmean(r), 1e-3, None)) if np.isfinite(r).any() else 1.0
 
 
-def psis_loo_cells(eta: np.ndarray, cells: Patterns, chains: int) -> Loo:
+def psis_loo_cells(eta: np.ndarray, cells: Patterns, chains: int, concentration: np.ndarray | None = None) -> Loo:
     """PSIS-LOO from cell log-odds draws (samples, cells), chain-major, leaving out one event at a time.
 
+    ``concentration`` (samples,): the overdispersed model's draws; each event's term is then its
+    conditional given the rest of its cell (non-factorised LOO, see the module docstring).
     Works through the patterns in cache-sized blocks: the (patterns x samples) log-likelihood
     (~400 MB for a million imported events) is never held whole.
     """
 
-    loglik = PatternLoglik(eta, cells)
+    loglik = _pattern_loglik(eta, cells, concentration)
     n_pat, n_samples, counts = loglik.n_patterns, loglik.n_samples, cells.pattern_count
     # Estimated on at most R_EFF_PATTERNS evenly spaced patterns, which is plenty for a mean
     # and keeps 10^4-pattern studies from spending seconds on it.
