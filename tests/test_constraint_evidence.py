@@ -238,3 +238,25 @@ def constraint_only_run(path, runs, study) -> StoredRun:
         run = StoredRun.open(final)
     add_encompassing_fit(run, study, SETTINGS)
     return run
+
+
+@pytest.mark.slow
+def test_prior_masses_are_read_from_the_runs_constraints_json_when_it_has_one(mixed, tmp_path):
+    import shutil
+
+    from forecast.runs.layout import CONSTRAINTS, CONSTRAINTS_SCHEMA
+
+    path, _, run, study, result = mixed
+    copy = tmp_path / "run"
+    shutil.copytree(run.path, copy)
+    full = compare(
+        study, study.constraints, run.open_posterior(ENCOMPASSING_ID), SETTINGS.seed, PRIOR_DRAWS, factors=()
+    )
+    stored = {"schema_version": CONSTRAINTS_SCHEMA, **full.to_dict(), "agreement": None}
+    for h in stored["hypotheses"]:
+        h["prior_mass"]["value"] = 0.5  # not what the study's prior gives: shows where the masses come from
+    StoredRun.open(copy).write_json(CONSTRAINTS, stored)
+    c = run_evidence(path, run_dir=copy, max_refits=0, write=False).constraints
+    assert c.prior_mass_source == "constraints.json"
+    assert c.prior_mass == dict.fromkeys(c.hypotheses, 0.5)
+    assert c.posterior_mass == result.constraints.posterior_mass  # the posterior masses are the draws'

@@ -280,3 +280,22 @@ def test_cli_history_shows_both_comparisons(mixed):
     assert "Constraint hypotheses" in res.output and "east_cooperative" in res.output
     stored = json.loads((run.path / HISTORY).read_text())
     assert stored["every"] == 4 and np.isfinite(stored["constraints"]["seconds"])
+
+
+@pytest.mark.slow
+def test_the_runs_encompassing_fit_problems_flag_the_last_point(mixed, tmp_path):
+    import shutil
+
+    from forecast.runs.layout import CONSTRAINTS, CONSTRAINTS_SCHEMA
+
+    path, _, run, study, _ = mixed
+    copy = tmp_path / "run"
+    shutil.copytree(run.path, copy)
+    diagnostics = {"converged": False, "problems": ["tail ESS 300 < 400"]}
+    StoredRun.open(copy).write_json(
+        CONSTRAINTS, {"schema_version": CONSTRAINTS_SCHEMA, "converged": False, "diagnostics": diagnostics}
+    )
+    history = run_history(path, run_dir=copy, every=4)
+    last = history.constraints.points[-1]
+    assert last.source == "run" and not last.converged and last.problems == ["tail ESS 300 < 400"]
+    assert not history.converged
