@@ -298,7 +298,7 @@ def test_a_constraint_only_run_gets_a_report_from_the_constraint_comparison_alon
     assert r.summary.answer == "Most probable answer: 'East cools', likely (0.70), with low confidence."
     assert [b.kind for b in r.summary.comparisons] == ["constraints"] and r.summary.agree is None
     assert r.constraints.available and r.constraints.leader == "cools"
-    assert {m.section for m in r.missing} <= {"forecasts", "backtest", "calibration"}
+    assert {m.section for m in r.missing} <= {"history", "forecasts", "backtest", "calibration"}
     assert r.diagnostics.rows[-1].id == "encompassing" and r.diagnostics.rows[-1].converged
     html = (run / "report.html").read_text(encoding="utf-8")
     assert '<p class="note" id="constraint-only">' in html and '<table id="support-table">' not in html
@@ -376,3 +376,72 @@ def test_hostile_constraint_labels_claims_and_sentences_are_escaped(tmp_path):
     assert all(src.startswith("data:image/png;base64,") for src in srcs)
     assert not [h for h in re.findall(r"<a [^>]*href=\"([^\"]*)\"", rendered) if not h.startswith("https://")]
     assert copy.deepcopy(report.summary.agreement) == "They disagree " + HOSTILE  # shown as text, unchanged
+
+
+# --- the constraint hypotheses over time (history.json's "constraints") -----------------------------------
+
+
+def constraint_history() -> dict:
+    def point(quarter, as_of, n, new, source, cools, converged=True):
+        bound = {"cools": None, "warms": None, "neither": "upper"}
+        probabilities = {"cools": cools, "warms": 1 - cools, "neither": 0.0}
+        return {
+            "quarter": quarter,
+            "as_of": as_of,
+            "n_observations": n,
+            "new_observations": new,
+            "source": source,
+            "probabilities": probabilities,
+            "probabilities_se": {"cools": 0.01, "warms": 0.01, "neither": 0.0},
+            "probabilities_upper": {**probabilities, "neither": 0.004},
+            "log_bf": {"cools": 0.1, "warms": -0.1, "neither": -5.0},
+            "log_bf_se": {"cools": 0.01, "warms": 0.01, "neither": 0.0},
+            "bound": bound,
+            "posterior_mass": {"cools": cools, "warms": 1 - cools, "neither": 0.0},
+            "leader": "cools" if cools > 0.5 else "warms",
+            "converged": converged,
+        }
+
+    return {
+        "hypotheses": [
+            {"id": h, "label": label, "claim": "", "constraints": [], "complement": h == "neither"}
+            for h, label in (("cools", "East cools"), ("warms", "East warms"), ("neither", "Neither"))
+        ],
+        "prior_masses": {},
+        "prior_draws": 40000,
+        "seed": 1,
+        "leader": "cools",
+        "converged": False,
+        "n_points": 3,
+        "n_fitted": 1,
+        "seconds": 1.0,
+        "prior_mass_seconds": 0.5,
+        "method": "",
+        "points": [
+            point("2019Q4", "2019-12-31", 0, 0, "prior", 0.333),
+            point("2020Q4", "2020-12-31", 20, 20, "fit", 0.45, converged=False),
+            point("2021Q4", "2021-12-31", 48, 28, "run", 0.699),
+        ],
+    }
+
+
+def test_the_constraint_hypotheses_over_time_have_their_own_table_and_figure(tmp_path):
+    from test_report_sections import history_json
+
+    run = constraint_run(tmp_path)
+    history = history_json()
+    history["constraints"] = constraint_history()
+    (run / "history.json").write_text(json.dumps(history), encoding="utf-8")
+    report = build_report(StoredRun.open(run), renderer=PixelRenderer(draw=("constraint-support-over-time",)))
+    ch = report.constraint_history
+    assert ch.available and ch.labels == ["East cools", "East warms", "Neither"] and len(ch.rows) == 3
+    assert ch.rows[-1].probabilities == ["0.699", "0.301", "< 0.004"] and ch.rows[-1].leader == "East cools"
+    assert report.figures["constraint-support-over-time"].png[:8] == b"\x89PNG\r\n\x1a\n"
+    html, md = render_html(report), render_markdown(report)
+    section = part(html, '<section id="history">')
+    assert '<table id="history-table">' in section and '<table id="constraint-history-table">' in section
+    assert "East cools" not in part(section, '<table id="history-table">', "</table>")  # kept apart
+    assert "East warms (FAILED checks)" in section
+    assert (
+        "### The constraint hypotheses over time" in md and "| 2021Q4 | 48 (+28) | 0.699 | 0.301 | &lt; 0.004 |" in md
+    )

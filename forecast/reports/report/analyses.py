@@ -15,6 +15,8 @@ from forecast.reports.plots import history as history_plots
 from forecast.reports.plots import priors as prior_plots
 from forecast.reports.plots import sensitivity as sensitivity_plots
 from forecast.reports.report.records import (
+    ConstraintHistoryRow,
+    ConstraintHistorySection,
     HistoryRow,
     HistorySection,
     PairRow,
@@ -131,6 +133,66 @@ def history_section(data: dict | None, study: Study, labels: dict[str, str], col
         + "; quarters without new evidence reuse the previous result; the first point is the prior."
     )
     return HistorySection(True, note, every, settings, all(r.converged for r in rows), rows, name)
+
+
+def constraint_history_section(data: dict | None, figures: FigureJobs, moved: int = 3) -> ConstraintHistorySection:
+    """The constraint hypotheses' probabilities over time (history.json's "constraints"), or not available."""
+    c = (data or {}).get("constraints")
+    if not c:
+        return ConstraintHistorySection(False)
+    try:
+        hyps = c["hypotheses"]
+        ids = [str(h["id"]) for h in hyps]
+        labels = {str(h["id"]): str(h.get("label") or h["id"]) for h in hyps}
+
+        def shown(p: dict, h: str) -> str:
+            if (p.get("bound") or {}).get(h):
+                return f"< {num(p['probabilities_upper'][h]):.3f}"
+            return f"{num(p['probabilities'][h]):.3f}"
+
+        rows = [
+            ConstraintHistoryRow(
+                str(p["quarter"]),
+                int(p["n_observations"]),
+                int(p["new_observations"]),
+                str(p["source"]),
+                [shown(p, h) for h in ids],
+                _label(labels, p.get("leader")),
+                bool(p.get("converged", True)),
+            )
+            for p in c["points"]
+        ]
+        sentences = []
+        a = c.get("attribution")
+        if a:
+            first, second = (_label(labels, h) for h in a["hypotheses"][:2])
+            for e in a.get("top_events", [])[:moved]:
+                towards = first if e["contribution"] > 0 else second
+                sentences.append(
+                    f"{e['event_date']}, {e['counterpart']} / {e['domain']}, {e['outcome']}: {e['description']} "
+                    f"({e['contribution']:+.2f}, towards '{towards}')."
+                )
+    except SHAPE_ERRORS as e:
+        return ConstraintHistorySection(
+            False, f"{HISTORY}'s constraint hypotheses could not be read ({type(e).__name__}: {e})."
+        )
+    if not rows:
+        return ConstraintHistorySection(False)
+    name = figures.add(
+        "constraint-support-over-time",
+        "The constraint hypotheses over time",
+        "Posterior probability of each constraint hypothesis given the evidence known by the end of each quarter, "
+        "from one fit of the encompassing model per evaluated quarter (prior masses estimated once); a region "
+        "holding no posterior draw is drawn at its upper bound. Kept apart from the hypotheses stated as priors.",
+        "Line chart of each constraint hypothesis's posterior probability by quarter",
+        history_plots.constraint_history_png,
+        data,
+    )
+    note = (
+        f"From {HISTORY} (`forecast history`): {len(rows) - 1} quarter(s), {int(c.get('n_fitted', 0))} encompassing "
+        "fit(s); the first point is the prior."
+    )
+    return ConstraintHistorySection(True, note, [labels[h] for h in ids], rows, name, sentences)
 
 
 # --- sensitivity -------------------------------------------------------------------------------

@@ -115,6 +115,7 @@ def _build(stored: StoredRun, renderer, progress: Progress | None) -> Report:
     jobs = FigureJobs()
     say("report: assembling the sections")
     history = analyses.history_section(run.history, run.study, labels, colours, jobs)
+    constraint_history = analyses.constraint_history_section(run.history, jobs)
     learned = _learned(run, rows, colours, jobs, arrays)
     if constraint_only:
         fit = FitSection([], "", [], "", [], 0)
@@ -182,6 +183,7 @@ def _build(stored: StoredRun, renderer, progress: Progress | None) -> Report:
         backtest=backtest,
         calibration=calibration,
         constraints=constraints,
+        constraint_history=constraint_history,
         missing=missing,
         evidence_shown=EVIDENCE_BARS,
         figures=figures,

@@ -104,6 +104,29 @@ class HistorySection:
     figure: str | None = None
 
 
+@dataclass(frozen=True)
+class ConstraintHistoryRow:
+    quarter: str
+    n_observations: int
+    new_observations: int
+    source: str
+    probabilities: list[str]  # per hypothesis (``ConstraintHistorySection.labels`` order): "0.412" or "< 0.010"
+    leader: str  # label
+    converged: bool
+
+
+@dataclass(frozen=True)
+class ConstraintHistorySection:
+    """The constraint hypotheses over time (history.json's "constraints"), kept apart from section 3's table."""
+
+    available: bool
+    note: str = ""
+    labels: list[str] = field(default_factory=list)
+    rows: list[ConstraintHistoryRow] = field(default_factory=list)
+    figure: str | None = None
+    moved: list[str] = field(default_factory=list)  # what moved it, one sentence each
+
+
 # --- 3. what each hypothesis learned ------------------------------------------------------------
 
 
@@ -621,6 +644,7 @@ class Report:
     backtest: BacktestSection = field(default_factory=lambda: BacktestSection(False, ""))
     calibration: CalibrationSection = field(default_factory=lambda: CalibrationSection(False, ""))
     constraints: ConstraintSection = field(default_factory=lambda: ConstraintSection(False, ""))
+    constraint_history: ConstraintHistorySection = field(default_factory=lambda: ConstraintHistorySection(False))
     missing: list[Missing] = field(default_factory=list)
     evidence_shown: int = 15  # rows of the evidence table in the body (the full table is an appendix)
     figures: dict = field(default_factory=dict)  # name -> forecast.reports.figures.Figure
@@ -662,6 +686,7 @@ class Report:
                 "backtest": asdict(self.backtest),
                 "calibration": asdict(self.calibration),
                 "constraints": asdict(self.constraints),
+                "constraint_history": asdict(self.constraint_history),
                 "missing": [asdict(m) for m in self.missing],
                 "figures": {k: f.to_dict(with_images) for k, f in self.figures.items()},
             }

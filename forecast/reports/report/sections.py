@@ -62,8 +62,8 @@ COMMANDS = {
     "constraints": ("the constraint hypotheses compared on one encompassing model", "forecast update"),
 }
 # What a run with constraint hypotheses alone can miss: the analyses of prior-specified hypotheses
-# (robustness grid, support over time, evidence, sensitivity, their prior predictive check) do not apply.
-CONSTRAINT_ONLY = ("forecasts", "backtest", "calibration")
+# (robustness grid, evidence, sensitivity, their prior predictive check) do not apply.
+CONSTRAINT_ONLY = ("history", "forecasts", "backtest", "calibration")
 
 
 def _label(labels: dict[str, str], key: object) -> str:
