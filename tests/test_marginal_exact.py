@@ -22,7 +22,7 @@ import pytest
 
 from forecast.data.cells import cell_data
 from forecast.data.observations import load_observations
-from forecast.fit.sampler import SamplerSettings, StudyModel
+from forecast.fit.sampler import SamplerSettings, StudyModel, clear_compiled_models
 from forecast.model.build import CENTRE_AT
 from forecast.spec.study import load_study
 from forecast.stats.bridge import bridge_sampling
@@ -98,6 +98,8 @@ class Case:
     # hypothesis id -> (prior probability, {(param, group id or "all"): (dist, kwargs)})
     hypotheses: dict[str, tuple[float, dict[tuple[str, str], tuple[str, dict[str, float]]]]]
     events: list[Events]
+    # ``[model]`` of the study: overdispersion's concentration prior (dist, kwargs), None without.
+    concentration: tuple[str, dict[str, float]] | None = None
 
 
 def normal(mu: float, sigma: float) -> tuple[str, dict[str, float]]:
@@ -215,6 +217,45 @@ CASES["strong_data_centred"] = Case(
 )
 
 
+# Overdispersion (``[model] overdispersion = "cell"``): each cell's share is Beta around its
+# probability, one concentration for the study (default prior). Group and domain ids of their
+# own: a compiled model is shared by studies of the same structure (fit.sampler), and these
+# studies' models differ from the plain ones only by the [model] option.
+DEFAULT_CONCENTRATION = ("LogNormal", {"mu": float(np.log(20.0)), "sigma": 1.0})
+CASES["one_cell_overdispersed"] = Case(
+    name="one_cell_overdispersed",
+    groups={"urn": ["omicron"]},
+    domains=["talks"],
+    hypotheses={
+        "friendly": (0.5, {("tilt", "all"): normal(1.0, 0.75), ("spread", "all"): half_normal(0.5)}),
+        "hostile": (0.5, {("tilt", "all"): normal(-0.5, 0.75), ("spread", "all"): half_normal(0.5)}),
+    },
+    events=[
+        Events("omicron", "talks", "cooperative", "A1", 40),
+        Events("omicron", "talks", "conflictual", "A1", 8),
+    ],
+    concentration=DEFAULT_CONCENTRATION,
+)
+# Two cells in one group (two domains): partial pooling through spread, one shared concentration,
+# fractional (C3) weights in the gamma functions.
+CASES["two_cells_overdispersed"] = Case(
+    name="two_cells_overdispersed",
+    groups={"urn": ["omicron"]},
+    domains=["talks", "arms"],
+    hypotheses={
+        "uniform": (0.5, {("tilt", "all"): normal(0.5, 1.0), ("spread", "all"): half_normal(0.3)}),
+        "issue_specific": (0.5, {("tilt", "all"): normal(0.0, 1.0), ("spread", "all"): half_normal(1.5)}),
+    },
+    events=[
+        Events("omicron", "talks", "cooperative", "A1", 30),
+        Events("omicron", "talks", "conflictual", "A1", 3),
+        Events("omicron", "arms", "cooperative", "C3", 3),
+        Events("omicron", "arms", "conflictual", "C3", 9),
+    ],
+    concentration=DEFAULT_CONCENTRATION,
+)
+
+
 def _toml_prior(dist: str, kwargs: dict[str, float]) -> str:
     args = ", ".join(f"{k} = {v!r}" for k, v in kwargs.items())
     return f'{{ dist = "{dist}", kwargs = {{ {args} }} }}'
@@ -235,6 +276,8 @@ def write_study(case: Case, directory: Path) -> Path:
         lines += [f"{param}.{group} = {_toml_prior(*prior)}" for (param, group), prior in priors.items()]
         hyps.append("\n".join(lines) + "\n")
     text = STUDY_TEMPLATE.format(name=case.name, groups=groups, domains=domains, hypotheses="\n".join(hyps))
+    if case.concentration is not None:
+        text += f'\n[model]\noverdispersion = "cell"\nconcentration = {_toml_prior(*case.concentration)}\n'
     rows = ["id,event_date,counterpart,domain,outcome,reliability,description,source"]
     k = 0
     for e in case.events:
@@ -265,8 +308,30 @@ def group_prior(priors: dict, param: str, group: str):
     return exact.pymc_prior(dist, **kwargs)
 
 
+def weighted_cell_counts(case: Case) -> dict[str, list[list[tuple[float, float]]]]:
+    """Per group, per observed domain, the (cooperative, conflictual) summed weights of each
+    quarter's cell: the overdispersed model's Beta draws are per cell, not per domain."""
+    group_of = {c: g for g, cs in case.groups.items() for c in cs}
+    sums: dict[tuple[str, str], dict[int, list[float]]] = {}
+    for e in case.events:
+        cell = sums.setdefault((group_of[e.counterpart], e.domain), {}).setdefault(e.quarter, [0.0, 0.0])
+        cell[0 if e.outcome == "cooperative" else 1] += e.n * WEIGHT[e.reliability]
+    return {
+        g: [[tuple(c) for _, c in sorted(sums[(g, d)].items())] for d in case.domains if (g, d) in sums]
+        for g in case.groups
+    }
+
+
 def exact_log_ml(case: Case, hid: str) -> float:
     priors = case.hypotheses[hid][1]
+    if case.concentration is not None:
+        counts = weighted_cell_counts(case)
+        return exact.log_ml_polya(
+            [group_prior(priors, "tilt", g) for g in case.groups],
+            [group_prior(priors, "spread", g) for g in case.groups],
+            exact.pymc_prior(case.concentration[0], **case.concentration[1]),
+            [counts[g] for g in case.groups],
+        )
     counts = weighted_counts(case)
     return exact.log_ml_study(
         [(group_prior(priors, "tilt", g), group_prior(priors, "spread", g)) for g in case.groups],
@@ -291,8 +356,11 @@ class Result:
 def run_case(case: Case, directory: Path, centre_at: float = CENTRE_AT) -> Result:
     """Fit and bridge every hypothesis; ``centre_at=0`` samples every domain effect centred."""
     study = load_study(write_study(case, directory))
+    assert study.overdispersed == (case.concentration is not None)
     obs = load_observations(study)
     cells = cell_data(obs.table, study)
+    if study.overdispersed:  # the compiled-model cache is keyed by structure, not by [model]
+        clear_compiled_models()
     sm = StudyModel(study, cells, centre_at=centre_at)
     assert sm.centring.any_domain == case.name.endswith("_centred"), "the case exercises the wrong parameterisation"
     log_ml, se, converged = [], [], {}
@@ -339,6 +407,16 @@ def two_groups(tmp_path_factory) -> Result:
 @pytest.fixture(scope="module")
 def strong_data_centred(tmp_path_factory) -> Result:
     return run_case(CASES["strong_data_centred"], tmp_path_factory.mktemp("strong_data_centred"))
+
+
+@pytest.fixture(scope="module")
+def one_cell_overdispersed(tmp_path_factory) -> Result:
+    return run_case(CASES["one_cell_overdispersed"], tmp_path_factory.mktemp("one_cell_overdispersed"))
+
+
+@pytest.fixture(scope="module")
+def two_cells_overdispersed(tmp_path_factory) -> Result:
+    return run_case(CASES["two_cells_overdispersed"], tmp_path_factory.mktemp("two_cells_overdispersed"))
 
 
 def _report(r: Result) -> str:
@@ -397,6 +475,27 @@ def test_quadrature_is_converged_and_agrees_with_prior_monte_carlo():
     assert abs(base - mc) < 0.01
     # No data, no evidence.
     assert exact.log_ml_group(tp, sp, []) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_overdispersed_quadrature_is_converged_and_agrees_with_prior_monte_carlo():
+    tp, sp = exact.pymc_prior("Normal", mu=1.0, sigma=0.75), exact.pymc_prior("HalfNormal", sigma=0.5)
+    cp = exact.pymc_prior(DEFAULT_CONCENTRATION[0], **DEFAULT_CONCENTRATION[1])
+    cells = [[[(12.0, 5.0)]]]
+    base = exact.log_ml_polya([tp], [sp], cp, cells)
+    fine = exact.log_ml_polya([tp], [sp], cp, cells, n_tilt=181, n_log_spread=151, n_log_phi=91, eta_step=0.005)
+    assert abs(base - fine) < 1e-6
+    rng = np.random.default_rng(1)
+    n = 1_000_000
+    eta = tp.rvs(n, random_state=rng) + sp.rvs(n, random_state=rng) * rng.standard_normal(n)
+    loglik = exact.log_polya(eta, cp.rvs(n, random_state=rng), 12.0, 5.0)
+    m = loglik.max()
+    assert abs(base - (m + np.log(np.mean(np.exp(loglik - m))))) < 0.01
+    # A concentration pinned far out is the plain model.
+    huge = exact.pymc_prior("LogNormal", mu=float(np.log(1e7)), sigma=0.01)
+    assert exact.log_ml_polya([tp], [sp], huge, cells) == pytest.approx(
+        exact.log_ml_group(tp, sp, [(12.0, 5.0)]), abs=1e-4
+    )
 
 
 def test_counts_are_tallied_as_the_toolkit_tallies_them(tmp_path):
