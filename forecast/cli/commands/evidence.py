@@ -64,6 +64,12 @@ def evidence(
     critical items, the conclusion without low-reliability observations, and the reports that
     corroborate an event already counted. Writes evidence.json into the run.
 
+    Constraint hypotheses ([[constraint_hypotheses]]): the same what-ifs, and every observation
+    of one group of counterparts or one domain left out at once, for their probabilities, by
+    reweighting the run's encompassing fit (their prior masses do not change); Pareto k above
+    the threshold is refitted within --max-refits (after the prior-specified refits) or flagged.
+    Shown in a section of their own, apart from the prior-specified diagnosticity.
+
     \b
     Example:
       forecast evidence priors/turkey_nato.toml --reliability-below 0.5 --json > evidence.json

@@ -110,7 +110,7 @@ def render_constraint_evidence(c: ConstraintEvidence, top: int = 15) -> list[str
         "",
         f"Observations that move them most if removed or reversed (top {top}):",
     ]
-    head = f"{'id':<16} {'max shift':>9}  {'P if removed':<28} {'P if reversed':<28}"
+    head = f"{'id':<16} {'max shift':>9}  {'P if removed':<28} {'P if reversed':<28} description"
     lines += [head, "-" * len(head)]
 
     def probs(o) -> str:
@@ -119,7 +119,9 @@ def render_constraint_evidence(c: ConstraintEvidence, top: int = 15) -> list[str
         return " ".join(f"{o.probabilities[h]:.2f}" for h in ids) + (" *" if o.approximate else "")
 
     for x in c.observations[:top]:
-        lines.append(f"{x.id[:16]:<16} {x.max_shift:>9.3f}  {probs(x.if_removed):<28} {probs(x.if_reversed):<28}")
+        lines.append(
+            f"{x.id[:16]:<16} {x.max_shift:>9.3f}  {probs(x.if_removed):<28} {probs(x.if_reversed):<28} {x.label[:40]}"
+        )
     if c.groups:
         lines += ["", "Evidence groups left out at once:"]
         for x in c.groups:
@@ -137,7 +139,13 @@ def render_constraint_evidence(c: ConstraintEvidence, top: int = 15) -> list[str
         f"{c.pareto_k_threshold:.2f} is unreliable)"
     )
     if c.critical:
-        lines.append("Critical for the constraint comparison: " + ", ".join(c.critical))
+        more = f" and {len(c.critical) - top} more (see --json)" if len(c.critical) > top else ""
+        lines.append(
+            f"Critical for the constraint comparison ({len(c.critical)}: the leading hypothesis changes, or a "
+            "probability moves by >= the --shift, if removed or reversed), the most consequential first: "
+            + ", ".join(c.critical[:top])
+            + more
+        )
     if c.n_unreliable:
         lines.append(
             f"{c.n_unreliable} constraint estimate(s) have Pareto k > {c.pareto_k_threshold:.2f} and were not "

@@ -31,10 +31,14 @@ one importance-sampling estimator serves removals, reversals and quality filters
 
 where E_w is the PSIS-weighted mean over posterior draws with weights exp(-L_removed).
 
+Constraint hypotheses (a study's ``[[constraint_hypotheses]]``): each observation's and each
+evidence group's influence on their probabilities, by PSIS reweighting of the run's stored
+encompassing fit, in ``EvidenceResult.constraints`` (``constraints``), apart from the above.
+
 Modules: ``records`` (the typed result records), ``statistics`` (likelihood terms, importance
 sampling, diagnosticity: pure functions of draws), ``context`` (a run read with the draws evidence
-needs), ``scenarios`` (each changed data set: its estimate, refit and posterior), ``run`` (the
-orchestration: ``run_evidence``).
+needs), ``scenarios`` (each changed data set: its estimate, refit and posterior), ``constraints`` (the
+constraint hypotheses' what-ifs), ``run`` (the orchestration: ``run_evidence``).
 """
 
 from forecast.workflows.evidence.context import (

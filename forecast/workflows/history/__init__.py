@@ -26,13 +26,20 @@ bridge-sampled log marginal likelihoods. Where the importance weights are too he
 (Pareto k), the interval's total is reported without shares. This reuses the fits' draws: no
 extra fit, a few seconds.
 
+Constraint hypotheses (a study's ``[[constraint_hypotheses]]``, forecast.spec.constraints): their
+probabilities at the same quarters from ONE encompassing fit per quarter, the regions' prior
+masses estimated once; stored under ``history.json``'s ``"constraints"``, never merged with the
+prior-specified hypotheses' ``points``; what moved them by the same chain rule on the draws inside
+each region (``constraints``). A study with constraint hypotheses only has no ``points``.
+
 ``run_history`` is the workflow (`forecast history`, `update --history`, `report --history`): it
 reads the run through ``StoredRun``, applies the one staleness rule, computes and stores
 ``history.json`` into that run. ``compute_history`` is the computation alone.
 
 Modules: ``records`` (the typed records and ``history.json``), ``compute`` (the refits per
 quarter), ``attribution`` (what moved it: event terms, importance sampling, the chain rule),
-``run`` (the workflow: ``run_history``, ``history_for_run``).
+``constraints`` (the constraint hypotheses over time), ``run`` (the workflow: ``run_history``,
+``history_for_run``).
 """
 
 from forecast.runs.layout import HISTORY, HISTORY_SCHEMA
@@ -47,6 +54,8 @@ from forecast.workflows.history.compute import (
 from forecast.workflows.history.records import (
     SOURCES,
     Attribution,
+    ConstraintHistory,
+    ConstraintPoint,
     EventContribution,
     History,
     HistoryPoint,
@@ -63,6 +72,8 @@ __all__ = [
     "SOURCES",
     "Attribution",
     "Collector",
+    "ConstraintHistory",
+    "ConstraintPoint",
     "EventContribution",
     "FinalResult",
     "History",
