@@ -260,3 +260,18 @@ def test_prior_masses_are_read_from_the_runs_constraints_json_when_it_has_one(mi
     assert c.prior_mass_source == "constraints.json"
     assert c.prior_mass == dict.fromkeys(c.hypotheses, 0.5)
     assert c.posterior_mass == result.constraints.posterior_mass  # the posterior masses are the draws'
+
+
+@pytest.mark.slow
+def test_a_run_without_the_encompassing_fit_keeps_its_prior_specified_evidence_and_says_why(mixed, tmp_path):
+    import shutil
+
+    path, _, run, _, result = mixed
+    copy = tmp_path / "run"
+    shutil.copytree(run.path, copy)
+    (copy / "posterior" / f"{ENCOMPASSING_ID}.nc").unlink()
+    older = run_evidence(path, run_dir=copy, max_refits=0, write=False)
+    assert older.constraints is None
+    assert older.posterior_probability == result.posterior_probability
+    assert any("no encompassing fit" in w for w in older.warnings)
+    assert "no encompassing fit" in render_evidence(older)

@@ -12,13 +12,14 @@ from scipy.special import logsumexp
 
 from forecast.errors import ConvergenceError, InputError, RunStoreError
 from forecast.fit.sampler import StudyModel
-from forecast.runs.layout import EVIDENCE, POINTWISE
+from forecast.runs.layout import EVIDENCE, POINTWISE, POSTERIOR_DIR
 from forecast.runs.store import preflight
 from forecast.runs.stored import StoredRun
 from forecast.settings import Progress
+from forecast.spec.constraints import ENCOMPASSING_ID
 from forecast.spec.study import load_study
 from forecast.stats.loo import relative_ess
-from forecast.workflows.evidence.constraints import ConstraintEvidence, constraint_evidence
+from forecast.workflows.evidence.constraints import NO_ENCOMPASSING_FIT, ConstraintEvidence, constraint_evidence
 from forecast.workflows.evidence.context import RunContext, base_posterior, load_run
 from forecast.workflows.evidence.records import (
     CorroboratedEvent,
@@ -87,8 +88,12 @@ def run_evidence(
             more, model = refit_unreliable(ctx, removals + reversals, max_refits - n_refits, model, say)
             n_refits += more
         finish(ctx, scenarios)
-    constraints = None
-    if study.constraints is not None:
+    constraints, missing = None, None
+    if study.constraints is not None and not ctx.run.has(f"{POSTERIOR_DIR}/{ENCOMPASSING_ID}.nc") and ctx.hypotheses:
+        # A run written before `forecast update` stored the encompassing fit: the prior-specified
+        # evidence stands on its own, and the text says why the constraint part is missing.
+        missing = NO_ENCOMPASSING_FIT.format(id=ENCOMPASSING_ID)
+    elif study.constraints is not None:
         constraints = constraint_evidence(
             ctx,
             removals,
@@ -113,6 +118,8 @@ def run_evidence(
     else:
         result = _constraints_only(ctx, reliability_below, dropped, shift, threshold)
     result = replace(result, constraints=constraints, timings={"total_s": time.perf_counter() - t0})
+    if missing:
+        result = replace(result, warnings=(*result.warnings, missing))
     if write:
         result = replace(result, written=str(run.write_json(EVIDENCE, result)))
     return result
