@@ -31,6 +31,19 @@ from forecast.cli.options import (
 @click.option("--chains", type=click.IntRange(2), default=4, show_default=True, help="Independent chains.")
 @click.option("--workers", type=click.IntRange(0), default=None, help="Local worker processes [default: one per core].")
 @click.option("--scheduler", default=None, help="A Dask scheduler address (tcp://host:8786) to run the fits on.")
+@click.option(
+    "--comparison",
+    type=click.Choice(["prior", "constraints", "both"]),
+    default=None,
+    help="Which comparison to calibrate: the prior-specified hypotheses, the constraint hypotheses (one "
+    "encompassing fit per data set), or both, each on its own data sets [default: every one the study has].",
+)
+@click.option(
+    "--prior-draws",
+    type=click.IntRange(1000),
+    default=None,
+    help="Encompassing prior draws for the constraint regions' prior masses [default: the study's].",
+)
 @click.option("--bins", type=click.IntRange(2, 20), default=5, show_default=True, help="Bins of the calibration table.")
 @runs_dir_option()
 @allow_unconverged_option("Keep data sets whose fits fail their checks (flagged).")
@@ -47,6 +60,8 @@ def calibrate(
     chains,
     workers,
     scheduler,
+    comparison,
+    prior_draws,
     bins,
     runs_dir,
     allow_unconverged,
@@ -64,6 +79,11 @@ def calibrate(
     miscalibration, in probability points, it would detect). Runs the data sets in parallel
     (local processes or a Dask cluster); writes calibration.json into the latest run when it
     matches the current inputs (otherwise outside any run, and says so).
+
+    A study with constraint hypotheses has them calibrated too (--comparison): the truth is a
+    constraint hypothesis (or the complement) with parameters from the encompassing prior
+    restricted to its region, and each data set needs ONE encompassing fit; reported in its own
+    section (calibration.json's "constraints").
 
     \b
     Example:
@@ -84,6 +104,8 @@ def calibrate(
             workers=workers,
             scheduler=scheduler,
             n_bins=bins,
+            comparison=comparison,
+            prior_draws=prior_draws,
             runs_root=runs_dir,
             allow_unconverged=allow_unconverged,
             progress=progress(quiet),

@@ -1,10 +1,11 @@
-"""Terminal rendering of `forecast calibrate`: the checks, the verdict with its power, the design analysis."""
+"""Terminal rendering of `forecast calibrate`: the checks, the verdict with its power, the design analysis;
+the constraint hypotheses' calibration in its own section."""
 
 from __future__ import annotations
 
 import math
 
-from forecast.workflows.calibrate import CalibrationResult, Power
+from forecast.workflows.calibrate import CalibrationResult, ConstraintCalibration, Power
 
 
 def _points(probability: float | None) -> str:
@@ -28,7 +29,7 @@ def power_sentence(power: Power) -> str:
     return text
 
 
-def verdict_text(result: CalibrationResult) -> str:
+def verdict_text(result: CalibrationResult | ConstraintCalibration) -> str:
     c = result.calibration
     if c.consistent is None:
         return (
@@ -39,14 +40,10 @@ def verdict_text(result: CalibrationResult) -> str:
     return f"{head}; {power_sentence(c.power)} (smaller miscalibrations may go unseen; more --datasets see finer)."
 
 
-def render_calibration(result: CalibrationResult) -> str:
+def _checks(result: CalibrationResult | ConstraintCalibration, n_events: int) -> list[str]:
+    """The three checks, the verdict and the design analysis of one comparison."""
     c = result.calibration
-    lines = [
-        f"Calibration of study '{result.study}': {result.n_datasets} simulated data sets of {result.n_events} events "
-        f"({result.pool.description}).",
-        "",
-        f"Data-averaged posterior (exact calibration: equal to the prior, within the {c.band_level:.0%} band):",
-    ]
+    lines = [f"Data-averaged posterior (exact calibration: equal to the prior, within the {c.band_level:.0%} band):"]
     for m in c.mean_posterior:
         lines.append(
             f"  {m.hypothesis:<20} prior {m.prior:.3f}  mean posterior {m.mean_posterior:.3f} ± {m.se:.3f}  "
@@ -70,7 +67,7 @@ def render_calibration(result: CalibrationResult) -> str:
     da = result.design_analysis
     lines += [
         "",
-        f"Design analysis at {result.n_events} events: the true hypothesis gets the most probability in "
+        f"Design analysis at {n_events} events: the true hypothesis gets the most probability in "
         f"{da.picks_true:.0%} of data sets; decisive (P >= {da.decisive_threshold}) in {da.decisive:.0%}, "
         f"misleading (a false one >= {da.decisive_threshold}) in {da.misleading:.0%}.",
     ]
@@ -80,6 +77,41 @@ def render_calibration(result: CalibrationResult) -> str:
                 f"  when '{h}' is true ({x.n}): picked {x.picks_true:.0%}, decisive {x.decisive:.0%}, "
                 f"mean P {x.mean_posterior_of_true:.2f}"
             )
+    return lines
+
+
+def _constraint_section(result: CalibrationResult) -> list[str]:
+    k = result.constraints
+    lines = [
+        f"Constraint hypotheses ({k.n_datasets} data sets of their own, ONE encompassing fit each; "
+        f"the regions' prior masses estimated once from {k.prior_draws:,} encompassing prior draws):",
+        "",
+    ]
+    lines += _checks(k, result.n_events)
+    lines += ["", "Parameters drawn from the encompassing prior restricted to each region (by rejection):"]
+    for h, r in k.rejection.items():
+        lines.append(
+            f"  {h:<20} prior mass {r.prior_mass:.3g}: about {r.expected_candidates:,.0f} candidates per draw; "
+            f"{r.n_draws} data sets took {r.candidates:,} (at most {r.max_candidates:,})"
+        )
+    if k.warning:
+        lines += ["", "WARNING (constraint hypotheses): " + k.warning]
+    return lines
+
+
+def render_calibration(result: CalibrationResult) -> str:
+    lines = [
+        f"Calibration of study '{result.study}': {result.n_datasets} simulated data sets of {result.n_events} events "
+        f"({result.pool.description}).",
+    ]
+    both = result.calibration is not None and result.constraints is not None
+    if result.calibration is not None:
+        lines.append("")
+        if both:
+            lines += ["Prior-specified hypotheses (a fit of every hypothesis per data set):", ""]
+        lines += _checks(result, result.n_events)
+    if result.constraints is not None:
+        lines += ["", *(["-" * 100, ""] if both else []), *_constraint_section(result)]
     if result.warning:
         lines += ["", "WARNING: " + result.warning]
     if result.note:

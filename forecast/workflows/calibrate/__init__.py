@@ -36,10 +36,17 @@ would build for it (its own centring), compiled once per process and structure a
 new data (``StudyModel.fit(..., cells=...)``). A line per finished data set, with an estimate of
 the time left, goes to ``progress``.
 
+A study with constraint hypotheses (forecast.spec.constraints) has its constraint comparison
+calibrated the same way on its own data sets (``constraints``): the truth is a constraint
+hypothesis and parameters from the encompassing prior restricted to its region, and each data set
+needs ONE encompassing fit whatever the number of hypotheses; its checks are reported apart
+(``CalibrationResult.constraints``, ``calibration.json``'s ``"constraints"``). ``comparison``
+chooses "prior", "constraints" or "both" (default: every comparison the study has).
+
 Modules: ``replicates`` (one simulated data set and the full update on it: the worker entry
 point), ``checks`` (the calibration checks, their power and the design analysis: pure functions
 of the replicates), ``records`` (the typed result records), ``run`` (the orchestration:
-``run_calibration``).
+``run_calibration``), ``constraints`` (the constraint comparison's data sets).
 """
 
 from forecast.workflows.calibrate.checks import (
@@ -55,15 +62,27 @@ from forecast.workflows.calibrate.checks import (
     design_analysis,
     detectable_shift,
 )
+from forecast.workflows.calibrate.constraints import (
+    MAX_CANDIDATES,
+    ConstraintReplicate,
+    ConstraintSetup,
+    constraint_setup,
+    restricted_draw,
+    run_constraint_replicate,
+    simulate_constraint_replicate,
+)
 from forecast.workflows.calibrate.records import (
     BinCheck,
     BrierCheck,
     CalibrationChecks,
     CalibrationResult,
+    ConstraintCalibration,
+    ConstraintReplicateResult,
     DesignAnalysis,
     MeanPosteriorCheck,
     PoolInfo,
     Power,
+    RejectionInfo,
     ReplicateResult,
     TruthAnalysis,
 )
@@ -74,10 +93,12 @@ from forecast.workflows.calibrate.replicates import (
     run_replicate,
     simulate_replicate,
 )
-from forecast.workflows.calibrate.run import MIN_FREE_BYTES, NO_RUN_FOLDER, run_calibration
+from forecast.workflows.calibrate.run import COMPARISONS, MIN_FREE_BYTES, NO_RUN_FOLDER, run_calibration
 
 __all__ = [
     "BAND_LEVEL",
+    "COMPARISONS",
+    "MAX_CANDIDATES",
     "CONSISTENT",
     "DECISIVE",
     "DEFAULT_BINS",
@@ -91,19 +112,28 @@ __all__ = [
     "BrierCheck",
     "CalibrationChecks",
     "CalibrationResult",
+    "ConstraintCalibration",
+    "ConstraintReplicate",
+    "ConstraintReplicateResult",
+    "ConstraintSetup",
     "DesignAnalysis",
     "MeanPosteriorCheck",
     "PoolInfo",
     "Power",
     "Replicate",
+    "RejectionInfo",
     "ReplicateResult",
     "TruthAnalysis",
     "calibration_checks",
+    "constraint_setup",
     "design_analysis",
     "design_table",
     "detectable_shift",
     "replicate_seed",
+    "restricted_draw",
     "run_calibration",
+    "run_constraint_replicate",
     "run_replicate",
+    "simulate_constraint_replicate",
     "simulate_replicate",
 ]

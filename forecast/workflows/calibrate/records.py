@@ -118,31 +118,106 @@ class PoolInfo(Record):
 
 
 @dataclass(frozen=True)
-class CalibrationResult(Record):
-    """What `forecast calibrate` found, and where it was written."""
+class RejectionInfo(Record):
+    """How the parameters of one constraint hypothesis's data sets were drawn (by rejection)."""
 
-    _optional = ("warning", "written", "note")
+    prior_mass: float  # the region's prior mass under the encompassing prior
+    expected_candidates: float  # encompassing prior draws needed per accepted draw, on average (1 / mass)
+    n_draws: int  # data sets drawn from this hypothesis
+    candidates: int  # encompassing prior draws they took in all
+    max_candidates: int  # the most one data set took
 
-    study: str
+
+@dataclass(frozen=True)
+class ConstraintReplicateResult(Record):
+    index: int
+    true: str
+    posterior_probability: dict[str, float]
+    log_bayes_factor: dict[str, float]  # against the encompassing model
+    log_bayes_factor_se: dict[str, float]
+    bound: dict[str, str | None]  # "upper" where no posterior draw fell inside the region
+    posterior_mass: dict[str, float]
+    n_cooperative: int
+    candidates: int  # encompassing prior draws the rejection sampler took for this data set
+    converged: bool
+    problems: tuple[str, ...]
+    seconds: float
+    worker: str
+
+
+@dataclass(frozen=True)
+class ConstraintCalibration(Record):
+    """The calibration of the constraint comparison (``calibration.json``'s ``"constraints"``).
+
+    One encompassing fit per data set; the regions' prior masses estimated once.
+    """
+
+    _optional = ("warning",)
+
     hypotheses: tuple[str, ...]
     prior_probability: dict[str, float]
+    prior_masses: dict[str, dict]  # hypothesis -> Mass.to_dict(), estimated once for every data set
+    prior_draws: int
+    rejection: dict[str, RejectionInfo]
     n_datasets: int
-    n_events: int
-    design: str
-    settings: dict
-    pool: PoolInfo
     converged: bool
     n_unconverged: int
     calibration: CalibrationChecks
     consistent: bool | None  # None: too few data sets to judge
     design_analysis: DesignAnalysis
-    replicates: tuple[ReplicateResult, ...]
+    replicates: tuple[ConstraintReplicateResult, ...]
     timings: dict[str, float]
+    method: str
     warning: str | None = None
-    written: str | None = None
-    run_dir: str | None = None  # the run calibration.json was added to (None: no run matched)
-    note: str | None = None  # why it is not in a run
 
     @property
     def verdict(self) -> str:
         return self.calibration.verdict
+
+
+@dataclass(frozen=True)
+class CalibrationResult(Record):
+    """What `forecast calibrate` found, and where it was written.
+
+    The prior-specified comparison's fields (``hypotheses`` ... ``replicates``) are None, and left
+    out of the dict, when only the constraint comparison was calibrated; ``constraints`` is None
+    when it was not. ``converged``, ``n_unconverged`` and ``consistent`` cover every comparison run.
+    """
+
+    _optional = (
+        "hypotheses",
+        "prior_probability",
+        "calibration",
+        "design_analysis",
+        "replicates",
+        "warning",
+        "written",
+        "note",
+        "constraints",
+    )
+
+    study: str
+    hypotheses: tuple[str, ...] | None = None
+    prior_probability: dict[str, float] | None = None
+    n_datasets: int = 0
+    n_events: int = 0
+    design: str = ""
+    settings: dict | None = None
+    pool: PoolInfo | None = None
+    converged: bool = True
+    n_unconverged: int = 0
+    calibration: CalibrationChecks | None = None
+    consistent: bool | None = None  # None: too few data sets to judge
+    design_analysis: DesignAnalysis | None = None
+    replicates: tuple[ReplicateResult, ...] | None = None
+    timings: dict[str, float] | None = None
+    warning: str | None = None
+    written: str | None = None
+    run_dir: str | None = None  # the run calibration.json was added to (None: no run matched)
+    note: str | None = None  # why it is not in a run
+    comparisons: tuple[str, ...] = ("prior",)  # which comparisons were calibrated: "prior", "constraints"
+    constraints: ConstraintCalibration | None = None  # the constraint comparison's calibration
+
+    @property
+    def verdict(self) -> str:
+        return (self.calibration or self.constraints.calibration).verdict
