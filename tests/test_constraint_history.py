@@ -275,8 +275,13 @@ def test_cli_history_shows_both_comparisons(mixed):
     from forecast.cli import main
 
     path, runs, run, *_ = mixed
-    res = CliRunner().invoke(main, ["history", str(path), "--runs-dir", str(runs), "--every", "4", "--quiet"])
+    plot = run.path.parent / "support.png"
+    res = CliRunner().invoke(
+        main, ["history", str(path), "--runs-dir", str(runs), "--every", "4", "--plot", str(plot), "--quiet"]
+    )
     assert res.exit_code == 0, res.output
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert (run.path.parent / "support_constraints.png").read_bytes()[:4] == b"\x89PNG"  # a figure of its own
     assert "Constraint hypotheses" in res.output and "east_cooperative" in res.output
     stored = json.loads((run.path / HISTORY).read_text())
     assert stored["every"] == 4 and np.isfinite(stored["constraints"]["seconds"])

@@ -2,7 +2,10 @@
 
 ``History.to_dict()`` is the ``--json`` object and the content of a run's ``history.json``;
 ``History.from_dict`` reads it back (a file written before attributions existed reads with
-``attribution`` None). ``forecast.reports.text.history`` renders the record and
+``attribution`` None, one written before constraint hypotheses existed with ``constraints``
+None). A study's constraint hypotheses are ``History.constraints`` (``ConstraintHistory``,
+``history.json``'s ``"constraints"``), apart from the prior-specified ``points``; a study with
+constraint hypotheses only has empty ``hypotheses`` and ``points``. ``forecast.reports.text.history`` renders the record and
 ``forecast.reports.plots.history`` draws it.
 """
 
