@@ -242,14 +242,15 @@ def test_prior_masses_are_estimated_once_and_a_constraint_only_study_works(tmp_p
     calls = []
     real = module.prior_masses
     monkeypatch.setattr(module, "prior_masses", lambda *a, **k: calls.append(1) or real(*a, **k))
-    path, _ = write_mini(tmp_path, rows(), constraint_study(prior_specified=False))
+    path, _ = write_mini(tmp_path, rows()[:-1], constraint_study(prior_specified=False))  # no evidence in Q3
     study = load_study(path)
-    history = compute_history(study, load_observations(study), settings=SETTINGS, every=2)
+    history = compute_history(study, load_observations(study), settings=SETTINGS)
     assert calls == [1]
     assert history.points == [] and history.hypotheses == []
     c = history.constraints
-    assert [p.quarter for p in c.points] == ["2019Q4", "2020Q1", "2020Q3", "2020Q4"]
-    assert [p.source for p in c.points] == ["prior", "fit", "fit", "fit"]
+    assert [p.quarter for p in c.points] == ["2019Q4", "2020Q1", "2020Q2", "2020Q3", "2020Q4"]
+    assert [p.source for p in c.points] == ["prior", "fit", "fit", "reused", "fit"]
+    assert c.points[3].probabilities == c.points[2].probabilities
     assert all(sum(p.probabilities.values()) == pytest.approx(1.0) for p in c.points)
     assert history.n_fitted == 3 and json.loads(json.dumps(history.to_dict()))["constraints"]["n_fitted"] == 3
 
