@@ -73,6 +73,11 @@ def compute_history(
     quarter instead of a refit, and ``final_draws`` gives its posterior draws per hypothesis (for
     the attribution of the last interval; without them that interval is weighted from the earlier
     fit only). ``attribution=False`` skips "what moved it" (the probabilities are the same).
+
+    A study with constraint hypotheses also gets ``History.constraints`` (``ConstraintTracker``):
+    one encompassing fit per evaluated quarter, the regions' prior masses once; at the last
+    quarter ``final_draws(ENCOMPASSING_ID)`` (the run's stored encompassing fit), when given with
+    ``final``, replaces the refit, and ``final[ENCOMPASSING_ID]``'s problems flag that point.
     """
     if every < 1:
         raise InputError(f"every must be a whole number of quarters >= 1, got {every}")
