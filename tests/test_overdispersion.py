@@ -18,11 +18,11 @@ from forecast.model.overdispersion import (
     CellPolyaLoglik,
     cell_polya_loglik_numpy,
     digamma,
-    draw_cell_shares,
     effective_events,
     polya_cell,
     polya_cells_numpy,
 )
+from forecast.model.predictive import draw_cell_shares
 
 G, D, Q = 3, 4, 9
 NAMES = ("tilt", "spread", "z", "trend", "volatility", "steps", "concentration")
@@ -202,3 +202,73 @@ def test_cell_shares_are_drawn_from_the_beta_around_p():
 def test_gammaln_reference_is_what_the_value_uses():
     # Guards the reference's use of scipy's gammaln on the large-count branch.
     assert gammaln(2001.0) == pytest.approx(math.lgamma(2001.0), rel=1e-14)
+
+
+def _studies(tmp_path):
+    from helpers import static_study, write_study
+
+    from forecast.spec.study import load_study
+
+    plain = static_study("plain", {"h": 0.4}, domains=("d", "e"))
+    over = static_study("over", {"h": 0.4}, domains=("d", "e"), extra={"model": {"overdispersion": "cell"}})
+    return load_study(write_study(tmp_path / "a", plain)), load_study(write_study(tmp_path / "b", over))
+
+
+def test_simulated_events_of_one_cell_share_a_beta_share(tmp_path):
+    """Counts per cell vary as binomial without overdispersion and as beta-binomial with it:
+    variance n p q (n + phi) / (1 + phi), the same mean."""
+    import pandas as pd
+
+    from forecast.model.predictive import cooperation_probability, one_prior_draw, simulate_outcomes
+
+    plain, over = _studies(tmp_path)
+    n, phi = 200, 9.0
+    cells = [(d, date) for d in ("d", "e") for date in ("2020-02-01", "2020-05-01", "2020-08-01", "2020-11-01")]
+    design = pd.DataFrame(
+        {
+            "counterpart": "c",
+            "domain": [d for d, _ in cells for _ in range(n)],
+            "event_date": [x for _, x in cells for _ in range(n)],
+        }
+    )
+    rng = np.random.default_rng(3)
+    params = one_prior_draw(plain, plain.hypotheses[0], rng)
+    p = cooperation_probability(plain, params, design).reshape(len(cells), n)[:, 0]
+    ratio = {}
+    for name, study, extra in (("plain", plain, {}), ("over", over, {"concentration": np.array(phi)})):
+        counts = np.array(
+            [
+                simulate_outcomes(study, {**params, **extra}, design, rng).reshape(len(cells), n).sum(axis=1)
+                for _ in range(60)
+            ]
+        )
+        assert counts.mean() == pytest.approx(n * p.mean(), rel=0.05)
+        ratio[name] = np.mean((counts - n * p) ** 2 / (n * p * (1 - p)))
+    assert ratio["plain"] == pytest.approx(1.0, rel=0.25)
+    assert ratio["over"] == pytest.approx((n + phi) / (1 + phi), rel=0.25)
+    with pytest.raises(ValueError, match="concentration"):
+        simulate_outcomes(over, params, design, rng)
+
+
+def test_prior_draws_add_the_concentration_last(tmp_path):
+    from forecast.model.predictive import prior_draws
+
+    plain, over = _studies(tmp_path)
+    a = prior_draws(plain, plain.hypotheses[0], 500, np.random.default_rng(1))
+    b = prior_draws(over, over.hypotheses[0], 500, np.random.default_rng(1))
+    assert set(b) - set(a) == {"concentration"}
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert np.median(b["concentration"]) == pytest.approx(20.0, rel=0.15)
+
+
+def test_default_concentration_prior_implies_bounded_cell_evidence():
+    """What the default prior says (README): a cell carries at most phi + 1 events' worth; the
+    prior's median is 20 and its central 90% 3.9-104, so 2,000 repeats of one event weigh as
+    ~21 (4.9-99) events, while a cell of 3 events keeps 2.1-2.9 of its 3 (median 2.7)."""
+    from forecast.spec.study import DEFAULT_CONCENTRATION
+
+    q = DEFAULT_CONCENTRATION.ppf(np.array([0.05, 0.5, 0.95]))
+    np.testing.assert_allclose(q, [3.86, 20.0, 103.7], rtol=0.01)
+    np.testing.assert_allclose(effective_events(2000.0, q), [4.85, 20.8, 99.4], rtol=0.01)
+    np.testing.assert_allclose(effective_events(3.0, q), [2.13, 2.74, 2.94], rtol=0.01)

@@ -507,3 +507,56 @@ def test_an_unknown_hypothesis_lists_the_studys_hypotheses(tmp_path):
         study.hypothesis("x" * 500)
     assert "the study has 'steady', 'shift'" in str(info.value)
     assert len(str(info.value)) < 300
+
+
+# --- [model] overdispersion -------------------------------------------------------------------
+
+
+def test_model_defaults_to_no_overdispersion(tmp_path):
+    study = load_study(write_study(tmp_path))
+    assert study.overdispersion == "none" and not study.overdispersed and study.concentration is None
+    assert study.model_key == ("none",)
+
+
+def test_cell_overdispersion_takes_the_default_concentration_prior(tmp_path):
+    from forecast.spec.study import DEFAULT_CONCENTRATION
+
+    data = base_study()
+    data["model"] = {"overdispersion": "cell"}
+    study = load_study(write_study(tmp_path, data))
+    assert study.overdispersed and study.concentration == DEFAULT_CONCENTRATION
+    assert study.concentration.dist == "LogNormal" and study.concentration.kwargs["mu"] == pytest.approx(math.log(20))
+    assert study.model_key == ("cell", "LogNormal", DEFAULT_CONCENTRATION.values())
+
+
+def test_cell_overdispersion_takes_a_stated_concentration_prior(tmp_path):
+    data = base_study()
+    data["model"] = {"overdispersion": "cell", "concentration": prior("Gamma", alpha=2.0, beta=0.05)}
+    study = load_study(write_study(tmp_path, data))
+    assert study.concentration == Prior("Gamma", {"alpha": 2.0, "beta": 0.05})
+
+
+@pytest.mark.parametrize(
+    ("model", "fragments"),
+    [
+        ({"overdispersion": "cells"}, ("model.overdispersion", "'cells'", "did you mean 'cell'", "'none'")),
+        ({"overdispersion": True}, ("model.overdispersion",)),
+        ({"concentration": prior("Gamma", alpha=2.0, beta=0.1)}, ("model.concentration", 'overdispersion = "cell"')),
+        (
+            {"overdispersion": "cell", "concentration": prior("Normal", mu=20.0, sigma=5.0)},
+            ("model.concentration.dist", "positive values"),
+        ),
+        (
+            {"overdispersion": "cell", "concentration": prior("LogNormal", mu=3.0, sigma=-1.0)},
+            ("model.concentration.kwargs.sigma", "must be > 0"),
+        ),
+        ({"overdispersion": "cell", "concentration": 20}, ("model.concentration", "expected a table")),
+        ({"overdispesion": "cell"}, ("model", "unknown key", "overdispersion")),
+    ],
+)
+def test_model_options_are_checked_with_clear_messages(tmp_path, model, fragments):
+    data = base_study()
+    data["model"] = model
+    with pytest.raises(StudyError) as err:
+        load_study(write_study(tmp_path, data))
+    problem_with(err.value, *fragments)

@@ -280,18 +280,10 @@ def effective_events(n: np.ndarray, phi: np.ndarray) -> np.ndarray:
     return n * (1.0 + phi) / (n + phi)
 
 
-def draw_cell_shares(p: np.ndarray, phi, rng: np.random.Generator) -> np.ndarray:
-    """A cell's cooperative share, Beta(p phi, (1 - p) phi), for each p (``phi`` broadcasts)."""
-    p = np.clip(np.asarray(p, dtype=float), 1e-300, 1.0 - 1e-16)
-    phi = np.broadcast_to(np.asarray(phi, dtype=float), p.shape)
-    return rng.beta(p * phi, (1.0 - p) * phi)
-
-
 __all__ = [
     "CellPolyaLoglik",
     "cell_polya_loglik_numpy",
     "digamma",
-    "draw_cell_shares",
     "effective_events",
     "polya_cell",
     "polya_cells_numpy",

@@ -16,6 +16,12 @@ Pure functions on posterior draws; nothing here samples or touches files.
 - Prior draws (``prior_draws``: the one prior sampler, for `forecast priors`, `simulate` and
   `calibrate`) and simulated outcomes (``simulate_outcomes``): what a hypothesis predicts before
   any data, drawn with the same formula.
+- Overdispersion (``[model] overdispersion = "cell"``): a cell's events share a cooperative
+  share drawn from Beta(p phi, (1 - p) phi) around the cell's probability p. Simulated data sets
+  draw that share once per cell and then the events from it. The probability that one future
+  event is cooperative is the Beta's mean, p, so the share forecasts and the questions about one
+  event are the plain model's formulas; questions about a quarter's share of several events
+  would need the beta-binomial (see ``question_draws``).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from scipy.special import expit
 
 from forecast.model.build import DOMAIN_EFFECT, RW_STEPS, latent_logit, years_from_reference
 from forecast.spec.questions import SHARE_KINDS, Question
-from forecast.spec.study import Hypothesis, Study, quarter_label
+from forecast.spec.study import CONCENTRATION, Hypothesis, Study, quarter_label
 
 INTERVALS = (0.5, 0.9)
 LEVELS = (0.05, 0.25, 0.75, 0.95)  # the ends of the central 90% and 50% intervals
@@ -47,6 +53,8 @@ def prior_draws(study: Study, hypothesis: Hypothesis, n: int, rng: np.random.Gen
 
     Hyperparameters come from each slot's ``Prior.sample``; the domain effects and random-walk
     steps are the model's standard normals (the model scales them by ``spread``/``volatility``).
+    An overdispersed study's concentration (one prior for the study) is drawn last, so the other
+    draws are the same as without it.
     """
     G, D, Q = len(study.groups), len(study.domains), study.time.n_quarters
     out: dict[str, np.ndarray] = {}
@@ -55,6 +63,8 @@ def prior_draws(study: Study, hypothesis: Hypothesis, n: int, rng: np.random.Gen
     out[DOMAIN_EFFECT] = rng.standard_normal((n, G, D))
     if "random_walk" in study.time.components and Q > 1:
         out[RW_STEPS] = rng.standard_normal((n, G, Q - 1))
+    if study.overdispersed:
+        out[CONCENTRATION] = study.concentration.sample(rng, n)
     return out
 
 
@@ -63,17 +73,27 @@ def one_prior_draw(study: Study, hypothesis: Hypothesis, rng: np.random.Generato
     return {k: v[0] for k, v in prior_draws(study, hypothesis, 1, rng).items()}
 
 
-def cooperation_probability_draws(study: Study, params: Mapping[str, np.ndarray], design: pd.DataFrame) -> np.ndarray:
-    """P(cooperative) of each design row (``counterpart``, ``domain``, ``event_date``) under each
-    of many parameter draws: (draws, rows)."""
-    eta = latent_logit(
-        np, params, years_from_reference(study), study.time.reference - study.time.start, study.time.components
-    )
+def _design_indices(study: Study, design: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(group, domain, quarter from the study's start) of each design row."""
     gidx = {c: i for i, g in enumerate(study.groups) for c in g.counterparts}
     didx = {d.id: i for i, d in enumerate(study.domains)}
     dates = pd.to_datetime(design["event_date"])
     t = (dates.dt.year * 4 + (dates.dt.month - 1) // 3).to_numpy() - study.time.start
-    return expit(eta[:, design["counterpart"].map(gidx).to_numpy(), design["domain"].map(didx).to_numpy(), t])
+    return design["counterpart"].map(gidx).to_numpy(), design["domain"].map(didx).to_numpy(), t
+
+
+def cooperation_probability_draws(study: Study, params: Mapping[str, np.ndarray], design: pd.DataFrame) -> np.ndarray:
+    """P(cooperative) of each design row (``counterpart``, ``domain``, ``event_date``) under each
+    of many parameter draws: (draws, rows). Overdispersed or not, this is the cell's p (the mean
+    of its Beta share)."""
+    return _probability_at(study, params, *_design_indices(study, design))
+
+
+def _probability_at(study: Study, params: Mapping[str, np.ndarray], g, d, t) -> np.ndarray:
+    eta = latent_logit(
+        np, params, years_from_reference(study), study.time.reference - study.time.start, study.time.components
+    )
+    return expit(eta[:, g, d, t])
 
 
 def cooperation_probability(study: Study, params: Mapping[str, np.ndarray], design: pd.DataFrame) -> np.ndarray:
@@ -81,11 +101,36 @@ def cooperation_probability(study: Study, params: Mapping[str, np.ndarray], desi
     return cooperation_probability_draws(study, {k: v[None] for k, v in params.items()}, design)[0]
 
 
+def draw_cell_shares(p: np.ndarray, phi, rng: np.random.Generator) -> np.ndarray:
+    """A cell's cooperative share, Beta(p phi, (1 - p) phi), for each p (``phi`` broadcasts)."""
+    p = np.clip(np.asarray(p, dtype=float), 1e-300, 1.0 - 1e-16)
+    phi = np.broadcast_to(np.asarray(phi, dtype=float), p.shape)
+    return rng.beta(p * phi, (1.0 - p) * phi)
+
+
 def simulate_outcomes(
     study: Study, params: Mapping[str, np.ndarray], design: pd.DataFrame, rng: np.random.Generator
 ) -> np.ndarray:
-    """Cooperative (True) or conflictual outcomes for the design rows under one parameter draw."""
-    return rng.uniform(size=len(design)) < cooperation_probability(study, params, design)
+    """Cooperative (True) or conflictual outcomes for the design rows under one parameter draw.
+
+    Overdispersed: each (group, domain, quarter) cell of the design first draws its share from
+    Beta(p phi, (1 - p) phi), with ``params["concentration"]`` as phi; its events then come from
+    that share (``forecast.model.overdispersion``).
+    """
+    g, d, t = _design_indices(study, design)
+    p = _probability_at(study, {k: v[None] for k, v in params.items()}, g, d, t)[0]
+    if study.overdispersed:
+        if CONCENTRATION not in params:
+            raise ValueError(
+                f"study '{study.name}' is overdispersed ([model] overdispersion = \"{study.overdispersion}\"): "
+                f"simulating its events needs a draw of the '{CONCENTRATION}' with the other parameters"
+            )
+        cells, cell_of_row = np.unique(np.stack([g, d, t], axis=1), axis=0, return_inverse=True)
+        first = np.zeros(len(cells), dtype=np.int64)
+        first[cell_of_row[::-1]] = np.arange(len(p))[::-1]  # a row of each cell (its p is the cell's)
+        shares = draw_cell_shares(p[first], float(np.asarray(params[CONCENTRATION])), rng)
+        p = shares[cell_of_row.reshape(-1)]
+    return rng.uniform(size=len(design)) < p
 
 
 # --- predictive draws ---------------------------------------------------------------------
