@@ -164,6 +164,7 @@ def test_section_1b_lists_each_hypothesis_with_masses_bayes_factor_error_and_pro
     # The encompassing prior in the analyst's terms, from the run's own study copy.
     enc = c.encompassing
     assert enc is not None and enc.n_statements == 8 and enc.rows[0].says.startswith("Anything from mostly")
+    assert c.encompassing_same and "Every counterpart group has the same prior" in c.encompassing_note
     assert '<table class="priors encompassing-priors"' in html and "90% sure that 10% to 90%" in html
     assert c.prior_predictive == ["West: 0.10 / 0.50 / 0.91", "East: 0.10 / 0.51 / 0.91"]
     assert data["constraints"]["rows"][0]["id"] == "cools"

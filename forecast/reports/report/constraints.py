@@ -244,6 +244,16 @@ def _section(data: dict, study: Study, latest: str | None) -> ConstraintSection:
         for g, q in (data.get("prior_predictive") or {}).items()
     ]
     encompassing, enc_note = _encompassing(data, study)
+    n_groups = len(study.groups)
+    same = bool(encompassing.rows) and len(encompassing.rows) == n_groups * len(study.parameters)
+    for i in range(0, len(encompassing.rows) if same else 0, n_groups):
+        block = encompassing.rows[i : i + n_groups]
+        same = same and len({(r.fitted, r.stated_as, r.says, r.mass) for r in block}) == 1
+    if same and n_groups > 1:
+        enc_note += (
+            f" Every counterpart group has the same prior: each is shown once, as stated for '{study.groups[0].label}'."
+        )
+
     n_prior, n_post = data.get("prior_draws"), data.get("posterior_draws")
     note = (
         "From constraints.json (`forecast update`): each hypothesis is a region of ONE shared encompassing model "
@@ -273,6 +283,7 @@ def _section(data: dict, study: Study, latest: str | None) -> ConstraintSection:
         method=str(data.get("method", "")),
         encompassing=encompassing,
         encompassing_note=enc_note,
+        encompassing_same=same and n_groups > 1,
         prior_predictive=predictive,
         converged=converged,
         warning=warning,

@@ -605,6 +605,7 @@ class ConstraintSection:
     method: str = ""
     encompassing: HypothesisPriors | None = None  # the encompassing prior in the analyst's terms
     encompassing_note: str = ""
+    encompassing_same: bool = False  # every counterpart group has the same encompassing prior (shown once)
     prior_predictive: list[str] = field(default_factory=list)  # per group: 5% / 50% / 95% share
     converged: bool = True
     warning: str | None = None
