@@ -13,6 +13,7 @@ import pytest
 from scipy.special import betaln, gammaln
 from scipy.special import digamma as sp_digamma
 
+from forecast.errors import InputError
 from forecast.model.likelihood import cell_loglik_numpy
 from forecast.model.overdispersion import (
     CellPolyaLoglik,
@@ -246,7 +247,7 @@ def test_simulated_events_of_one_cell_share_a_beta_share(tmp_path):
         ratio[name] = np.mean((counts - n * p) ** 2 / (n * p * (1 - p)))
     assert ratio["plain"] == pytest.approx(1.0, rel=0.25)
     assert ratio["over"] == pytest.approx((n + phi) / (1 + phi), rel=0.25)
-    with pytest.raises(ValueError, match="concentration"):
+    with pytest.raises(InputError, match="concentration"):
         simulate_outcomes(over, params, design, rng)
 
 

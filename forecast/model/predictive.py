@@ -34,6 +34,7 @@ import pandas as pd
 from scipy import stats
 from scipy.special import expit
 
+from forecast.errors import InputError
 from forecast.model.build import DOMAIN_EFFECT, RW_STEPS, latent_logit, years_from_reference
 from forecast.spec.questions import SHARE_KINDS, Question
 from forecast.spec.study import CONCENTRATION, Hypothesis, Study, quarter_label
@@ -121,7 +122,7 @@ def simulate_outcomes(
     p = _probability_at(study, {k: v[None] for k, v in params.items()}, g, d, t)[0]
     if study.overdispersed:
         if CONCENTRATION not in params:
-            raise ValueError(
+            raise InputError(
                 f"study '{study.name}' is overdispersed ([model] overdispersion = \"{study.overdispersion}\"): "
                 f"simulating its events needs a draw of the '{CONCENTRATION}' with the other parameters"
             )
