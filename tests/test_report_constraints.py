@@ -446,3 +446,63 @@ def test_the_constraint_hypotheses_over_time_have_their_own_table_and_figure(tmp
     assert (
         "### The constraint hypotheses over time" in md and "| 2021Q4 | 48 (+28) | 0.699 | 0.301 | &lt; 0.004 |" in md
     )
+
+
+# --- print: the summary with both comparisons still fits on one page --------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (Debian's `chromium`)")
+def test_the_summary_with_both_comparisons_prints_on_one_page(tmp_path):
+    """A full summary (judgement, robustness, what moved it, milestones, questions, a stale-data warning)
+    with both comparisons and their disagreement, printed by headless Chromium (test_brief's helpers)."""
+    from test_brief import chromium, pdf_pages
+    from test_report_sections import _judgement_and_robustness, attribution, forecasts_json, history_json
+
+    run = constraint_run(tmp_path / "runs", disagreeing())
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    (run / "summary.json").write_text(json.dumps(_judgement_and_robustness(summary)), encoding="utf-8")
+    (run / "forecasts.json").write_text(json.dumps(forecasts_json()), encoding="utf-8")
+    history = history_json()
+    history["attribution"] = attribution()
+    (run / "history.json").write_text(json.dumps(history), encoding="utf-8")
+    result = write_report(StoredRun.open(run), formats=("html",), renderer=PixelRenderer())
+    s = result.report.summary
+    assert len(s.comparisons) == 2 and s.agree is False and s.moved and s.watch and s.questions and s.warnings
+    page = run / "report.html"
+    pdf = tmp_path / "summary.pdf"
+    chromium([f"--print-to-pdf={pdf}", page.resolve().as_uri() + "#summary-only"], tmp_path / "profile")
+    assert pdf_pages(pdf) == 1
+
+
+def test_forecast_brief_prints_the_reports_headline_of_both_comparisons(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from forecast.cli import main
+    from forecast.reports.report import assemble
+
+    class Pixels:  # the stand-in renderer in place of the worker pool: nothing is drawn
+        def __init__(self, workers=None):
+            pass
+
+        def __enter__(self):
+            return PixelRenderer()
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(assemble, "FigureRenderer", Pixels)
+    study, runs, run = copy_golden(tmp_path)
+    for path in (study, run / "study.toml"):
+        with open(path, "a", encoding="utf-8") as f:
+            f.write("\n" + BLOCK)
+    (run / "constraints.json").write_text(json.dumps(disagreeing()), encoding="utf-8")
+    args = ["brief", str(study), "--runs-dir", str(runs), "--skip", "update,history,evidence,predict", "-q"]
+    out = CliRunner().invoke(main, [*args, "--format", "json", "--json"], catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert data["headline"].startswith("The two ways of stating the hypotheses disagree")
+    assert data["agreement"]["agree"] is False
+    report = json.loads((run / "report.json").read_text(encoding="utf-8"))
+    assert report["headline"]["conclusion"] == data["headline"]
+    text = CliRunner().invoke(main, [*args, "--format", "json"], catch_exceptions=False)
+    assert text.stdout.startswith("The two ways of stating the hypotheses disagree")
