@@ -1,7 +1,7 @@
 """Constraint hypotheses on one encompassing prior (issue 15): schema, Bayes factors, probabilities.
 
 Layers: the pure Bayes-factor arithmetic against closed forms (Normal-mean toy, a tail region by
-stepwise conditioning); the schema's checks; regions on draws of the default constraint study's
+stepwise conditioning); the schema's checks; regions on draws of the default study's encompassing
 prior; and one small fit of a static study against exact posterior and prior masses by
 quadrature (slow).
 """
@@ -26,7 +26,7 @@ from forecast.stats.encompassing import (
 )
 from forecast.workflows.constraints import PriorDraws, Regions, compare, prior_masses
 
-STUDY = "priors/turkey_nato_constraints.toml"
+STUDY = "priors/turkey_nato.toml"  # states both prior-specified and constraint hypotheses
 
 
 # --- the arithmetic, against closed forms ------------------------------------------------------
@@ -100,12 +100,23 @@ def _problems(tmp_path, constraints: list[str]) -> str:
     return str(e.value)
 
 
-def test_the_default_constraint_study_loads_with_equal_priors_and_its_complement():
+def test_the_default_study_states_constraint_versions_of_its_hypotheses_with_equal_priors_and_a_complement():
     s = load_study(STUDY)
     ids = [h.id for h in s.constraints.hypotheses]
     assert ids == ["hedging", "realignment", "alignment", "none_of_these"]
     assert [h.prior_probability for h in s.constraints.hypotheses] == pytest.approx([0.25] * 4)
-    assert s.constraints.complement.id == "none_of_these" and not s.hypotheses
+    assert s.constraints.complement.id == "none_of_these"
+    # The same three accounts as the prior-specified hypotheses, kept apart (ids shared for the agreement).
+    assert [h.id for h in s.hypotheses] == ids[:3]
+
+
+def test_every_default_constraint_is_tied_to_the_founding_article_in_a_comment():
+    text = open(STUDY, encoding="utf-8").read()
+    section = text[text.index("[[constraint_hypotheses]]") :]
+    lines = section.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().startswith('"') and ("share(" in line or "change(" in line or "domain_gap(" in line):
+            assert lines[i - 1].strip().startswith("#"), f"constraint without its comment: {line.strip()}"
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,9 @@
 
 The rule (README, "Run directory"): a run matches the current inputs when the parts of the study
 that the model and the analyses use are the same (the time grid, groups and their counterparts,
-domains, reliability weights, which initiators count as evidence, and each hypothesis's id, prior
-probability and priors) AND the
+domains, reliability weights, which initiators count as evidence, each hypothesis's id, prior
+probability and priors, and the constraint hypotheses' encompassing priors, named periods,
+prior draws and each one's id, prior probability, constraints and complement flag) AND the
 observation file has the same content (SHA-256 of its bytes). Labels, descriptions, claims,
 questions and comments may change without invalidating a run; any change to the evidence does.
 Every command that analyses a run applies this rule through ``StoredRun.check_inputs`` and says
@@ -53,6 +54,23 @@ def fitting_content(study: Study) -> tuple:
         sorted(study.reliability_credibility.items()),
         tuple((h.id, round(h.prior_probability, 12), sorted(h.priors.items())) for h in study.hypotheses),
         study.evidence_initiators,  # whose acts count as evidence ([evidence] initiators)
+        _constraint_content(study),
+    )
+
+
+def _constraint_content(study: Study) -> tuple | None:
+    """What constraints.json depends on: [encompassing] and [[constraint_hypotheses]], less their words."""
+    spec = study.constraints
+    if spec is None:
+        return None
+    return (
+        sorted(spec.priors.items()),
+        sorted((name, p.start, p.end) for name, p in spec.periods.items()),
+        spec.prior_draws,
+        tuple(
+            (h.id, round(h.prior_probability, 12), tuple(c.text for c in h.constraints), h.complement)
+            for h in spec.hypotheses
+        ),
     )
 
 
@@ -234,7 +252,8 @@ class StoredRun:
         try:
             if fitting_content(self.stored_study()) != fitting_content(study):
                 changed.append(
-                    "the study's model (time, groups, domains, reliability, evidence initiators or hypotheses) has changed"
+                    "the study's model (time, groups, domains, reliability, evidence initiators, hypotheses or "
+                    "constraint hypotheses) has changed"
                 )
         except RunStoreError:
             changed.append("the run's copy of the study no longer validates")

@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
@@ -561,6 +561,17 @@ def resolve_constraints(
     return ConstraintStudy(priors, tuple(hypotheses), periods, encompassing.prior_draws)
 
 
+def reserved_id_problems(hypothesis_ids: Sequence[str]) -> list[str]:
+    """Problems with prior-specified hypothesis ids that a run reserves (the encompassing model's fit
+    is stored as ``posterior/<ENCOMPASSING_ID>.nc``, beside the hypotheses' posteriors)."""
+    return [
+        f"hypotheses[{i}].id: '{hid}' is reserved for the encompassing model's fit of the constraint hypotheses; "
+        "choose another id"
+        for i, hid in enumerate(hypothesis_ids)
+        if hid == ENCOMPASSING_ID
+    ]
+
+
 def _span(p: Period) -> tuple[int, int]:
     return p.start, p.end
 
@@ -579,5 +590,6 @@ __all__ = [
     "Period",
     "Quantity",
     "Term",
+    "reserved_id_problems",
     "resolve_constraints",
 ]

@@ -41,7 +41,14 @@ from forecast.model.build import (
     years_from_reference,
 )
 from forecast.settings import Progress, derive_rng
-from forecast.spec.constraints import ENCOMPASSING_ID, ConstraintHypothesis, ConstraintStudy, Period, Quantity
+from forecast.spec.constraints import (
+    ENCOMPASSING_ID,
+    ConstraintHypothesis,
+    ConstraintStudy,
+    Period,
+    Quantity,
+    reserved_id_problems,
+)
 from forecast.spec.priors import Prior
 from forecast.spec.study import Hypothesis, Study, load_study
 from forecast.stats.encompassing import (
@@ -281,8 +288,11 @@ def constraint_study(study: Study) -> ConstraintStudy:
     if spec is None:
         raise StudyError(
             f"{study.path}: no constraint hypotheses; add an [encompassing] table with the shared prior and "
-            "[[constraint_hypotheses]] with their constraints (see priors/turkey_nato_constraints.toml)"
+            "[[constraint_hypotheses]] with their constraints (see priors/turkey_nato.toml)"
         )
+    reserved = reserved_id_problems([h.id for h in study.hypotheses])
+    if reserved:
+        raise StudyError(f"{study.path}: " + "; ".join(reserved))
     if "trend" not in study.time.components:
         used = [h.id for h in spec.constrained for c in h.constraints for q in c.quantities if q.kind == "trend"]
         if used:
@@ -354,19 +364,51 @@ def run_constraints(
     if obs.n == 0:
         raise ObservationError(f"{obs.path}: no observations yet; add coded events first")
     cells = cell_data(obs.table, study)
-    enc = encompassing_hypothesis(spec)
-    model = StudyModel(dataclasses.replace(study, hypotheses=(enc,)), cells)
     say(f"{study.name}: {obs.n} observations; fitting the encompassing model once")
-    fit = model.fit(enc, settings, progress=say)
-    t_fit = time.perf_counter()
+    fit, model = fit_encompassing(study, spec, cells, settings, progress=say)
     if not fit.diagnostics.converged and not allow_unconverged:
         raise ConvergenceError(
             "the encompassing model's fit failed the convergence gate (after one retry): "
             + "; ".join(fit.diagnostics.problems)
             + ". Try more --tune/--draws, or pass --allow-unconverged to see results flagged as unreliable."
         )
+    return comparison_from_fit(
+        study, spec, obs, fit, model.compile_seconds, prior_draws=prior_draws, factors=factors, progress=say, t0=t0
+    )
+
+
+def fit_encompassing(study: Study, spec: ConstraintStudy, cells, settings: SamplerSettings, progress=None):
+    """The encompassing model fitted once (same sampler, retry and gate as a hypothesis's; its seed
+    derived from ``settings.seed`` and ENCOMPASSING_ID like a hypothesis's from its id).
+
+    The model is built for the encompassing hypothesis alone, so its centring (and so its draws)
+    does not depend on the study's prior-specified hypotheses. Returns (fit, model).
+    """
+    enc = encompassing_hypothesis(spec)
+    model = StudyModel(dataclasses.replace(study, hypotheses=(enc,)), cells)
+    return model.fit(enc, settings, progress=progress), model
+
+
+def comparison_from_fit(
+    study: Study,
+    spec: ConstraintStudy,
+    obs,
+    fit,
+    compile_seconds: float = 0.0,
+    *,
+    prior_draws: int | None = None,
+    factors: tuple[float, ...] = ROBUSTNESS_FACTORS,
+    progress: Progress | None = None,
+    t0: float | None = None,
+) -> ConstraintComparison:
+    """``compare`` on an encompassing fit, with the fit's diagnostics, settings and timings."""
+    say = progress or (lambda _msg: None)
+    t_fit = time.perf_counter()
+    t0 = t_fit - fit.seconds if t0 is None else t0  # the fit's seconds include its compilation
     say("evaluating the constraint regions on prior and posterior draws")
-    comparison = compare(study, spec, fit.trace.posterior, settings.seed, prior_draws or spec.prior_draws, factors, say)
+    comparison = compare(
+        study, spec, fit.trace.posterior, fit.settings.seed, prior_draws or spec.prior_draws, factors, say
+    )
     t_end = time.perf_counter()
     return dataclasses.replace(
         comparison,
@@ -377,7 +419,7 @@ def run_constraints(
         settings=dataclasses.asdict(fit.settings),
         timings={
             "fit_seconds": round(fit.seconds, 2),
-            "compile_seconds": round(model.compile_seconds, 2),
+            "compile_seconds": round(compile_seconds, 2),
             "comparison_seconds": round(t_end - t_fit, 2),
             "total_seconds": round(t_end - t0, 2),
         },
@@ -454,6 +496,150 @@ def compare(
     )
 
 
+# --- the two comparisons side by side ------------------------------------------------------------
+
+
+def constraint_leader_stable(comparison: ConstraintComparison) -> bool | None:
+    """Whether the constraint leader keeps the lead with the encompassing prior scaled.
+
+    False when it loses the lead under any scaling; None when that was not evaluated or a scaling's
+    reweighting is unreliable (Pareto k) and the leader held in the reliable ones; else True.
+    """
+    if not comparison.robustness:
+        return None
+    flipped = any(
+        max(r.probabilities, key=lambda k: r.probabilities[k]) != comparison.leader for r in comparison.robustness
+    )
+    if flipped:
+        return False
+    return True if all(r.reliable for r in comparison.robustness) else None
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Whether the prior-specified and the constraint comparisons favour the same account.
+
+    ``agree`` is None when there is no prior-specified comparison (fewer than two prior-specified
+    hypotheses). ``sentence`` says it plainly, no stronger than the weaker of the two allows.
+    """
+
+    agree: bool | None
+    prior_leader: str | None
+    constraint_leader: str
+    sentence: str
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _robust_phrase(robust: bool | None, what: str) -> str:
+    if robust is True:
+        return f"robust to {what}"
+    if robust is False:
+        return f"NOT robust to {what}"
+    return f"not shown robust to {what}"
+
+
+def agreement(
+    constraint: ConstraintComparison,
+    *,
+    prior_leader: str | None = None,
+    prior_label: str | None = None,
+    prior_probability: float | None = None,
+    prior_robust: bool | None = None,
+    prior_converged: bool = True,
+    prior_bayes_factor: float | None = None,
+    prior_mc_can_flip: bool = False,
+) -> Agreement:
+    """One sentence on whether the two comparisons of a study favour the same hypothesis (by id).
+
+    Pure: the prior-specified side is its leader's id, label and posterior probability, whether the
+    lead held over the study's declared class of reasonable priors (``prior_robust``: the run's
+    ``judgement["robust"]``; None = not evaluated) and whether its fits passed the gate; the
+    constraint side is the comparison itself (its leader, probability, its robustness to the scaled
+    encompassing prior by ``constraint_leader_stable``, its fit's gate). Agreement that rests on a
+    lead that is not robust, within Monte Carlo error or from a fit that failed its checks is said
+    to be tentative, as is one whose prior-specified Bayes factor (leader against runner-up,
+    ``prior_bayes_factor``) is below 3 or whose order the Monte Carlo error could reverse
+    (``prior_mc_can_flip``); a disagreement names both leads and how robust each is.
+    """
+    lead = next(h for h in constraint.hypotheses if h.id == constraint.leader)
+    c_robust = constraint_leader_stable(constraint)
+    c_text = f"'{lead.label}' ({lead.posterior_probability:.2f})"
+    others = sorted((h.posterior_probability for h in constraint.hypotheses if h.id != lead.id), reverse=True)
+    c_close = bool(others) and lead.posterior_probability - others[0] < 2 * lead.posterior_probability_se
+    caveats: list[str] = []
+    if not prior_converged:
+        caveats.append("a prior-specified fit failed its checks (unreliable)")
+    if not constraint.converged:
+        caveats.append("the encompassing fit failed its checks (unreliable)")
+    if c_close:
+        caveats.append("the constraint lead is within Monte Carlo error of the runner-up")
+    c_what = "a wider or narrower encompassing prior"
+    if constraint.robustness:
+        scales = sorted({round(max(r.factor, 1 / r.factor), 3) for r in constraint.robustness})
+        c_what = "a " + " or ".join(f"{x:g}x" for x in scales) + " wider or narrower encompassing prior"
+    if prior_leader is None:
+        sentence = (
+            f"Only the constraint comparison can be read: it favours {c_text}, "
+            f"{_robust_phrase(c_robust, c_what)}; there are not two prior-specified hypotheses to compare with."
+        )
+        if caveats:
+            sentence = sentence[:-1] + "; " + "; ".join(caveats) + "."
+        return Agreement(None, None, constraint.leader, sentence)
+    if prior_bayes_factor is not None and prior_bayes_factor < 3:
+        caveats.append(f"the prior-specified evidence is weak (Bayes factor {prior_bayes_factor:.3g}, below 3)")
+    if prior_mc_can_flip:
+        caveats.append("the Monte Carlo error could reverse the prior-specified order")
+    p_label = prior_label or prior_leader
+    p_text = f"'{p_label}'" + (f" ({prior_probability:.2f})" if prior_probability is not None else "")
+    p_what = "the declared class of reasonable priors"
+    agree = prior_leader == constraint.leader
+    if agree:
+        both = (
+            f"Both comparisons favour '{p_label}' (prior-specified "
+            + (f"{prior_probability:.2f}" if prior_probability is not None else "leader")
+            + f", constraint {lead.posterior_probability:.2f})"
+        )
+        if prior_robust is True and c_robust is True and not caveats:
+            sentence = f"{both}, and the lead is robust in both (to {p_what}; to {c_what})."
+        else:
+            weak = []
+            if prior_robust is not True:
+                weak.append(f"the prior-specified lead is {_robust_phrase(prior_robust, p_what)}")
+            if c_robust is not True:
+                weak.append(f"the constraint lead is {_robust_phrase(c_robust, c_what)}")
+            sentence = f"{both}, but the agreement is tentative: " + "; ".join(weak + caveats) + "."
+    else:
+        sentence = (
+            f"The comparisons disagree: the prior-specified hypotheses favour {p_text} "
+            f"({_robust_phrase(prior_robust, p_what)}) while the constraint hypotheses favour {c_text} "
+            f"({_robust_phrase(c_robust, c_what)})"
+        )
+        sentence += ("; " + "; ".join(caveats) if caveats else "") + "; neither conclusion should be reported alone."
+    return Agreement(agree, prior_leader, constraint.leader, sentence)
+
+
+def agreement_with_summary(constraint: ConstraintComparison, summary: dict) -> Agreement:
+    """``agreement`` with the prior-specified side read from an update record or summary.json."""
+    j = summary.get("judgement") or None
+    rows = summary.get("hypotheses") or []
+    if j is None or len(rows) < 2:
+        return agreement(constraint)
+    labels = {h["id"]: h.get("label", h["id"]) for h in rows}
+    converged = all(h.get("diagnostics", {}).get("converged", True) for h in rows)
+    return agreement(
+        constraint,
+        prior_leader=j["leader"],
+        prior_label=labels.get(j["leader"]),
+        prior_probability=j.get("posterior_probability"),
+        prior_robust=j.get("robust"),
+        prior_converged=converged,
+        prior_bayes_factor=j.get("bayes_factor"),
+        prior_mc_can_flip=bool(j.get("mc_error_can_flip")),
+    )
+
+
 def _overlap_advice(a: str, b: str) -> str:
     return (
         f"'{a}' and '{b}' share part of their regions, so their probabilities are not exclusive; make them "
@@ -514,13 +700,19 @@ def _scaled(
 
 
 __all__ = [
+    "Agreement",
     "ConstraintComparison",
     "ConstraintHypothesisResult",
     "ConstraintRobustness",
     "PriorDraws",
     "Regions",
+    "agreement",
+    "agreement_with_summary",
     "compare",
+    "comparison_from_fit",
+    "constraint_leader_stable",
     "constraint_study",
     "encompassing_hypothesis",
+    "fit_encompassing",
     "run_constraints",
 ]

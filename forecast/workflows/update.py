@@ -41,6 +41,8 @@ from forecast.fit.sampler import (
     StudyModel,
 )
 from forecast.runs.layout import (
+    CONSTRAINTS,
+    CONSTRAINTS_SCHEMA,
     HISTORY,
     MANIFEST,
     OBSERVATIONS_COPY,
@@ -53,6 +55,7 @@ from forecast.runs.layout import (
 from forecast.runs.store import RunWriter, default_root, package_versions, preflight
 from forecast.runs.stored import StoredRun
 from forecast.settings import Progress
+from forecast.spec.constraints import ENCOMPASSING_ID, reserved_id_problems
 from forecast.spec.study import Study, load_study
 from forecast.stats.bridge import BRIDGE_SE_MAX
 from forecast.stats.loo import (
@@ -69,6 +72,14 @@ from forecast.stats.wording import (
     loo_agreement,
     mc_error_can_flip,
     strength_phrase,
+)
+from forecast.workflows.constraints import (
+    Agreement,
+    ConstraintComparison,
+    agreement,
+    comparison_from_fit,
+    constraint_study,
+    fit_encompassing,
 )
 from forecast.workflows.history import History, compute_history, history_for_run
 from forecast.workflows.robustness import Robustness, flip_sentence, robustness
@@ -128,10 +139,26 @@ class UpdateResult:
     # The headline's parts as data: leader, likelihood word, Bayes factor and its strength,
     # robustness, confidence and its reasons (see ``judgement``); None with one hypothesis.
     judgement: dict | None = None
+    # The constraint hypotheses compared on one encompassing fit (forecast.workflows.constraints)
+    # and whether that comparison agrees with the prior-specified one; None without
+    # [[constraint_hypotheses]]. Stored as the run's constraints.json, not in summary.json.
+    constraints: ConstraintComparison | None = None
+    agreement: Agreement | None = None
+
+    def constraints_dict(self) -> dict | None:
+        """constraints.json: the comparison's record plus its ``agreement`` (None without one)."""
+        if self.constraints is None:
+            return None
+        d = self.constraints.to_dict()
+        d["agreement"] = self.agreement.to_dict() if self.agreement is not None else None
+        d["schema_version"] = CONSTRAINTS_SCHEMA
+        return d
 
     def to_dict(self) -> dict:
-        d = asdict(dataclasses.replace(self, robustness=None))  # its record has its own to_dict
-        del d["robustness"]
+        # robustness and the constraint records have their own to_dict
+        d = asdict(dataclasses.replace(self, robustness=None, constraints=None, agreement=None))
+        del d["robustness"], d["agreement"]
+        d["constraints"] = self.constraints_dict()
         d["hypotheses"] = [h.to_dict() for h in self.hypotheses]
         d["evidence_variants"] = [v.to_dict() for v in self.evidence_variants]
         if self.robustness is not None:
@@ -183,20 +210,27 @@ def run_update(
     if history and history_every < 1:
         raise InputError(f"history_every must be a whole number of quarters >= 1, got {history_every}")
     study = load_study(study_path)
-    if not study.hypotheses:
-        raise StudyError(
-            f"{study.path}: no prior-specified [[hypotheses]] to fit; this study states constraint hypotheses: "
-            "run `forecast constraints` on it"
-        )
+    reserved = reserved_id_problems([h.id for h in study.hypotheses])
+    if reserved:
+        raise StudyError(f"{study.path}: " + "; ".join(reserved))
+    spec = constraint_study(study) if study.constraints is not None else None
+    if not study.hypotheses and spec is None:
+        raise StudyError(f"{study.path}: no [[hypotheses]] and no [[constraint_hypotheses]] to fit")
     obs = load_observations(study, today=today)
     if obs.n == 0:
         raise ObservationError(f"{obs.path}: no observations yet; add coded events before running `forecast update`")
     root = runs_root or study.runs_path or default_root()
     if write:
         preflight(root, study.name)  # a read-only or full runs directory: exit 2 now, not after the fits
-    say(f"{study.name}: {obs.n} observations, {len(study.hypotheses)} hypotheses, latest observation {obs.latest_date}")
+    say(
+        f"{study.name}: {obs.n} observations, {len(study.hypotheses)} hypotheses"
+        + (f" and {len(spec.hypotheses)} constraint hypotheses" if spec else "")
+        + f", latest observation {obs.latest_date}"
+    )
     cells = cell_data(obs.table, study)
-    model = StudyModel(study, cells)
+    # The prior-specified hypotheses' model (a constraint-only study has none: its encompassing
+    # model is built by forecast.workflows.constraints.fit_encompassing).
+    model = StudyModel(study, cells) if study.hypotheses else None
 
     fits: list[Fit] = []
     bridges, loos = [], []
@@ -215,9 +249,26 @@ def run_update(
         bridges.append(judged.bridge)
         loos.append(judged.loo)
 
-    converged = all(f.diagnostics.converged for f in fits)
+    enc_fit, enc_compile = None, 0.0
+    if spec is not None:
+        # One fit of the encompassing model: the same sampler, retry and gate as a hypothesis's,
+        # its seed derived from the run's seed and ENCOMPASSING_ID (forecast.workflows.constraints).
+        say(f"fitting the encompassing model of the {len(spec.hypotheses)} constraint hypotheses")
+        enc, enc_model = fit_encompassing(study, spec, cells, settings, progress=say)
+        enc_fit, enc_compile = complete(enc, settings), enc_model.compile_seconds
+        status = "converged" if enc.diagnostics.converged else "NOT CONVERGED: " + "; ".join(enc.diagnostics.problems)
+        say(f"      sampled in {enc.seconds:.1f} s, {status}")
+
+    prior_converged = all(f.diagnostics.converged for f in fits)
+    every = fits + ([enc_fit] if enc_fit is not None else [])
+    converged = all(f.diagnostics.converged for f in every)
     if not converged and not allow_unconverged:
-        failed = [f"'{f.hypothesis}': {'; '.join(f.diagnostics.problems)}" for f in fits if not f.diagnostics.converged]
+        failed = [
+            ("the encompassing model" if f is enc_fit else f"'{f.hypothesis}'")
+            + f": {'; '.join(f.diagnostics.problems)}"
+            for f in every
+            if not f.diagnostics.converged
+        ]
         raise ConvergenceError(
             "the convergence gate failed (a fit is retried once before it fails), so no support figures are "
             "reported and nothing was written:\n"
@@ -225,20 +276,32 @@ def run_update(
             + "\nTry more --tune/--draws, or pass --allow-unconverged to write results flagged as unreliable."
         )
 
-    result = _assemble(study, obs, fits, bridges, loos, cells.pattern_count, settings, converged)
-    if variants and applicable(obs):
+    if fits:
+        result = _assemble(study, obs, fits, bridges, loos, cells.pattern_count, settings, prior_converged)
+    else:
+        result = _constraint_only(study, obs, settings)
+    result = dataclasses.replace(result, converged=converged)
+    if variants and fits and applicable(obs):
         base = {f.hypothesis: (b.log_ml, b.se) for f, b in zip(fits, bridges, strict=True)}
         found = evidence_variants(study, obs, model, settings, base, converged, progress=say)
         result = dataclasses.replace(result, evidence_variants=found)
-    if robustness:
-        found_robustness = _robustness(study, model, fits, bridges, settings, converged, result, progress)
+    if robustness and fits:
+        found_robustness = _robustness(study, model, fits, bridges, settings, prior_converged, result, progress)
         if found_robustness is not None:
             result = dataclasses.replace(
                 result,
                 robustness=found_robustness,
-                conclusion=conclusion(result.hypotheses, converged, obs.latest_date, found_robustness),
-                judgement=judgement(result.hypotheses, converged, found_robustness),
+                conclusion=conclusion(result.hypotheses, prior_converged, obs.latest_date, found_robustness),
+                judgement=judgement(result.hypotheses, prior_converged, found_robustness),
             )
+    if spec is not None and enc_fit is not None:
+        t_constraints = time.perf_counter()
+        comparison = comparison_from_fit(study, spec, obs, enc_fit, enc_compile, progress=say)
+        agreed = _agreement(result, comparison, prior_converged)
+        result = dataclasses.replace(result, constraints=comparison, agreement=agreed)
+        if not fits:
+            result = dataclasses.replace(result, conclusion=_constraint_conclusion(comparison, agreed, obs))
+        constraints_s = enc_fit.seconds + time.perf_counter() - t_constraints  # its compilation included
 
     def support_over_time(run: StoredRun) -> History:
         say("support over time (--history)")
@@ -258,7 +321,7 @@ def run_update(
         say("writing the run directory")
         pointwise = pointwise_table(obs, cells, study, loos)
         run_dir, support_history = _write_run(
-            root, study, obs, fits, result, pointwise, support_over_time if history else None
+            root, study, obs, fits, result, pointwise, support_over_time if history else None, enc_fit
         )
     elif history:  # nothing is stored: the same computation, kept in memory
         say("support over time (--history)")
@@ -272,11 +335,13 @@ def run_update(
             progress=say,
             final=_final(fits, bridges) if own else None,
         )
-    timings = {"total_s": time.perf_counter() - t_start, "compile_s": model.compile_seconds}
+    timings = {"total_s": time.perf_counter() - t_start, "compile_s": model.compile_seconds if model else 0.0}
     if support_history is not None:
         timings["history_s"] = support_history.seconds
     if result.robustness is not None:
         timings["robustness_s"] = result.robustness.seconds
+    if result.constraints is not None:
+        timings["constraints_s"] = constraints_s  # the encompassing fit (and its compilation) and the comparison
     return UpdateResult(
         **{
             **result.__dict__,
@@ -310,6 +375,53 @@ def _robustness(
         progress=progress,
         bar=progress is not None,
     )
+
+
+def _agreement(result: UpdateResult, comparison: ConstraintComparison, prior_converged: bool) -> Agreement:
+    """The two comparisons side by side (forecast.workflows.constraints.agreement)."""
+    j = result.judgement
+    if j is None:
+        return agreement(comparison)
+    labels = {h.id: h.label for h in result.hypotheses}
+    return agreement(
+        comparison,
+        prior_leader=j["leader"],
+        prior_label=labels[j["leader"]],
+        prior_probability=j["posterior_probability"],
+        prior_robust=j["robust"],
+        prior_converged=prior_converged,
+        prior_bayes_factor=j["bayes_factor"],
+        prior_mc_can_flip=j["mc_error_can_flip"],
+    )
+
+
+def _constraint_only(study: Study, obs: Observations, settings: SamplerSettings) -> UpdateResult:
+    """The record of a study with constraint hypotheses only (no prior-specified table)."""
+    return UpdateResult(
+        study=study.name,
+        study_path=str(study.path),
+        question=study.question,
+        run_dir=None,
+        converged=True,
+        n_observations=obs.n,
+        latest_observation=obs.latest_date,
+        hypotheses=[],
+        conclusion="",
+        loo_note="",
+        settings=settings.to_dict(),
+        judgement=None,
+    )
+
+
+def _constraint_conclusion(comparison: ConstraintComparison, agreed: Agreement, obs: Observations) -> str:
+    """The headline of a constraint-only study: the constraint leader, as the agreement states it."""
+    lead = next(h for h in comparison.hypotheses if h.id == comparison.leader)
+    text = (
+        f"Through {obs.latest_date}, the constraint hypotheses favour '{lead.label}' "
+        f"({lead.posterior_probability:.2f}; Bayes factor {lead.bf_text} against the encompassing model). "
+        + agreed.sentence
+    )
+    return (UNRELIABLE + ". " + text) if not comparison.converged else text
 
 
 def complete(fit: Fit, settings: SamplerSettings) -> Fit:
@@ -569,6 +681,7 @@ def _write_run(
     result: UpdateResult,
     pointwise: pd.DataFrame,
     history=None,
+    encompassing: Fit | None = None,
 ) -> tuple[Path, History | None]:
     """Write the run, and (``history``: a function of the stored run) its history, then publish it.
 
@@ -581,10 +694,15 @@ def _write_run(
         table_written = background.submit(w.write_with, POINTWISE, lambda p: _write_csv(pointwise, p))
         for f in fits:
             w.write_netcdf(f"{POSTERIOR_DIR}/{f.hypothesis}.nc", f.trace)
+        if encompassing is not None:
+            w.write_netcdf(f"{POSTERIOR_DIR}/{ENCOMPASSING_ID}.nc", encompassing.trace)
+        if result.constraints is not None:
+            w.write_json(CONSTRAINTS, result.constraints_dict())
         table_written.result()
         w.copy(STUDY_COPY, study.path)
         w.copy(OBSERVATIONS_COPY, obs.path)
         summary = {**result.to_dict(), "run_dir": str(w.final)}
+        del summary["constraints"]  # one copy: the run's constraints.json
         w.write_json(SUMMARY, summary)
         w.write_json(
             MANIFEST,
@@ -596,6 +714,7 @@ def _write_run(
                 "seed": result.settings["seed"],
                 "sampler": result.settings,
                 "sampler_per_hypothesis": {f.hypothesis: f.settings.to_dict() for f in fits},
+                **({"sampler_encompassing": encompassing.settings.to_dict()} if encompassing is not None else {}),
                 "gate": gate_thresholds(),
                 "reproducibility": "nutpie: same seed gives the same draws once the numba compile cache is warm",
                 "packages": package_versions(),

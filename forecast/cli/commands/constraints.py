@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from forecast.cli.app import default_study, emit_json, guard, main, progress
@@ -15,13 +13,6 @@ from forecast.cli.options import (
     seed_option,
     study_argument,
 )
-
-CONSTRAINT_STUDY = "turkey_nato_constraints.toml"
-
-
-def default_constraint_study() -> Path:
-    """The default study's constraint version, next to the default study."""
-    return default_study().with_name(CONSTRAINT_STUDY)
 
 
 @main.command()
@@ -50,11 +41,14 @@ def constraints(study, seed, draws, tune, chains, cores, prior_draws, allow_unco
     fitted once; each hypothesis's Bayes factor against it is its region's posterior mass over its
     prior mass (Monte Carlo errors shown); posterior probabilities include the complement ("none
     of these"). Also shown: how the probabilities move when the encompassing prior is made 1.5x
-    wider or narrower (reweighted, no refit). Nothing is written.
+    wider or narrower (reweighted, no refit). Nothing is written: `forecast update` runs the same
+    comparison (same seed, same numbers) beside the prior-specified one and stores it in the run.
+
+    STUDY is a study file (TOML); by default priors/turkey_nato.toml, which states both kinds.
 
     \b
     Example:
-      forecast constraints priors/turkey_nato_constraints.toml
+      forecast constraints priors/turkey_nato.toml
     """
     from forecast.reports.text.constraints import render_constraints
     from forecast.settings import SamplerSettings
@@ -63,7 +57,7 @@ def constraints(study, seed, draws, tune, chains, cores, prior_draws, allow_unco
     settings = SamplerSettings(draws=draws, tune=tune, chains=chains, cores=cores, seed=seed)
     result = guard(
         lambda: run_constraints(
-            study or default_constraint_study(),
+            study or default_study(),
             settings,
             prior_draws=prior_draws,
             allow_unconverged=allow_unconverged,

@@ -23,6 +23,23 @@ def render_constraints(result) -> str:
         f"{result.n_observations} observations (latest {result.latest_observation}); "
         f"{result.posterior_draws} posterior draws, {result.prior_draws} prior draws"
     )
+    lines += constraint_lines(result)
+    lines += ["", "Prior predictive (share of cooperative interactions over the study's time, 5% / 50% / 95%):"]
+    for g, q in result.prior_predictive.items():
+        lines.append(f"  {g}: {q[0]:.2f} / {q[1]:.2f} / {q[2]:.2f}")
+    lines += ["", result.method]
+    if result.timings:
+        t = result.timings
+        lines.append(
+            f"Encompassing fit {t.get('fit_seconds', 0):.1f} s (compile {t.get('compile_seconds', 0):.1f} s); "
+            f"comparison {t.get('comparison_seconds', 0):.1f} s."
+        )
+    return "\n".join(lines)
+
+
+def constraint_lines(result) -> list[str]:
+    """The comparison's table, leader, constraints, overlaps and robustness (shared with `update`)."""
+    lines = []
     if not result.converged:
         lines.append(
             "UNRELIABLE: the encompassing fit failed its convergence checks: "
@@ -61,14 +78,4 @@ def render_constraints(result) -> str:
             probs = ", ".join(f"{k} {_pct(v)}" for k, v in r.probabilities.items())
             flag = "" if r.reliable else f" (Pareto k {r.pareto_k:.2f}: reweighting unreliable, refit to check)"
             lines.append(f"  x{r.factor:.3g}: {probs}; largest change {_pct(r.max_change)}{flag}")
-    lines += ["", "Prior predictive (share of cooperative interactions over the study's time, 5% / 50% / 95%):"]
-    for g, q in result.prior_predictive.items():
-        lines.append(f"  {g}: {q[0]:.2f} / {q[1]:.2f} / {q[2]:.2f}")
-    lines += ["", result.method]
-    if result.timings:
-        t = result.timings
-        lines.append(
-            f"Encompassing fit {t.get('fit_seconds', 0):.1f} s (compile {t.get('compile_seconds', 0):.1f} s); "
-            f"comparison {t.get('comparison_seconds', 0):.1f} s."
-        )
-    return "\n".join(lines)
+    return lines

@@ -1,19 +1,37 @@
 """Terminal rendering of `forecast update`: the support table, the headline, the LOO note, the
-evidence variants and the robustness over the study's declared class of reasonable priors."""
+evidence variants, the robustness over the study's declared class of reasonable priors, and the
+constraint hypotheses' own comparison with the sentence saying whether the two agree."""
 
 from __future__ import annotations
+
+from forecast.reports.text.constraints import constraint_lines
 
 
 def render_update(result) -> str:
     lines = [f"Study '{result.study}': {result.n_observations} observations, latest {result.latest_observation}", ""]
+    constraints = getattr(result, "constraints", None)
+    prior_failed = any(not h.diagnostics.converged for h in result.hypotheses)
     if not result.converged:
+        which = (
+            "every figure below is UNRELIABLE."
+            if prior_failed or not result.hypotheses
+            else "the constraint comparison below is UNRELIABLE (the encompassing fit failed)."
+        )
         lines += [
             "!" * 80,
             "WARNING: at least one fit FAILED its checks (convergence, marginal-likelihood error);",
-            "every figure below is UNRELIABLE.",
+            which,
             "!" * 80,
             "",
         ]
+    if not result.hypotheses:
+        lines += ["No prior-specified hypotheses: the study states constraint hypotheses only.", ""]
+        if constraints is not None:
+            lines += render_constraint_section(result)
+        lines += ["", result.conclusion]
+        if result.run_dir:
+            lines += ["", f"Run written to {result.run_dir}"]
+        return "\n".join(lines)
     head = f"{'hypothesis':<26} {'prior P':>7}  {'log ML ± MCSE':>16}  {'posterior P ± MCSE':>18}  {'elpd_loo ± SE':>15}  {'Δelpd ± SE':>13}  {'LOO wt':>6}  fit"
     lines += ["Support (Bayes factors)                     |  Predictive accuracy (PSIS-LOO)", head, "-" * len(head)]
     for h in result.hypotheses:
@@ -29,6 +47,11 @@ def render_update(result) -> str:
     lines += ["", result.conclusion, "", result.loo_note]
     lines += render_variants(result)
     lines += render_robustness(result)
+    if constraints is not None:
+        lines += ["", ""] + render_constraint_section(result)
+        agreed = getattr(result, "agreement", None)
+        if agreed is not None:
+            lines += ["", agreed.sentence]
     history = getattr(result, "history", None)
     if history:
         flag = "" if history["converged"] else "; some points FAILED their convergence checks (flagged)"
@@ -36,6 +59,19 @@ def render_update(result) -> str:
     if result.run_dir:
         lines += ["", f"Run written to {result.run_dir}"]
     return "\n".join(lines)
+
+
+def render_constraint_section(result) -> list[str]:
+    """The constraint hypotheses' comparison, titled as a separate comparison (its own table)."""
+    c = result.constraints
+    title = "Constraint hypotheses: one shared encompassing prior, a separate comparison"
+    lines = [title, "=" * len(title)]
+    lines.append(
+        f"Each claim's Bayes factor against the encompassing model is its region's posterior mass over its prior "
+        f"mass ({c.posterior_draws} posterior draws, {c.prior_draws} prior draws); the probabilities include "
+        "the complement and are not comparable with the table above."
+    )
+    return lines + constraint_lines(c)
 
 
 def render_variants(result) -> list[str]:
