@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +22,12 @@ import pytest
 
 from forecast.data.cells import cell_data
 from forecast.data.observations import load_observations
+from forecast.fit.hypothesis import loo
 from forecast.fit.sampler import SamplerSettings, StudyModel, clear_compiled_models
 from forecast.model.build import CENTRE_AT
 from forecast.spec.study import load_study
 from forecast.stats.bridge import bridge_sampling
-from forecast.stats.loo import posterior_probabilities
+from forecast.stats.loo import Loo, posterior_probabilities
 
 
 def _load_exact():
@@ -351,6 +352,7 @@ class Result:
     prob: np.ndarray
     prob_se: np.ndarray
     converged: dict[str, tuple[bool, tuple[str, ...]]]
+    loo: dict[str, Loo] = field(default_factory=dict)  # PSIS-LOO of each hypothesis's fit
 
 
 def run_case(case: Case, directory: Path, centre_at: float = CENTRE_AT) -> Result:
@@ -363,7 +365,7 @@ def run_case(case: Case, directory: Path, centre_at: float = CENTRE_AT) -> Resul
         clear_compiled_models()
     sm = StudyModel(study, cells, centre_at=centre_at)
     assert sm.centring.any_domain == case.name.endswith("_centred"), "the case exercises the wrong parameterisation"
-    log_ml, se, converged = [], [], {}
+    log_ml, se, converged, loos = [], [], {}, {}
     for k, h in enumerate(study.hypotheses):
         fit = sm.fit(h, SETTINGS)
         converged[h.id] = (fit.diagnostics.converged, fit.diagnostics.problems)
@@ -371,6 +373,7 @@ def run_case(case: Case, directory: Path, centre_at: float = CENTRE_AT) -> Resul
         res = bridge_sampling(sm.log_posterior(h), fit.unconstrained, np.random.default_rng([7, k]))
         log_ml.append(res.log_ml)
         se.append(res.se)
+        loos[h.id] = loo(sm, fit)
     hids = [h.id for h in study.hypotheses]
     prior = np.array([h.prior_probability for h in study.hypotheses])
     p, p_se = posterior_probabilities(np.array(log_ml), np.array(se), prior)
@@ -386,6 +389,7 @@ def run_case(case: Case, directory: Path, centre_at: float = CENTRE_AT) -> Resul
         p,
         p_se,
         converged,
+        loos,
     )
 
 
@@ -597,3 +601,26 @@ def test_bridge_takes_known_standard_normal_coordinates_exactly():
     assert bridge_problem(result) is None
     naive = bridge_sampling(_standard_normal_log_density, draws, np.random.default_rng(10))
     assert bridge_problem(naive) is not None
+
+
+@pytest.mark.slow
+def test_overdispersed_loo_of_one_cell_matches_exact_leave_one_out(one_cell_overdispersed):
+    """Non-factorised LOO: an event's elpd is log p(y_i | y_-i) = log p(y) - log p(y_-i), both
+    by quadrature (the cell without one cooperative, or one conflictual, event)."""
+    r: Result = one_cell_overdispersed
+    case = r.case
+    cp = exact.pymc_prior(case.concentration[0], **case.concentration[1])
+    (a, b) = weighted_cell_counts(case)["urn"][0][0]
+    for k, hid in enumerate(r.hypotheses):
+        priors = case.hypotheses[hid][1]
+        tp, sp = group_prior(priors, "tilt", "urn"), group_prior(priors, "spread", "urn")
+
+        def log_ml(a_, b_, tp=tp, sp=sp):
+            return exact.log_ml_polya([tp], [sp], cp, [[[(a_, b_)]]])
+
+        coop = r.exact_log_ml[k] - log_ml(a - 1.0, b)
+        conf = r.exact_log_ml[k] - log_ml(a, b - 1.0)
+        expected = a * coop + b * conf
+        got = r.loo[hid]
+        assert got.pareto_k_max < 0.7
+        assert got.elpd == pytest.approx(expected, abs=0.1), (hid, got.elpd, expected)
