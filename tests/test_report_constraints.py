@@ -22,6 +22,7 @@ from helpers import copy_golden
 from test_report_sections import HOSTILE, IMG, MD_IMAGE, MD_LINK, PixelRenderer
 
 from forecast.reports.report import build_report, write_report
+from forecast.reports.report.constraints import constraint_section
 from forecast.reports.report.render import render_html, render_json, render_markdown
 from forecast.runs.stored import StoredRun
 from forecast.stats.wording import DISAGREE_REASON, Side, two_comparisons
@@ -86,6 +87,11 @@ def disagreeing() -> dict:
     for r in data["robustness"]:
         r["probabilities"] = {"cools": 0.31, "warms": 0.69, "neither": 0.0}
     return data
+
+
+def report_study(directory: Path):
+    """The study copy of a constraint run (its groups, slots and encompassing prior)."""
+    return StoredRun.open(constraint_run(directory)).stored_study()
 
 
 def report_of(run: Path):
@@ -183,9 +189,9 @@ def test_a_region_without_posterior_draws_is_a_bound_never_zero_or_infinity(agre
     warms = next(h for h in data["hypotheses"] if h["id"] == "warms")
     warms["bayes_factor"]["bound"] = "upper"
     warms["posterior_probability"] = 0.0
-    r, *_ = report_of(constraint_run(tmp_path, data))
-    assert r.constraints.versus.startswith("> ") and "against 'East warms'" in r.constraints.versus
-    assert r.constraints.rows[1].bayes_factor_text.startswith("< ")
+    c = constraint_section(data, report_study(tmp_path))
+    assert c.versus.startswith("> ") and "against 'East warms'" in c.versus
+    assert c.rows[1].bayes_factor_text.startswith("< ")
 
 
 def test_overlapping_hypotheses_are_flagged_with_the_advice(tmp_path):
@@ -193,11 +199,10 @@ def test_overlapping_hypotheses_are_flagged_with_the_advice(tmp_path):
     data["overlaps"] = [
         {"hypotheses": ["cools", "warms"], "prior_fraction_in_both": 0.12, "advice": "make them exclusive by ..."}
     ]
-    report, html, md, _ = report_of(constraint_run(tmp_path, data))
-    (warning,) = report.constraints.overlaps
+    (warning,) = constraint_section(data, report_study(tmp_path)).overlaps
     assert "'East cools' and 'East warms' overlap: 12.0% of the prior draws" in warning
     assert "not exclusive" in warning and "make them exclusive" in warning
-    assert 'class="warning inline overlap">OVERLAP: ' in html and "> **OVERLAP:** 'East cools'" in md
+    # Rendered as a warning of its own: test_hostile_constraint_labels_claims_and_sentences_are_escaped.
 
 
 # --- the headline: says when they disagree, no stronger than the weaker -------------------------------
@@ -330,9 +335,8 @@ def test_a_constraint_study_without_constraints_json_says_what_adds_it(tmp_path)
 def test_a_constraints_json_of_another_shape_is_a_note_not_an_error(tmp_path):
     data = record()
     del data["hypotheses"][0]["bayes_factor"]
-    report, html, _, _ = report_of(constraint_run(tmp_path, data))
-    assert not report.constraints.available and "could not be read (KeyError" in report.constraints.note
-    assert report.summary.comparisons == [] and report.headline.conclusion == report.headline.prior_conclusion
+    c = constraint_section(data, report_study(tmp_path))
+    assert not c.available and "could not be read (KeyError" in c.note and "`forecast update` again" in c.note
 
 
 def test_the_brief_says_when_the_two_comparisons_disagree(tmp_path):
@@ -363,6 +367,7 @@ def test_hostile_constraint_labels_claims_and_sentences_are_escaped(tmp_path):
     data["overlaps"] = [{"hypotheses": ["cools", "warms"], "prior_fraction_in_both": 0.1, "advice": HOSTILE}]
     data["method"] += " " + HOSTILE
     report, html, md, _ = report_of(constraint_run(tmp_path, data))
+    assert 'class="warning inline overlap">OVERLAP: ' in html and "> **OVERLAP:** " in md
     for raw in (IMG, MD_IMAGE, MD_LINK, "<script>", "*b*", "_i_", "`c`"):
         assert raw not in md
     assert IMG not in html and "<script>alert" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
