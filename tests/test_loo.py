@@ -187,3 +187,21 @@ def test_concentration_draws_must_match_the_log_odds_draws():
     cells = _consistent_cells(rng, 4, 6)
     with pytest.raises(ValueError, match="concentration draws"):
         pattern_loglik(rng.normal(size=(5, 4)), cells, concentration=np.ones(3))
+
+
+def test_cell_loglik_is_the_plain_or_the_polya_cell_likelihood():
+    from forecast.model.overdispersion import polya_cells_numpy
+    from forecast.stats.loo import cell_loglik
+
+    rng = np.random.default_rng(15)
+    cells = _consistent_cells(rng, 10, 25)
+    eta = rng.normal(0, 3, size=(6, 10))
+    eta[0, :3] = [-800.0, 800.0, 0.0]
+    phi = rng.uniform(0.1, 50, size=6)
+    expected = polya_cells_numpy(eta, phi[:, None], cells.w_coop, cells.w_conf)[0]
+    np.testing.assert_allclose(cell_loglik(eta, cells, concentration=phi), expected, rtol=1e-10, atol=1e-10)
+    plain = cells.w_coop * -np.logaddexp(0, -eta) + cells.w_conf * -np.logaddexp(0, eta)
+    np.testing.assert_allclose(cell_loglik(eta, cells), plain, rtol=1e-12)
+    # The plain patterns' terms sum to the plain cell likelihood; the Polya conditionals do not.
+    per_pattern = pattern_loglik(eta, cells) * cells.pattern_count
+    np.testing.assert_allclose(per_pattern.sum(axis=-1), plain.sum(axis=-1), rtol=1e-10)

@@ -196,6 +196,31 @@ class PolyaPatternLoglik(PatternLoglik):
         return out[: idx.size]
 
 
+def cell_loglik(eta: np.ndarray, cells: CellCounts, concentration: np.ndarray | None = None) -> np.ndarray:
+    """Each cell's log-likelihood per draw, (..., cells) from (..., cells): the weighted Bernoulli
+    sum, or with ``concentration`` (draws shaped as ``eta``'s leading axes) the Polya one,
+    ``log B(a + W_c, b + W_f) - log B(a, b)``. Summed over cells: the data's log-likelihood, for
+    reweighting draws (the per-pattern LOO terms do not sum to it when the model is overdispersed).
+    """
+    eta = np.asarray(eta, dtype=np.float64)
+    wc, wf = cells.w_coop, cells.w_conf
+    log_p, log_q = -np.logaddexp(0.0, -eta), -np.logaddexp(0.0, eta)
+    if concentration is None:
+        return wc * log_p + wf * log_q
+    phi = np.asarray(concentration, dtype=np.float64)[..., None]
+    log_phi = np.log(phi)
+    zero = np.zeros_like(wc)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        out = np.zeros(np.broadcast_shapes(eta.shape, phi.shape))
+        for w, log_s in ((wc, log_p), (wf, log_q)):
+            log_x = log_phi + log_s
+            x = np.exp(log_x)
+            out += np.where(w > 0, _lgamma_plus(x, log_x, w) - _lgamma_plus(x, log_x, zero), 0.0)
+        n = wc + wf
+        out -= np.where(n > 0, gammaln(phi + n) - gammaln(phi), 0.0)
+    return out
+
+
 def pattern_loglik(eta: np.ndarray, cells: Patterns, concentration: np.ndarray | None = None) -> np.ndarray:
     """Log-likelihood of one event of each pattern, per draw: (..., patterns) from (..., cells).
 
