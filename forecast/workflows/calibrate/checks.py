@@ -24,6 +24,10 @@ POWER = 0.8  # the power stated with every verdict
 MIN_DATASETS = 20  # fewer data sets: "too few data sets to judge"
 DECISIVE = 0.9
 DEFAULT_BINS = 5
+# The stratified average needs this many data sets of every true hypothesis: its standard error
+# comes from each stratum's variance, which a stratum of two or three data sets can put near zero
+# (a band far too narrow). Smaller strata: the plain average and its own standard error.
+MIN_STRATUM = 5
 CONSISTENT = "consistent with exact calibration"
 NOT_CONSISTENT = "not consistent with exact calibration"
 TOO_FEW = "too few data sets to judge"
@@ -62,7 +66,7 @@ def calibration_checks(
     # each hypothesis happened to be drawn; averaging within each true hypothesis and weighting
     # by the prior (post-stratification) estimates the same E[P(H | y)] without that noise.
     counts = np.bincount(true, minlength=n_h)
-    stratified = bool((counts >= 2).all())
+    stratified = bool((counts >= MIN_STRATUM).all())
     mean_post = []
     for j in range(n_h):
         plain = float(post[:, j].mean())
