@@ -151,7 +151,7 @@ def test_a_region_too_small_to_draw_from_is_refused_before_any_fit(study, monkey
         constraint_setup(study, 1)
 
 
-def fake_constraint_replicates(monkeypatch, sharpen: float = 1.0):
+def fake_constraint_replicates(monkeypatch, sharpen: float = 1.0, failing: tuple[int, ...] = ()):
     """Calibrated constraint probabilities by construction (Dirichlet, truth drawn from them); with
     ``sharpen`` > 1 the same ranking pushed towards 0 and 1 (over-confident)."""
 
@@ -162,8 +162,9 @@ def fake_constraint_replicates(monkeypatch, sharpen: float = 1.0):
         q = p**sharpen / (p**sharpen).sum()
         n = len(setup.ids)
         return ConstraintReplicate(
-            index, true, 3, 7, tuple(q), (0.0,) * n, (0.1,) * n, (None,) * n, tuple(q), (True,), (), 0.01, "here"
-        )
+            index, true, 3, 7, tuple(q), (0.0,) * n, (0.1,) * n, (None,) * n, tuple(q),
+            (index not in failing,), ("encompassing: r_hat 1.2",) if index in failing else (), 0.01, "here",
+        )  # fmt: skip
 
     monkeypatch.setattr(calibrate_module, "run_constraint_replicate", run)
 
@@ -212,6 +213,20 @@ def test_calibrate_on_a_constraint_study_keeps_its_own_section(tmp_path, monkeyp
     text = render_calibration(result)
     assert "Constraint hypotheses (20 data sets of their own, ONE encompassing fit each" in text
     assert "restricted to each region (by rejection)" in text and "Prior-specified" not in text
+
+
+def test_an_encompassing_fit_failing_the_gate_stops_the_calibration_unless_allowed(tmp_path, monkeypatch):
+    from forecast.errors import ConvergenceError
+
+    fake_constraint_replicates(monkeypatch, failing=(1,))
+    path = write_tiny(tmp_path)
+    with pytest.raises(ConvergenceError, match=r"constraint hypotheses had an encompassing fit \(data sets \[1\]\)"):
+        run_calibration(path, SMALL, n_datasets=3, n=N_EVENTS, workers=0, runs_root=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.json"))
+    kept = run_calibration(path, SMALL, n_datasets=3, n=N_EVENTS, workers=0, write=False, allow_unconverged=True)
+    assert not kept.converged and kept.n_unconverged == 1 and "UNRELIABLE" in kept.warning
+    assert kept.constraints.n_unconverged == 1 and not kept.constraints.replicates[1].converged
+    assert "WARNING (constraint hypotheses)" in render_calibration(kept)
 
 
 def test_a_study_with_both_calibrates_both_apart_and_the_option_chooses(tmp_path, monkeypatch):

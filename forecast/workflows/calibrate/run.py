@@ -244,13 +244,11 @@ def run_calibration(
     if (unconverged or c_unconverged) and not allow_unconverged:
         parts = []
         if unconverged:
-            parts.append(
-                f"{len(unconverged)} of {n_datasets} prior-specified data sets had a fit{_listed(unconverged)}"
-            )
+            parts.append(f"{len(unconverged)} of {n_datasets} simulated data sets had a fit{_listed(unconverged)}")
         if c_unconverged:
             parts.append(
-                f"{len(c_unconverged)} of {n_datasets} constraint data sets had an encompassing fit"
-                f"{_listed(c_unconverged)}"
+                f"{len(c_unconverged)} of {n_datasets} simulated data sets of the constraint hypotheses had an "
+                f"encompassing fit{_listed(c_unconverged)}"
             )
         raise ConvergenceError(
             f"{' and '.join(parts)} that failed the convergence gate after one retry; nothing was written. "
