@@ -511,3 +511,60 @@ def test_forecast_brief_prints_the_reports_headline_of_both_comparisons(tmp_path
     assert report["headline"]["conclusion"] == data["headline"]
     text = CliRunner().invoke(main, [*args, "--format", "json"], catch_exceptions=False)
     assert text.stdout.startswith("The two ways of stating the hypotheses disagree")
+
+
+def test_a_lead_that_holds_only_where_the_reweighting_is_unreliable_is_not_called_robust(tmp_path):
+    data = record()
+    data["robustness"][0].update(pareto_k=0.78, reliable=False)
+    c = constraint_section(data, report_study(tmp_path))
+    assert c.robust is None and c.robustness.startswith("Not shown robust: 'East cools' leads")
+    assert "×1.5 wider is unreliable (Pareto k above 0.7)" in c.robustness
+    assert any("reweighting is unreliable" in r for r in c.confidence_reasons)
+    assert c.robustness_notes and "Pareto k 0.78 > 0.7" in c.robustness_notes[0]
+
+
+# --- slow: what `forecast update` writes, reported ------------------------------------------------------
+
+
+def _update(tmp_path: Path, *, prior_hypotheses: bool) -> Path:
+    from forecast.fit.sampler import SamplerSettings
+    from forecast.workflows.update import run_update
+
+    study, _, _ = copy_golden(tmp_path)
+    text = study.read_text(encoding="utf-8")
+    if not prior_hypotheses:
+        text = "".join(x for x in text.splitlines(keepends=True) if not x.startswith('"hypotheses"'))
+    study.write_text(text + "\n" + BLOCK, encoding="utf-8")
+    result = run_update(
+        study,
+        SamplerSettings(draws=500, tune=400, chains=4, seed=3),
+        runs_root=tmp_path / "fresh",
+        allow_unconverged=True,
+    )
+    return Path(result.run_dir)
+
+
+@pytest.mark.slow
+def test_the_report_of_an_update_with_both_kinds_of_hypotheses_shows_both_apart(tmp_path):
+    run = _update(tmp_path, prior_hypotheses=True)
+    assert (run / "constraints.json").is_file() and (run / "posterior" / "encompassing.nc").is_file()
+    result = write_report(StoredRun.open(run), formats=("html", "md", "json"), renderer=PixelRenderer())
+    r = result.report
+    assert r.constraints.available and [b.kind for b in r.summary.comparisons] == ["priors", "constraints"]
+    agreement = json.loads((run / "constraints.json").read_text(encoding="utf-8"))["agreement"]
+    assert r.summary.agreement == agreement["sentence"] and r.summary.agree is agreement["agree"]
+    if agreement["agree"] is False:  # 'shift' and 'cools' are different ids: update calls them apart
+        assert "disagree" in r.headline.conclusion and r.summary.confidence == "low"
+    assert any(x.id == "encompassing" for x in r.diagnostics.rows)
+    html = (run / "report.html").read_text(encoding="utf-8")
+    assert '<table id="support-table">' in html and '<table id="constraints-table">' in html
+
+
+@pytest.mark.slow
+def test_the_report_of_an_update_with_constraint_hypotheses_alone_renders(tmp_path):
+    run = _update(tmp_path, prior_hypotheses=False)
+    result = write_report(StoredRun.open(run), formats=("html", "md", "json"), renderer=PixelRenderer())
+    r = result.report
+    assert r.headline.constraint_only and r.constraints.available and r.summary.comparisons[0].kind == "constraints"
+    assert r.cooperation is not None and "encompassing model" in r.cooperation.note
+    assert (run / "report.md").read_text(encoding="utf-8").count("## 1b. Constraint hypotheses") == 1

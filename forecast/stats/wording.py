@@ -75,6 +75,7 @@ MC_ERROR_SES = 2.0  # the order is in doubt when |log BF| is within this many Mo
 LOO_CLEAR_SES = 2.0  # predictive accuracy clearly prefers another hypothesis beyond this many SEs
 
 LEVELS = ("low", "moderate", "high")
+ROBUSTNESS_NOT_CHECKED = "robustness to other reasonable priors was not checked"
 
 # How the leader's predictive accuracy (PSIS-LOO) compares with the others'.
 LOO_AGREES = "agrees"  # the leader predicts left-out observations best
@@ -174,7 +175,7 @@ def confidence(
     elif bayes_factor < STRONG_BAYES_FACTOR:
         caps.append(("moderate", f"the evidence is moderate, not strong (Bayes factor {bayes_factor:.3g}, below 10)"))
     if leader_stable is None:
-        caps.append(("moderate", "robustness to other reasonable priors was not checked"))
+        caps.append(("moderate", ROBUSTNESS_NOT_CHECKED))
     elif not leader_stable:
         caps.append(("low", "another hypothesis leads under some reasonable priors"))
     elif leader_range is not None and leader_range[1] - leader_range[0] > ROBUST_RANGE_MAX:
@@ -291,6 +292,7 @@ __all__ = [
     "LOO_DIFFERS",
     "LOO_DIFFERS_CLEARLY",
     "MC_ERROR_SES",
+    "ROBUSTNESS_NOT_CHECKED",
     "ROBUST_RANGE_MAX",
     "STRONG_BAYES_FACTOR",
     "WEAK_BAYES_FACTOR",

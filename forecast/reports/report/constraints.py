@@ -34,6 +34,7 @@ from forecast.reports.report.records import (
 from forecast.reports.report.statistics import num
 from forecast.spec.study import Study
 from forecast.stats.wording import (
+    ROBUSTNESS_NOT_CHECKED,
     Side,
     confidence,
     favours,
@@ -175,13 +176,23 @@ def _section(data: dict, study: Study, latest: str | None) -> ConstraintSection:
                     "reweighted probabilities are unreliable; a refit of the encompassing model with that prior "
                     "would check them."
                 )
-        stable = all(x == leader for x in leads)
+        # The rule of forecast.workflows.constraints.constraint_leader_stable: False when the lead changes
+        # under a scaling; None (not shown) when it holds but a scaling's reweighting is unreliable.
+        held = all(x == leader for x in leads)
+        unreliable = [float(r["factor"]) for r in robustness if not r.get("reliable", True)]
+        stable = (None if unreliable else True) if held else False
         finite = [x for x in ps if math.isfinite(x)]
         leader_range = (min(finite), max(finite)) if finite else None
         span = f" ({_fmt(leader_range[0])} to {_fmt(leader_range[1])})" if leader_range else ""
         widths = ", ".join(_scale_label(f) for f in factors)
         if stable:
             robust_text = f"Robust: '{labels[leader]}' leads with the encompassing prior as stated and {widths}{span}."
+        elif held:
+            robust_text = (
+                f"Not shown robust: '{labels[leader]}' leads with the encompassing prior as stated and {widths}{span}, "
+                f"but the reweighting with it {', '.join(_scale_label(f) for f in unreliable)} is unreliable "
+                "(Pareto k above 0.7)."
+            )
         else:
             other = next(x for x in leads if x != leader)
             k = leads.index(other)
@@ -220,7 +231,8 @@ def _section(data: dict, study: Study, latest: str | None) -> ConstraintSection:
             f"({_fmt(base_p)}, {word}) on its prior probability alone (Bayes factor {versus})."
         )
     headline += f" {robust_text}"
-    reasons = list(conf.reasons)
+    not_shown = "its robustness to a wider or narrower encompassing prior is not shown (the reweighting is unreliable)"
+    reasons = [not_shown if r == ROBUSTNESS_NOT_CHECKED and robustness else r for r in conf.reasons]
     headline += f" Confidence: {conf.level}" + (", because " + "; ".join(reasons) if reasons else "") + "."
     warning = None
     if not converged:
