@@ -273,3 +273,49 @@ def test_default_concentration_prior_implies_bounded_cell_evidence():
     np.testing.assert_allclose(q, [3.86, 20.0, 103.7], rtol=0.01)
     np.testing.assert_allclose(effective_events(2000.0, q), [4.85, 20.8, 99.4], rtol=0.01)
     np.testing.assert_allclose(effective_events(3.0, q), [2.13, 2.74, 2.94], rtol=0.01)
+
+
+def _question(kind: str, threshold: float | None, group: str, domain: str):
+    import datetime as dt
+
+    from forecast.spec.questions import Question
+
+    day = dt.date(2020, 1, 1)
+    return Question("q", "q?", group, domain, 8081, kind, threshold, day, day)
+
+
+@pytest.mark.parametrize(
+    ("kind", "threshold"),
+    [("any_conflictual", None), ("any_cooperative", None), ("share_above", 0.5), ("share_below", 0.5)],
+)
+def test_questions_about_several_events_use_the_beta_share(tmp_path, kind, threshold):
+    """Large phi: the plain (binomial) answer; small phi: the Monte Carlo answer of events that
+    share a Beta share, with the negative-binomial count."""
+    from forecast.model.predictive import EventRates, Predictive, question_draws
+
+    _, over = _studies(tmp_path)
+    rates = EventRates(np.array([[6.0]]), 2)  # about 3 events a quarter
+    q = _question(kind, threshold, over.groups[0].id, over.domains[0].id)
+    p = np.array([0.3, 0.7])
+    share = p.reshape(2, 1, 1, 1)
+    plain = Predictive(share, np.full(2, 0.5), (8081,))
+    huge = Predictive(share, np.full(2, 0.5), (8081,), np.full(2, 1e9))
+    study = over
+    np.testing.assert_allclose(question_draws(q, huge, rates, study), question_draws(q, plain, rates, study), atol=1e-6)
+    phi = 2.0
+    got = question_draws(q, Predictive(share, np.full(2, 0.5), (8081,), np.full(2, phi)), rates, study)
+    rng = np.random.default_rng(5)
+    pmf = rates.count_pmf(0, 0)
+    m = 400_000
+    for i, pi in enumerate(p):
+        n = rng.choice(len(pmf), size=m, p=pmf / pmf.sum())
+        theta = rng.beta(pi * phi, (1 - pi) * phi, size=m)
+        k = rng.binomial(n, theta)
+        if kind == "any_conflictual":
+            yes, valid = k < n, np.ones(m, bool)
+        elif kind == "any_cooperative":
+            yes, valid = k > 0, np.ones(m, bool)
+        else:
+            valid = n > 0
+            yes = k > threshold * n if kind == "share_above" else k < threshold * n
+        assert got[i] == pytest.approx(yes[valid].mean(), abs=0.005), (kind, pi)

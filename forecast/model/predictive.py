@@ -171,6 +171,9 @@ class Predictive:
     share: np.ndarray
     weights: np.ndarray  # (draws,), non-negative, sums to one
     quarters: tuple[int, ...]  # the quarter (study.quarter_index) of each position on the last axis
+    # An overdispersed model's concentration per draw (``share`` is then each cell's p, the mean
+    # of its Beta share); None: events are independent given ``share``.
+    concentration: np.ndarray | None = None
 
     def position(self, quarter: int) -> int:
         try:
@@ -188,7 +191,7 @@ class Predictive:
     def select(self, quarters: Sequence[int]) -> Predictive:
         """The same draws restricted to some of the quarters."""
         pos = [self.position(q) for q in quarters]
-        return Predictive(self.share[..., pos], self.weights, tuple(int(q) for q in quarters))
+        return Predictive(self.share[..., pos], self.weights, tuple(int(q) for q in quarters), self.concentration)
 
 
 def uniform_weights(n: int) -> np.ndarray:
@@ -201,8 +204,13 @@ def predictive(
     quarters: Sequence[int],
     rng: np.random.Generator,
     weights: np.ndarray | None = None,
+    concentration: np.ndarray | None = None,
 ) -> Predictive:
-    """Posterior draws of the cooperative share at ``quarters`` (any quarter from the study's start)."""
+    """Posterior draws of the cooperative share at ``quarters`` (any quarter from the study's start).
+
+    ``concentration``: an overdispersed fit's draws (``fit.hypothesis.concentration_draws``); the
+    share is then each cell's p, and questions about several events use the Beta around it.
+    """
     quarters = tuple(int(q) for q in quarters)
     if not quarters:
         raise ValueError("no quarters to forecast")
@@ -212,7 +220,10 @@ def predictive(
     share = expit(eta[..., [q - study.time.start for q in quarters]])
     n = share.shape[0]
     w = uniform_weights(n) if weights is None else np.asarray(weights, dtype=float)
-    return Predictive(share, w / w.sum(), quarters)
+    phi = None if concentration is None else np.asarray(concentration, dtype=float).reshape(-1)
+    if phi is not None and phi.size != n:
+        raise ValueError(f"{phi.size} concentration draws for {n} draws of the share")
+    return Predictive(share, w / w.sum(), quarters, phi)
 
 
 def mixture(preds: Sequence[Predictive], probabilities: Sequence[float]) -> Predictive:
@@ -225,7 +236,11 @@ def mixture(preds: Sequence[Predictive], probabilities: Sequence[float]) -> Pred
     probabilities = probabilities / probabilities.sum()
     share = np.concatenate([p.share for p in preds], axis=0)
     weights = np.concatenate([pr * p.weights for p, pr in zip(preds, probabilities, strict=True)])
-    return Predictive(share, weights, preds[0].quarters)
+    given = [p.concentration is not None for p in preds]
+    if any(given) and not all(given):
+        raise ValueError("some predictive distributions are overdispersed and some are not")
+    phi = np.concatenate([p.concentration for p in preds]) if all(given) else None
+    return Predictive(share, weights, preds[0].quarters, phi)
 
 
 def weighted_quantiles(values: np.ndarray, weights: np.ndarray, levels: Sequence[float]) -> np.ndarray:
@@ -319,24 +334,50 @@ def event_rates(table: pd.DataFrame, study: Study, first_quarter: int, last_quar
 
 
 def question_draws(question: Question, pred: Predictive, rates: EventRates, study: Study) -> np.ndarray:
-    """P(the question resolves yes) under each draw of the share (and the count model)."""
+    """P(the question resolves yes) under each draw of the share (and the count model).
+
+    Overdispersed (``pred.concentration``): the quarter's events share one Beta(p phi, (1 - p) phi)
+    share, so the number of cooperative events among N is beta-binomial instead of binomial.
+    """
     g = [x.id for x in study.groups].index(question.group)
     d = [x.id for x in study.domains].index(question.domain)
     p = pred.cell(g, d, question.quarter)
-    if question.kind == "any_conflictual":
-        return 1.0 - rates.prob_none(g, d, 1.0 - p)
-    if question.kind == "any_cooperative":
-        return 1.0 - rates.prob_none(g, d, p)
+    phi = pred.concentration
+    if question.kind in ("any_conflictual", "any_cooperative"):
+        kind = 1.0 - p if question.kind == "any_conflictual" else p
+        if phi is None:
+            return 1.0 - rates.prob_none(g, d, kind)
+        return 1.0 - _prob_none_beta(rates.count_pmf(g, d), kind * phi, (1.0 - kind) * phi)
     # Share questions are judged on the quarter's events and are void without any; so this is
     # P(share beyond threshold | at least one event), summing over the count N = 1..n_max.
     pmf = rates.count_pmf(g, d)
     n = np.arange(1, len(pmf))
     t = float(question.threshold)
-    if question.kind == "share_above":
-        per_n = stats.binom.sf(np.floor(t * n + _EPS), n, p[:, None])  # P(k > t n)
+    if phi is None:
+        dist, args = stats.binom, (n, p[:, None])
     else:
-        per_n = stats.binom.cdf(np.ceil(t * n - _EPS) - 1, n, p[:, None])  # P(k < t n)
+        a, b = _beta_parameters(p, phi)
+        dist, args = stats.betabinom, (n, a[:, None], b[:, None])
+    if question.kind == "share_above":
+        per_n = dist.sf(np.floor(t * n + _EPS), *args)  # P(k > t n)
+    else:
+        per_n = dist.cdf(np.ceil(t * n - _EPS) - 1, *args)  # P(k < t n)
     return per_n @ pmf[1:] / pmf[1:].sum()
+
+
+def _beta_parameters(p: np.ndarray, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    p = np.clip(np.asarray(p, dtype=float), 1e-300, 1.0 - 1e-16)
+    return p * phi, (1.0 - p) * phi
+
+
+def _prob_none_beta(pmf: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """P(no event of a kind in the quarter) when N ~ ``pmf`` and the kind's share is Beta(a, b):
+    sum over n of P(N = n) B(a, b + n) / B(a, b)."""
+    from scipy.special import betaln
+
+    a, b = np.maximum(a, 1e-300)[:, None], np.maximum(b, 1e-300)[:, None]
+    n = np.arange(len(pmf))
+    return np.exp(betaln(a, b + n) - betaln(a, b)) @ pmf
 
 
 def question_probability(question: Question, pred: Predictive, rates: EventRates, study: Study) -> float:
