@@ -5,6 +5,8 @@
     run = forecast.update(study.path, seed=1)
     run.to_dataframe()                 # the support table, one row per hypothesis
     run.posterior("hedging")           # that hypothesis's posterior as an xarray.DataTree
+    run.constraints                    # the constraint hypotheses' comparison (constraints.json), or None
+    run.posterior("encompassing")      # the encompassing model's fit behind it
 
 Everything here calls the same workflows as the command line, so the numbers are the same for the
 same inputs and seed; errors are the toolkit's own (``forecast.ForecastError`` and subclasses).
@@ -84,12 +86,25 @@ class Run:
         frame = pd.DataFrame(rows).set_index("id")
         return frame.astype({c: float for c in frame.columns if frame[c].dtype == object and c.endswith("_se")})
 
+    @property
+    def constraints(self) -> dict | None:
+        """The constraint hypotheses compared on one encompassing fit, with ``"agreement"`` (whether
+        that comparison favours the same hypothesis as the prior-specified one); None when the
+        study states no ``[[constraint_hypotheses]]``."""
+        from forecast.runs.layout import CONSTRAINTS, CONSTRAINTS_SCHEMA
+
+        return self.stored.read_json(CONSTRAINTS, CONSTRAINTS_SCHEMA)
+
     def posterior(self, hypothesis: str) -> xr.DataTree:
-        """One hypothesis's stored posterior (groups ``posterior`` and ``sample_stats``)."""
-        if hypothesis not in self.hypotheses:
+        """One hypothesis's stored posterior (groups ``posterior`` and ``sample_stats``); ``"encompassing"``
+        is the encompassing model's fit when the run compared constraint hypotheses."""
+        from forecast.spec.constraints import ENCOMPASSING_ID
+
+        known = self.hypotheses + ([ENCOMPASSING_ID] if self.constraints is not None else [])
+        if hypothesis not in known:
             from forecast.errors import InputError, allowed_list
 
-            raise InputError(f"no hypothesis '{hypothesis}' in run {self.path.name}; {allowed_list(self.hypotheses)}")
+            raise InputError(f"no hypothesis '{hypothesis}' in run {self.path.name}; {allowed_list(known)}")
         return self.stored.open_tree(hypothesis)
 
     @property
@@ -124,6 +139,9 @@ def update(
     progress: Progress | None = None,
 ) -> Run:
     """Fit every hypothesis (``forecast update``), write the run, and return it opened.
+
+    A study with ``[[constraint_hypotheses]]`` also gets their comparison on one encompassing fit
+    (``run.constraints``; ``run.result.constraints`` is the typed record).
 
     ``robustness=False`` skips the robustness over the study's class of reasonable priors
     (``--no-robustness``); the support figures are the same either way.

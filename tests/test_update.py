@@ -17,9 +17,19 @@ from forecast.data.observations import load_observations
 from forecast.errors import RunStoreError, SamplingError
 from forecast.fit.hypothesis import checked, marginal_likelihood
 from forecast.fit.sampler import Diagnostics, Fit, SamplerSettings, StudyModel
-from forecast.runs.layout import MANIFEST, OBSERVATIONS_COPY, POINTWISE, POSTERIOR_DIR, STUDY_COPY, SUMMARY
+from forecast.runs.layout import (
+    CONSTRAINTS,
+    CONSTRAINTS_SCHEMA,
+    MANIFEST,
+    OBSERVATIONS_COPY,
+    POINTWISE,
+    POSTERIOR_DIR,
+    STUDY_COPY,
+    SUMMARY,
+)
 from forecast.runs.store import latest_run, load_summary
 from forecast.runs.stored import StoredRun
+from forecast.spec.constraints import ENCOMPASSING_ID
 from forecast.spec.study import load_study
 from forecast.stats.bridge import bridge_sampling
 from forecast.stats.loo import Loo
@@ -101,6 +111,28 @@ def test_update_writes_a_complete_run_directory(default_run):
     }
     posterior = xr.open_datatree(run / "posterior" / "hedging.nc", engine="h5netcdf")
     assert posterior.posterior.sizes["chain"] == 4 and "tilt__russia" in posterior.posterior
+
+
+@pytest.mark.slow
+def test_default_study_update_also_compares_its_constraint_hypotheses_and_says_if_they_agree(default_run):
+    result, _ = default_run
+    d = json.loads(json.dumps(result.to_dict()))
+    c = d["constraints"]
+    assert [h["id"] for h in c["hypotheses"]] == ["hedging", "realignment", "alignment", "none_of_these"]
+    assert sum(h["posterior_probability"] for h in c["hypotheses"]) == pytest.approx(1.0)
+    assert c["agreement"]["prior_leader"] == d["judgement"]["leader"]
+    assert c["agreement"]["agree"] == (c["leader"] == d["judgement"]["leader"])
+    run = StoredRun.open(result.run_dir)
+    assert run.read_json(CONSTRAINTS, CONSTRAINTS_SCHEMA)["agreement"] == c["agreement"]
+    assert run.hypothesis_ids == ["hedging", "realignment", "alignment"]
+    assert (run.path / POSTERIOR_DIR / f"{ENCOMPASSING_ID}.nc").is_file()
+
+
+def test_a_study_without_constraint_hypotheses_has_null_constraints_in_its_json():
+    from forecast.workflows.update import UpdateResult
+
+    result = UpdateResult("s", "s.toml", "q", None, True, 0, None, [], "", "", {})
+    assert result.to_dict()["constraints"] is None
 
 
 @pytest.fixture(scope="module")

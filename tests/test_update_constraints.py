@@ -109,9 +109,9 @@ def test_disagreeing_comparisons_name_both_leads_and_their_robustness():
     )
     assert a.agree is False and a.constraint_leader == "none_of_these"
     assert a.sentence.startswith(
-        "The comparisons disagree: the prior-specified hypotheses favour 'Pragmatic hedging' (0.84)"
+        "The comparisons disagree: the prior-specified hypotheses favour 'Pragmatic hedging' (0.84; NOT robust"
     )
-    assert "the constraint hypotheses favour 'None of these' (0.47)" in a.sentence
+    assert "the constraint hypotheses favour 'None of these' (0.47; not shown robust" in a.sentence
     assert "NOT robust to the declared class" in a.sentence and "not shown robust" in a.sentence
 
 
@@ -152,7 +152,7 @@ def test_agreement_with_summary_reads_the_prior_side_from_the_update_record():
         },
     }
     a = agreement_with_summary(c, summary)
-    assert a.agree is False and "favour 'Strategic realignment' (0.60)" in a.sentence
+    assert a.agree is False and "favour 'Strategic realignment' (0.60; robust" in a.sentence
 
 
 # --- the study: reserved id, staleness ---------------------------------------------------------
@@ -250,6 +250,12 @@ def test_update_fits_the_encompassing_model_once_and_stores_the_comparison(mixed
     assert d["constraints"]["leader"] == stored["leader"] == "steady"
     assert d["constraints"]["agreement"] == stored["agreement"]
     assert d["timings"]["constraints_s"] > 0
+    # The Python API returns the comparison with the run, and the fit behind it.
+    from forecast.api import load_run
+
+    opened = load_run(result.run_dir)
+    assert opened.constraints["agreement"] == stored["agreement"]
+    assert opened.posterior(ENCOMPASSING_ID).posterior.sizes["chain"] == TINY.chains
     # The same seed gives `forecast constraints` the very same numbers.
     alone = run_constraints(path, TINY, allow_unconverged=True)
     assert [h.posterior_probability for h in alone.hypotheses] == [

@@ -592,7 +592,7 @@ def agreement(
     if prior_mc_can_flip:
         caveats.append("the Monte Carlo error could reverse the prior-specified order")
     p_label = prior_label or prior_leader
-    p_text = f"'{p_label}'" + (f" ({prior_probability:.2f})" if prior_probability is not None else "")
+    p_text = f"'{p_label}'" + (f" ({prior_probability:.2f}" if prior_probability is not None else " (")
     p_what = "the declared class of reasonable priors"
     agree = prior_leader == constraint.leader
     if agree:
@@ -612,9 +612,9 @@ def agreement(
             sentence = f"{both}, but the agreement is tentative: " + "; ".join(weak + caveats) + "."
     else:
         sentence = (
-            f"The comparisons disagree: the prior-specified hypotheses favour {p_text} "
-            f"({_robust_phrase(prior_robust, p_what)}) while the constraint hypotheses favour {c_text} "
-            f"({_robust_phrase(c_robust, c_what)})"
+            f"The comparisons disagree: the prior-specified hypotheses favour {p_text}; "
+            f"{_robust_phrase(prior_robust, p_what)}) while the constraint hypotheses favour {c_text[:-1]}; "
+            f"{_robust_phrase(c_robust, c_what)})"
         )
         sentence += ("; " + "; ".join(caveats) if caveats else "") + "; neither conclusion should be reported alone."
     return Agreement(agree, prior_leader, constraint.leader, sentence)
