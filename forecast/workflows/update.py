@@ -3,7 +3,10 @@
 Validate everything and check that the runs directory can take a run, fit every hypothesis on
 the one compiled model, estimate each log marginal likelihood by bridge sampling, compute
 PSIS-LOO, gate on convergence, fit the evidence variants, evaluate the study's declared class of
-reasonable priors on these fits (forecast.workflows.robustness), and write the run directory
+reasonable priors on these fits (forecast.workflows.robustness); with ``[[constraint_hypotheses]]``
+also fit the encompassing model once and compare them on it (forecast.workflows.constraints: a
+separate comparison, stored as constraints.json with the sentence saying whether it agrees with
+the prior-specified one; a study may state constraint hypotheses only); and write the run directory
 atomically (file names from ``forecast.runs.layout``; the manifest records the gate the run was
 judged by). The headline (``conclusion``, its parts in ``judgement``) says how strong the
 evidence is, how robust, and with what confidence (forecast.stats.wording). Returns a record the

@@ -81,6 +81,11 @@ def update(
     robust it is over the study's declared class of reasonable priors, and with what confidence;
     writes a run directory under reports/runs/<study>/.
 
+    A study with [[constraint_hypotheses]] (the default study has both kinds) also gets their
+    comparison on one fit of the encompassing model, shown as its own table after the
+    prior-specified one, with one sentence saying whether the two comparisons favour the same
+    hypothesis and how robust each lead is; stored as constraints.json (--json: "constraints").
+
     \b
     Example:
       forecast update priors/turkey_nato.toml --seed 1 --json > support.json
