@@ -217,6 +217,8 @@ def test_history_gives_constraint_probabilities_at_every_point(mixed):
         assert list(p.probabilities) == ids
         assert sum(p.probabilities.values()) == pytest.approx(1.0)
     assert c.points[0].probabilities == pytest.approx({h: 1 / 3 for h in ids})
+    # Its own cost (prior masses, encompassing fits, regions), not the prior-specified fits'.
+    assert sum(p.seconds for p in c.points) <= c.seconds < history.seconds
     stored = json.loads((run.path / HISTORY).read_text())
     assert stored["constraints"]["points"][-1]["probabilities"] == c.points[-1].probabilities
     assert set(stored["points"][-1]["probabilities"]) == {"warm", "cold"}

@@ -220,7 +220,7 @@ class ConstraintHistory:
     prior_draws: int
     seed: int
     points: list[ConstraintPoint]
-    seconds: float  # everything the constraint comparison over time cost (fits included)
+    seconds: float  # the constraint comparison's own cost: prior masses, encompassing fits, regions, attribution
     prior_mass_seconds: float
     method: str
     attribution: Attribution | None = None
