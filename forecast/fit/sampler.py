@@ -24,10 +24,14 @@ from forecast.model.build import (
     DOMAIN_C,
     DOMAIN_CENTRED,
     DOMAIN_NC,
+    DOMAIN_WEIGHTS,
     PRIOR_DATA,
     RW_CENTRED,
     RW_LEVELS,
+    RW_MODES,
     RW_NC,
+    TILT_FREE,
+    TILT_OFFSET,
     Centring,
     build_model,
     centring,
@@ -153,7 +157,7 @@ def _structure_key(study: Study, signature: tuple[str, ...], centred: Centring) 
         tuple(d.id for d in study.domains),
         (t.start, t.end, t.reference, t.components),
         signature,
-        (centred.any_domain, centred.any_steps),  # which centred variables the model has
+        (centred.any_domain, centred.any_steps, centred.any_modes),  # which centred variables the model has
     )
 
 
@@ -228,8 +232,11 @@ class StudyModel:
         masks = centring(self.study, cells or self.cells, hypothesis, self.centre_at)
         if self.centring.any_domain:
             data[DOMAIN_CENTRED] = (masks.domain & self.centring.domain).astype(np.float64)
+            data[DOMAIN_WEIGHTS] = masks.time_weights(self.study.time.n_quarters)
         if self.centring.any_steps:
             data[RW_CENTRED] = (masks.steps & self.centring.steps).astype(np.float64)
+        if self.centring.any_modes:
+            data.update(masks.walk.data())
         return data
 
     def _sample(self, hypothesis: Hypothesis, settings: SamplerSettings, cells: CellData | None = None):
@@ -268,8 +275,9 @@ class StudyModel:
 
         The model carries both a non-centred and a centred (or levels) coordinate for every
         element it may centre; the masks pick one per element for this hypothesis and these
-        cells, and the other enters nothing but its own Normal(0, 1) density (``model._mixed``,
-        ``model._walk_in_levels``). Laid out as nutpie's ``unconstrained_draw``.
+        cells, and the other enters nothing but its own Normal(0, 1) density
+        (``model._tilt_and_domains``, ``model._walk_in_levels``): so does a group's own tilt
+        coordinate where the tilt is derived from centred domains, or else the tilt's offset. Laid out as nutpie's ``unconstrained_draw``.
         """
         _, cm = self.compiled(family_signature(self.study, hypothesis))
         data = self._data(hypothesis, cells)
@@ -284,12 +292,15 @@ class StudyModel:
 
         if RW_CENTRED in data:
             levels = data[RW_CENTRED] > 0.5
-            mark(RW_NC, levels)
+            mark(RW_MODES if self.centring.any_modes else RW_NC, levels)
             mark(RW_LEVELS, ~levels)
         if DOMAIN_CENTRED in data:
             centred = data[DOMAIN_CENTRED] > 0.5
             mark(DOMAIN_NC, centred)
             mark(DOMAIN_C, ~centred)
+            anchored = centred.any(axis=1)  # the tilt derived from the centred domains
+            mark(TILT_FREE, anchored)
+            mark(TILT_OFFSET, ~anchored)
         return out
 
     def log_posterior(

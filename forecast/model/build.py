@@ -54,11 +54,18 @@ DOMAIN_EFFECT = "domain_z"
 RW_STEPS = "rw_z"
 # The sampler's own coordinates for the standardised effects (see _mixed, _walk_in_levels); which
 # of them a fit uses depends on the data, so results keep only the effects they map to.
-DOMAIN_NC, DOMAIN_C = f"{DOMAIN_EFFECT}_nc", f"{DOMAIN_EFFECT}_c"  # as _mixed names them
+DOMAIN_NC, DOMAIN_C = f"{DOMAIN_EFFECT}_nc", f"{DOMAIN_EFFECT}_c"  # as _tilt_and_domains names them
 RW_NC, RW_LEVELS = f"{RW_STEPS}_nc", f"{RW_STEPS}_levels"
-SAMPLER_COORDINATES = (DOMAIN_NC, DOMAIN_C, RW_NC, RW_LEVELS)
+# A group's tilt: its own coordinate (``TILT_FREE``), or, in a group with centred domains,
+# derived from them and ``TILT_OFFSET`` (see _tilt_and_domains).
+TILT_FREE, TILT_OFFSET = "tilt_free", "tilt_offset"
+RW_MODES = f"{RW_STEPS}_modes"  # see _walk_in_modes
+SAMPLER_COORDINATES = (DOMAIN_NC, DOMAIN_C, RW_NC, RW_LEVELS, RW_MODES, TILT_FREE, TILT_OFFSET)
 DOMAIN_CENTRED = "domain_centred"
+DOMAIN_WEIGHTS = "domain_time_weights"
 RW_CENTRED = "rw_centred"
+# The walk's modes (see WalkModes): their basis, the data's information about each, the drift's share.
+MODES_BASIS, MODES_INFORMATION, MODES_DRIFT = "rw_modes_basis", "rw_modes_information", "rw_modes_drift"
 
 # Centre an element when its data's Fisher information times its prior scale squared reaches
 # this: the data then outweigh the prior an order of magnitude. The default study stays well
@@ -69,6 +76,48 @@ CENTRE_AT = 10.0
 # data as by the walk's prior (measured on synthetic studies: at 10^6 events a group left on
 # the increments form below this kept the whole fit at R-hat 1.02-1.04 with 30 steps a draw).
 WALK_LEVELS_AT = 1.0
+# Below that, a group's walk is sampled in its modes (``_walk_in_modes``) once its median
+# quarter's information times the prior median volatility squared reaches this: the walk's
+# slow modes are then pinned by the data and its fast ones by the prior, which neither the
+# increments nor the levels suit (imported feeds of 10^4-10^5 events).
+WALK_MODES_AT = 0.05
+
+
+@dataclass(frozen=True)
+class WalkModes:
+    """A walk's modes, per group: ``basis`` (G, n, n) holds the eigenvectors of the data's
+    information about the standardised increments ``rw_z`` at unit volatility, ``information``
+    (G, n) its eigenvalues, and ``drift`` (G,) the data's information about the mean increment
+    where the modes carry the trend's drift too, else 0 (see ``_walk_in_modes``)."""
+
+    basis: np.ndarray
+    information: np.ndarray
+    drift: np.ndarray
+
+    def data(self) -> dict[str, np.ndarray]:
+        return {MODES_BASIS: self.basis, MODES_INFORMATION: self.information, MODES_DRIFT: self.drift}
+
+
+def walk_modes(per_quarter: np.ndarray, ref: int, drift: np.ndarray) -> WalkModes:
+    """The modes of each group's walk (``WalkModes``) from its quarters' information (G, Q).
+
+    The information is about the walk relative to its information-weighted mean (the centred
+    domains carry that mean, see ``_tilt_and_domains``).
+    """
+    n_g, n_q = per_quarter.shape
+    n = n_q - 1
+    # walk[t] - walk[ref] = sum_s rw_z[s] * (1[s < t] - 1[s < ref]) at unit volatility
+    to_walk = (np.arange(n_q)[:, None] > np.arange(n)[None, :]).astype(float) - (np.arange(n) < ref)[None, :]
+    basis, information, mean_increment = np.zeros((n_g, n, n)), np.zeros((n_g, n)), np.zeros(n_g)
+    for g in range(n_g):
+        info = per_quarter[g]
+        total = info.sum()
+        centred = np.diag(info) - (np.outer(info, info) / total if total > 0 else 0.0)
+        k = to_walk.T @ centred @ to_walk
+        kappa, basis[g] = np.linalg.eigh(k)
+        information[g] = np.clip(kappa, 0.0, None)
+        mean_increment[g] = max(float(k.sum()) / n, 0.0)
+    return WalkModes(basis, information, np.where(drift, mean_increment, 0.0))
 
 
 @dataclass(frozen=True)
@@ -76,10 +125,15 @@ class Centring:
     """Which domain effects (group, domain) are sampled centred, and which groups' walks in levels.
 
     ``steps`` has one row per group, all True (the walk is sampled in levels) or all False.
+    ``weights`` (G, D, Q), rows summing to one, say which average over the quarters of a
+    centred domain's log-odds its coordinate is (``_tilt_and_domains``); None: the plain mean.
     """
 
     domain: np.ndarray  # bool (G, D)
     steps: np.ndarray  # bool (G, Q - 1), rows constant
+    weights: np.ndarray | None = None  # float (G, D, Q)
+    modes: np.ndarray | None = None  # bool (G,): walks sampled in their modes (``_walk_in_modes``)
+    walk: WalkModes | None = None  # their coordinates (data)
 
     @property
     def any_domain(self) -> bool:
@@ -89,8 +143,19 @@ class Centring:
     def any_steps(self) -> bool:
         return bool(self.steps.any())
 
+    @property
+    def any_modes(self) -> bool:
+        return self.modes is not None and bool(self.modes.any())
+
     def __or__(self, other: Centring) -> Centring:
-        return Centring(self.domain | other.domain, self.steps | other.steps)
+        """The variables either needs (weights and modes' coordinates are data: this one's)."""
+        modes = self.modes if other.modes is None else other.modes if self.modes is None else self.modes | other.modes
+        return Centring(self.domain | other.domain, self.steps | other.steps, self.weights, modes, self.walk)
+
+    def time_weights(self, n_quarters: int) -> np.ndarray:
+        if self.weights is not None:
+            return self.weights
+        return np.full((*self.domain.shape, n_quarters), 1.0 / n_quarters)
 
 
 def information(study: Study, cells: CellData) -> tuple[np.ndarray, np.ndarray]:
@@ -109,6 +174,28 @@ def information(study: Study, cells: CellData) -> tuple[np.ndarray, np.ndarray]:
     return per_domain, per_quarter
 
 
+def cell_information(study: Study, cells: CellData) -> np.ndarray:
+    """Fisher information of the data about each (group, domain, quarter) log-odds: (G, D, Q)."""
+    weight = cells.w_coop + cells.w_conf
+    share = (cells.w_coop + 0.5) / (weight + 1.0)
+    out = np.zeros((len(study.groups), len(study.domains), study.time.n_quarters))
+    np.add.at(out, (cells.group, cells.domain, cells.quarter), weight * share * (1.0 - share))
+    return out
+
+
+def time_weights(info: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Which average of its quarters' log-odds a centred domain's coordinate is: (G, D, Q).
+
+    The information-weighted one: the combination the domain's data pin down best (with one
+    dominant cell, that cell's log-odds). A walk sampled in levels (``levels``, per group) and a
+    domain without data take the plain mean.
+    """
+    total = info.sum(axis=2, keepdims=True)
+    uniform = np.full(info.shape, 1.0 / info.shape[2])
+    weighted = np.divide(info, total, out=uniform.copy(), where=total > 0)
+    return np.where(levels[:, None, None], uniform, weighted)
+
+
 def centring(study: Study, cells: CellData, hypothesis: Hypothesis, at: float = CENTRE_AT) -> Centring:
     """The data-dependent parameterisation (see the module docstring) for one hypothesis's priors.
 
@@ -118,11 +205,18 @@ def centring(study: Study, cells: CellData, hypothesis: Hypothesis, at: float = 
     spread = np.array([float(hypothesis.priors[("spread", g.id)].ppf(0.5)) for g in study.groups])
     domain = per_domain * spread[:, None] ** 2 >= at
     steps = np.zeros((len(study.groups), max(study.time.n_quarters - 1, 0)), dtype=bool)
+    modes, walk = None, None
     if "random_walk" in study.time.components and steps.size:
         vol = np.array([float(hypothesis.priors[("volatility", g.id)].ppf(0.5)) for g in study.groups])
-        levels = np.median(per_quarter, axis=1) * vol**2 >= at * WALK_LEVELS_AT / CENTRE_AT
+        strength = np.median(per_quarter, axis=1) * vol**2
+        levels = strength >= at * WALK_LEVELS_AT / CENTRE_AT
         steps = np.repeat(levels[:, None], steps.shape[1], axis=1)
-    return Centring(domain=domain, steps=steps)
+        modes = ~levels & (strength >= at * WALK_MODES_AT / CENTRE_AT)
+        drift = modes & ("trend" in study.time.components)
+        walk = walk_modes(per_quarter, study.time.reference - study.time.start, drift)
+    levels = steps.any(axis=1) if steps.size else np.zeros(len(study.groups), dtype=bool)
+    weights = time_weights(cell_information(study, cells), levels)
+    return Centring(domain=domain, steps=steps, weights=weights, modes=modes, walk=walk)
 
 
 def study_centring(study: Study, cells: CellData, at: float = CENTRE_AT) -> Centring:
@@ -272,10 +366,15 @@ def build_model(
         data = cells.as_model_data()
         cell_index = pm.Data("cell_index", data["cell_index"])
         cell_weights = pm.Data("cell_weights", data["cell_weights"])
+        centred = centred or study_centring(study, cells)
         pieces: dict[str, list[tuple[PriorVector, Any]]] = {}
+        derived: list[tuple[PriorVector, Any]] = []  # tilt vectors derived from centred domains
         for v in prior_vectors(study, signature):
             contiguous = v.rows == tuple(range(v.rows[0], v.rows[-1] + 1))
             p = hp[v.rows[0] : v.rows[-1] + 1] if contiguous else hp[np.array(v.rows)]
+            if v.param == "tilt" and centred.any_domain:
+                derived.append((v, p))
+                continue
             pieces.setdefault(v.param, []).append((v, _rv(v.family, v.name, p, len(v.rows))))
         params: dict[str, Any] = {}
         for param, parts in pieces.items():
@@ -284,20 +383,32 @@ def build_model(
             else:  # groups with different families: back into group order
                 order = np.argsort([row for v, _ in parts for row in v.rows])
                 params[param] = pt.concatenate([rv for _, rv in parts])[order]
-        centred = centred or study_centring(study, cells)
         walk = "random_walk" in study.time.components and n_q > 1
-        shift = None  # what the centred domain variables omit of the domain log-odds (see _walk_in_levels)
+        ref = study.time.reference - study.time.start
+        in_modes = None
+        if walk and centred.any_modes:
+            modes = {k: pm.Data(k, v) for k, v in centred.walk.data().items()}
+            levels = pm.Data(RW_CENTRED, centred.steps.astype(np.float64)) if centred.any_steps else None
+            drift = params["trend"] / 4.0 if "trend" in study.time.components else None
+            in_modes = _walk_in_modes(modes, (len(groups), n_q - 1), params["volatility"], levels, drift)
         if walk and centred.any_steps:
-            mask = pm.Data(RW_CENTRED, centred.steps.astype(np.float64))
+            mask = pm.Data(RW_CENTRED, centred.steps.astype(np.float64)) if in_modes is None else levels
             drift = params["trend"] / 4.0 if "trend" in study.time.components else pt.zeros(len(groups))
-            ref = study.time.reference - study.time.start
-            params[RW_STEPS], shift = _walk_in_levels(mask, centred.steps.shape, drift, params["volatility"], ref)
+            params[RW_STEPS] = _walk_in_levels(mask, centred.steps.shape, drift, params["volatility"], ref, in_modes)
+        elif in_modes is not None:
+            params[RW_STEPS] = pm.Deterministic(RW_STEPS, in_modes)
         elif walk:
             params[RW_STEPS] = pm.Normal(RW_STEPS, 0.0, 1.0, shape=(len(groups), n_q - 1))
         if centred.any_domain:
             mask = pm.Data(DOMAIN_CENTRED, centred.domain.astype(np.float64))
-            params[DOMAIN_EFFECT] = _mixed(
-                DOMAIN_EFFECT, mask, centred.domain.shape, params["tilt"], params["spread"], ("group", "domain"), shift
+            weights = pm.Data(DOMAIN_WEIGHTS, centred.time_weights(n_q))
+            trend = params["trend"] if "trend" in study.time.components else None
+            years = years_from_reference(study)
+            time_effect = _time_effect(
+                len(groups), trend, params.get("volatility") if walk else None, params.get(RW_STEPS), years, ref
+            )
+            params["tilt"], params[DOMAIN_EFFECT] = _tilt_and_domains(
+                study, derived, mask, weights, params["spread"], time_effect
             )
         else:
             params[DOMAIN_EFFECT] = pm.Normal(DOMAIN_EFFECT, 0.0, 1.0, dims=("group", "domain"))
@@ -319,36 +430,97 @@ def build_model(
     return model
 
 
-def _mixed(
-    name: str,
-    mask: Any,
-    shape: tuple[int, int],
-    centre: Any,
-    scale: Any,
-    dims: tuple[str, str] | None,
-    shift: Any = None,
-):
-    """Standardised effects ``(x - centre) / scale``: x ~ Normal(centre, scale) drawn directly
-    where the mask is 1 (centred), as ``centre + scale * z`` elsewhere (non-centred).
+def _dist(family: str, p: Any):
+    """The ``family`` distribution with parameters ``p`` (n, MAX_PARAMS), for its log density."""
+    import pymc as pm
 
-    With ``shift`` (one value per row), the centred variable is ``x - shift``: see
-    ``_walk_in_levels``. The map is a translation, so the density is the same model's.
+    builders: dict[str, Callable[[], Any]] = {
+        "Normal": lambda: pm.Normal.dist(mu=p[:, 0], sigma=p[:, 1]),
+        "StudentT": lambda: pm.StudentT.dist(nu=p[:, 0], mu=p[:, 1], sigma=p[:, 2]),
+    }
+    if family not in builders:
+        raise ValueError(f"a tilt prior is a real-valued family (Normal or StudentT), not {family}")
+    return builders[family]()
+
+
+def _time_effect(n_groups: int, trend: Any, volatility: Any, steps: Any, years: np.ndarray, ref: int) -> Any:
+    """The time part of the log-odds, ``b[g, t]`` of ``latent_parts``, from the model's variables
+    (``trend`` and ``volatility`` None when the study has no such component)."""
+    import pytensor.tensor as pt
+
+    b = pt.zeros((n_groups, len(years)))
+    if trend is not None:
+        b = b + trend[:, None] * years
+    if volatility is not None:
+        walk = pt.concatenate([pt.zeros_like(steps[:, :1]), pt.cumsum(steps, axis=1)], axis=1)
+        b = b + (walk - walk[:, ref : ref + 1]) * volatility[:, None]
+    return b
+
+
+def _tilt_and_domains(
+    study: Study,
+    tilt_vectors: list[tuple[PriorVector, Any]],
+    mask: Any,
+    weights: Any,
+    spread: Any,
+    time_effect: Any,
+) -> tuple[Any, Any]:
+    """Each group's tilt and its standardised domain effects ``domain_z``, where some domains
+    are sampled centred (``mask``, (G, D)).
+
+    A centred domain's coordinate is its log-odds averaged over the quarters with ``weights``
+    (G, D, Q): ``x = a + sum_t weights[t] * b[t]``, with ``a`` the domain's log-odds at the
+    reference quarter and ``b`` the time effect (trend and walk). That is the combination its
+    data pin down (with one dominant cell, the cell's own log-odds), whatever the walk does:
+    anchored at the reference quarter instead, the domain and the walk would share a direction
+    only the reference quarter's data pin down. Given the other coordinates ``x -> a`` is a
+    translation, so it has unit Jacobian.
+
+    In a group with k >= 1 centred domains the tilt is not a coordinate of its own but derived:
+    ``tilt = mean(a over centred domains) + spread * offset / sqrt(k)``. Sampled as a coordinate
+    beside centred domains, the tilt is pinned within spread / sqrt(k) of their mean: a funnel
+    in (tilt, spread), worst with one dominant domain and weak others (the data pin that
+    domain's log-odds but barely the spread). Given the centred domains the offset is a
+    standard normal times the tilt's prior. The map (offset, x) -> (tilt, z) has Jacobian
+    ``spread**(1 - k) / sqrt(k)``: the model's density carries ``spread / sqrt(k)`` for the
+    offset, and the domains' Normal(tilt, spread) densities the rest.
+
+    Both forms of every element exist; the masks (data) choose, and an unused coordinate is an
+    independent Normal(0, 1) that touches nothing. The tilt's prior enters through a Potential
+    (the tilt families are real-valued, so the coordinates are unconstrained either way).
     """
     import pymc as pm
     import pytensor.tensor as pt
 
-    use_centred = pt.gt(mask, 0.5)
-    mu, sd = centre[:, None], scale[:, None]
-    standard = pm.Normal(f"{name}_nc", 0.0, 1.0, shape=shape)
-    if shift is None:
-        direct = pm.Normal(f"{name}_c", pt.switch(use_centred, mu, 0.0), pt.switch(use_centred, sd, 1.0), shape=shape)
-        x = direct
-    else:
-        direct = pm.Flat(f"{name}_c", shape=shape)
-        x = direct + shift[:, None]
-        density = pt.switch(use_centred, pm.logp(pm.Normal.dist(mu, sd), x), pm.logp(pm.Normal.dist(0.0, 1.0), direct))
-        pm.Potential(f"{name}_c_density", density.sum())
-    return pm.Deterministic(name, pt.switch(use_centred, (x - mu) / sd, standard), dims=dims)
+    n_g, n_d = len(study.groups), len(study.domains)
+    use = pt.gt(mask, 0.5)
+    k = use.sum(axis=1)
+    anchored = pt.gt(k, 0)
+    k = pt.maximum(k, 1).astype("float64")
+    standard = pm.Normal(DOMAIN_NC, 0.0, 1.0, shape=(n_g, n_d))
+    direct = pm.Flat(DOMAIN_C, shape=(n_g, n_d))
+    free = pm.Flat(TILT_FREE, shape=n_g)
+    offset = pm.Flat(TILT_OFFSET, shape=n_g)
+    a = direct - (weights * time_effect[:, None, :]).sum(axis=2)
+    mean_a = pt.switch(use, a, 0.0).sum(axis=1) / k
+    tilt = pt.switch(anchored, mean_a + spread * offset / pt.sqrt(k), free)
+
+    def std_normal(x: Any) -> Any:
+        return pm.logp(pm.Normal.dist(0.0, 1.0), x)
+
+    group_of = {g.id: i for i, g in enumerate(study.groups)}
+    prior = 0.0
+    for v, p in tilt_vectors:
+        index = np.array([group_of[study.slots[row][1]] for row in v.rows])
+        prior = prior + pm.logp(_dist(v.family, p), tilt[index]).sum()
+        pm.Deterministic(v.name, tilt[index])
+    jacobian = pt.log(spread) - 0.5 * pt.log(k)
+    pm.Potential("tilt_density", prior + pt.switch(anchored, jacobian + std_normal(free), std_normal(offset)).sum())
+    sd = spread[:, None]
+    domain = pt.switch(use, pm.logp(pm.Normal.dist(tilt[:, None], sd), a), std_normal(direct))
+    pm.Potential(f"{DOMAIN_C}_density", domain.sum())
+    z = pm.Deterministic(DOMAIN_EFFECT, pt.switch(use, (a - tilt[:, None]) / sd, standard), dims=("group", "domain"))
+    return tilt, z
 
 
 def zero_sum_basis(n: int) -> np.ndarray:
@@ -357,17 +529,60 @@ def zero_sum_basis(n: int) -> np.ndarray:
     return q
 
 
-def _walk_in_levels(mask: Any, shape: tuple[int, int], drift: Any, volatility: Any, ref: int):
-    """Standardised walk increments ``rw_z`` and, per group, the shift for the centred domains.
+def _walk_in_modes(
+    modes: dict[str, Any], shape: tuple[int, int], volatility: Any, levels: Any = None, drift: Any = None
+) -> Any:
+    """Standardised walk increments ``rw_z`` from coordinates in the walk's modes (``WalkModes``).
+
+    ``rw_z = basis @ (coordinate / sqrt(1 + volatility**2 * information))``: each mode scaled by
+    its conditional posterior sd given the volatility (data approximated by their Fisher
+    information). A mode the prior pins is then sampled non-centred (scale ~1) and one the data
+    pin centred (``volatility * rw_z`` does not move with the volatility), at every volatility,
+    so the posterior is near round in every mode: the increments (non-centred) make a funnel of
+    the slow modes at large volatility and levels one of the fast modes at small volatility.
+    The map is linear given the volatility; its log Jacobian ``-sum(log(1 + volatility**2 *
+    information)) / 2`` enters the density with the increments' Normal(0, 1). Groups whose
+    walk is in levels (``levels`` rows 1) leave these coordinates unused: independent
+    Normal(0, 1) variables that touch nothing.
+
+    Where the modes carry the drift (strong data), they are the increments with the trend's
+    drift in them, ``rw_z + share * drift / volatility``, as the levels are: the data pin the
+    walk's slow modes, trend and walk together, and would otherwise leave trend and ``rw_z`` on
+    a ridge. ``share`` is the data's share of the mean increment's precision at this
+    volatility, ``v**2 i / (1 + v**2 i)`` with ``i`` the ``drift`` data, so that a small
+    volatility does not pin the trend to the walk. ``rw_z`` is the modes minus that: given
+    trend and volatility a shift, so the Jacobian is the modes' alone.
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    basis, information = modes[MODES_BASIS], modes[MODES_INFORMATION]
+    coordinate = pm.Flat(RW_MODES, shape=shape)
+    log_factor = -0.5 * pt.log1p(volatility[:, None] ** 2 * information)
+    rw_z = pt.specify_shape((basis * (pt.exp(log_factor) * coordinate)[:, None, :]).sum(axis=2), shape)
+    if drift is not None:
+        precision = volatility**2 * modes[MODES_DRIFT]
+        rw_z = rw_z - (precision / (1.0 + precision) * drift / volatility)[:, None]
+    density = pm.logp(pm.Normal.dist(0.0, 1.0), rw_z).sum(axis=1) + log_factor.sum(axis=1)
+    unused = pm.logp(pm.Normal.dist(0.0, 1.0), coordinate).sum(axis=1)
+    in_levels = pt.gt(levels[:, 0], 0.5) if levels is not None else pt.zeros(shape[0], dtype=bool)
+    pm.Potential(f"{RW_MODES}_density", pt.switch(in_levels, unused, density).sum())
+    return rw_z
+
+
+def _walk_in_levels(
+    mask: Any, shape: tuple[int, int], drift: Any, volatility: Any, ref: int, standard: Any = None
+):
+    """Standardised walk increments ``rw_z``.
 
     Where ``mask`` rows are 1 the walk is sampled in levels, and in the coordinates in which
     pinned data make the posterior round: the walk's deviations from its own mean over the
-    quarters (``dev``, through an orthonormal zero-sum basis) and, in ``_mixed``, each centred
-    domain's log-odds plus that mean. The walk itself is ``dev - dev[ref]`` (0 at the
-    reference quarter) and a domain's log-odds is its variable plus ``dev[ref]``, so every
-    cell's log-odds is (domain variable + dev[t]), each term pinned by many cells. Anchored at
-    the reference quarter instead, every domain and every level would share one direction
-    only the reference quarter's data pin down, which NUTS crosses slowly.
+    quarters (``dev``, through an orthonormal zero-sum basis) and, in ``_tilt_and_domains``
+    (with its time weights the plain mean), each centred domain's log-odds plus the walk's mean.
+    The walk itself is ``dev - dev[ref]`` (0 at the reference quarter), so every cell's
+    log-odds is (domain variable + dev[t]), each term pinned by many cells. Anchored at the
+    reference quarter instead, every domain and every level would share one direction only the
+    reference quarter's data pin down, which NUTS crosses slowly.
 
     The map from these coordinates to (domain log-odds, levels) is linear with a constant
     Jacobian, added as a Potential, so the density (and the marginal likelihood) is the same
@@ -385,7 +600,8 @@ def _walk_in_levels(mask: Any, shape: tuple[int, int], drift: Any, volatility: A
 
     use_levels = pt.gt(mask, 0.5)
     in_levels = use_levels[:, 0]
-    standard = pm.Normal(RW_NC, 0.0, 1.0, shape=shape)
+    if standard is None:  # the increments of the other groups' walks (else: in their modes)
+        standard = pm.Normal(RW_NC, 0.0, 1.0, shape=shape)
     free = pm.Flat(RW_LEVELS, shape=shape)
     dev = free @ basis.T  # (G, Q), rows sum to zero
     walk = dev - dev[:, ref : ref + 1]
@@ -397,8 +613,7 @@ def _walk_in_levels(mask: Any, shape: tuple[int, int], drift: Any, volatility: A
         pm.logp(pm.Normal.dist(0.0, 1.0), free),
     )
     pm.Potential(f"{RW_STEPS}_levels_density", density.sum() + log_jacobian * in_levels.sum())
-    rw_z = pm.Deterministic(RW_STEPS, pt.switch(use_levels, (increments - mu) / sd, standard))
-    return rw_z, pt.switch(in_levels, dev[:, ref], 0.0)
+    return pm.Deterministic(RW_STEPS, pt.switch(use_levels, (increments - mu) / sd, standard))
 
 
 def draws_as_arrays(posterior, study: Study) -> dict[str, np.ndarray]:
