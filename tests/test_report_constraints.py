@@ -304,7 +304,7 @@ def test_a_constraint_only_run_gets_a_report_from_the_constraint_comparison_alon
     assert r.summary.answer == "Most probable answer: 'East cools', likely (0.70), with low confidence."
     assert [b.kind for b in r.summary.comparisons] == ["constraints"] and r.summary.agree is None
     assert r.constraints.available and r.constraints.leader == "cools"
-    assert {m.section for m in r.missing} <= {"history", "forecasts", "backtest", "calibration"}
+    assert {m.section for m in r.missing} <= {"history", "evidence", "forecasts", "backtest", "calibration"}
     assert r.diagnostics.rows[-1].id == "encompassing" and r.diagnostics.rows[-1].converged
     html = (run / "report.html").read_text(encoding="utf-8")
     assert '<p class="note" id="constraint-only">' in html and '<table id="support-table">' not in html
@@ -568,3 +568,26 @@ def test_the_report_of_an_update_with_constraint_hypotheses_alone_renders(tmp_pa
     assert r.headline.constraint_only and r.constraints.available and r.summary.comparisons[0].kind == "constraints"
     assert r.cooperation is not None and "encompassing model" in r.cooperation.note
     assert (run / "report.md").read_text(encoding="utf-8").count("## 1b. Constraint hypotheses") == 1
+
+
+def test_section_1b_says_which_observations_are_critical_to_the_constraint_comparison(tmp_path):
+    from forecast.reports.report.constraints import with_evidence
+
+    c = constraint_section(record(), report_study(tmp_path))
+    assert "`forecast evidence` adds" in with_evidence(c, None).evidence
+    assert "holds no constraint comparison" in with_evidence(c, {"critical": []}).evidence
+    found = {
+        "constraints": {
+            "labels": {"cools": "East cools", "warms": "East warms", "neither": "Neither"},
+            "critical": ["G003", "G017"],
+            "observations": [{"id": f"G{i:03d}"} for i in range(48)],
+            "groups": [{"id": "group:east", "label": "East", "max_shift": 0.31}, {"label": "West", "max_shift": 0.1}],
+            "n_unreliable": 1,
+        }
+    }
+    text = with_evidence(c, found).evidence
+    assert text.startswith("2 of 48 observations are critical to the constraint comparison") and "G003, G017" in text
+    assert "moves it most: East (the largest change of a probability without it: 0.31)" in text
+    assert "1 estimate(s) have Pareto k above the threshold" in text
+    found["constraints"]["critical"] = []
+    assert "leaves 'East cools' in the lead" in with_evidence(c, found).evidence

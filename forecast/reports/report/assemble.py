@@ -106,7 +106,7 @@ def _build(stored: StoredRun, renderer, progress: Progress | None) -> Report:
     labels = {h.id: h.label for h in study.hypotheses}
     constraint_only = not ids  # a study with constraint hypotheses alone: their comparison is the report
     latest = run.summary.get("latest_observation", run.obs.latest_date)
-    constraints = C.constraint_section(run.constraints, study, latest)
+    constraints = C.with_evidence(C.constraint_section(run.constraints, study, latest), run.evidence)
     head = _constraint_headline(run, constraints) if constraint_only else _headline(run, colours)
     rows = {r.id: r for r in head.rows}
     arrays = {hid: draws_as_arrays(run.posteriors[hid], study) for hid in ids}

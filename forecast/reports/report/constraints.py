@@ -334,6 +334,47 @@ def _encompassing(data: dict, study: Study) -> tuple[HypothesisPriors, str]:
     return prior, note
 
 
+def with_evidence(c: ConstraintSection, evidence: dict | None, shown: int = 5) -> ConstraintSection:
+    """Section 1b with what `forecast evidence` found for the constraint hypotheses (critical items)."""
+    if not c.available:
+        return c
+    part = (evidence or {}).get("constraints")
+    if evidence is None:
+        text = "`forecast evidence` adds which observations are critical to the constraint comparison."
+    elif not part:
+        text = "evidence.json holds no constraint comparison (run `forecast evidence` again to add it)."
+    else:
+        try:
+            labels = {str(k): str(v) for k, v in (part.get("labels") or {}).items()}
+            critical = [str(x) for x in part.get("critical") or []]
+            n = len(part.get("observations") or [])
+            groups = sorted(part.get("groups") or [], key=lambda g: -num(g.get("max_shift")))
+            if critical:
+                listed = ", ".join(critical[:shown]) + (
+                    f" and {len(critical) - shown} more" if len(critical) > shown else ""
+                )
+                text = (
+                    f"{len(critical)} of {n} observations are critical to the constraint comparison (removing or "
+                    f"reversing one changes the leading constraint hypothesis): {listed} (evidence.json)."
+                )
+            else:
+                text = (
+                    f"No single observation is critical to the constraint comparison: removing or reversing any one "
+                    f"of the {n} leaves '{labels.get(c.leader or '', c.leader)}' in the lead (evidence.json)."
+                )
+            if groups:
+                g = groups[0]
+                text += (
+                    f" The evidence group that moves it most: {g.get('label', g.get('id'))} (the largest change of "
+                    f"a probability without it: {num(g.get('max_shift')):.2f})."
+                )
+            if part.get("n_unreliable"):
+                text += f" {int(part['n_unreliable'])} estimate(s) have Pareto k above the threshold (not refitted)."
+        except SHAPE_ERRORS as e:
+            text = f"evidence.json's constraint comparison could not be read ({type(e).__name__})."
+    return dataclasses.replace(c, evidence=text)
+
+
 # --- the summary and the headline: both comparisons, kept apart ------------------------------------------
 
 
@@ -479,4 +520,4 @@ def _leader_bf(head: Headline, box: ComparisonBox) -> float | None:
     return top.bayes_factor if top.bayes_factor is not None and math.isfinite(top.bayes_factor) else None
 
 
-__all__ = ["constraint_section", "constraints_box", "priors_box", "with_constraints"]
+__all__ = ["constraint_section", "constraints_box", "priors_box", "with_constraints", "with_evidence"]

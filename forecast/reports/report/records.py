@@ -613,6 +613,7 @@ class ConstraintSection:
     headline: str = ""  # the constraint comparison's own sentence
     n_prior_draws: int | None = None
     n_posterior_draws: int | None = None
+    evidence: str = ""  # what `forecast evidence` found for them (evidence.json's "constraints"), or what adds it
 
 
 # --- the whole report --------------------------------------------------------------------------

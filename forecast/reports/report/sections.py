@@ -63,7 +63,7 @@ COMMANDS = {
 }
 # What a run with constraint hypotheses alone can miss: the analyses of prior-specified hypotheses
 # (robustness grid, evidence, sensitivity, their prior predictive check) do not apply.
-CONSTRAINT_ONLY = ("history", "forecasts", "backtest", "calibration")
+CONSTRAINT_ONLY = ("history", "evidence", "forecasts", "backtest", "calibration")
 
 
 def _label(labels: dict[str, str], key: object) -> str:
