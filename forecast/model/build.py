@@ -413,19 +413,27 @@ def build_model(
         else:
             params[DOMAIN_EFFECT] = pm.Normal(DOMAIN_EFFECT, 0.0, 1.0, dims=("group", "domain"))
         zeros = pt.zeros(len(groups))
-        loglik = CellLoglik(ref=study.time.reference - study.time.start)(
+        latent = (
             params["tilt"],
             params["spread"],
             params[DOMAIN_EFFECT],
             params["trend"] if "trend" in study.time.components else zeros,
             params["volatility"] if walk else zeros,
             params[RW_STEPS] if walk else pt.zeros((len(groups), max(n_q - 1, 0))),
-            years_from_reference(study),
-            cell_index,
-            cell_weights,
-        )[0]
-        # Reliability-weighted Bernoulli log-likelihood: w * log p for cooperative events,
-        # w * log(1 - p) for conflictual ones, summed per cell (forecast/likelihood.py).
+        )
+        observed = (years_from_reference(study), cell_index, cell_weights)
+        if study.overdispersed:
+            # Each cell's share Beta(p phi, (1 - p) phi) around p, integrated out: the Polya
+            # likelihood of its weighted counts, with the study's one concentration phi
+            # (forecast/model/overdispersion.py).
+            from forecast.model.overdispersion import CellPolyaLoglik, concentration_variable
+
+            phi = concentration_variable(study.concentration)
+            loglik = CellPolyaLoglik(ref=study.time.reference - study.time.start)(*latent, phi, *observed)[0]
+        else:
+            # Reliability-weighted Bernoulli log-likelihood: w * log p for cooperative events,
+            # w * log(1 - p) for conflictual ones, summed per cell (forecast/model/likelihood.py).
+            loglik = CellLoglik(ref=study.time.reference - study.time.start)(*latent, *observed)[0]
         pm.Potential("weighted_loglik", loglik)
     return model
 
