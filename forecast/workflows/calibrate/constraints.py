@@ -85,7 +85,8 @@ def constraint_setup(
     if getattr(study, "overdispersion", "none") != "none":
         raise InputError(
             f"{study.path}: [model] overdispersion = {study.overdispersion!r}: calibrating the constraint comparison "
-            'simulates independent events; set overdispersion = "none" to calibrate it'
+            "simulates independent events (overdispersed outcomes are not simulated yet); calibrate it with "
+            'overdispersion = "none", or calibrate only the prior-specified comparison (--comparison prior)'
         )
     n = prior_draws or spec.prior_draws
     masses, _ = prior_masses(
