@@ -19,6 +19,16 @@ holding one consultation repeated 2,000 times weighs about as much as a cell of 
 Fractional (reliability-weighted) counts enter the gamma functions as they are, as they enter
 the plain likelihood as powers.
 
+The default is ``overdispersion = "none"`` (measured 2026-12-07, seed 20190712, 4 x 1500 draws).
+On the hand-coded default study the data show no overdispersion (the concentration's posterior
+is its prior's: median 32, 90% 9-135), PSIS-LOO prefers the plain model by 1.0-1.3 nats per
+hypothesis (paired SE 0.55), the answer barely moves (hedging 0.84 -> 0.86-0.88) and an update
+takes 3-5x longer. With one cell of 1,951 repeated imported rows added, the option is clearly
+better (LOO +12 nats, SE 6; the repeats move log BF(hedging : realignment) by +0.6 nats instead
+of +1.3), so studies fed by machine-coded imports should set ``overdispersion = "cell"``. One
+concentration serves the whole study: such a cell pulls it down (to ~5) for every cell, so the
+option bounds a flood of repeats but does not replace clustering them (``forecast import``).
+
 The Op returns the log-likelihood and its gradients with respect to tilt, spread, z, trend,
 volatility, steps and the concentration; its pullback reuses them (NUTS needs first derivatives
 only). ``perform`` is the NumPy reference; the Numba implementation is the one nutpie compiles.

@@ -66,7 +66,8 @@ INITIATORS = ("actor", "counterpart", "joint")
 # independent Bernoulli draw at the cell's probability (the events of one cell carry evidence
 # without bound); "cell": the cell's cooperative share is Beta(p * concentration, (1 - p) *
 # concentration) around p = sigmoid(log-odds), so one cell carries at most about
-# ``concentration + 1`` events' worth of evidence (forecast.model.overdispersion).
+# ``concentration + 1`` events' worth of evidence (forecast.model.overdispersion, which says why
+# "none" is the default and "cell" is advised for studies fed by machine-coded imports).
 OVERDISPERSION = ("none", "cell")
 CONCENTRATION = "concentration"
 # The default prior of the concentration, stated once per study (the same for every hypothesis):
