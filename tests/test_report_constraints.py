@@ -213,7 +213,8 @@ def test_the_headline_says_when_the_two_comparisons_disagree(disagreeing_report)
     h, s = report.headline, report.summary
     assert h.conclusion.startswith("The two ways of stating the hypotheses disagree")
     assert "'Shift' leads (0.77)" in h.conclusion and "'East warms' leads (0.70)" in h.conclusion
-    assert DISAGREE in h.conclusion and DISAGREE_REASON in h.conclusion
+    assert DISAGREE in h.conclusion and "Neither answer holds on its own: low confidence." in h.conclusion
+    assert s.confidence_reasons == [DISAGREE_REASON]
     assert s.answer.startswith("No single answer: the two comparisons disagree") and s.confidence == "low"
     assert s.agree is False and s.agreement == DISAGREE
     assert h.prior_conclusion.startswith("The evidence favours 'Shift'")  # the prior-specified one, kept

@@ -496,7 +496,7 @@ def with_constraints(head: Headline, summary: Summary, c: ConstraintSection, pbo
     conclusion = both.sentence
     if sentence and sentence not in conclusion:
         conclusion += f" {sentence}"
-    if both.reasons:
+    if both.reasons and both.agree:  # a disagreement's first sentence already says why confidence is low
         conclusion += " Confidence " + both.confidence + " because " + "; ".join(both.reasons) + "."
     if not head.converged or not c.converged:
         conclusion = "UNRELIABLE (a fit failed its checks): " + conclusion
