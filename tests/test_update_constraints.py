@@ -119,7 +119,8 @@ def test_without_a_prior_specified_comparison_agreement_is_undecided():
     c = _comparison(SAME, [SAME, SAME])
     a = agreement(c)
     assert a.agree is None and a.prior_leader is None
-    assert "Only the constraint comparison" in a.sentence
+    assert a.sentence.startswith("The constraint hypotheses favour 'Pragmatic hedging' (0.70; robust to a 1.5x")
+    assert "not two prior-specified hypotheses" in a.sentence
     # summary.json of a constraint-only run (no judgement, no hypotheses) reads the same way.
     assert agreement_with_summary(c, {"hypotheses": [], "judgement": None}) == a
 

@@ -581,8 +581,8 @@ def agreement(
         c_what = "a " + " or ".join(f"{x:g}x" for x in scales) + " wider or narrower encompassing prior"
     if prior_leader is None:
         sentence = (
-            f"Only the constraint comparison can be read: it favours {c_text}, "
-            f"{_robust_phrase(c_robust, c_what)}; there are not two prior-specified hypotheses to compare with."
+            f"The constraint hypotheses favour {c_text[:-1]}; {_robust_phrase(c_robust, c_what)}); "
+            "there are not two prior-specified hypotheses to compare them with."
         )
         if caveats:
             sentence = sentence[:-1] + "; " + "; ".join(caveats) + "."

@@ -418,12 +418,7 @@ def _constraint_only(study: Study, obs: Observations, settings: SamplerSettings)
 
 def _constraint_conclusion(comparison: ConstraintComparison, agreed: Agreement, obs: Observations) -> str:
     """The headline of a constraint-only study: the constraint leader, as the agreement states it."""
-    lead = next(h for h in comparison.hypotheses if h.id == comparison.leader)
-    text = (
-        f"Through {obs.latest_date}, the constraint hypotheses favour '{lead.label}' "
-        f"({lead.posterior_probability:.2f}; Bayes factor {lead.bf_text} against the encompassing model). "
-        + agreed.sentence
-    )
+    text = f"Through {obs.latest_date}, " + agreed.sentence[0].lower() + agreed.sentence[1:]
     return (UNRELIABLE + ". " + text) if not comparison.converged else text
 
 
