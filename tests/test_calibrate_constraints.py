@@ -306,3 +306,30 @@ def test_one_encompassing_fit_per_data_set_and_prior_masses_once(real):
         assert r.n_cooperative == int(table["cooperative"].sum())
         assert sum(r.posterior_probability.values()) == pytest.approx(1.0)
         assert not [p for p in r.problems if not p.startswith("encompassing: ")]
+
+
+@pytest.mark.slow
+def test_cli_calibrate_on_a_constraint_study(real):
+    d, _, _ = real
+    args = [
+        "calibrate",
+        str(d / "s.toml"),
+        "--datasets",
+        "2",
+        "--n",
+        str(N_EVENTS),
+        "--draws",
+        "1000",
+        "--tune",
+        "1000",
+    ]
+    args += ["--chains", "2", "--workers", "0", "--runs-dir", str(d / "runs"), "-q", "--allow-unconverged"]
+    runner = CliRunner()
+    text = runner.invoke(main, args)
+    assert text.exit_code == 0, text.output
+    assert "Constraint hypotheses (2 data sets of their own" in text.stdout and "Too few data sets" in text.stdout
+    out = json.loads(runner.invoke(main, [*args, "--json", "--comparison", "constraints"]).stdout)
+    assert out["comparisons"] == ["constraints"] and "hypotheses" not in out
+    assert [r["index"] for r in out["constraints"]["replicates"]] == [0, 1]
+    no = runner.invoke(main, [*args, "--comparison", "prior"])
+    assert no.exit_code != 0 and "at least two hypotheses" in no.output

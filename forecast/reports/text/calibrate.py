@@ -92,7 +92,7 @@ def _constraint_section(result: CalibrationResult) -> list[str]:
     for h, r in k.rejection.items():
         lines.append(
             f"  {h:<20} prior mass {r.prior_mass:.3g}: about {r.expected_candidates:,.0f} candidates per draw; "
-            f"{r.n_draws} data sets took {r.candidates:,} (at most {r.max_candidates:,})"
+            f"{r.n_draws} data set{'' if r.n_draws == 1 else 's'} took {r.candidates:,} (at most {r.max_candidates:,})"
         )
     if k.warning:
         lines += ["", "WARNING (constraint hypotheses): " + k.warning]
