@@ -333,3 +333,20 @@ def test_constraint_bayes_factor_equals_exact_masses_on_a_static_model(tmp_path)
     assert abs(h.posterior_mass.value - post) < 4 * h.posterior_mass.se
     exact = math.log(post / prior)
     assert abs(h.bayes_factor.log_bf - exact) < 4 * h.bayes_factor.log_bf_se
+
+
+def test_forecast_constraints_without_a_study_compares_the_default_studys_constraint_hypotheses(monkeypatch):
+    from click.testing import CliRunner
+
+    import forecast.workflows.constraints as workflow
+    from forecast.cli import main
+
+    seen = []
+
+    def record(path, *args, **kwargs):
+        seen.append(str(path))
+        raise StudyError("stop here")
+
+    monkeypatch.setattr(workflow, "run_constraints", record)
+    out = CliRunner().invoke(main, ["constraints", "-q"])
+    assert out.exit_code == 2 and seen and seen[0].endswith("priors/turkey_nato.toml")
