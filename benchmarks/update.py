@@ -27,7 +27,9 @@ What is measured, all in one run and each in a FRESH process (wall clock, `time.
    domains and a few Admiralty grades of the default study, dates in 2015Q1..2025Q4), each
    timed ``--repeats`` times (median) after a short untimed warm-up run of the same study (its
    parameterisation, hence its compiled model, follows the data), and ``scaling_ratio_1m_1k``
-   (target <= 2). For the largest size, a breakdown
+   (target <= 2). Each size prints its convergence retries (hypotheses refitted after failing the
+   gate: target 0 at every size) and its time as a ratio to 1k events (target <= 1.3 at 10k and
+   100k). For the largest size, a breakdown
    shows where the time goes: process start-up and imports, reading and validating the CSV,
    cell statistics, compiling, NUTS sampling (with retries and tree-depth saturation per
    hypothesis), and bridge sampling + LOO + writing. It combines the timed run's own
@@ -36,7 +38,9 @@ What is measured, all in one run and each in a FRESH process (wall clock, `time.
 
 Progress goes to stderr. Stdout gets a readable summary and, as its LAST line, one JSON object
 with the keys ``default_study_s``, ``baseline_s``, ``speedup``, ``scaling`` (event count as a
-string -> seconds), ``scaling_ratio_1m_1k`` (null when skipped) and ``machine_yardstick_s``
+string -> seconds), ``scaling_ratio_1m_1k`` (null when skipped), ``scaling_ratios`` (event count
+-> seconds / seconds at 1k, when 1k was run), ``retries`` (event count -> convergence retries
+summed over the hypotheses of the timed run, null if it reported none) and ``machine_yardstick_s``
 (a fixed pure-Python loop's seconds at the start and the end: this machine's speed drifts by up
 to a third over a day, so compare figures of runs whose yardsticks agree).
 
@@ -78,6 +82,7 @@ CONVERGENCE_EXIT = 3  # forecast's exit code when the convergence gate fails
 # work is done either way: every fit and its retry, bridge sampling and LOO precede the gate).
 ALLOW_UNCONVERGED = "--allow-unconverged"
 SEED = DEFAULT_SEED
+MIDDLE_RATIO_TARGET = 1.3  # 10k and 100k events: time / time at 1k (issue 17)
 WARMUP_DRAWS = ("--draws", "100", "--tune", "100")
 
 # Admiralty grades of the synthetic events and how often each occurs.
@@ -122,6 +127,13 @@ def forecast_update(study: Path, runs_dir: Path, *extra: str) -> UpdateRun:
         raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}:\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout) if proc.returncode == 0 else None
     return UpdateRun(seconds, result, proc.returncode, proc.stderr)
+
+
+def count_retries(run: UpdateRun) -> int | None:
+    """Hypotheses refitted after failing the convergence gate (attempts beyond the first)."""
+    if run.result is None:
+        return None
+    return sum(h["attempts"] - 1 for h in run.result["hypotheses"])
 
 
 def median_update(study: Path, runs_dir: Path, repeats: int, *extra: str) -> tuple[UpdateRun, list[float]]:
@@ -570,6 +582,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict:
 
     # 3. Scaling with synthetic events.
     scaling: dict[str, float] = {}
+    retries: dict[str, int | None] = {}
     if args.sizes:
         studies, timed = {}, {}
         for n in args.sizes:
@@ -587,14 +600,24 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict:
             run, seconds = median_update(studies[n], runs, args.repeats, ALLOW_UNCONVERGED)
             timed[n] = run
             scaling[str(n)] = run.seconds
+            retries[str(n)] = count_retries(run)
             say(f"  {n}: {describe(run)}{spread(seconds)}")
-            print(f"  {n:>9} events: {describe(run)}{spread(seconds)}")
+            print(f"  {n:>9} events: {describe(run)}{spread(seconds)}; retries {retries[str(n)]}")
         if not args.skip_breakdown:
             largest = max(args.sizes)
             say(f"breakdown: stage timings before sampling and compiles ({largest} events)")
             print_breakdown(timed[largest], breakdown(studies[largest]))
 
-    ratio = scaling["1000000"] / scaling["1000"] if {"1000", "1000000"} <= scaling.keys() else None
+    ratios = {n: s / scaling["1000"] for n, s in scaling.items()} if "1000" in scaling else {}
+    if ratios:
+        print(
+            "Time / time at 1k events: "
+            + ", ".join(f"{int(n):,}: {r:.2f}" for n, r in ratios.items() if n != "1000")
+            + f" (targets <= {MIDDLE_RATIO_TARGET} at 10k and 100k, <= 2 at 1M); retries per size "
+            + ", ".join(f"{int(n):,}: {r}" for n, r in retries.items())
+            + " (target 0)"
+        )
+    ratio = ratios.get("1000000")
     if ratio is not None:
         print(f"Scaling ratio 1M / 1k events: {ratio:.2f} (target <= 2)")
     speed_after = machine_speed()
@@ -605,6 +628,8 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict:
         "speedup": speedup,
         "scaling": scaling,
         "scaling_ratio_1m_1k": ratio,
+        "scaling_ratios": ratios,
+        "retries": retries,
         "machine_yardstick_s": [speed_before, speed_after],
     }
 

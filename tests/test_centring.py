@@ -1,6 +1,8 @@
 """The data-dependent parameterisation: which elements are centred, and that the rule is the
-documented one (Fisher information x prior median scale^2 >= CENTRE_AT). That centred fits
-meet exact answers is checked in test_marginal_exact (case ``strong_data_centred``)."""
+documented one (Fisher information x prior median scale^2 >= CENTRE_AT); that every form is an
+exact change of variables of the one model (same log density up to the log Jacobian of the map,
+hence the same posterior and marginal likelihood). That centred fits meet exact answers is
+checked in test_marginal_exact (case ``strong_data_centred``)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,17 @@ import pytest
 
 from forecast.data.cells import CellData, cell_data
 from forecast.data.observations import load_observations
-from forecast.model.build import CENTRE_AT, WALK_LEVELS_AT, Centring, centring, information, study_centring
+from forecast.model.build import (
+    CENTRE_AT,
+    WALK_LEVELS_AT,
+    WALK_MODES_AT,
+    Centring,
+    centring,
+    information,
+    study_centring,
+    time_weights,
+    walk_modes,
+)
 from forecast.spec.study import load_study
 from tests.helpers import DEFAULT_STUDY
 
@@ -123,31 +135,35 @@ def test_walk_in_levels_and_centred_domains_are_an_exact_change_of_variables(tmp
     tilt, trend = rng.normal(0, 1, n_g), rng.normal(0, 0.1, n_g)
     spread, vol = rng.uniform(0.3, 1.2, n_g), rng.uniform(0.05, 0.4, n_g)
     z, rw_z = rng.normal(size=(n_g, n_d)), rng.normal(size=(n_g, n_q - 1))
-    hyper = {"tilt__Normal": tilt, "trend__Normal": trend}
+    hyper = {"trend__Normal": trend}
     hyper |= {"spread__HalfNormal_log__": np.log(spread), "volatility__HalfNormal_log__": np.log(vol)}
-    plain_point = {**hyper, DOMAIN_EFFECT: z, RW_STEPS: rw_z}
+    plain_point = {**hyper, "tilt__Normal": tilt, DOMAIN_EFFECT: z, RW_STEPS: rw_z}
 
     a = tilt[:, None] + spread[:, None] * z
     walk = np.concatenate([np.zeros((n_g, 1)), np.cumsum(rw_z, axis=1)], axis=1)
     w = trend[:, None] * years_from_reference(study) + vol[:, None] * (walk - walk[:, ref : ref + 1])
     dev = w - w.mean(axis=1, keepdims=True)
-    unused_d, unused_w = rng.normal(size=(n_g, n_d)), rng.normal(size=(n_g, n_q - 1))
+    unused_d, unused_w, unused_t = rng.normal(size=(n_g, n_d)), rng.normal(size=(n_g, n_q - 1)), rng.normal(size=n_g)
     levels_point = {
         **hyper,
         f"{DOMAIN_EFFECT}_nc": unused_d,
         f"{DOMAIN_EFFECT}_c": a - dev[:, ref : ref + 1],
         f"{RW_STEPS}_nc": unused_w,
         f"{RW_STEPS}_levels": dev @ zero_sum_basis(n_q),
+        # every group's tilt is derived from its (all centred) domains: tilt = mean(a) + spread * offset / sqrt(D)
+        "tilt_free": unused_t,
+        "tilt_offset": (tilt - a.mean(axis=1)) * np.sqrt(n_d) / spread,
     }
     basis = zero_sum_basis(n_q)
     to_levels = np.delete(np.eye(n_q) - np.eye(n_q)[ref], ref, axis=0) @ basis
     expected = (
         plain.compile_logp()(plain_point)
-        - n_d * np.log(spread).sum()
+        + ((1 - n_d) * np.log(spread) - 0.5 * np.log(n_d)).sum()  # (offset, x) -> (tilt, z)
         - (n_q - 1) * np.log(vol).sum()
         + n_g * np.linalg.slogdet(to_levels)[1]
         + norm.logpdf(unused_d).sum()
         + norm.logpdf(unused_w).sum()
+        + norm.logpdf(unused_t).sum()
     )
     assert levels.compile_logp()(levels_point) == pytest.approx(expected, abs=1e-8)
     # and the stored layout is the same: the Deterministics give back z and rw_z
@@ -198,10 +214,200 @@ def test_the_unused_coordinates_are_exactly_the_standard_normal_ones(tmp_path, m
         if exact[j]:
             assert change == pytest.approx(standard_normal_change, abs=1e-9), j
         standard_like[j] = change == pytest.approx(standard_normal_change, abs=1e-9)
-    # one unused coordinate per element that has both: a domain effect and a walk step each
-    assert exact.sum() == n_g * n_d + n_g * (n_q - 1)
+    # one unused coordinate per element that has both: a domain effect, a walk step, a group's
+    # tilt (its own coordinate where derived from centred domains, else the derivation's offset)
+    assert exact.sum() == n_g * n_d + n_g * (n_q - 1) + n_g
     # Not every coordinate is standard normal: the hyperparameters and the centred (levels)
     # coordinates in use are not. (A used non-centred coordinate that no data reach is, exactly.)
     n_hyper = 4 * n_g
     n_centred_in_use = int(domain.sum() + steps.sum())
     assert (~standard_like[~exact]).sum() >= n_hyper + n_centred_in_use
+
+
+def test_a_walk_between_increments_and_levels_is_sampled_in_its_modes():
+    study = load_study(DEFAULT_STUDY)
+    h = study.hypotheses[0]
+    vol = float(h.priors[("volatility", study.groups[0].id)].ppf(0.5))
+    n_q = study.time.n_quarters
+
+    def rows(factor: float) -> list:  # every quarter of group 0 at ``factor`` times the rule (50% shares)
+        weight = factor * WALK_MODES_AT / vol**2 / 0.25
+        return [(0, 0, t, weight / 2, weight / 2) for t in range(n_q)]
+
+    assert not centring(study, cells_of(rows(0.9)), h).any_modes
+    c = centring(study, cells_of(rows(1.1)), h)
+    assert c.modes[0] and not c.modes[1:].any() and not c.any_steps
+    # levels take over from the modes at WALK_LEVELS_AT
+    c = centring(study, cells_of(rows(1.1 * WALK_LEVELS_AT / WALK_MODES_AT)), h)
+    assert c.any_steps and not c.any_modes
+
+
+def test_a_centred_domain_averages_its_quarters_by_their_information():
+    info = np.zeros((2, 2, 4))
+    info[0, 0] = [0.0, 3.0, 1.0, 0.0]  # one domain with data in two quarters
+    weights = time_weights(info, levels=np.array([False, True]))
+    np.testing.assert_allclose(weights[0, 0], [0.0, 0.75, 0.25, 0.0])
+    np.testing.assert_allclose(weights[0, 1], 0.25)  # no data: the plain mean
+    np.testing.assert_allclose(weights[1], 0.25)  # a walk in levels: the plain mean
+    np.testing.assert_allclose(weights.sum(axis=2), 1.0)
+
+
+def test_the_walks_modes_diagonalise_the_datas_information_about_its_increments():
+    rng = np.random.default_rng(3)
+    per_quarter = rng.uniform(0.0, 50.0, size=(2, 7))
+    ref = 2
+    modes = walk_modes(per_quarter, ref, drift=np.array([True, False]))
+    to_walk = (np.arange(7)[:, None] > np.arange(6)[None, :]).astype(float) - (np.arange(6) < ref)[None, :]
+    for g in range(2):
+        # information about the walk relative to its information-weighted mean
+        info, total = per_quarter[g], per_quarter[g].sum()
+        k = to_walk.T @ (np.diag(info) - np.outer(info, info) / total) @ to_walk
+        u = modes.basis[g]
+        np.testing.assert_allclose(u.T @ u, np.eye(6), atol=1e-10)
+        np.testing.assert_allclose(u @ np.diag(modes.information[g]) @ u.T, k, atol=1e-8 * np.abs(k).max())
+        # the mean increment's information (1' K 1 / n), for the group whose modes carry the drift
+        assert modes.drift[g] == (pytest.approx(k.sum() / 6) if g == 0 else 0.0)
+
+
+def _mixed_point(study, centred, rng):
+    """A point of the plain model and the same point in the coordinates of ``centred``, with the
+    log Jacobian of the map and the unused coordinates' standard normal log density."""
+    from scipy.stats import norm
+
+    from forecast.model.build import DOMAIN_EFFECT, RW_STEPS, years_from_reference, zero_sum_basis
+
+    n_g, n_d, n_q = len(study.groups), len(study.domains), study.time.n_quarters
+    ref = study.time.reference - study.time.start
+    tilt, trend = rng.normal(0, 1, n_g), rng.normal(0, 0.1, n_g)
+    spread, vol = rng.uniform(0.3, 1.2, n_g), rng.uniform(0.05, 0.4, n_g)
+    z, rw_z = rng.normal(size=(n_g, n_d)), rng.normal(size=(n_g, n_q - 1))
+    hyper = {"trend__Normal": trend}
+    hyper |= {"spread__HalfNormal_log__": np.log(spread), "volatility__HalfNormal_log__": np.log(vol)}
+    plain = {**hyper, "tilt__Normal": tilt, DOMAIN_EFFECT: z, RW_STEPS: rw_z}
+
+    walk = np.concatenate([np.zeros((n_g, 1)), np.cumsum(rw_z, axis=1)], axis=1)
+    b = trend[:, None] * years_from_reference(study) + vol[:, None] * (walk - walk[:, ref : ref + 1])
+    a = tilt[:, None] + spread[:, None] * z
+    use = centred.domain
+    k = use.sum(axis=1)
+    log_jacobian, unused = 0.0, []
+    point = dict(hyper)
+    # domains and tilt
+    nc, c = rng.normal(size=(n_g, n_d)), rng.normal(size=(n_g, n_d))
+    x = a + (centred.time_weights(n_q) * b[:, None, :]).sum(axis=2)
+    point[f"{DOMAIN_EFFECT}_nc"] = np.where(use, nc, z)
+    point[f"{DOMAIN_EFFECT}_c"] = np.where(use, x, c)
+    unused += [nc[use], c[~use]]
+    free, offset = rng.normal(size=n_g), rng.normal(size=n_g)
+    anchored = k > 0
+    mean_a = np.where(use, a, 0.0).sum(axis=1) / np.maximum(k, 1)
+    point["tilt_free"] = np.where(anchored, free, tilt)
+    point["tilt_offset"] = np.where(anchored, (tilt - mean_a) * np.sqrt(np.maximum(k, 1)) / spread, offset)
+    unused += [free[anchored], offset[~anchored]]
+    log_jacobian += (((1 - k) * np.log(spread) - 0.5 * np.log(np.maximum(k, 1)))[anchored]).sum()
+    # walks: levels or modes
+    levels = centred.steps[:, 0]
+    basis = zero_sum_basis(n_q)
+    dev = b - b.mean(axis=1, keepdims=True)
+    lv, md = rng.normal(size=(n_g, n_q - 1)), rng.normal(size=(n_g, n_q - 1))
+    to_levels = np.delete(np.eye(n_q) - np.eye(n_q)[ref], ref, axis=0) @ basis
+    point[f"{RW_STEPS}_levels"] = np.where(levels[:, None], dev @ basis, lv)
+    log_jacobian += (levels * (np.linalg.slogdet(to_levels)[1] - (n_q - 1) * np.log(vol))).sum()
+    modes = centred.walk
+    factor = 1.0 / np.sqrt(1.0 + vol[:, None] ** 2 * modes.information)
+    share = vol**2 * modes.drift / (1.0 + vol**2 * modes.drift)
+    coordinate = np.einsum("gij,gi->gj", modes.basis, rw_z + (share * trend / 4.0 / vol)[:, None]) / factor
+    point[f"{RW_STEPS}_modes"] = np.where(levels[:, None], md, coordinate)
+    log_jacobian += (np.log(factor).sum(axis=1) * ~levels).sum()
+    unused += [md[levels], lv[~levels]]
+    return plain, point, log_jacobian + sum(norm.logpdf(u).sum() for u in unused)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["one_dominant_domain", "all_centred"])
+def test_derived_tilt_time_weighted_domains_and_walk_modes_are_an_exact_change_of_variables(tmp_path, layout):
+    """The parameterisations for strong data (a group's tilt derived from its centred domains,
+    a centred domain as an information-weighted average over its quarters, a walk in its
+    modes with the trend's drift in them, beside walks in levels and non-centred domains) are
+    one model: at corresponding points the log density differs from the plain model's exactly
+    by the log Jacobian of the map (and the unused coordinates' standard normal densities), so
+    posteriors and marginal likelihoods are the same; the stored effects are the plain ones."""
+    from forecast.model.build import (
+        DOMAIN_EFFECT,
+        RW_STEPS,
+        build_model,
+        family_signature,
+        prior_values,
+    )
+    from tests.helpers import event, write_mini
+
+    rows = [event(1, counterpart="us"), event(2, counterpart="russia", domain="energy", event_date="2021-05-02")]
+    study = load_study(write_mini(tmp_path, rows)[0])
+    cells = cell_data(load_observations(study).table, study)
+    h = study.hypotheses[0]
+    sig = family_signature(study, h)
+    n_g, n_d, n_q = len(study.groups), len(study.domains), study.time.n_quarters
+    rng = np.random.default_rng(21)
+    info = rng.uniform(0.0, 40.0, size=(n_g, n_d, n_q))
+    if layout == "one_dominant_domain":  # west: one centred domain, walk in levels; east: none, walk in modes
+        domain, levels = np.array([[True, False], [False, False]]), np.array([True, False])
+    else:  # west: every domain centred, walk in modes; east: one centred, walk in levels
+        domain, levels = np.array([[True, True], [False, True]]), np.array([False, True])
+    centred = Centring(
+        domain=domain,
+        steps=np.repeat(levels[:, None], n_q - 1, axis=1),
+        weights=time_weights(info, levels),
+        modes=~levels,
+        walk=walk_modes(info.sum(axis=1), study.time.reference - study.time.start, drift=~levels),
+    )
+    assert centred.any_domain and centred.any_steps and centred.any_modes
+    nothing = Centring(domain=np.zeros((n_g, n_d), bool), steps=np.zeros((n_g, n_q - 1), bool))
+    plain_model = build_model(study, cells, sig, prior_values(study, h), centred=nothing)
+    model = build_model(study, cells, sig, prior_values(study, h), centred=centred)
+    plain, point, correction = _mixed_point(study, centred, rng)
+    expected = plain_model.compile_logp()(plain) + correction
+    assert model.compile_logp()(point) == pytest.approx(expected, abs=1e-8)
+    names = [DOMAIN_EFFECT, RW_STEPS, "tilt__Normal"]
+    outputs = model.replace_rvs_by_values([model[n] for n in names])
+    got = pytensor.function(model.value_vars, outputs, on_unused_input="ignore")(
+        *(point[v.name] for v in model.value_vars)
+    )
+    for name, value in zip(names, got, strict=True):
+        np.testing.assert_allclose(value, plain[name], atol=1e-9, err_msg=name)
+
+
+@pytest.mark.slow
+def test_the_unused_coordinates_of_the_strong_data_forms_are_exactly_standard_normal(tmp_path, monkeypatch):
+    """As below, with a model that has every strong-data form (tilt derived or free, domains
+    centred or not, walks in levels or in modes): ``standard_normal_coordinates`` marks exactly
+    one unused coordinate per domain effect, per walk step and per group's tilt."""
+    from forecast.fit import sampler as inference
+    from forecast.fit.sampler import StudyModel
+    from tests.helpers import event, write_mini
+
+    rows = [event(1, counterpart="us"), event(2, counterpart="russia", domain="energy", event_date="2021-05-02")]
+    study = load_study(write_mini(tmp_path, rows)[0])
+    cells = cell_data(load_observations(study).table, study)
+    n_g, n_d, n_q = len(study.groups), len(study.domains), study.time.n_quarters
+    info = np.random.default_rng(4).uniform(0.0, 40.0, size=(n_g, n_d, n_q))
+    levels = np.array([True, False])
+    mixed = Centring(
+        domain=np.array([[True, False], [False, False]]),
+        steps=np.repeat(levels[:, None], n_q - 1, axis=1),
+        weights=time_weights(info, levels),
+        modes=~levels,
+        walk=walk_modes(info.sum(axis=1), study.time.reference - study.time.start, drift=~levels),
+    )
+    monkeypatch.setattr(inference, "study_centring", lambda *args, **kwargs: mixed)
+    monkeypatch.setattr(inference, "centring", lambda *args, **kwargs: mixed)
+    model = StudyModel(study, cells)
+    h = study.hypotheses[0]
+    exact = model.standard_normal_coordinates(h)
+    logp = model.log_posterior(h)
+    x = np.random.default_rng(5).normal(0.0, 0.3, size=(1, exact.size))
+    base = logp(x)[0]
+    for j in np.flatnonzero(exact):
+        moved = x.copy()
+        moved[0, j] += 0.7
+        assert logp(moved)[0] - base == pytest.approx(-0.5 * (moved[0, j] ** 2 - x[0, j] ** 2), abs=1e-9), j
+    assert exact.sum() == n_g * n_d + n_g * (n_q - 1) + n_g

@@ -12,25 +12,34 @@ likelihood is the reliability-weighted Bernoulli log-likelihood summed per cell.
 
 Parameterisation follows the data. With few events per domain or quarter the posterior of a
 domain effect or a walk is close to its prior, and the non-centred form above samples well.
-With many (imported event data: 10^5-10^6 events) each cell's log-odds is pinned down and the
+With many (imported event data: 10^4-10^6 events) each cell's log-odds is pinned down and the
 non-centred posterior becomes a thin curved ridge that NUTS crosses slowly. So:
 
 - a domain effect whose data carry clearly more information than its prior (Fisher
   information times the prior median of its scale >= ``CENTRE_AT``) is sampled centred, as the
-  domain's log-odds directly, Normal(tilt, spread);
+  domain's log-odds averaged over its quarters with their information as weights (with one
+  dominant cell: that cell's log-odds), Normal(tilt, spread);
+- in a group with centred domains the tilt is derived from them (their mean plus spread times
+  a standardised offset): as a coordinate of its own beside one pinned domain it made a funnel
+  with the spread, which the data barely pin (``_tilt_and_domains``);
 - a group's walk whose quarters carry enough information (median over quarters, times the
   prior median volatility squared, >= ``WALK_LEVELS_AT``) is sampled in levels: the walk's value at every quarter
   but the reference one, with the random-walk density on its increments, Normal(trend / 4,
   volatility). Levels, not increments: when the data pin every quarter's level, increments
   (differences of pinned levels) are strongly correlated with their neighbours and NUTS needs
   ~10x more steps per draw; the map from levels to increments is linear with unit Jacobian, so
-  the density is the same model's.
+  the density is the same model's;
+- a walk with less information than that but not little (>= ``WALK_MODES_AT``: the data pin its
+  slow modes, the prior its fast ones) is sampled in its modes, each scaled by its conditional
+  posterior sd given the volatility, with the trend's drift in them (``_walk_in_modes``).
 
-Centring around tilt and trend, not zero, keeps those two from sliding against every pinned
-element. The stored ``domain_z`` and ``rw_z`` are Deterministics with the same standardised
-meaning either way, so everything downstream reads one layout. Unused elements of either form
-are independent Normal(0, 1) variables that touch nothing: they change neither the model's
-posterior nor its marginal likelihood.
+Every change of variables is exact: its log Jacobian is part of the density, so posteriors
+and marginal likelihoods are the same model's (tests/test_centring.py). Centring around tilt
+and trend, not zero, keeps those two from sliding against every pinned element. The stored
+``tilt``, ``domain_z`` and ``rw_z`` are Deterministics with the same meaning either way, so
+everything downstream reads one layout. Unused elements of any form are independent
+Normal(0, 1) variables that touch nothing: they change neither the model's posterior nor its
+marginal likelihood. A study without strong data (the default study) gets the plain model.
 
 Hypotheses differ only in the priors of tilt, spread, trend and volatility. Those priors'
 parameters are ``pm.Data`` (one matrix, ``prior_params``), so one compiled model serves every
@@ -578,9 +587,7 @@ def _walk_in_modes(
     return rw_z
 
 
-def _walk_in_levels(
-    mask: Any, shape: tuple[int, int], drift: Any, volatility: Any, ref: int, standard: Any = None
-):
+def _walk_in_levels(mask: Any, shape: tuple[int, int], drift: Any, volatility: Any, ref: int, standard: Any = None):
     """Standardised walk increments ``rw_z``.
 
     Where ``mask`` rows are 1 the walk is sampled in levels, and in the coordinates in which
