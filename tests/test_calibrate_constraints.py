@@ -119,13 +119,13 @@ def test_each_data_set_records_its_truth_drawn_with_the_prior_probabilities(stud
     assert a[0] == b[0] and a[2].equals(b[2]) and a[3] == b[3]
     regions = Regions(study, setup.spec)
     trues = []
-    for i in range(90):
+    for i in range(60):
         true, params, table, candidates = simulate_constraint_replicate(study, setup, design, 9, i)
         trues.append(true)
         assert regions.margins({k: v[None] for k, v in params.items()})[setup.ids[true]][0] >= 0
         assert candidates >= 1 and len(table) == N_EVENTS
-    freq = np.bincount(trues, minlength=3) / 90
-    assert np.allclose(freq, 1 / 3, atol=4 * np.sqrt(2 / 9 / 90))
+    freq = np.bincount(trues, minlength=3) / 60
+    assert np.allclose(freq, 1 / 3, atol=4 * np.sqrt(2 / 9 / 60))
 
 
 def test_prior_masses_are_estimated_once_as_update_does(study):
@@ -291,6 +291,22 @@ def test_calibrate_on_a_constraint_study_is_calibrated_within_its_monte_carlo_ba
     for m in c.mean_posterior:
         assert m.band_low <= m.mean_posterior <= m.band_high
     assert k.design_analysis.picks_true > 1 / 3  # the data carry information: better than a guess
+
+
+@pytest.mark.slow
+def test_the_small_run_would_catch_a_bayes_factor_off_by_a_factor_of_twenty(real):
+    """The power of the CI-sized check: the same data sets with one hypothesis's odds times e^3."""
+    from forecast.workflows.calibrate.checks import calibration_checks
+
+    k = real[1].constraints
+    ids = list(k.hypotheses)
+    true = np.array([ids.index(r.true) for r in k.replicates])
+    post = np.array([[r.posterior_probability[h] for h in ids] for r in k.replicates])
+    shifted = post * np.exp([3.0, 0.0, 0.0])
+    shifted /= shifted.sum(axis=1, keepdims=True)
+    prior_p = np.array([k.prior_probability[h] for h in ids])
+    assert calibration_checks(true, post, prior_p).consistent is True
+    assert calibration_checks(true, shifted, prior_p).consistent is False
 
 
 @pytest.mark.slow
