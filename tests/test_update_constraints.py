@@ -199,6 +199,15 @@ def test_a_prior_specified_hypothesis_may_not_take_the_encompassing_id(tmp_path)
     assert str(path) in text and "hypotheses[0].id" in text and "reserved" in text
 
 
+def test_commands_that_need_prior_specified_hypotheses_say_so_on_a_constraint_only_study(tmp_path):
+    from forecast.spec.constraints import require_prior_hypotheses
+
+    study = load_study(write_study(tmp_path, _constraint_study(only=True)))
+    with pytest.raises(StudyError, match="`forecast predict` needs prior-specified \\[\\[hypotheses\\]\\]"):
+        require_prior_hypotheses(study, "forecast predict", "its forecasts average the hypotheses' posteriors")
+    require_prior_hypotheses(load_study(write_study(tmp_path, _constraint_study())), "forecast predict", "")
+
+
 def test_the_constraint_spec_is_part_of_what_a_run_depends_on_but_its_words_are_not(tmp_path):
     def content(data: dict) -> tuple:
         return fitting_content(load_study(write_study(tmp_path, data)))

@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 
-from forecast.errors import allowed_list, did_you_mean
+from forecast.errors import StudyError, allowed_list, did_you_mean
 from forecast.spec.priors import Prior, shown
 
 # Quantity name -> (arguments, (lowest, highest) value, what it is)
@@ -572,6 +572,18 @@ def reserved_id_problems(hypothesis_ids: Sequence[str]) -> list[str]:
     ]
 
 
+def require_prior_hypotheses(study, command: str, why: str) -> None:
+    """A StudyError (exit 2) when ``study`` (a ``forecast.spec.study.Study``) states no prior-specified
+    hypotheses, for commands that need them: e.g. ``require_prior_hypotheses(study, "forecast predict",
+    "its forecasts average the hypotheses' posteriors")``."""
+    if study.hypotheses:
+        return
+    raise StudyError(
+        f"{study.path}: `{command}` needs prior-specified [[hypotheses]] ({why}); this study states constraint "
+        "hypotheses only: their comparison is in the run's constraints.json (`forecast update`, `forecast report`)"
+    )
+
+
 def _span(p: Period) -> tuple[int, int]:
     return p.start, p.end
 
@@ -590,6 +602,7 @@ __all__ = [
     "Period",
     "Quantity",
     "Term",
+    "require_prior_hypotheses",
     "reserved_id_problems",
     "resolve_constraints",
 ]
