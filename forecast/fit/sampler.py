@@ -158,6 +158,7 @@ def _structure_key(study: Study, signature: tuple[str, ...], centred: Centring) 
         (t.start, t.end, t.reference, t.components),
         signature,
         (centred.any_domain, centred.any_steps, centred.any_modes),  # which centred variables the model has
+        study.model_key,  # the likelihood ([model] overdispersion) and its concentration prior
     )
 
 
