@@ -273,6 +273,7 @@ def test_markdown_and_json_files_carry_the_same_content(default_report):
     headings = [
         "## Summary",
         "## 1. Support for each hypothesis",
+        "## 1b. Constraint hypotheses",  # the default study states its claims as constraints too
         "## 3. Support over time",
         "## 4. The most diagnostic observations",
         "## 6. Prior-sensitivity grid",
@@ -298,7 +299,9 @@ def test_markdown_and_json_files_carry_the_same_content(default_report):
     for x in d["learned"]:
         assert len(x["hyperparameters"]) == 12 and len(x["propensities"]) == 18
     assert len(d["fit"]["rows"]) >= 15 and len(d["fit"]["calibration_figures"]) == 3
-    assert {r["id"] for r in d["diagnostics"]["rows"]} == {"hedging", "realignment", "alignment"}
+    # The prior-specified fits, and the encompassing model's fit of the constraint hypotheses.
+    assert {r["id"] for r in d["diagnostics"]["rows"]} == {"hedging", "realignment", "alignment", "encompassing"}
+    assert d["constraints"]["available"] and len(d["summary"]["comparisons"]) == 2
     assert d["diagnostics"]["manifest"]["seed"] == 3 and d["diagnostics"]["data_hash_matches"] is True
 
 
@@ -310,7 +313,7 @@ def test_one_colour_per_hypothesis_everywhere(default_report):
     assert d["colours"] == colours and len(set(colours.values())) == 3
     assert {r["id"]: r["colour"] for r in d["headline"]["rows"]} == colours
     assert {x["id"]: x["colour"] for x in d["learned"]} == colours
-    assert {r["id"]: r["colour"] for r in d["diagnostics"]["rows"]} == colours
+    assert {r["id"]: r["colour"] for r in d["diagnostics"]["rows"] if r["id"] != "encompassing"} == colours
     html = (run_dir / "report.html").read_text()
     for c in colours.values():
         assert f"background: {c}" in html
