@@ -66,7 +66,9 @@ def report(run, formats, embed_images, output, runs_dir, history, history_every,
     likelihood and confidence, the robustness range, what moved it (history.json), what to watch
     next (milestones) and the registered questions with their probabilities (forecasts.json);
     then a table of contents, what the run does not hold yet with the command that adds it, and
-    the sections: support, cooperation now and its change over the window, support over time,
+    the sections: support, the constraint hypotheses (1b, when the study states them: kept apart
+    from the prior-specified comparison; the summary shows both and says when they disagree),
+    cooperation now and its change over the window, support over time,
     the 15 most diagnostic observations, robustness, prior sensitivity, forecasts, backtest
     skill, calibration, model fit, what the priors imply, diagnostics; technical appendices
     (log-odds plots, every observation). Files go to <run>/report.html (self-contained, print

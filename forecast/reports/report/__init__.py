@@ -9,8 +9,10 @@ over time and what moved it come from ``history.json`` (``forecast history``), r
 answer's words from ``summary.json`` (``forecast update``), forecasts, questions and milestones
 from ``forecasts.json``, critical items from ``evidence.json``, backtest skill from
 ``backtest.json``, calibration from ``calibration.json``, sensitivity from ``sensitivity.json``,
-the prior predictive check from ``prior_predictive.json``; what is missing is listed with the
-command that adds it.
+the prior predictive check from ``prior_predictive.json``, the constraint hypotheses from
+``constraints.json`` (``constraints``: kept apart from the prior-specified comparison, both in
+the summary, a headline worded by the weaker of the two that says when they disagree); what is
+missing is listed with the command that adds it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """From a stored run to a typed ``Report``: the sections in reading order, their figures queued.
 
-Sections: 1 headline (support table, conclusion, convergence warning), 2 support over time
+Sections: 1 headline (support table, conclusion, convergence warning), 1b the constraint hypotheses
+(``constraints.json``, forecast.reports.report.constraints; a run with constraint hypotheses alone
+is reported from them), 2 support over time
 (``history.json``), 3 what each hypothesis learned (prior beside posterior), 4 does the model fit
 (posterior predictive checks, LOO calibration), 5 evidence (most diagnostic observations first),
 6 sensitivity to the priors (``sensitivity.json``) and 7 what the priors imply
