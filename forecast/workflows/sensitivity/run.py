@@ -32,6 +32,7 @@ from forecast.runs.layout import SENSITIVITY, SENSITIVITY_SCHEMA
 from forecast.runs.store import default_root
 from forecast.runs.stored import REFIT, StoredRun
 from forecast.settings import Progress, SamplerSettings
+from forecast.spec.constraints import require_prior_hypotheses
 from forecast.spec.study import Hypothesis, Study, load_study
 from forecast.stats.loo import posterior_probabilities
 from forecast.workflows.sensitivity.grid import GridSpec, Variant, build_grid
@@ -321,6 +322,11 @@ def run_sensitivity(
     if scheduler is not None and "://" not in scheduler:
         raise InputError(f"--scheduler: expected an address like tcp://host:8786, got {scheduler!r}")
     study = load_study(study_path)
+    require_prior_hypotheses(
+        study,
+        "forecast sensitivity",
+        "it varies the prior-specified hypotheses' priors; the constraint comparison's robustness is in constraints.json",
+    )
     variants = build_grid(study, spec)  # checks the spec before anything slow happens
     obs = load_observations(study)
     cells = cell_data(obs.table, study)
