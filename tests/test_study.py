@@ -155,6 +155,13 @@ def test_duplicate_hypothesis_id_is_rejected(tmp_path):
     problem_with(err, "hypotheses[1].id: 'steady' is used twice")
 
 
+def test_hypothesis_id_reserved_for_the_encompassing_fit_is_rejected_by_validation(tmp_path):
+    data = base_study()
+    data["hypotheses"][0]["id"] = "encompassing"
+    err = study_error(tmp_path, data)
+    problem_with(err, "hypotheses[0].id: 'encompassing' is reserved for the encompassing model's fit")
+
+
 def test_duplicate_group_id_is_rejected(tmp_path):
     data = base_study()
     data["groups"][1]["id"] = "west"

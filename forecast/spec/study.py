@@ -25,7 +25,13 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictStr
 
 from forecast.errors import StudyError, allowed_list, did_you_mean
-from forecast.spec.constraints import ConstraintStudy, _ConstraintHypothesis, _Encompassing, resolve_constraints
+from forecast.spec.constraints import (
+    ConstraintStudy,
+    _ConstraintHypothesis,
+    _Encompassing,
+    reserved_id_problems,
+    resolve_constraints,
+)
 from forecast.spec.elicitation import PendingStatement, is_statement, resolve_statements
 from forecast.spec.priors import Prior, Support, parse_prior, shown
 
@@ -479,6 +485,7 @@ def _resolve(path: Path, spec: _StudyFile, problems: list[str]) -> Study:
     _check_ids("groups", [g.id for g in spec.groups], problems)
     _check_ids("domains", [d.id for d in spec.domains], problems)
     _check_ids("hypotheses", [h.id for h in spec.hypotheses], problems)
+    problems.extend(reserved_id_problems([h.id for h in spec.hypotheses]))
     if not spec.groups:
         problems.append("groups: at least one counterpart group is required")
     if not spec.domains:

@@ -20,6 +20,8 @@ class ValidationResult:
     n_observations: int
     latest_observation: str | None
     hypotheses: list[str]
+    # [[constraint_hypotheses]] (with the complement), compared on one encompassing fit.
+    constraint_hypotheses: list[str]
     by_group: dict[str, int]
     by_domain: dict[str, int]
     cooperative_share: float | None
@@ -47,6 +49,7 @@ def run_validate(study_path: str | Path) -> ValidationResult:
         n_observations=obs.n,
         latest_observation=obs.latest_date,
         hypotheses=[h.id for h in study.hypotheses],
+        constraint_hypotheses=[h.id for h in study.constraints.hypotheses] if study.constraints else [],
         by_group={g.id: int((t["group"] == g.id).sum()) for g in study.groups},
         by_domain={d.id: int((t["domain"] == d.id).sum()) for d in study.domains},
         cooperative_share=float(t["cooperative"].mean()) if obs.n else None,

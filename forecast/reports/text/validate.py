@@ -8,6 +8,11 @@ from pathlib import Path
 def render_validate(result) -> str:
     lines = [
         f"{Path(result.study_path).name}: valid; {len(result.hypotheses)} hypotheses ({', '.join(result.hypotheses)})"
+        + (
+            f"; {len(result.constraint_hypotheses)} constraint hypotheses ({', '.join(result.constraint_hypotheses)})"
+            if result.constraint_hypotheses
+            else ""
+        )
     ]
     lines.append(
         f"{Path(result.observations_path).name}: valid; {result.n_observations} observations"
