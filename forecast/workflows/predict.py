@@ -26,6 +26,7 @@ import numpy as np
 
 from forecast.data.observations import Observations, load_observations
 from forecast.errors import ConvergenceError, InputError, ObservationError
+from forecast.fit.hypothesis import concentration_draws
 from forecast.model.build import draws_as_arrays
 from forecast.model.milestones import Milestone, milestones
 from forecast.model.predictive import (
@@ -41,6 +42,7 @@ from forecast.runs.layout import FORECASTS, RESULTS_SCHEMA
 from forecast.runs.store import default_root, jsonable
 from forecast.runs.stored import StoredRun
 from forecast.settings import DEFAULT_SEED, Progress, derive_rng
+from forecast.spec.constraints import require_prior_hypotheses
 from forecast.spec.questions import Question, load_questions, quarter_end, quarter_of
 from forecast.spec.study import load_study, quarter_index, quarter_label
 
@@ -280,6 +282,7 @@ def run_predict(
     if horizon < 1:
         raise InputError(f"--horizon must be at least 1, got {horizon}")
     study = load_study(study_path)
+    require_prior_hypotheses(study, 'forecast predict', "its forecasts average the hypotheses' posteriors")
     questions = load_questions(study, today=today)
     obs = load_observations(study, today=today)
     if obs.n == 0:
@@ -307,8 +310,11 @@ def run_predict(
     probs = run_probabilities(run)
     preds: dict[str, Predictive] = {}
     for h in study.hypotheses:
-        arrays = draws_as_arrays(run.open_posterior(h.id), study)
-        preds[h.id] = predictive(arrays, study, quarters, hypothesis_rng(seed, h.id))
+        post = run.open_posterior(h.id)
+        arrays = draws_as_arrays(post, study)
+        preds[h.id] = predictive(
+            arrays, study, quarters, hypothesis_rng(seed, h.id), concentration=concentration_draws(post, study)
+        )
     bma = mixture(list(preds.values()), [probs[h] for h in preds])
     rates = event_rates(obs.table, study, study.time.start, last_q)
     table = forecast_table(

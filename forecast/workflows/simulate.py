@@ -33,13 +33,14 @@ import pandas as pd
 from forecast.data.cells import cell_data, evidence_table
 from forecast.data.observations import load_observations
 from forecast.errors import InputError, RunStoreError, allowed_list, did_you_mean
+from forecast.fit.hypothesis import concentration_draws
 from forecast.model.build import draws_as_arrays
 from forecast.model.predictive import one_prior_draw, simulate_outcomes
 from forecast.runs.layout import SIMULATIONS  # noqa: E402
 from forecast.runs.store import atomic_write_with, default_root, dumps, fsync
 from forecast.runs.stored import StoredRun
 from forecast.settings import DEFAULT_SEED, derive_rng
-from forecast.spec.study import Hypothesis, Study, load_study
+from forecast.spec.study import CONCENTRATION, Hypothesis, Study, load_study
 
 SIMULATED_OBSERVATIONS = "observations.csv"
 SIMULATED_STUDY = "study.toml"
@@ -102,9 +103,16 @@ def study_design(study: Study, table: pd.DataFrame) -> pd.DataFrame:
 
 
 def one_posterior_draw(study: Study, run: StoredRun, hypothesis: Hypothesis, rng: np.random.Generator):
-    """A random draw of the hypothesis's posterior in a run; also its (chain, draw) index."""
+    """A random draw of the hypothesis's posterior in a run; also its (chain, draw) index.
+
+    An overdispersed study's draw includes the concentration at the same index (the cells' shares
+    are then drawn from their Beta around p by ``simulate_outcomes``).
+    """
     post = run.open_posterior(hypothesis.id)
     arrays = draws_as_arrays(post, study)
+    phi = concentration_draws(post, study)
+    if phi is not None:
+        arrays[CONCENTRATION] = phi
     chains, draws = post.sizes["chain"], post.sizes["draw"]
     k = int(rng.integers(chains * draws))
     return {name: a[k] for name, a in arrays.items()}, (k // draws, k % draws)

@@ -14,7 +14,7 @@ from scipy.special import expit
 
 from forecast.data.cells import CellData
 from forecast.errors import ConvergenceError, InputError
-from forecast.fit.hypothesis import fit_hypothesis
+from forecast.fit.hypothesis import concentration_draws, fit_hypothesis
 from forecast.fit.pool import cached_model
 from forecast.fit.sampler import SamplerSettings, StudyModel
 from forecast.model.build import draws_as_arrays
@@ -81,6 +81,7 @@ class _Posterior:
     cells: CellData
     log_ml: float
     log_ml_se: float
+    concentration: np.ndarray | None = None  # (draws,): an overdispersed model's, else None
 
 
 @dataclass
@@ -92,6 +93,7 @@ class _Forecast:
     weights: np.ndarray  # (draws,)
     loglik_next: np.ndarray | None  # (draws,): log-likelihood of the next quarter's events
     k_next: float | None  # Pareto k of the weights (approximate LFO), None for a fit at this origin
+    concentration: np.ndarray | None = None  # (draws,): an overdispersed model's, else None
 
 
 def _origin_seed(seed: int, origin: int) -> int:
@@ -100,8 +102,9 @@ def _origin_seed(seed: int, origin: int) -> int:
 
 def _forecast_from(post: _Posterior, study: Study, targets, next_block, fit: OriginFit, log_w, k) -> _Forecast:
     share = expit(post.eta[..., [q - study.time.start for q in targets]]) if targets else None
-    ll = cell_loglik(post.eta, next_block) if next_block is not None and next_block.n_cells else None
-    return _Forecast(fit, share, np.exp(log_w), ll, k)
+    phi = post.concentration
+    ll = cell_loglik(post.eta, next_block, phi) if next_block is not None and next_block.n_cells else None
+    return _Forecast(fit, share, np.exp(log_w), ll, k, phi)
 
 
 def _refit(model: StudyModel, h, origin: int, cells_t: CellData, settings: SamplerSettings, say) -> tuple:
@@ -109,8 +112,10 @@ def _refit(model: StudyModel, h, origin: int, cells_t: CellData, settings: Sampl
     seeded = replace(settings, seed=_origin_seed(settings.seed, origin))
     judged = fit_hypothesis(model, h, seeded, cells=cells_t, with_loo=False, progress=say)
     fit, bridge = judged.fit, judged.bridge
-    eta = logit_grid(draws_as_arrays(fit.trace.posterior, study), study, study.time.end, np.random.default_rng(0))
-    post = _Posterior(eta, fit.settings.chains, cells_t, bridge.log_ml, bridge.se)
+    posterior = fit.trace.posterior
+    eta = logit_grid(draws_as_arrays(posterior, study), study, study.time.end, np.random.default_rng(0))
+    phi = concentration_draws(posterior, study)
+    post = _Posterior(eta, fit.settings.chains, cells_t, bridge.log_ml, bridge.se, phi)
     return post, OriginFit(origin, h.id, True, None, bridge.log_ml, bridge.se, fit.diagnostics)
 
 

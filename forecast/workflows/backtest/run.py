@@ -27,6 +27,7 @@ from forecast.runs.layout import BACKTEST, BACKTEST_PLOT
 from forecast.runs.store import default_root, preflight
 from forecast.runs.stored import StoredRun
 from forecast.settings import Progress
+from forecast.spec.constraints import require_prior_hypotheses
 from forecast.spec.questions import Question, load_questions
 from forecast.spec.study import Study, load_study, quarter_label
 from forecast.workflows.backtest.origins import (
@@ -108,7 +109,8 @@ def backtest(
                 if lfo == "approx" and post is not None:
                     # Carry the last refit forward: the importance ratios are the likelihood of
                     # what became known since; refit when Pareto k says they are unreliable.
-                    added = cell_loglik(post.eta, o.cells) - cell_loglik(post.eta, post.cells)
+                    phi = post.concentration
+                    added = cell_loglik(post.eta, o.cells, phi) - cell_loglik(post.eta, post.cells, phi)
                     log_w, k = psis_log_weights(added, post.chains)
                     if k <= PARETO_K_REFIT:
                         log_ml = post.log_ml + float(logsumexp(added) - np.log(len(added)))
@@ -157,6 +159,7 @@ def run_backtest(
     if lfo not in ("exact", "approx"):
         raise InputError(f"--lfo must be 'exact' or 'approx', got '{lfo}'")
     study = load_study(study_path)
+    require_prior_hypotheses(study, 'forecast backtest', "it scores the hypotheses' forecasts")
     questions = load_questions(study, today=today)
     obs = load_observations(study, today=today)
     if obs.n == 0:

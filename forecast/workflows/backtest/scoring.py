@@ -20,6 +20,7 @@ from forecast.data.cells import CellData
 from forecast.model.predictive import Predictive, distinct_events, event_rates, mixture, question_probability
 from forecast.spec.questions import Question
 from forecast.spec.study import Study
+from forecast.stats.loo import cell_loglik as stats_cell_loglik
 from forecast.stats.loo import posterior_probabilities
 from forecast.stats.scoring import brier, interval_coverage, log_score, reliability_table, skill
 from forecast.workflows.backtest.records import (
@@ -117,11 +118,19 @@ def question_baselines(question: Question, n: np.ndarray, k: np.ndarray, study: 
 # --- leave-future-out: the log-likelihood of a block, and importance weights ----------------------
 
 
-def cell_loglik(eta: np.ndarray, cells: CellData) -> np.ndarray:
-    """The model's reliability-weighted log-likelihood of ``cells`` per draw, from (draws, G, D, Q) log-odds."""
+def cell_loglik(eta: np.ndarray, cells: CellData, concentration: np.ndarray | None = None) -> np.ndarray:
+    """The model's reliability-weighted log-likelihood of ``cells`` per draw, from (draws, G, D, Q) log-odds.
+
+    ``concentration`` (draws,): an overdispersed model's; each cell's term is then the Polya cell
+    likelihood (``forecast.stats.loo.cell_loglik``), not the sum of its events' Bernoulli terms.
+    Cells are independent given the parameters either way, so the difference of two blocks' values
+    is the log-likelihood of what one block adds to the other, cell by cell.
+    """
     if cells.n_cells == 0:
         return np.zeros(eta.shape[0])
     e = eta[:, cells.group, cells.domain, cells.quarter]
+    if concentration is not None:
+        return stats_cell_loglik(e, cells, concentration).sum(axis=-1)
     return -(cells.w_coop * np.logaddexp(0.0, -e) + cells.w_conf * np.logaddexp(0.0, e)).sum(axis=-1)
 
 
@@ -188,7 +197,9 @@ def _score_backtest(study, table, plan, results, horizon, settings, questions, l
             )
         if not o.targets:
             continue
-        preds = {h: Predictive(fc[h].share, fc[h].weights, tuple(o.targets)) for h in hyp_ids}
+        preds = {
+            h: Predictive(fc[h].share, fc[h].weights, tuple(o.targets), fc[h].concentration) for h in hyp_ids
+        }
         preds[BMA] = mixture([preds[h] for h in hyp_ids], probs)
         baselines = baseline_probabilities(o.known, study)
         _score_events(study, truth, o.targets, o.origin, preds, baselines, events)
@@ -266,11 +277,22 @@ def _check_intervals(study, truth_n, truth_k, targets, origin, preds, out: list[
             row = {"origin": origin, "horizon": target - origin, "n": n}
             for f, p in preds.items():
                 share = p.share[:, g, d, k_pos]
-                below = float(p.weights @ stats.binom.cdf(k - 1, n, share)) if k > 0 else 0.0
-                at = float(p.weights @ stats.binom.cdf(k, n, share))
+                cdf = _count_cdf(n, share, p.concentration)
+                below = float(p.weights @ cdf(k - 1)) if k > 0 else 0.0
+                at = float(p.weights @ cdf(k))
                 for level in LEVELS:
                     row[f"{f}@{level}"] = float(interval_coverage(below, at, level))
             out.append(row)
+
+
+def _count_cdf(n: int, share: np.ndarray, concentration: np.ndarray | None):
+    """The cdf of a cell's cooperative count among ``n`` events, per draw: binomial at the share, or
+    (overdispersed) beta-binomial, the cell's share drawn from Beta(p phi, (1 - p) phi)."""
+    if concentration is None:
+        return lambda k: stats.binom.cdf(k, n, share)
+    share = np.clip(share, 1e-300, 1.0 - 1e-16)
+    a, b = share * concentration, (1.0 - share) * concentration
+    return lambda k: stats.betabinom.cdf(k, n, a, b)
 
 
 def _scores_of(frame: pd.DataFrame, forecasters: Sequence[str]) -> Scores:

@@ -2,6 +2,11 @@
 
 Pure functions of posterior draws: the likelihood's terms, the change of log p(y | H) by
 Pareto-smoothed importance sampling, and an observation's diagnosticity between hypotheses.
+
+With an overdispersed model (``[model] overdispersion = "cell"``) the events of a cell are not
+independent given the parameters, so the terms' Bernoulli log-likelihoods do not sum to the
+likelihood: what removing or adding terms changes is computed cell by cell (``removal_loglik``,
+``change_of_log_ml(..., cells=, concentration=)``).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from forecast.data.cells import CellData
+from forecast.stats.loo import cell_loglik
 from forecast.stats.psis import psislw
 
 # A likelihood term: (group, domain, quarter, cooperative, weight); the model's log-likelihood is
@@ -72,15 +78,80 @@ class Change:
     pareto_k: float  # of the importance weights (nan when nothing is removed)
 
 
-def change_of_log_ml(eta: np.ndarray, removed: Counter, added: Counter, r_eff: float) -> Change:
-    """log p(y') - log p(y) by importance sampling from the posterior given y (module docstring)."""
-    rk, ak = list(removed), list(added)
-    lr = term_loglik(eta, rk) @ np.array([removed[k] for k in rk], dtype=float) if rk else np.zeros(eta.shape[0])
-    la = term_loglik(eta, ak) @ np.array([added[k] for k in ak], dtype=float) if ak else np.zeros(eta.shape[0])
-    if not rk:
+def change_of_log_ml(
+    eta: np.ndarray,
+    removed: Counter,
+    added: Counter,
+    r_eff: float,
+    cells: CellData | None = None,
+    concentration: np.ndarray | None = None,
+) -> Change:
+    """log p(y') - log p(y) by importance sampling from the posterior given y (module docstring).
+
+    ``concentration`` (draws,): an overdispersed model's draws, with ``cells`` the data y's cells.
+    The log-likelihood of what is removed and added is then the cells' (``removal_loglik``), not
+    the sum of the terms'.
+    """
+    if concentration is not None:
+        if cells is None:
+            raise ValueError("an overdispersed model's change of log p(y) needs the data's cells")
+        lr, la = removal_loglik(eta, cells, removed, added, concentration)
+    else:
+        rk, ak = list(removed), list(added)
+        lr = term_loglik(eta, rk) @ np.array([removed[k] for k in rk], dtype=float) if rk else np.zeros(eta.shape[0])
+        la = term_loglik(eta, ak) @ np.array([added[k] for k in ak], dtype=float) if ak else np.zeros(eta.shape[0])
+    if not removed:
         return Change(float(logsumexp(la) - np.log(len(la))), float("nan"))
     lw, k = psis_weights(-lr, r_eff)
     return Change(float(-logsumexp(lw + lr) + logsumexp(lw + la)), float(k))
+
+
+@dataclass(frozen=True)
+class _Counts:
+    w_coop: np.ndarray
+    w_conf: np.ndarray
+
+
+def cell_counts(cells: CellData) -> dict[tuple[int, int, int], tuple[float, float]]:
+    """The data's weighted (cooperative, conflictual) counts by (group, domain, quarter)."""
+    keys = zip(cells.group.tolist(), cells.domain.tolist(), cells.quarter.tolist(), strict=True)
+    return {k: (float(c), float(f)) for k, c, f in zip(keys, cells.w_coop, cells.w_conf, strict=True)}
+
+
+def removal_loglik(
+    eta: np.ndarray, cells: CellData, removed: Counter, added: Counter, concentration: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For an overdispersed model, per draw: (lr, la) with lr = log p(y | theta) - log p(y_r | theta),
+    y_r the data without the ``removed`` terms, and la = log p(y_r + added | theta) - log p(y_r | theta).
+
+    The cells are independent given theta, so only the cells the terms touch enter, each as its
+    Polya log-likelihood (``forecast.stats.loo.cell_loglik``) before minus after; ``eta``
+    (draws, G, D, Q), ``concentration`` (draws,).
+    """
+    counts = cell_counts(cells)
+    touched = sorted({k[:3] for k in removed} | {k[:3] for k in added})
+    n = eta.shape[0]
+    if not touched:
+        return np.zeros(n), np.zeros(n)
+    full = np.array([counts.get(c, (0.0, 0.0)) for c in touched], dtype=np.float64).reshape(-1, 2)
+    index = {c: i for i, c in enumerate(touched)}
+
+    def shifted(base: np.ndarray, terms: Counter, sign: float) -> np.ndarray:
+        out = base.copy()
+        for (g, d, t, coop, w), m in terms.items():
+            out[index[(g, d, t)], 0 if coop else 1] += sign * m * w
+        return np.maximum(out, 0.0)  # rounding can leave -1e-16 where nothing is left
+
+    rest = shifted(full, removed, -1.0)
+    after = shifted(rest, added, 1.0)
+    g, d, t = (np.array(x, dtype=np.int64) for x in zip(*touched, strict=True))
+    e = eta[:, g, d, t]
+
+    def ll(c: np.ndarray) -> np.ndarray:
+        return cell_loglik(e, _Counts(c[:, 0], c[:, 1]), concentration).sum(axis=-1)
+
+    at_rest = ll(rest)
+    return ll(full) - at_rest, ll(after) - at_rest
 
 
 # --- diagnosticity ----------------------------------------------------------------------------------

@@ -43,12 +43,13 @@ import pandas as pd
 from scipy.special import logsumexp
 
 from forecast.data.cells import cell_data
+from forecast.fit.hypothesis import concentration_draws
 from forecast.model.build import draws_as_arrays, latent_parts, years_from_reference
 from forecast.model.predictive import prior_draws
 from forecast.settings import derive_rng
-from forecast.spec.study import Hypothesis, Study
+from forecast.spec.study import CONCENTRATION, Hypothesis, Study
 from forecast.stats.convergence import ess_mean
-from forecast.stats.loo import PARETO_K_GOOD
+from forecast.stats.loo import PARETO_K_GOOD, cell_loglik
 from forecast.stats.psis import psislw
 from forecast.workflows.history.records import Attribution, EventContribution, HistoryPoint, IntervalAttribution
 
@@ -70,6 +71,31 @@ def k_threshold(n_draws: int) -> float:
 
 
 @dataclass(frozen=True)
+class _Counts:
+    w_coop: np.ndarray
+    w_conf: np.ndarray
+
+
+def polya_cell_loglik(eta: np.ndarray, counts: np.ndarray, concentration: np.ndarray) -> np.ndarray:
+    """The Polya cell log-likelihood (``forecast.stats.loo.cell_loglik``) per draw, (draws, cells),
+    of cells with weighted counts ``counts`` (cells, 2: cooperative, conflictual) at log-odds
+    ``eta`` (draws, cells) and concentration draws (draws,)."""
+    return cell_loglik(eta, _Counts(counts[:, 0], counts[:, 1]), concentration)
+
+
+@dataclass(frozen=True)
+class _CellSteps:
+    """(unit, cell) pairs of an interval in chain order, with the cell's counts before and after the unit."""
+
+    unit: np.ndarray
+    group: np.ndarray
+    domain: np.ndarray
+    quarter: np.ndarray
+    before: np.ndarray  # (pairs, 2)
+    after: np.ndarray  # (pairs, 2)
+
+
+@dataclass(frozen=True)
 class IntervalEvidence:
     """The likelihood terms an interval adds (weight > 0) or takes away (weight < 0), by event.
 
@@ -88,6 +114,9 @@ class IntervalEvidence:
     weight: np.ndarray  # signed
     unit: np.ndarray
     count: np.ndarray | None = None  # events per unit (None: one each)
+    # The weighted (cooperative, conflictual) counts at the interval's start of the cells its terms
+    # touch, by (group, domain, model quarter): what an overdispersed model's changes need.
+    base: dict[tuple[int, int, int], tuple[float, float]] | None = None
 
     @property
     def n_events(self) -> int:
@@ -103,8 +132,16 @@ class IntervalEvidence:
         """The reliability weight each unit adds to the likelihood (its new reports' weights)."""
         return np.bincount(self.unit, weights=np.maximum(self.weight, 0.0), minlength=self.n_units)
 
-    def loglik(self, parts: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        """Each unit's log-likelihood change per draw, (units, draws), from ``latent_parts``' (a, b)."""
+    def loglik(self, parts: tuple[np.ndarray, np.ndarray], concentration: np.ndarray | None = None) -> np.ndarray:
+        """Each unit's log-likelihood change per draw, (units, draws), from ``latent_parts``' (a, b).
+
+        ``concentration`` (draws,): an overdispersed model's. A unit's change is then not the sum of
+        its events' Bernoulli terms but, cell by cell, the Polya cell log-likelihood with the units
+        before it (and ``base``, the cell's counts at the interval's start) minus that without it,
+        so the units' changes still sum to the interval's change of the log-likelihood.
+        """
+        if concentration is not None:
+            return self._polya_loglik(parts, concentration)
         a, b = parts
         out = np.zeros((self.n_units, a.shape[0]))
         step = max(1, TERM_BLOCK_ELEMENTS // max(a.shape[0], 1))  # bounded memory for large intervals
@@ -114,6 +151,56 @@ class IntervalEvidence:
             eta = a[:, g, self.domain[sel]] + b[:, g, self.quarter[sel]]
             terms = np.where(self.cooperative[sel], -np.logaddexp(0.0, -eta), -np.logaddexp(0.0, eta))
             np.add.at(out, self.unit[sel], (terms * self.weight[sel]).T)
+        return out
+
+    def sequential_cells(self) -> _CellSteps:
+        """For each (unit, cell it touches), in chain order: the cell and its weighted counts before
+        and after the unit (starting from ``base``, the counts at the interval's start)."""
+        if self.base is None:
+            raise ValueError("IntervalEvidence.base (the cells' counts at the interval's start) is needed")
+        running = {k: np.array(v, dtype=np.float64) for k, v in self.base.items()}
+        order = np.argsort(self.unit, kind="stable")
+        units, cells, before, after = [], [], [], []
+        i = 0
+        while i < len(order):
+            u = self.unit[order[i]]
+            delta: dict[tuple[int, int, int], np.ndarray] = {}
+            while i < len(order) and self.unit[order[i]] == u:
+                t = order[i]
+                key = (int(self.group[t]), int(self.domain[t]), int(self.quarter[t]))
+                d = delta.setdefault(key, np.zeros(2))
+                d[0 if self.cooperative[t] else 1] += self.weight[t]
+                i += 1
+            for key, d in delta.items():
+                old = running.get(key, np.zeros(2))
+                new = np.maximum(old + d, 0.0)  # rounding can leave -1e-16 where nothing is left
+                units.append(u)
+                cells.append(key)
+                before.append(old)
+                after.append(new)
+                running[key] = new
+        arr = np.array(cells, dtype=np.int64).reshape(-1, 3)
+        return _CellSteps(
+            np.array(units, dtype=np.int64),
+            arr[:, 0],
+            arr[:, 1],
+            arr[:, 2],
+            np.array(before, dtype=np.float64).reshape(-1, 2),
+            np.array(after, dtype=np.float64).reshape(-1, 2),
+        )
+
+    def _polya_loglik(self, parts: tuple[np.ndarray, np.ndarray], concentration: np.ndarray) -> np.ndarray:
+        a, b = parts
+        phi = np.asarray(concentration, dtype=np.float64).reshape(-1)
+        steps = self.sequential_cells()
+        out = np.zeros((self.n_units, a.shape[0]))
+        step = max(1, TERM_BLOCK_ELEMENTS // max(a.shape[0], 1))
+        for start in range(0, len(steps.unit), step):
+            sel = slice(start, start + step)
+            g = steps.group[sel]
+            eta = a[:, g, steps.domain[sel]] + b[:, g, steps.quarter[sel]]
+            change = polya_cell_loglik(eta, steps.after[sel], phi) - polya_cell_loglik(eta, steps.before[sel], phi)
+            np.add.at(out, steps.unit[sel], change.T)
         return out
 
     def blocks(self, table: pd.DataFrame) -> IntervalEvidence:
@@ -175,7 +262,15 @@ def interval_evidence(
                 cols["c"].append(bool(coop[p]))
                 cols["w"].append(sign * float(w[p]))
                 cols["u"].append(u)
+    touched = set(zip(cols["g"], cols["d"], cols["t"], strict=True))
+    base: dict[tuple[int, int, int], tuple[float, float]] = {}
+    for p in before:
+        key = (gidx[group[p]], didx[domain[p]], int(quarter[p]) - study.time.start)
+        if key in touched:
+            wc, wf = base.get(key, (0.0, 0.0))
+            base[key] = (wc + float(w[p]), wf) if bool(coop[p]) else (wc, wf + float(w[p]))
     return IntervalEvidence(
+        base=base,
         rows=np.array([(adds or removes)[0] for adds, removes in units], dtype=np.int64),
         replaced=[list(removes) for _, removes in units],
         group=np.array(cols["g"], dtype=np.int64),
@@ -334,31 +429,43 @@ class Collector:
     def prior(self, hypothesis: Hypothesis, n_draws: int, seed: int) -> None:
         """Point 0: independent draws from the hypothesis's priors."""
         draws = prior_draws(self.study, hypothesis, n_draws, derive_rng(seed, "history-attribution", hypothesis.id))
-        self._advance(0, hypothesis.id, parts_of(draws, self.study), None)
+        self._advance(0, hypothesis.id, parts_of(draws, self.study), None, draws.get(CONCENTRATION))
 
     def posterior(self, point: int, hypothesis_id: str, posterior, chains: int) -> None:
         """Point ``point``'s fit of a hypothesis (its posterior: an xarray Dataset or DataTree node)."""
         parts = parts_of(draws_as_arrays(posterior, self.study), self.study)
-        self._advance(point, hypothesis_id, parts, chains)
+        self._advance(point, hypothesis_id, parts, chains, concentration_draws(posterior, self.study))
 
-    def draws(self, point: int, hypothesis_id: str, parts: tuple[np.ndarray, np.ndarray], chains: int | None) -> None:
+    def draws(
+        self,
+        point: int,
+        hypothesis_id: str,
+        parts: tuple[np.ndarray, np.ndarray],
+        chains: int | None,
+        concentration: np.ndarray | None = None,
+    ) -> None:
         """Point ``point``'s draws of a hypothesis given as ``parts_of`` (a, b); ``chains`` None for
-        draws that are not whole chains (e.g. the encompassing draws inside a constraint region)."""
-        self._advance(point, hypothesis_id, parts, chains)
+        draws that are not whole chains (e.g. the encompassing draws inside a constraint region).
+        An overdispersed study's draws need their ``concentration`` draws; without them the
+        hypothesis is treated as having no draws here (its interval's total only, no shares)."""
+        self._advance(point, hypothesis_id, parts, chains, concentration)
 
     def without_draws(self, point: int, hypothesis_id: str) -> None:
         """Point ``point`` has a result but no draws to hand (e.g. a run written before this one)."""
         self._advance(point, hypothesis_id, None, None)
 
-    def _advance(self, point: int, hid: str, parts, chains: int | None) -> None:
+    def _advance(self, point: int, hid: str, parts, chains: int | None, concentration=None) -> None:
+        if self.study.overdispersed and concentration is None:
+            parts = None  # the per-event terms are not the overdispersed likelihood's: no shares
+        phi = concentration if self.study.overdispersed else None
         pending = self._pending.get(hid)
         if pending is not None and pending[0] == point:
             del self._pending[hid]
-            later = self.evidence[point].loglik(parts) if parts is not None else None
+            later = self.evidence[point].loglik(parts, phi) if parts is not None else None
             self.decompositions.setdefault(point, {})[hid] = decompose(pending[1], later, pending[2], chains)
         nxt = next((j for j in range(point + 1, self.n_points) if j in self.evidence), None)
         if nxt is not None and parts is not None:
-            self._pending[hid] = (nxt, self.evidence[nxt].loglik(parts), chains)
+            self._pending[hid] = (nxt, self.evidence[nxt].loglik(parts, phi), chains)
 
     # --- the record ---------------------------------------------------------------------------
 

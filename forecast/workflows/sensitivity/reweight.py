@@ -21,10 +21,11 @@ import numpy as np
 from scipy.special import expit, logsumexp
 
 from forecast.data.cells import CellData
+from forecast.fit.hypothesis import concentration_draws
 from forecast.model.build import cell_logit_draws, draws_as_arrays, rv_name
 from forecast.spec.priors import Prior
 from forecast.spec.study import Hypothesis, Study
-from forecast.stats.loo import PARETO_K_GOOD, pattern_loglik
+from forecast.stats.loo import PARETO_K_GOOD, cell_loglik, pattern_loglik
 
 # priorsense's default threshold (R: ``powerscale_sensitivity(sensitivity_threshold = 0.05)``;
 # Python: ``arviz_stats.psense_summary(threshold=0.05)``) on the sensitivity, the derivative of the
@@ -143,6 +144,10 @@ def power_scaling(study: Study, cells: CellData, posterior, hypothesis: Hypothes
     row carries priorsense's ``diagnosis`` (``psense_diagnosis``), the short ``flag`` stored
     before (prior-data conflict / prior-dominated) and the prior's role: part of the hypothesis's
     claim, or shared by every hypothesis (``prior_role``).
+
+    The likelihood that is power-scaled is the data's: per pattern for the plain model, per cell
+    (the Polya cell likelihood, with the concentration draws) for an overdispersed one, whose
+    per-event terms do not sum to it.
     """
     import xarray as xr
     from arviz_stats import psense_summary
@@ -156,7 +161,11 @@ def power_scaling(study: Study, cells: CellData, posterior, hypothesis: Hypothes
     log_prior = xr.Dataset({rv_name(*s): (dims, hypothesis.priors[s].logpdf(post[rv_name(*s)].values)) for s in slots})
     chains, draws = post.sizes["chain"], post.sizes["draw"]
     eta = cell_logit_draws(draws_as_arrays(posterior, study), study, cells)
-    loglik = (pattern_loglik(eta, cells) * cells.pattern_count).reshape(chains, draws, -1)
+    phi = concentration_draws(posterior, study)
+    if phi is None:
+        loglik = (pattern_loglik(eta, cells) * cells.pattern_count).reshape(chains, draws, -1)
+    else:  # overdispersed: the events of a cell are not independent; one Polya term per cell
+        loglik = cell_loglik(eta, cells, phi).reshape(chains, draws, -1)
     tree = xr.DataTree.from_dict(
         {
             "posterior": post,

@@ -1,0 +1,247 @@
+"""Workflows that reweight posterior draws by the likelihood, on an overdispersed study.
+
+With ``[model] overdispersion = "cell"`` a cell's events are not independent given the
+parameters: the cell's weighted counts have the Polya likelihood, and the per-event Bernoulli
+terms no longer sum to it. Every workflow that reweights draws by what some observations add or
+take away must use the cells' differences, ``Polya(cell after) - Polya(cell before)``, with the
+concentration draws. These tests pin that down exactly, draw by draw, against the Polya cell
+likelihood computed from the counts of the data before and after (tests/exact.py's
+``log_polya``), check that the old per-event sums would differ, that a huge concentration gives
+the plain model's numbers, and (against quadrature) one importance-sampling estimate.
+
+Slow (they sample, tiny): an overdispersed static study's update with its robustness class, then
+predict, simulate from the posterior and sensitivity's power-scaling on its run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import base_study, event, hypothesis, prior, write_mini
+from scipy import stats
+
+from forecast.data.cells import cell_data
+from forecast.data.observations import load_observations
+from forecast.model.build import latent_logit, years_from_reference
+from forecast.model.predictive import prior_draws
+from forecast.spec.study import CONCENTRATION, load_study
+from forecast.workflows.backtest.scoring import _count_cdf, cell_loglik
+from forecast.workflows.evidence.statistics import change_of_log_ml, removal_loglik, terms
+from forecast.workflows.history import known_quarter
+from forecast.workflows.history.attribution import Collector, counted_reports, interval_evidence, parts_of
+
+
+def _load_exact():
+    name = "forecast_tests_exact"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("exact.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+exact = _load_exact()
+
+
+def _overdispersed(study: dict, concentration: dict | None = None) -> dict:
+    study["model"] = {"overdispersion": "cell", **({"concentration": concentration} if concentration else {})}
+    return study
+
+
+def _mini(tmp_path: Path, rows: list[dict], concentration: dict | None = None):
+    study = base_study()
+    study["time"] = {"step": "quarter", "start": "2020Q1", "end": "2020Q4", "components": []}
+    warm = {"tilt": {"all": prior("Normal", mu=0.5, sigma=1.0)}, "spread": {"all": prior("HalfNormal", sigma=0.7)}}
+    cold = {"tilt": {"all": prior("Normal", mu=-0.5, sigma=1.0)}, "spread": {"all": prior("HalfNormal", sigma=0.7)}}
+    study["hypotheses"] = [hypothesis("warm", 0.5, warm), hypothesis("cold", 0.5, cold)]
+    path, _ = write_mini(tmp_path, rows, _overdispersed(study, concentration))
+    return load_study(path)
+
+
+ROWS = [
+    event(1, event_date="2020-01-10", counterpart="russia", reliability="C3"),
+    event(2, event_date="2020-02-10", counterpart="us", domain="energy", outcome="conflictual", intensity="-2"),
+    event(3, event_date="2020-05-01", counterpart="eu"),
+    # A better report (A1) of event 1, known in Q2: from Q2 on it counts instead of E1.
+    event(4, event_date="2020-01-10", report_date="2020-05-20", counterpart="russia", reliability="A1", origin_id="E1"),
+    event(5, event_date="2020-04-02", counterpart="russia", outcome="conflictual", intensity="-1"),
+    event(6, event_date="2020-06-01", counterpart="eu", reliability="C3"),
+    event(7, event_date="2020-06-02", counterpart="us"),
+    event(8, event_date="2020-06-03", counterpart="eu", outcome="conflictual", intensity="-1"),
+    event(9, event_date="2020-01-20", counterpart="us"),
+]
+
+
+def _scipy(p):
+    return exact.pymc_prior(p.dist, **p.kwargs)
+
+
+def _eta_grid(study, draws) -> np.ndarray:
+    """(draws, G, D, Q) log-odds of prior draws."""
+    return latent_logit(
+        np, draws, years_from_reference(study), study.time.reference - study.time.start, study.time.components
+    )
+
+
+def _polya_total(eta_grid: np.ndarray, phi: np.ndarray, cells) -> np.ndarray:
+    """The data's Polya log-likelihood per draw, from tests/exact.py's cell formula."""
+    total = np.zeros(eta_grid.shape[0])
+    for g, d, t, a, b in zip(cells.group, cells.domain, cells.quarter, cells.w_coop, cells.w_conf, strict=True):
+        total += exact.log_polya(eta_grid[:, g, d, t], phi, float(a), float(b))
+    return total
+
+
+def _bernoulli_total(eta_grid: np.ndarray, cells) -> np.ndarray:
+    e = eta_grid[:, cells.group, cells.domain, cells.quarter]
+    return (-cells.w_coop * np.logaddexp(0.0, -e) - cells.w_conf * np.logaddexp(0.0, e)).sum(axis=1)
+
+
+# --- history: each unit's change is the cells' Polya difference, chained ---------------------------
+
+
+def test_history_attribution_chains_the_cells_polya_changes_of_an_overdispersed_study(tmp_path):
+    study = _mini(tmp_path, ROWS)
+    table = load_observations(study).table
+    known = known_quarter(table)
+    q1, q2 = int(known.min()), int(known.max())
+    before, _ = counted_reports(table, known, q1, study)
+    after, roots = counted_reports(table, known, q2, study)
+    ev = interval_evidence(table, study, before, after, roots)
+    draws = prior_draws(study, study.hypotheses[0], 200, np.random.default_rng(0))
+    phi = draws[CONCENTRATION]
+    parts, grid = parts_of(draws, study), _eta_grid(study, draws)
+    full = _polya_total(grid, phi, cell_data(table[known <= q2], study))
+    first = _polya_total(grid, phi, cell_data(table[known <= q1], study))
+    by_unit = ev.loglik(parts, phi)
+    # The units' changes telescope to the change of the Polya likelihood, draw by draw ...
+    np.testing.assert_allclose(by_unit.sum(axis=0), full - first, atol=1e-9)
+    # ... and in chain order each is log p(unit | everything before it, theta): check the first two.
+    order = [table["id"].iloc[r] for r in ev.rows]
+    assert order[:2] == ["E5", "E3"]
+    k1 = table[(known <= q1) | (table["id"] == "E5")]
+    np.testing.assert_allclose(by_unit[0], _polya_total(grid, phi, cell_data(k1, study)) - first, atol=1e-9)
+    # The per-event Bernoulli terms (the old code) are not the overdispersed likelihood's change.
+    assert np.max(np.abs(ev.loglik(parts).sum(axis=0) - (full - first))) > 0.1
+    # Blocks of one counterpart, domain and outcome: same total.
+    np.testing.assert_allclose(ev.blocks(table).loglik(parts, phi).sum(axis=0), full - first, atol=1e-9)
+    # A huge concentration: the plain model's terms.
+    huge = np.full_like(phi, 1e9)
+    np.testing.assert_allclose(ev.loglik(parts, huge), ev.loglik(parts), atol=1e-5)
+
+
+def test_history_collector_uses_the_concentration_or_gives_no_shares(tmp_path):
+    study = _mini(tmp_path, ROWS)
+    table = load_observations(study).table
+    known = known_quarter(table)
+    quarters = sorted(set(known.tolist()))
+    h = study.hypotheses[0]
+    draws = prior_draws(study, h, 100, np.random.default_rng(3))
+    collector = Collector(study, table, known, quarters)
+    collector.draws(0, h.id, parts_of(draws, study), None, draws[CONCENTRATION])
+    assert collector._pending[h.id][0] == 1  # the first interval's terms, at these draws
+    expected = collector.evidence[1].loglik(parts_of(draws, study), draws[CONCENTRATION])
+    np.testing.assert_array_equal(collector._pending[h.id][1], expected)
+    # Draws without their concentration (e.g. a caller that does not pass it): no terms, no shares.
+    other = Collector(study, table, known, quarters)
+    other.draws(0, h.id, parts_of(draws, study), None)
+    assert h.id not in other._pending
+
+
+# --- evidence: removing, reversing and adding observations ----------------------------------------
+
+
+def test_evidence_change_of_log_ml_uses_the_cells_polya_differences(tmp_path):
+    study = _mini(tmp_path, ROWS)
+    table = load_observations(study).table
+    cells = cell_data(table, study)
+    draws = prior_draws(study, study.hypotheses[1], 300, np.random.default_rng(1))
+    phi, grid = draws[CONCENTRATION], _eta_grid(study, draws)
+    counted = table.loc[cells.event_row[cells.event_counted]]
+    # Reverse E7 (us, defence, Q2): remove its term, add the opposite outcome.
+    row = counted[counted["id"] == "E7"]
+    removed = terms(cell_data(row, study))
+    flipped = row.assign(cooperative=~row["cooperative"], outcome="conflictual")
+    added = terms(cell_data(flipped, study))
+    lr, la = removal_loglik(grid, cells, removed, added, phi)
+    rest = counted[counted["id"] != "E7"]
+    ll_full = _polya_total(grid, phi, cells)
+    ll_rest = _polya_total(grid, phi, cell_data(rest, study))
+    ll_after = _polya_total(grid, phi, cell_data(pd.concat([rest, flipped]), study))
+    np.testing.assert_allclose(lr, ll_full - ll_rest, atol=1e-9)
+    np.testing.assert_allclose(la, ll_after - ll_rest, atol=1e-9)
+    # The old per-term sums differ (E7 shares its cell with E3, E6 and E8).
+    old_lr = _bernoulli_total(grid, cells) - _bernoulli_total(grid, cell_data(rest, study))
+    assert np.max(np.abs(old_lr - lr)) > 0.01
+    # A huge concentration: the plain model's change.
+    huge = np.full_like(phi, 1e9)
+    plain = change_of_log_ml(grid, removed, added, 1.0)
+    assert change_of_log_ml(grid, removed, added, 1.0, cells, huge).delta == pytest.approx(plain.delta, abs=1e-4)
+
+
+def test_evidence_change_from_prior_draws_matches_quadrature_of_the_polya_model(tmp_path):
+    """From draws of the prior (no data yet), adding a cell's observations changes log p(y) by the
+    overdispersed model's exact log marginal likelihood (quadrature, tests/exact.py)."""
+    rows = [event(i, event_date=f"2020-02-0{i}", counterpart="us", reliability="A1") for i in range(1, 7)]
+    rows += [event(7, event_date="2020-02-08", counterpart="us", reliability="A1", outcome="conflictual", intensity="-1")]
+    conc = prior("LogNormal", mu=float(np.log(3.0)), sigma=0.5)
+    study_one = _mini(tmp_path, rows, conc)  # two groups; only west/defence has data
+    table = load_observations(study_one).table
+    cells = cell_data(table, study_one)
+    h = study_one.hypotheses[0]
+    draws = prior_draws(study_one, h, 40_000, np.random.default_rng(7))
+    grid = _eta_grid(study_one, draws)
+    empty = cell_data(table.iloc[:0], study_one)
+    est = change_of_log_ml(grid, Counter(), terms(cells), 1.0, empty, draws[CONCENTRATION])
+    g = [x.id for x in study_one.groups].index("west")
+    truth = exact.log_ml_polya(
+        [_scipy(h.priors[("tilt", "west")])],
+        [_scipy(h.priors[("spread", "west")])],
+        _scipy(study_one.concentration),
+        [[[(float(cells.w_coop[0]), float(cells.w_conf[0]))]]],
+    )
+    assert g == 0 and cells.n_cells == 1
+    assert est.delta == pytest.approx(truth, abs=0.05)
+    # The plain model's answer for the same data is measurably different.
+    plain = change_of_log_ml(grid, Counter(), terms(cells), 1.0)
+    assert abs(plain.delta - truth) > 0.2
+
+
+# --- backtest: leave-future-out blocks and interval coverage --------------------------------------
+
+
+def test_backtest_cell_loglik_is_the_polya_one_and_the_plain_for_huge_concentration(tmp_path):
+    study = _mini(tmp_path, ROWS)
+    table = load_observations(study).table
+    cells = cell_data(table, study)
+    draws = prior_draws(study, study.hypotheses[0], 50, np.random.default_rng(2))
+    phi, grid = draws[CONCENTRATION], _eta_grid(study, draws)
+    np.testing.assert_allclose(cell_loglik(grid, cells, phi), _polya_total(grid, phi, cells), atol=1e-9)
+    assert np.max(np.abs(cell_loglik(grid, cells, phi) - cell_loglik(grid, cells))) > 0.1
+    np.testing.assert_allclose(cell_loglik(grid, cells, np.full(50, 1e6)), cell_loglik(grid, cells), atol=1e-4)
+    # The approximate LFO ratio: what became known since, cell by cell (exact for any split).
+    known = known_quarter(table)
+    earlier = cell_data(table[known <= int(known.min())], study)
+    added = cell_loglik(grid, cells, phi) - cell_loglik(grid, earlier, phi)
+    np.testing.assert_allclose(added, _polya_total(grid, phi, cells) - _polya_total(grid, phi, earlier), atol=1e-9)
+
+
+def test_backtest_interval_coverage_uses_the_beta_binomial_count():
+    share = np.array([0.2, 0.5, 0.9])
+    plain = _count_cdf(10, share, None)
+    np.testing.assert_allclose(plain(4), stats.binom.cdf(4, 10, share))
+    over = _count_cdf(10, share, np.array([2.0, 2.0, 2.0]))
+    np.testing.assert_allclose(over(4), stats.betabinom.cdf(4, 10, 2.0 * share, 2.0 * (1 - share)))
+    assert np.all(np.abs(over(4) - plain(4)) > 0.01)
+    np.testing.assert_allclose(_count_cdf(10, share, np.full(3, 1e7))(4), plain(4), atol=1e-5)
+    # Monte Carlo: a Beta share, then binomial counts.
+    rng = np.random.default_rng(0)
+    theta = rng.beta(2.0 * 0.5, 2.0 * 0.5, size=200_000)
+    assert np.mean(rng.binomial(10, theta) <= 4) == pytest.approx(over(4)[1], abs=0.005)
+
