@@ -189,7 +189,9 @@ def test_evidence_change_from_prior_draws_matches_quadrature_of_the_polya_model(
     """From draws of the prior (no data yet), adding a cell's observations changes log p(y) by the
     overdispersed model's exact log marginal likelihood (quadrature, tests/exact.py)."""
     rows = [event(i, event_date=f"2020-02-0{i}", counterpart="us", reliability="A1") for i in range(1, 7)]
-    rows += [event(7, event_date="2020-02-08", counterpart="us", reliability="A1", outcome="conflictual", intensity="-1")]
+    rows += [
+        event(7, event_date="2020-02-08", counterpart="us", reliability="A1", outcome="conflictual", intensity="-1")
+    ]
     conc = prior("LogNormal", mu=float(np.log(3.0)), sigma=0.5)
     study_one = _mini(tmp_path, rows, conc)  # two groups; only west/defence has data
     table = load_observations(study_one).table
@@ -245,3 +247,24 @@ def test_backtest_interval_coverage_uses_the_beta_binomial_count():
     theta = rng.beta(2.0 * 0.5, 2.0 * 0.5, size=200_000)
     assert np.mean(rng.binomial(10, theta) <= 4) == pytest.approx(over(4)[1], abs=0.005)
 
+
+def test_evidence_pattern_terms_are_each_event_given_the_rest_of_its_cell(tmp_path):
+    from forecast.stats.loo import pattern_loglik
+    from forecast.workflows.evidence.statistics import pattern_term_loglik, pattern_terms, term_loglik
+
+    study = _mini(tmp_path, ROWS)
+    cells = cell_data(load_observations(study).table, study)
+    draws = prior_draws(study, study.hypotheses[0], 40, np.random.default_rng(5))
+    phi, grid = draws[CONCENTRATION], _eta_grid(study, draws)
+    e = grid[:, cells.group, cells.domain, cells.quarter]
+    np.testing.assert_array_equal(pattern_term_loglik(grid, cells), term_loglik(grid, pattern_terms(cells)))
+    over = pattern_term_loglik(grid, cells, phi)
+    np.testing.assert_allclose(over, pattern_loglik(e, cells, phi), atol=1e-12)
+    # A unit-weight event alone in its cell: the Polya predictive is the Bernoulli at p (the
+    # Beta's mean); with company in its cell it is not.
+    alone = (cells.pattern_count == 1) & (cells.n_events[cells.pattern_cell] == 1) & (cells.pattern_weight == 1.0)
+    shared = cells.n_events[cells.pattern_cell] > 1
+    assert alone.any() and shared.any()
+    plain = pattern_term_loglik(grid, cells)
+    np.testing.assert_allclose(over[:, alone], plain[:, alone], atol=1e-9)
+    assert np.max(np.abs(over[:, shared] - plain[:, shared])) > 0.01

@@ -282,7 +282,7 @@ def run_predict(
     if horizon < 1:
         raise InputError(f"--horizon must be at least 1, got {horizon}")
     study = load_study(study_path)
-    require_prior_hypotheses(study, 'forecast predict', "its forecasts average the hypotheses' posteriors")
+    require_prior_hypotheses(study, "forecast predict", "its forecasts average the hypotheses' posteriors")
     questions = load_questions(study, today=today)
     obs = load_observations(study, today=today)
     if obs.n == 0:

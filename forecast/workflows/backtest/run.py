@@ -159,7 +159,7 @@ def run_backtest(
     if lfo not in ("exact", "approx"):
         raise InputError(f"--lfo must be 'exact' or 'approx', got '{lfo}'")
     study = load_study(study_path)
-    require_prior_hypotheses(study, 'forecast backtest', "it scores the hypotheses' forecasts")
+    require_prior_hypotheses(study, "forecast backtest", "it scores the hypotheses' forecasts")
     questions = load_questions(study, today=today)
     obs = load_observations(study, today=today)
     if obs.n == 0:

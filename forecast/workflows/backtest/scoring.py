@@ -197,9 +197,7 @@ def _score_backtest(study, table, plan, results, horizon, settings, questions, l
             )
         if not o.targets:
             continue
-        preds = {
-            h: Predictive(fc[h].share, fc[h].weights, tuple(o.targets), fc[h].concentration) for h in hyp_ids
-        }
+        preds = {h: Predictive(fc[h].share, fc[h].weights, tuple(o.targets), fc[h].concentration) for h in hyp_ids}
         preds[BMA] = mixture([preds[h] for h in hyp_ids], probs)
         baselines = baseline_probabilities(o.known, study)
         _score_events(study, truth, o.targets, o.origin, preds, baselines, events)

@@ -18,7 +18,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from forecast.data.cells import CellData
-from forecast.stats.loo import cell_loglik
+from forecast.stats.loo import cell_loglik, pattern_loglik
 from forecast.stats.psis import psislw
 
 # A likelihood term: (group, domain, quarter, cooperative, weight); the model's log-likelihood is
@@ -56,6 +56,18 @@ def term_loglik(eta: np.ndarray, keys: list[Term]) -> np.ndarray:
     g, d, t, coop, w = (np.array(x) for x in zip(*keys, strict=True))
     e = eta[:, g, d, t]
     return w * np.where(coop.astype(bool), -np.logaddexp(0.0, -e), -np.logaddexp(0.0, e))
+
+
+def pattern_term_loglik(eta: np.ndarray, cells: CellData, concentration: np.ndarray | None = None) -> np.ndarray:
+    """Per-draw log-likelihood of one event of each pattern, (draws, patterns), for PSIS-LOO.
+
+    Plain: ``term_loglik`` of the patterns' terms. Overdispersed (``concentration`` draws given):
+    each event given the rest of its cell (``forecast.stats.loo.pattern_loglik``, non-factorised
+    LOO), whose terms do not sum to the likelihood.
+    """
+    if concentration is None:
+        return term_loglik(eta, pattern_terms(cells))
+    return pattern_loglik(eta[:, cells.group, cells.domain, cells.quarter], cells, concentration)
 
 
 def psis_weights(log_ratios: np.ndarray, r_eff: float) -> tuple[np.ndarray, np.ndarray]:
