@@ -30,7 +30,7 @@ from forecast.data.cells import CellData, cell_data
 from forecast.data.csvsafe import FORMULA_PREFIXES, spreadsheet_safe
 from forecast.data.observations import Observations, load_observations
 from forecast.errors import ConvergenceError, InputError, ObservationError, SamplingError, StudyError
-from forecast.fit.hypothesis import fit_hypothesis
+from forecast.fit.hypothesis import concentration_draws, fit_hypothesis
 from forecast.fit.sampler import (
     EBFMI_MIN,
     ESS_MIN,
@@ -147,6 +147,9 @@ class UpdateResult:
     # [[constraint_hypotheses]]. Stored as the run's constraints.json, not in summary.json.
     constraints: ConstraintComparison | None = None
     agreement: Agreement | None = None
+    # The likelihood the study was fitted with (``model_record``): {"overdispersion": "none"} for a
+    # plain study; with [model] overdispersion = "cell" also the concentration's prior and posterior.
+    model: dict = field(default_factory=lambda: {"overdispersion": "none"})
 
     def constraints_dict(self) -> dict | None:
         """constraints.json: the comparison's record plus its ``agreement`` (None without one)."""
@@ -297,6 +300,14 @@ def run_update(
                 conclusion=conclusion(result.hypotheses, prior_converged, obs.latest_date, found_robustness),
                 judgement=judgement(result.hypotheses, prior_converged, found_robustness),
             )
+    result = dataclasses.replace(
+        result,
+        model=model_record(
+            study,
+            {f.hypothesis: concentration_draws(f.trace.posterior, study) for f in fits},
+            {h.id: h.label for h in study.hypotheses},
+        ),
+    )
     if spec is not None and enc_fit is not None:
         t_constraints = time.perf_counter()
         comparison = comparison_from_fit(study, spec, obs, enc_fit, enc_compile, progress=say)
@@ -420,6 +431,74 @@ def _constraint_conclusion(comparison: ConstraintComparison, agreed: Agreement, 
     """The headline of a constraint-only study: the constraint leader, as the agreement states it."""
     text = f"Through {obs.latest_date}, " + agreed.sentence[0].lower() + agreed.sentence[1:]
     return (UNRELIABLE + ". " + text) if not comparison.converged else text
+
+
+OVERDISPERSION_INTERVAL = 0.9  # the concentration's central interval, in `update` and the report
+
+
+def _central(prior_or_draws) -> dict:
+    """Median and central 90% interval of a prior (``spec.priors.Prior``) or of draws."""
+    lo, hi = (1 - OVERDISPERSION_INTERVAL) / 2, (1 + OVERDISPERSION_INTERVAL) / 2
+    if isinstance(prior_or_draws, np.ndarray):
+        med, low, high = np.quantile(prior_or_draws, [0.5, lo, hi])
+    else:
+        med, low, high = prior_or_draws.ppf(np.array([0.5, lo, hi]))
+    return {"median": float(med), "interval_90": [float(low), float(high)]}
+
+
+def model_record(study: Study, concentrations: dict[str, np.ndarray | None], labels: dict[str, str]) -> dict:
+    """The likelihood a run was fitted with, for `update --json` ("model"), summary.json and the report.
+
+    Plain study: ``{"overdispersion": "none"}``. Overdispersed: the option, what it means, the
+    concentration's prior (family, parameters, median and central 90%) and, per fitted hypothesis
+    (``concentrations``: its draws; None are skipped), the posterior median and central 90%.
+    """
+    if not study.overdispersed:
+        return {"overdispersion": study.overdispersion}
+    prior = study.concentration
+    assert prior is not None  # an overdispersed study always has one (DEFAULT_CONCENTRATION)
+    return {
+        "overdispersion": study.overdispersion,
+        "meaning": (
+            "each cell's cooperative share is Beta(p * concentration, (1 - p) * concentration) around the "
+            "model's probability p, so one cell carries at most about concentration + 1 events' worth of evidence"
+        ),
+        "concentration_prior": {
+            **prior.to_dict(),
+            "description": prior.describe(),
+            **_central(prior),
+        },
+        "concentration": {
+            hid: {"label": labels.get(hid, hid), **_central(np.asarray(draws, dtype=float))}
+            for hid, draws in concentrations.items()
+            if draws is not None and np.size(draws)
+        },
+    }
+
+
+def _fig(x: float) -> str:
+    """A concentration for a sentence: two significant figures, never scientific below 10^5."""
+    return f"{x:.2g}" if x < 10 else f"{x:,.0f}"
+
+
+def overdispersion_sentence(model: dict | None) -> str | None:
+    """One line on an overdispersed run's likelihood (None for a plain one): the bound on a cell's
+    evidence, the concentration's posterior per hypothesis and its prior."""
+    if not model or model.get("overdispersion", "none") == "none":
+        return None
+    post = model.get("concentration") or {}
+    parts = [
+        f"{_fig(x['median'])} (90%: {_fig(x['interval_90'][0])}-{_fig(x['interval_90'][1])}) under '{x['label']}'"
+        for x in post.values()
+    ]
+    prior = model.get("concentration_prior") or {}
+    text = "Overdispersion: each cell carries at most about phi+1 events' evidence"
+    if parts:
+        text += "; concentration (phi) posterior median " + ", ".join(parts)
+    if prior:
+        low, high = prior["interval_90"]
+        text += f" (prior {prior['description']}: median {_fig(prior['median'])}, 90% {_fig(low)}-{_fig(high)})"
+    return text + "."
 
 
 def complete(fit: Fit, settings: SamplerSettings) -> Fit:

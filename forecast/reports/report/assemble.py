@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from forecast.data.cells import CellData
+from forecast.fit.hypothesis import concentration_draws
 from forecast.model.build import cell_logit_draws, draws_as_arrays
 from forecast.model.predictive import prior_draws
 from forecast.reports import figures as F
@@ -52,6 +53,7 @@ from forecast.settings import DEFAULT_SEED, derive_rng
 from forecast.spec.constraints import ENCOMPASSING_ID
 from forecast.spec.study import Study, quarter_label
 from forecast.stats.loo import PARETO_K_GOOD, jeffreys_label
+from forecast.workflows.update import model_record, overdispersion_sentence
 
 REPLICATE_DRAWS = 1000  # posterior predictive replications per hypothesis
 CALIBRATION_DRAWS = 400  # LOO predictive replications for the calibration plot
@@ -113,6 +115,8 @@ def _build(stored: StoredRun, renderer, progress: Progress | None) -> Report:
     rows = {r.id: r for r in head.rows}
     arrays = {hid: draws_as_arrays(run.posteriors[hid], study) for hid in ids}
     etas = {hid: cell_logit_draws(arrays[hid], study, run.cells) for hid in ids}
+    # An overdispersed study's concentration draws per hypothesis (None each for a plain study).
+    phis = {hid: concentration_draws(run.posteriors[hid], study) for hid in ids}
     stage("read_s")
     jobs = FigureJobs()
     say("report: assembling the sections")
@@ -124,13 +128,13 @@ def _build(stored: StoredRun, renderer, progress: Progress | None) -> Report:
         pointwise = None
         evidence = EvidenceSection(False, NO_PRIOR_HYPOTHESES, None, None, None, [], None, False)
     else:
-        fit = _fit_section(run, etas, labels, colours, rows, jobs)
-        pointwise = _pointwise(run, etas)
+        fit = _fit_section(run, etas, labels, colours, rows, jobs, phis)
+        pointwise = _pointwise(run, etas, phis)
         evidence = _evidence(run, head, pointwise, labels, colours, rows, jobs)
     sensitivity = analyses.sensitivity_section(run.sensitivity, labels, colours, jobs)
     prior_predictive = analyses.prior_predictive_section(run.prior_predictive, study, labels, colours, jobs)
     priors = stated_priors(study, colours, PARAMETER_UNITS)
-    diagnostics = _diagnostics(run, pointwise, colours, constraints)
+    diagnostics = _diagnostics(run, pointwise, colours, constraints, phis)
     robustness = sections.robustness(run.summary.get("robustness"), labels, colours, jobs)
     if constraint_only:
         robustness = RobustnessSection(False, NO_PRIOR_ROBUSTNESS)
@@ -432,15 +436,18 @@ def _learned(run: RunData, rows: dict[str, SupportRow], colours, figures: Figure
 # --- 4. does the model fit -----------------------------------------------------------------------
 
 
-def _fit_section(run: RunData, etas: dict[str, np.ndarray], labels, colours, rows, figures: FigureJobs) -> FitSection:
+def _fit_section(
+    run: RunData, etas: dict[str, np.ndarray], labels, colours, rows, figures: FigureJobs, phis=None
+) -> FitSection:
     study, cells = run.study, run.cells
+    phis = phis or {}
     n_gd, k_gd, coop = S.group_domain_counts(study, run.obs.table)
     with np.errstate(invalid="ignore", divide="ignore"):
         observed = np.where(n_gd > 0, k_gd / np.maximum(n_gd, 1), np.nan)
     rng = derive_rng(REPORT_SEED, 11)
     replicated, pvals = {}, {}
     for hid, eta in etas.items():
-        replicated[hid], pvals[hid] = S.replicate_shares(eta, cells, n_gd, k_gd, rng, REPLICATE_DRAWS)
+        replicated[hid], pvals[hid] = S.replicate_shares(eta, cells, n_gd, k_gd, rng, REPLICATE_DRAWS, phis.get(hid))
     ppc_rows = []
     surprising = set()
     for a, g in enumerate(study.groups):
@@ -460,7 +467,13 @@ def _fit_section(run: RunData, etas: dict[str, np.ndarray], labels, colours, row
         "Observed and replicated cooperative share",
         "Posterior predictive check: for each counterpart group and issue domain, the observed share of cooperative "
         "events (black diamond) and the share in data replicated under each hypothesis (median, 50% and 94% intervals; "
-        f"{REPLICATE_DRAWS} replications of every event from its cell's fitted probability).",
+        f"{REPLICATE_DRAWS} replications of every event from its cell's fitted probability"
+        + (
+            "; overdispersed: each cell's cooperative share drawn once per replication from its Beta around that "
+            "probability, then its events from that share)."
+            if study.overdispersed
+            else ")."
+        ),
         "Interval chart of replicated versus observed cooperative share per group and domain",
         F.ppc_shares,
         [g.label for g in study.groups],
@@ -498,6 +511,7 @@ def _fit_section(run: RunData, etas: dict[str, np.ndarray], labels, colours, row
             colours[hid],
             labels[hid],
             REPORT_SEED + k,
+            phis.get(hid),
         )
         cal_names.append(cname)
     flagged = [labels[h] for h in etas if not rows[h].converged]
@@ -513,23 +527,42 @@ def _fit_section(run: RunData, etas: dict[str, np.ndarray], labels, colours, row
     )
 
 
-def calibration_figure(eta, cells: CellData, events, observed, colour: str, title: str, seed: int) -> bytes:
-    """LOO predictive replications (Bernoulli draws at each event's LOO probability), then the ArviZ plot."""
-    p_event = S.loo_predictive_probability(eta, cells)[cells.event_pattern][events]
+def calibration_figure(
+    eta, cells: CellData, events, observed, colour: str, title: str, seed: int, concentration=None
+) -> bytes:
+    """LOO predictive replications (Bernoulli draws at each event's LOO probability), then the ArviZ plot.
+
+    ``concentration``: an overdispersed fit's draws (each event predicted given the rest of its cell)."""
+    p_event = S.loo_predictive_probability(eta, cells, concentration)[cells.event_pattern][events]
     rng = np.random.default_rng(seed)
     y_rep = (rng.random((CALIBRATION_DRAWS, len(events))) < p_event).astype(np.int8)
     return F.loo_calibration(y_rep, observed, colour, title)
 
 
+def overdispersion_note(study: Study, phis: dict) -> str | None:
+    """The diagnostics' one sentence on an overdispersed study's likelihood (None for a plain study):
+    the bound on a cell's evidence, the concentration's posterior per hypothesis and its prior, and
+    that the checks above use that likelihood."""
+    model = model_record(study, phis, {h.id: h.label for h in study.hypotheses})
+    text = overdispersion_sentence(model)
+    if text is None:
+        return None
+    return (
+        text[:-1] + '; the study sets [model] overdispersion = "cell", so the posterior predictive checks, '
+        "LOO and the calibration plots draw or predict each cell's events through its Beta share."
+    )
+
+
 # --- 5. evidence ---------------------------------------------------------------------------------
 
 
-def _pointwise(run: RunData, etas: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Per observation: elpd_loo__<h> and pareto_k__<h>, from the run or recomputed from the draws."""
+def _pointwise(run: RunData, etas: dict[str, np.ndarray], phis=None) -> pd.DataFrame:
+    """Per observation: elpd_loo__<h> and pareto_k__<h>, from the run or recomputed from the draws
+    (overdispersed: with each hypothesis's concentration draws, as update computes them)."""
     if run.pointwise is not None:
         return run.pointwise
     chains = {hid: run.posteriors[hid].sizes["chain"] for hid in etas}
-    return S.pointwise_loo(run.obs.table["id"].to_numpy(), etas, chains, run.cells)
+    return S.pointwise_loo(run.obs.table["id"].to_numpy(), etas, chains, run.cells, phis)
 
 
 def _evidence(run: RunData, head: Headline, pointwise: pd.DataFrame, labels, colours, rows, figures) -> EvidenceSection:
@@ -657,8 +690,13 @@ def _encompassing_row(c: dict) -> DiagnosticsRow:
     )
 
 
-def _diagnostics(run: RunData, pointwise: pd.DataFrame | None, colours, constraints=None) -> DiagnosticsSection:
+def _diagnostics(
+    run: RunData, pointwise: pd.DataFrame | None, colours, constraints=None, phis=None
+) -> DiagnosticsSection:
     notes = list(run.notes)
+    sentence = overdispersion_note(run.study, phis or {})
+    if sentence:
+        notes.insert(0, sentence)
     thresholds = gate_thresholds(run.stored.gate, notes)
     out = []
     n_samples = None

@@ -1,10 +1,13 @@
 """Terminal rendering of `forecast update`: the support table, the headline, the LOO note, the
 evidence variants, the robustness over the study's declared class of reasonable priors, and the
-constraint hypotheses' own comparison with the sentence saying whether the two agree."""
+constraint hypotheses' own comparison with the sentence saying whether the two agree. An
+overdispersed study ([model] overdispersion = "cell") gets one line under the table on the bound
+on a cell's evidence and the concentration's posterior; a plain study's output is unchanged."""
 
 from __future__ import annotations
 
 from forecast.reports.text.constraints import constraint_lines
+from forecast.workflows.update import overdispersion_sentence
 
 
 def render_update(result) -> str:
@@ -44,6 +47,9 @@ def render_update(result) -> str:
             f"{h.posterior_probability:>9.3f} ± {h.posterior_probability_se:<6.3f}  {h.elpd_loo:>7.1f} ± {h.elpd_loo_se:<5.1f}  "
             f"{h.elpd_diff:>5.1f} ± {h.elpd_diff_se:<5.1f}  {h.loo_weight:>6.2f}  {fit}"
         )
+    overdispersion = overdispersion_sentence(getattr(result, "model", None))
+    if overdispersion:
+        lines.append(overdispersion)
     lines += ["", result.conclusion, "", result.loo_note]
     lines += render_variants(result)
     lines += render_robustness(result)
