@@ -268,3 +268,103 @@ def test_evidence_pattern_terms_are_each_event_given_the_rest_of_its_cell(tmp_pa
     plain = pattern_term_loglik(grid, cells)
     np.testing.assert_allclose(over[:, alone], plain[:, alone], atol=1e-9)
     assert np.max(np.abs(over[:, shared] - plain[:, shared])) > 0.01
+
+
+# --- slow: an overdispersed run, and the commands that read it --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def od_run(tmp_path_factory):
+    """A tiny overdispersed study fitted by `forecast update` (robustness on, as by default)."""
+    from forecast.fit.sampler import SamplerSettings
+    from forecast.workflows.update import run_update
+
+    tmp = tmp_path_factory.mktemp("od_run")
+    study = base_study()
+    study["time"] = {"step": "quarter", "start": "2020Q1", "end": "2020Q4", "components": []}
+    warm = {"tilt": {"all": prior("Normal", mu=0.5, sigma=1.0)}, "spread": {"all": prior("HalfNormal", sigma=0.7)}}
+    cold = {"tilt": {"all": prior("Normal", mu=-0.5, sigma=1.0)}, "spread": {"all": prior("HalfNormal", sigma=0.7)}}
+    study["hypotheses"] = [hypothesis("warm", 0.5, warm), hypothesis("cold", 0.5, cold)]
+    path, _ = write_mini(tmp, ROWS, _overdispersed(study))
+    root = tmp / "runs"
+    result = run_update(
+        path, SamplerSettings(draws=300, tune=300, chains=2, seed=3), runs_root=root, allow_unconverged=True
+    )
+    return path, root, result
+
+
+@pytest.mark.slow
+def test_update_on_an_overdispersed_study_evaluates_its_robustness_class(od_run):
+    _, _, result = od_run
+    assert result.robustness is not None and len(result.robustness.variants) > 1
+
+
+@pytest.mark.slow
+def test_predict_passes_each_hypothesis_concentration_draws(od_run, monkeypatch):
+    import forecast.workflows.predict as predict_module
+    from forecast.runs.stored import StoredRun
+
+    path, root, _ = od_run
+    seen = {}
+    real = predict_module.predictive
+
+    def spy(arrays, study, quarters, rng, concentration=None, **kw):
+        seen[len(seen)] = concentration
+        return real(arrays, study, quarters, rng, concentration=concentration, **kw)
+
+    monkeypatch.setattr(predict_module, "predictive", spy)
+    predict_module.run_predict(path, runs_root=root, write=False, allow_unconverged=True, today=None)
+    study = load_study(path)
+    run = StoredRun.latest(root, study.name)
+    for i, h in enumerate(study.hypotheses):
+        expected = run.open_posterior(h.id)[CONCENTRATION].values.reshape(-1)
+        np.testing.assert_array_equal(seen[i], expected)
+
+
+@pytest.mark.slow
+def test_simulate_from_the_posterior_carries_the_concentration_draw(od_run, tmp_path):
+    import json
+
+    from forecast.runs.stored import StoredRun
+    from forecast.workflows.simulate import SIMULATION, run_simulate
+
+    path, root, _ = od_run
+    result = run_simulate(path, "warm", source="posterior", runs_root=root, out=tmp_path / "sim")
+    record = json.loads((tmp_path / "sim" / SIMULATION).read_text())
+    study = load_study(path)
+    post = StoredRun.latest(root, study.name).open_posterior("warm")
+    where = record["posterior_draw"]
+    expected = float(post[CONCENTRATION].values[where["chain"], where["draw"]])
+    assert record["parameters"][CONCENTRATION] == pytest.approx(expected)
+    assert result.n_events == len(ROWS) - 1  # E1 is counted through its better report E4
+
+
+@pytest.mark.slow
+def test_sensitivity_power_scales_the_polya_likelihood(od_run, monkeypatch):
+    import arviz_stats
+
+    from forecast.model.build import draws_as_arrays
+    from forecast.runs.stored import StoredRun
+    from forecast.workflows.sensitivity.reweight import power_scaling
+
+    path, root, _ = od_run
+    study = load_study(path)
+    cells = cell_data(load_observations(study).table, study)
+    post = StoredRun.latest(root, study.name).open_posterior("cold")
+    captured = {}
+
+    class Captured(Exception):
+        pass
+
+    def capture(tree, **kw):
+        captured["loglik"] = tree["log_likelihood"]["events"].values
+        raise Captured
+
+    monkeypatch.setattr(arviz_stats, "psense_summary", capture)
+    with pytest.raises(Captured):
+        power_scaling(study, cells, post, study.hypotheses[1])
+    total = captured["loglik"].sum(axis=-1).reshape(-1)
+    grid = _eta_grid(study, draws_as_arrays(post, study))
+    phi = post[CONCENTRATION].values.reshape(-1)
+    np.testing.assert_allclose(total, _polya_total(grid, phi, cells), atol=1e-8)
+    assert np.max(np.abs(total - _bernoulli_total(grid, cells))) > 0.1
