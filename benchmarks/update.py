@@ -39,7 +39,8 @@ What is measured, all in one run and each in a FRESH process (wall clock, `time.
 Progress goes to stderr. Stdout gets a readable summary and, as its LAST line, one JSON object
 with the keys ``default_study_s``, ``baseline_s``, ``speedup``, ``scaling`` (event count as a
 string -> seconds), ``scaling_ratio_1m_1k`` (null when skipped), ``scaling_ratios`` (event count
--> seconds / seconds at 1k, when 1k was run), ``retries`` (event count -> convergence retries
+-> seconds / seconds at 1k, when 1k was run), ``scaling_cpu_s`` (event count -> CPU seconds of
+the timed update process, all threads: a figure a loaded machine disturbs less), ``retries`` (event count -> convergence retries
 summed over the hypotheses of the timed run, null if it reported none) and ``machine_yardstick_s``
 (a fixed pure-Python loop's seconds at the start and the end: this machine's speed drifts by up
 to a third over a day, so compare figures of runs whose yardsticks agree).
@@ -60,6 +61,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -105,6 +107,7 @@ def say(msg: str) -> None:
 @dataclass(frozen=True)
 class UpdateRun:
     seconds: float  # wall clock of the whole subprocess
+    cpu_seconds: float  # its CPU time (user + system, all threads): steadier than wall clock on a loaded machine
     result: dict | None  # the --json output (None if the command failed)
     returncode: int
     stderr: str
@@ -120,13 +123,16 @@ def forecast_update(study: Path, runs_dir: Path, *extra: str) -> UpdateRun:
     """Time ``forecast update STUDY --quiet --json --runs-dir RUNS --no-robustness --no-variants [EXTRA]``
     end to end in a new process."""
     cmd = [str(FORECAST), "update", str(study), "--quiet", "--json", "--runs-dir", str(runs_dir), *CORE, *extra]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode not in (0, CONVERGENCE_EXIT):
         raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}:\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout) if proc.returncode == 0 else None
-    return UpdateRun(seconds, result, proc.returncode, proc.stderr)
+    return UpdateRun(seconds, cpu, result, proc.returncode, proc.stderr)
 
 
 def count_retries(run: UpdateRun) -> int | None:
@@ -160,7 +166,7 @@ def describe(run: UpdateRun) -> str:
     fits = [h["seconds"] for h in r["hypotheses"]]
     attempts = [h["attempts"] for h in r["hypotheses"]]
     text = (
-        f"{run.seconds:7.1f} s wall = {run.seconds - total:5.1f} s start-up/imports + {total:6.1f} s in run_update "
+        f"{run.seconds:7.1f} s wall ({run.cpu_seconds:.1f} s CPU) = {run.seconds - total:5.1f} s start-up/imports + {total:6.1f} s in run_update "
         f"(fits {' + '.join(f'{s:.1f}' for s in fits)} s, attempts {attempts}; {total - sum(fits):.1f} s "
         f"validation/cells/bridge/LOO/write; compiling {compile_s:.1f} s of it all)"
     )
@@ -582,6 +588,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict:
 
     # 3. Scaling with synthetic events.
     scaling: dict[str, float] = {}
+    scaling_cpu: dict[str, float] = {}
     retries: dict[str, int | None] = {}
     if args.sizes:
         studies, timed = {}, {}
@@ -600,6 +607,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict:
             run, seconds = median_update(studies[n], runs, args.repeats, ALLOW_UNCONVERGED)
             timed[n] = run
             scaling[str(n)] = run.seconds
+            scaling_cpu[str(n)] = run.cpu_seconds
             retries[str(n)] = count_retries(run)
             say(f"  {n}: {describe(run)}{spread(seconds)}")
             print(f"  {n:>9} events: {describe(run)}{spread(seconds)}; retries {retries[str(n)]}")
@@ -617,6 +625,11 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict:
             + ", ".join(f"{int(n):,}: {r}" for n, r in retries.items())
             + " (target 0)"
         )
+    if "1000" in scaling_cpu:
+        print(
+            "CPU time / CPU time at 1k events (steadier on a loaded machine): "
+            + ", ".join(f"{int(n):,}: {c / scaling_cpu['1000']:.2f}" for n, c in scaling_cpu.items() if n != "1000")
+        )
     ratio = ratios.get("1000000")
     if ratio is not None:
         print(f"Scaling ratio 1M / 1k events: {ratio:.2f} (target <= 2)")
@@ -629,6 +642,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict:
         "scaling": scaling,
         "scaling_ratio_1m_1k": ratio,
         "scaling_ratios": ratios,
+        "scaling_cpu_s": scaling_cpu,
         "retries": retries,
         "machine_yardstick_s": [speed_before, speed_after],
     }
