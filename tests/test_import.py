@@ -13,7 +13,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from helpers import DEFAULT_STUDY, REPO, event, write_events, write_mini
+from helpers import DEFAULT_STUDY, REPO, base_study, event, write_events, write_mini
 
 from forecast.cli import main
 from forecast.data.importer import GDELT2_COLUMNS, load_mapping
@@ -493,3 +493,66 @@ def test_generic_table_needs_named_columns(project, tmp_path):
     )
     result = run_import(src, study_path, mapping_path=tmp_path / "map.toml", today=TODAY, write_report=False)
     assert result.to_dict()["imported_ids"][0].startswith("EVT-")
+
+
+# --- advice on the model for machine-coded feeds -------------------------------------------------
+
+
+def test_appending_machine_coded_rows_to_a_study_without_overdispersion_advises_cell_on_stderr(project, tmp_path):
+    study_path, csv_path, source = project
+    result = CliRunner().invoke(
+        main, ["import", str(source), str(study_path), "--runs-dir", str(tmp_path / "runs"), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)  # stdout stays one JSON object
+    assert out["written"] and out["n_imported"] == 5
+    advice = [line for line in result.stderr.splitlines() if line.startswith("advice:")]
+    assert len(advice) == 1
+    assert '[model] overdispersion = "cell"' in advice[0] and "machine-coded" in advice[0]
+    assert "1,951" in advice[0] and "0.95" in advice[0] and "0.92" in advice[0]
+    assert out["advice"] == advice[0]
+
+
+def test_a_dry_run_that_would_append_machine_coded_rows_advises_too(project, capsys):
+    study_path, csv_path, source = project
+    result = run_import(source, study_path, today=TODAY, dry_run=True)
+    assert result.advice is not None
+    assert capsys.readouterr().err.strip() == result.advice
+
+
+def test_no_advice_when_nothing_is_appended_or_the_study_is_already_overdispersed(project, tmp_path):
+    study_path, csv_path, source = project
+    heard = []
+    first = run_import(source, study_path, today=TODAY, write_report=False, advise=heard.append)
+    assert first.written and heard == [first.advice]
+    again = run_import(source, study_path, today=TODAY, write_report=False, advise=heard.append)
+    assert again.to_dict()["n_imported"] == 0 and again.advice is None and len(heard) == 1
+
+    study = base_study()
+    study["model"] = {"overdispersion": "cell"}
+    other = tmp_path / "cell"
+    other.mkdir()
+    cell_study, _ = write_mini(other, [event(1)], study)
+    (other / "cameo_mapping.toml").write_text(MAPPING)
+    done = run_import(source, cell_study, today=TODAY, write_report=False, advise=heard.append)
+    assert done.written and done.advice is None and len(heard) == 1
+
+
+def test_no_advice_for_rows_the_mapping_calls_hand_verified(project):
+    study_path, csv_path, source = project
+    mapping = csv_path.parent / "cameo_mapping.toml"
+    mapping.write_text(MAPPING.replace('reliability = "C3"', 'reliability = "C3"\nsource_class = "hand-verified"'))
+    heard = []
+    result = run_import(source, study_path, today=TODAY, write_report=False, advise=heard.append)
+    assert result.written and result.advice is None and heard == []
+
+
+def test_init_writes_the_overdispersion_option_commented_out_and_it_validates_when_set(tmp_path):
+    from forecast.workflows.init import init_study
+
+    study_path, _ = init_study("feed", tmp_path)
+    text = study_path.read_text(encoding="utf-8")
+    assert '# [model]\n# overdispersion = "cell"\n' in text and "machine-coded feeds" in text
+    assert not load_study(study_path).overdispersed  # the default stays "none"
+    study_path.write_text(text.replace('# [model]\n# overdispersion = "cell"\n', '[model]\noverdispersion = "cell"\n'))
+    assert load_study(study_path).overdispersed

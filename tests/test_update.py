@@ -135,6 +135,13 @@ def test_a_study_without_constraint_hypotheses_has_null_constraints_in_its_json(
     assert result.to_dict()["constraints"] is None
 
 
+def test_a_plain_studys_json_says_its_model_has_no_overdispersion():
+    from forecast.workflows.update import UpdateResult
+
+    result = UpdateResult("s", "s.toml", "q", None, True, 0, None, [], "", "", {})
+    assert result.to_dict()["model"] == {"overdispersion": "none"}
+
+
 @pytest.fixture(scope="module")
 def small_static(tmp_path_factory):
     """A two-group static study, fitted once and shared by the invariant tests below."""

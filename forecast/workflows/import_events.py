@@ -17,6 +17,12 @@ written and writes it, every file through the run store's atomic writer:
 
 A dry run writes nothing at all (no temporary file, no report, no folder) and so needs no write
 access to the data folder or the run store.
+
+When machine-coded rows (the mapping's ``source_class``, "machine-coded" by default) are appended,
+or would be on a dry run, to a study that counts every event as independent evidence (``[model]
+overdispersion = "none"``), one advisory line goes to stderr (``overdispersion_advice``): such
+feeds report one event many times, and ``overdispersion = "cell"`` bounds what one cell can say.
+It is advice, not an error; the record carries it as ``advice``.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ import gzip
 import os
 import re
 import stat
+import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -56,7 +64,7 @@ from forecast.runs.store import (
     preflight,
     write_json,
 )
-from forecast.spec.study import load_study
+from forecast.spec.study import Study, load_study
 
 # Room an import's reports need (checked before the observation file is touched).
 REPORT_BYTES = 16 * 1024 * 1024
@@ -91,6 +99,8 @@ class ImportResult:
     since: str | None = None
     until: str | None = None
     rows_report: str | None = None
+    # One line recommending [model] overdispersion = "cell" (``overdispersion_advice``), or None.
+    advice: str | None = None
 
     @property
     def involving_actor(self) -> tuple[Skipped, ...]:
@@ -129,6 +139,7 @@ class ImportResult:
             "report": self.report,
             "rows_report": self.rows_report,
             "removed_leftovers": list(self.removed_leftovers),
+            "advice": self.advice,
         }
 
 
@@ -248,6 +259,30 @@ def write_rows_report(path: Path, result: ImportResult) -> None:
     atomic_write_with(path, writer)
 
 
+# --- advice on the model for machine-coded feeds -------------------------------------------------
+
+
+def overdispersion_advice(study: Study, source_class: str, n_rows: int) -> str | None:
+    """One line recommending ``[model] overdispersion = "cell"`` when ``n_rows`` machine-coded rows
+    go into a study that leaves it at "none"; None otherwise (hand-verified rows, or already set).
+
+    The figures are forecast.model.overdispersion's measurement on the default study: 1,951 copies
+    of one imported consultation moved 'hedging' from 0.84 to 0.95 without the option, to 0.92 with it.
+    """
+    if n_rows == 0 or study.overdispersed or "machine" not in source_class.lower():
+        return None
+    return (
+        f"advice: {study.path} counts each of these {n_rows} {source_class} rows as independent evidence "
+        '([model] overdispersion = "none"); for studies fed by machine-coded feeds set [model] '
+        'overdispersion = "cell", which bounds what one cell can say (1,951 copies of one event moved '
+        "'hedging' from 0.84 to 0.95 on the default study without it, to 0.92 with it)"
+    )
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 # --- the workflow -------------------------------------------------------------------------------------
 
 
@@ -266,11 +301,13 @@ def run_import(
     encoding: str = "utf-8",
     since: dt.date | None = None,
     until: dt.date | None = None,
+    advise: Callable[[str], None] | None = _to_stderr,
 ) -> ImportResult:
     """Map a coded event file into the study's observations; append them after validation.
 
     ``encoding`` is the event file's text encoding; ``since``/``until`` keep only events dated
-    within them (inclusive; the study's window applies too).
+    within them (inclusive; the study's window applies too). ``advise`` receives the advisory
+    line on the model (``overdispersion_advice``; default: stderr; None: kept in the record only).
     """
     if since is not None and until is not None and since > until:
         raise InputError(f"--since {since} is after --until {until}")
@@ -303,12 +340,14 @@ def run_import(
         encoding=src.encoding,
         since=since.isoformat() if since else None,
         until=until.isoformat() if until else None,
+        advice=overdispersion_advice(study, mapping.source_class, len(mapped.imported)),
     )
     text = None
     if mapped.imported:
         text = combined_text(target, mapped.imported)
         check_observations(study, text, target, today=today)  # the whole file, old rows and new
     if dry_run:
+        _advise(result, advise)
         return result
 
     removed = sweep_leftovers(target.parent, leftover_pattern(target))
@@ -336,4 +375,11 @@ def run_import(
             if not result.written:
                 raise
             raise RunStoreError(f"{e}; the observations were appended, only the import report is missing") from None
+    _advise(result, advise)
     return result
+
+
+def _advise(result: ImportResult, advise: Callable[[str], None] | None) -> None:
+    """Pass the record's advice on, once its rows are written (or would be, on a dry run)."""
+    if advise is not None and result.advice is not None and (result.written or result.dry_run):
+        advise(result.advice)

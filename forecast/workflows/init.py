@@ -2,7 +2,8 @@
 
 The study's hypotheses state their priors as elicitation statements (forecast.spec.elicitation):
 cooperative shares and their change per year with a stated certainty, the terms an analyst can
-judge and defend, rather than distributions on the model's log-odds scale.
+judge and defend, rather than distributions on the model's log-odds scale. A commented ``[model]``
+section says when to set ``overdispersion = "cell"`` (observations from machine-coded feeds).
 """
 
 from __future__ import annotations
@@ -61,6 +62,15 @@ counterparts = ["rival_a", "rival_b"]
 # "actor" (the actor acted), "counterpart" (the counterpart acted on the actor), "joint" (both).
 [evidence]
 initiators = [{initiators}]
+
+# How the events of one cell (a group, a domain, a quarter) share evidence. By default
+# ("none") every event is independent evidence. With "cell" a cell's cooperative share varies
+# around the model's probability, so one cell carries at most about concentration + 1 events'
+# worth of evidence: set it when the observations come from machine-coded feeds (`forecast
+# import`: GDELT, ICEWS, POLECAT), which report one event many times. The concentration's prior
+# defaults to a median of 20 (90% between about 4 and 100); README, "Study files".
+# [model]
+# overdispersion = "cell"
 
 [[domains]]
 id = "security"

@@ -86,6 +86,10 @@ def update(
     prior-specified one, with one sentence saying whether the two comparisons favour the same
     hypothesis and how robust each lead is; stored as constraints.json (--json: "constraints").
 
+    A study with [model] overdispersion = "cell" (each cell carries at most about concentration + 1
+    events' worth of evidence) gets one line under the table with the concentration's posterior
+    per hypothesis; --json always has "model" ({"overdispersion": "none"} for a plain study).
+
     \b
     Example:
       forecast update priors/turkey_nato.toml --seed 1 --json > support.json
