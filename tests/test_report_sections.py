@@ -818,3 +818,48 @@ def test_print_leaves_out_the_technical_parts_and_names_them_and_where_they_are(
     # The screen shows everything: nothing above is hidden outside print.
     screen = html[: html.index("@media print")]
     assert ".technical" not in screen and ".print-only, .print-cell { display: none; }" in screen
+
+
+# --- a plain study's report statistics, pinned before overdispersion was added -------------------
+
+# The golden run's posterior predictive rows (median, low, high, p-value per hypothesis) and LOO
+# predictive probabilities (sum, first event) as the report computed them before the report learnt
+# overdispersed studies: a plain study's report must draw the same numbers, draw for draw.
+PINNED_PPC = {
+    ("West", "Defence"): {"steady": [0.75, 0.4375, 0.9375, 1.0], "shift": [0.75, 0.4375, 0.9375, 1.0]},
+    ("West", "Energy"): {"steady": [0.75, 0.4375, 1.0, 0.912], "shift": [0.75, 0.5, 1.0, 0.98]},
+    ("East", "Defence"): {"steady": [0.125, 0.0, 0.5, 0.876], "shift": [0.125, 0.0, 0.375, 0.992]},
+    ("East", "Energy"): {"steady": [0.125, 0.0, 0.5, 0.854], "shift": [0.125, 0.0, 0.5, 0.902]},
+}
+PINNED_LOO_P = {"steady": (25.742790043042593, 0.7399186602397481), "shift": (25.700263565026198, 0.7452769106163629)}
+
+
+def test_a_plain_studys_report_statistics_are_unchanged(tmp_path):
+    from forecast.model.build import cell_logit_draws, draws_as_arrays
+    from forecast.reports.figures import FigureJobs
+    from forecast.reports.report import statistics as S
+    from forecast.reports.report.assemble import _fit_section, _headline
+    from forecast.reports.report.read import load_run
+    from forecast.reports.text.update import overdispersion_sentence
+
+    run_dir = tmp_path / "golden" / "20261207T051613Z"
+    shutil.copytree(GOLDEN, run_dir)
+    run = load_run(StoredRun.open(run_dir))
+    study = run.study
+    assert not study.overdispersed
+    ids = [h.id for h in study.hypotheses]
+    etas = {h: cell_logit_draws(draws_as_arrays(run.posteriors[h], study), study, run.cells) for h in ids}
+    phis = {h: S.concentration_draws(run.posteriors[h], study) for h in ids}
+    assert phis == {h: None for h in ids}
+    rows = {r.id: r for r in _headline(run, {h: "#000" for h in ids}).rows}
+    fit = _fit_section(run, etas, {h: h for h in ids}, {h: "#000" for h in ids}, rows, FigureJobs(), phis)
+    got = {
+        (r.group, r.domain): {h: [v["median"], v["low"], v["high"], v["p_value"]] for h, v in r.replicated.items()}
+        for r in fit.rows
+    }
+    assert got == PINNED_PPC
+    for h, (total, first) in PINNED_LOO_P.items():
+        p = S.loo_predictive_probability(etas[h], run.cells, phis[h])
+        assert (float(p.sum()), float(p[0])) == (total, first)
+    assert S.model_record(study, phis, {}) == {"overdispersion": "none"}
+    assert overdispersion_sentence(S.model_record(study, phis, {})) is None

@@ -310,7 +310,7 @@ def run_update(
     )
     if spec is not None and enc_fit is not None:
         t_constraints = time.perf_counter()
-        comparison = comparison_from_fit(study, spec, obs, enc_fit, enc_compile, progress=say)
+        comparison = comparison_from_fit(study, spec, obs, enc_fit, enc_compile, progress=say, cells=cells)
         agreed = _agreement(result, comparison, prior_converged)
         result = dataclasses.replace(result, constraints=comparison, agreement=agreed)
         if not fits:
@@ -447,7 +447,9 @@ def _central(prior_or_draws) -> dict:
 
 
 def model_record(study: Study, concentrations: dict[str, np.ndarray | None], labels: dict[str, str]) -> dict:
-    """The likelihood a run was fitted with, for `update --json` ("model"), summary.json and the report.
+    """The likelihood a run was fitted with, for `update --json` ("model") and summary.json
+    (forecast.reports.report.statistics.model_record computes the same for the report, which
+    imports no workflow; forecast.reports.text.update.overdispersion_sentence words it).
 
     Plain study: ``{"overdispersion": "none"}``. Overdispersed: the option, what it means, the
     concentration's prior (family, parameters, median and central 90%) and, per fitted hypothesis
@@ -474,31 +476,6 @@ def model_record(study: Study, concentrations: dict[str, np.ndarray | None], lab
             if draws is not None and np.size(draws)
         },
     }
-
-
-def _fig(x: float) -> str:
-    """A concentration for a sentence: two significant figures, never scientific below 10^5."""
-    return f"{x:.2g}" if x < 10 else f"{x:,.0f}"
-
-
-def overdispersion_sentence(model: dict | None) -> str | None:
-    """One line on an overdispersed run's likelihood (None for a plain one): the bound on a cell's
-    evidence, the concentration's posterior per hypothesis and its prior."""
-    if not model or model.get("overdispersion", "none") == "none":
-        return None
-    post = model.get("concentration") or {}
-    parts = [
-        f"{_fig(x['median'])} (90%: {_fig(x['interval_90'][0])}-{_fig(x['interval_90'][1])}) under '{x['label']}'"
-        for x in post.values()
-    ]
-    prior = model.get("concentration_prior") or {}
-    text = "Overdispersion: each cell carries at most about phi+1 events' evidence"
-    if parts:
-        text += "; concentration (phi) posterior median " + ", ".join(parts)
-    if prior:
-        low, high = prior["interval_90"]
-        text += f" (prior {prior['description']}: median {_fig(prior['median'])}, 90% {_fig(low)}-{_fig(high)})"
-    return text + "."
 
 
 def complete(fit: Fit, settings: SamplerSettings) -> Fit:

@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 
 from forecast.data.cells import CellData
-from forecast.fit.hypothesis import concentration_draws
 from forecast.model.build import cell_logit_draws, draws_as_arrays
 from forecast.model.predictive import prior_draws
 from forecast.reports import figures as F
@@ -48,12 +47,12 @@ from forecast.reports.report.records import (
     RobustnessSection,
     SupportRow,
 )
+from forecast.reports.text.update import overdispersion_sentence
 from forecast.runs.stored import StoredRun
 from forecast.settings import DEFAULT_SEED, derive_rng
 from forecast.spec.constraints import ENCOMPASSING_ID
 from forecast.spec.study import Study, quarter_label
 from forecast.stats.loo import PARETO_K_GOOD, jeffreys_label
-from forecast.workflows.update import model_record, overdispersion_sentence
 
 REPLICATE_DRAWS = 1000  # posterior predictive replications per hypothesis
 CALIBRATION_DRAWS = 400  # LOO predictive replications for the calibration plot
@@ -116,7 +115,7 @@ def _build(stored: StoredRun, renderer, progress: Progress | None) -> Report:
     arrays = {hid: draws_as_arrays(run.posteriors[hid], study) for hid in ids}
     etas = {hid: cell_logit_draws(arrays[hid], study, run.cells) for hid in ids}
     # An overdispersed study's concentration draws per hypothesis (None each for a plain study).
-    phis = {hid: concentration_draws(run.posteriors[hid], study) for hid in ids}
+    phis = {hid: S.concentration_draws(run.posteriors[hid], study) for hid in ids}
     stage("read_s")
     jobs = FigureJobs()
     say("report: assembling the sections")
@@ -543,7 +542,7 @@ def overdispersion_note(study: Study, phis: dict) -> str | None:
     """The diagnostics' one sentence on an overdispersed study's likelihood (None for a plain study):
     the bound on a cell's evidence, the concentration's posterior per hypothesis and its prior, and
     that the checks above use that likelihood."""
-    model = model_record(study, phis, {h.id: h.label for h in study.hypotheses})
+    model = S.model_record(study, phis, {h.id: h.label for h in study.hypotheses})
     text = overdispersion_sentence(model)
     if text is None:
         return None

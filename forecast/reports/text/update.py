@@ -7,7 +7,6 @@ on a cell's evidence and the concentration's posterior; a plain study's output i
 from __future__ import annotations
 
 from forecast.reports.text.constraints import constraint_lines
-from forecast.workflows.update import overdispersion_sentence
 
 
 def render_update(result) -> str:
@@ -65,6 +64,32 @@ def render_update(result) -> str:
     if result.run_dir:
         lines += ["", f"Run written to {result.run_dir}"]
     return "\n".join(lines)
+
+
+def _fig(x: float) -> str:
+    """A concentration in a sentence: two significant figures, whole numbers from 10 on."""
+    return f"{x:.2g}" if x < 10 else f"{x:,.0f}"
+
+
+def overdispersion_sentence(model: dict | None) -> str | None:
+    """One line on an overdispersed run's likelihood (None for a plain one): the bound on a cell's
+    evidence, the concentration's posterior per hypothesis and its prior. ``model`` is the
+    record of forecast.workflows.update.model_record (or the report's copy of it)."""
+    if not model or model.get("overdispersion", "none") == "none":
+        return None
+    post = model.get("concentration") or {}
+    parts = [
+        f"{_fig(x['median'])} (90%: {_fig(x['interval_90'][0])}-{_fig(x['interval_90'][1])}) under '{x['label']}'"
+        for x in post.values()
+    ]
+    prior = model.get("concentration_prior") or {}
+    text = "Overdispersion: each cell carries at most about phi+1 events' evidence"
+    if parts:
+        text += "; concentration (phi) posterior median " + ", ".join(parts)
+    if prior:
+        low, high = prior["interval_90"]
+        text += f" (prior {prior['description']}: median {_fig(prior['median'])}, 90% {_fig(low)}-{_fig(high)})"
+    return text + "."
 
 
 def render_constraint_section(result) -> list[str]:
