@@ -274,3 +274,24 @@ def test_the_reports_model_record_is_updates(cells_and_study):
     mine = model_record(study, draws, labels)
     del mine["meaning"]
     assert S.model_record(study, draws, labels) == mine
+
+
+def test_update_records_the_encompassing_models_concentration_too(cells_and_study):
+    from types import SimpleNamespace
+
+    import xarray as xr
+
+    from forecast.workflows.update import _model
+
+    study, _ = cells_and_study
+    posterior = xr.Dataset({"concentration": (("chain", "draw"), np.full((2, 50), 7.0))})
+    fit = SimpleNamespace(hypothesis="h1", trace=SimpleNamespace(posterior=posterior))
+    enc = SimpleNamespace(hypothesis="encompassing", trace=SimpleNamespace(posterior=posterior))
+    m = _model(study, [fit], enc)
+    assert set(m["concentration"]) == {"h1", "encompassing"}
+    assert m["concentration"]["h1"]["median"] == 7.0
+    assert "7 (90%: 7-7) under 'the encompassing model'" in overdispersion_sentence(m)
+    without = _model(
+        study, [fit], SimpleNamespace(hypothesis="encompassing", trace=SimpleNamespace(posterior=xr.Dataset()))
+    )
+    assert set(without["concentration"]) == {"h1"}

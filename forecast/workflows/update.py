@@ -300,14 +300,7 @@ def run_update(
                 conclusion=conclusion(result.hypotheses, prior_converged, obs.latest_date, found_robustness),
                 judgement=judgement(result.hypotheses, prior_converged, found_robustness),
             )
-    result = dataclasses.replace(
-        result,
-        model=model_record(
-            study,
-            {f.hypothesis: concentration_draws(f.trace.posterior, study) for f in fits},
-            {h.id: h.label for h in study.hypotheses},
-        ),
-    )
+    result = dataclasses.replace(result, model=_model(study, fits, enc_fit))
     if spec is not None and enc_fit is not None:
         t_constraints = time.perf_counter()
         comparison = comparison_from_fit(study, spec, obs, enc_fit, enc_compile, progress=say, cells=cells)
@@ -431,6 +424,19 @@ def _constraint_conclusion(comparison: ConstraintComparison, agreed: Agreement, 
     """The headline of a constraint-only study: the constraint leader, as the agreement states it."""
     text = f"Through {obs.latest_date}, " + agreed.sentence[0].lower() + agreed.sentence[1:]
     return (UNRELIABLE + ". " + text) if not comparison.converged else text
+
+
+def _model(study: Study, fits: list[Fit], enc_fit: Fit | None) -> dict:
+    """``model_record`` of this run's fits (the encompassing model's too, when it has one)."""
+    draws = {f.hypothesis: concentration_draws(f.trace.posterior, study) for f in fits}
+    labels = {h.id: h.label for h in study.hypotheses}
+    if enc_fit is not None and study.overdispersed:
+        try:
+            draws[ENCOMPASSING_ID] = concentration_draws(enc_fit.trace.posterior, study)
+            labels[ENCOMPASSING_ID] = "the encompassing model"
+        except ValueError:  # an encompassing model fitted without the study's overdispersion
+            pass
+    return model_record(study, draws, labels)
 
 
 OVERDISPERSION_INTERVAL = 0.9  # the concentration's central interval, in `update` and the report

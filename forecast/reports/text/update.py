@@ -30,6 +30,9 @@ def render_update(result) -> str:
         lines += ["No prior-specified hypotheses: the study states constraint hypotheses only.", ""]
         if constraints is not None:
             lines += render_constraint_section(result)
+        overdispersion = overdispersion_sentence(getattr(result, "model", None))
+        if overdispersion:
+            lines += ["", overdispersion]
         lines += ["", result.conclusion]
         if result.run_dir:
             lines += ["", f"Run written to {result.run_dir}"]
