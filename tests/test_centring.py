@@ -16,6 +16,7 @@ from forecast.data.cells import CellData, cell_data
 from forecast.data.observations import load_observations
 from forecast.model.build import (
     CENTRE_AT,
+    CENTRE_WITHIN_AT,
     WALK_LEVELS_AT,
     WALK_MODES_AT,
     Centring,
@@ -77,6 +78,19 @@ def test_a_domain_is_centred_once_its_information_outweighs_the_prior_scale():
     assert not centring(study, light, h).any_domain
     c = centring(study, heavy, h)
     assert c.domain.sum() == 1 and c.domain[1, 2]
+
+
+def test_once_one_domain_is_centred_the_others_are_centred_from_a_lower_threshold():
+    study = load_study(DEFAULT_STUDY)
+    h = study.hypotheses[0]
+    spread = float(h.priors[("spread", study.groups[1].id)].ppf(0.5))
+    unit = 1.0 / spread**2 / 0.25  # weight at a 50% share that gives information x spread^2 = 1
+    within = (1, 0, 10, 0.6 * CENTRE_WITHIN_AT * unit, 0.6 * CENTRE_WITHIN_AT * unit)
+    below = (1, 1, 10, 0.4 * CENTRE_WITHIN_AT * unit, 0.4 * CENTRE_WITHIN_AT * unit)
+    strong = (1, 2, 10, 0.6 * CENTRE_AT * unit, 0.6 * CENTRE_AT * unit)
+    assert not centring(study, cells_of([within, below]), h).any_domain  # nothing strong: the plain model
+    c = centring(study, cells_of([within, below, strong]), h)
+    assert c.domain[1].tolist()[:3] == [True, False, True] and c.domain.sum() == 2
 
 
 def test_a_walk_is_sampled_in_levels_once_its_median_quarter_outweighs_the_volatility_prior():
