@@ -283,7 +283,7 @@ constraints = ["share(partner, all) > {c}"]
 """
 
 
-def _exact_masses(a: float, b: float, c: float) -> tuple[float, float]:
+def _exact_masses(a: float, b: float, c: float, tilt_sd: float = 1.0, spread_sd: float = 0.5) -> tuple[float, float]:
     """Prior and posterior P(expit(tilt + spread z) > c) by quadrature over (tilt, log spread, z).
 
     tilt ~ N(0, 1), spread ~ HalfNormal(0.5), z ~ N(0, 1); the likelihood of a cooperative and b
@@ -292,15 +292,17 @@ def _exact_masses(a: float, b: float, c: float) -> tuple[float, float]:
     """
     from scipy.special import log_expit, logit
 
-    t = np.linspace(-7, 7, 281)
+    t = np.linspace(-7 * tilt_sd, 7 * tilt_sd, 281)
     z = np.linspace(-8, 8, 3201)
     T, Z = np.meshgrid(t, z, indexing="ij")
     base = stats.norm.logpdf(T) + stats.norm.logpdf(Z)
     prior_in = post_all = post_in = 0.0
-    for u in np.linspace(-12, math.log(0.5 * 9), 161):
+    base = stats.norm.logpdf(T, scale=tilt_sd) + stats.norm.logpdf(Z)
+    u_grid = np.linspace(-12, math.log(spread_sd * 9), 161)
+    for u in u_grid:
         s = math.exp(u)
         eta = T + s * Z
-        log_w = base + stats.halfnorm.logpdf(s, scale=0.5) + u
+        log_w = base + stats.halfnorm.logpdf(s, scale=spread_sd) + u
         inside = eta > logit(c)
         w_post = np.exp(log_w + a * log_expit(eta) + b * log_expit(-eta))
         prior_in += float((np.exp(log_w) * inside).sum())
@@ -308,8 +310,8 @@ def _exact_masses(a: float, b: float, c: float) -> tuple[float, float]:
         post_in += float((w_post * inside).sum())
     # Normaliser of the prior: the same grid's total (so grid constants cancel).
     prior_total = 0.0
-    for u in np.linspace(-12, math.log(0.5 * 9), 161):
-        prior_total += float(np.exp(base + stats.halfnorm.logpdf(math.exp(u), scale=0.5) + u).sum())
+    for u in u_grid:
+        prior_total += float(np.exp(base + stats.halfnorm.logpdf(math.exp(u), scale=spread_sd) + u).sum())
     return prior_in / prior_total, post_in / post_all
 
 
@@ -333,6 +335,32 @@ def test_constraint_bayes_factor_equals_exact_masses_on_a_static_model(tmp_path)
     assert abs(h.posterior_mass.value - post) < 4 * h.posterior_mass.se
     exact = math.log(post / prior)
     assert abs(h.bayes_factor.log_bf - exact) < 4 * h.bayes_factor.log_bf_se
+
+
+@pytest.mark.slow
+def test_a_scaled_encompassing_prior_whose_reweighting_is_unreliable_is_refitted_exactly(tmp_path, monkeypatch):
+    # Every scaling is treated as unreliable (threshold below any Pareto k), so each is refitted;
+    # the refit's probability must equal the exact one under the scaled prior (quadrature).
+    import forecast.workflows.constraints as wc
+    from forecast.settings import SamplerSettings
+
+    monkeypatch.setattr(wc, "PARETO_K_MAX", -1.0)
+    c, n_coop, n_conf = 0.6, 9, 4
+    (tmp_path / "study.toml").write_text(STATIC.format(c=c), encoding="utf-8")
+    rows = ["id,event_date,counterpart,domain,outcome,reliability,description,source"]
+    for k in range(n_coop + n_conf):
+        outcome = "cooperative" if k < n_coop else "conflictual"
+        rows.append(f"ev{k:03d},2020-02-14,alpha,trade,{outcome},A1,event {k},test")
+    (tmp_path / "events.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    settings = SamplerSettings(draws=1_000, tune=500, chains=4, cores=2, seed=12)
+    result = wc.run_constraints(tmp_path / "study.toml", settings, prior_draws=40_000, factors=(2.0,))
+    assert [r.method for r in result.robustness] == ["refit", "refit"]
+    for r in result.robustness:
+        prior, post = _exact_masses(n_coop, n_conf, c, tilt_sd=r.factor, spread_sd=0.5 * r.factor)
+        bf_in, bf_out = post / prior, (1 - post) / (1 - prior)
+        exact = bf_in / (bf_in + bf_out)  # equal prior probabilities, the complement included
+        assert r.reliable
+        assert abs(r.probabilities["mostly_cooperative"] - exact) < 0.03, (r.factor, r.probabilities, exact)
 
 
 def test_forecast_constraints_without_a_study_compares_the_default_studys_constraint_hypotheses(monkeypatch):

@@ -224,3 +224,29 @@ def test_writing_replaces_only_the_block(tmp_path, monkeypatch):
 def test_the_readme_tour_output_is_current():
     result = subprocess.run([sys.executable, str(TOOL), "--check"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, f"README's tour output is stale: run `python tools/readme_tour.py`\n{result.stdout}"
+
+
+def test_a_constraint_scaling_refitted_or_reweighted_is_noise():
+    # (f): whether the 1.5x scaling's Pareto k crossed 0.7 (refit) follows the draws.
+    block = "\n".join(
+        [
+            "Encompassing prior scaled (every prior; posterior reweighted, refitted where Pareto k > 0.7):",
+            "  x1.5: hedging 46.2%, none_of_these 44.5%; largest change 5.0% (refitted: Pareto k 0.72)",
+        ]
+    )
+    fresh = block.replace(" (refitted: Pareto k 0.72)", "")
+    assert tour.normalised(block) == tour.normalised(fresh)
+    assert tour.normalised(block) != tour.normalised(block.replace("hedging 46.2%", "realignment 46.2%"))
+
+
+def test_how_robust_the_constraint_lead_is_is_noise_but_its_leader_is_not():
+    # (g): the agreement sentence's constraint robustness follows the draws; the leaders do not.
+    line = (
+        "The comparisons disagree: the prior-specified hypotheses favour 'Pragmatic hedging' (0.84; NOT robust to "
+        "the declared class of reasonable priors) while the constraint hypotheses favour 'None of these' (0.46; "
+        "NOT robust to a 1.5x wider or narrower encompassing prior); neither conclusion should be reported alone."
+    )
+    robust = line.replace("(0.46; NOT robust to", "(0.47; robust to")
+    assert [tour.masked(x) for x in tour.normalised(line)] == [tour.masked(x) for x in tour.normalised(robust)]
+    other = line.replace("favour 'None of these'", "favour 'Pragmatic hedging'")
+    assert tour.normalised(line) != tour.normalised(other)

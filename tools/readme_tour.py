@@ -30,7 +30,12 @@ hypotheses or the wording changed) but not because of Monte Carlo noise. It comp
       Pareto k called for a refit, absent when none);
    e. in the PSIS-LOO note, "clearly" versus "not clearly (differences within two standard
       errors)", only when in both texts the largest |Δelpd| / SE printed in the support table lies
-      within ``LOO_CLEAR_BAND`` of the threshold 2 (it has been seen to cross it between seeds).
+      within ``LOO_CLEAR_BAND`` of the threshold 2 (it has been seen to cross it between seeds);
+   f. in the constraint comparison's scaled-prior lines, whether a scaling was refitted or
+      reweighted (its Pareto k lies near 0.7 on the default study), the trailing parenthesis;
+   g. in the agreement sentence, how robust the constraint lead is ("NOT robust to ..." or
+      "robust to ..."): under the 1.5x wider encompassing prior hedging and 'none of these' are
+      within Monte Carlo error of each other, so whether the lead flips there is noise.
 
    Everything else (the hypotheses, the fit verdicts, the headline's words, the confidence level
    and its reasons, robust or not, the evidence variants' leaders, the prior-odds sentence) must
@@ -221,6 +226,12 @@ HEADLINE_FLIP = re.compile(
 )
 ROBUSTNESS_ROW = re.compile(rf"^(?P<label>.+?) +(?P<base>{NUM}) +(?P<lo>{NUM}) +\S+ +(?P<hi>{NUM}) +\S+$")
 REFITS = re.compile(r"; \d+ refitted where reweighting was unreliable")
+CONSTRAINT_SCALED_FLAG = re.compile(
+    r"^(?P<row>\s+x[\d.]+: .*; largest change [\d.]+%)(?: \((?:refitted: Pareto k [\d.]+|Pareto k [\d.]+: [^)]*)\))?$"
+)
+AGREEMENT_ROBUST = re.compile(r"(?P<head>the constraint hypotheses favour '[^']*' \([\d.]+; )[^)]*\)")
+PLACEHOLDER_METHOD = "<reweighted or refitted>"
+PLACEHOLDER_ROBUST = "<robust or not>"
 LOO_CLEARNESS = re.compile(r"predicts best, (?:clearly|not clearly \(differences within two standard errors\)) better")
 
 
@@ -230,7 +241,7 @@ def strip_refits(line: str) -> str:
 
 
 def normalised(block: str, *, loo_exempt: bool = False) -> list[str]:
-    """The block's lines with the noise-dependent parts (a)-(e) replaced by placeholders."""
+    """The block's lines with the noise-dependent parts (a)-(g) replaced by placeholders."""
     lines, section = [], None
     for line in block.splitlines():
         line = line.rstrip()
@@ -242,6 +253,8 @@ def normalised(block: str, *, loo_exempt: bool = False) -> list[str]:
             line = f"{m['label']} {m['base']} {m['lo']} {PLACEHOLDER_VARIANT} {m['hi']} {PLACEHOLDER_VARIANT}"
         line = FLIP_LIST.sub(rf"\g<head>: {PLACEHOLDER_VARIANTS}", line)
         line = HEADLINE_FLIP.sub(rf"Not robust: \g<who> {PLACEHOLDER_VARIANT}.", line)
+        line = CONSTRAINT_SCALED_FLAG.sub(rf"\g<row> {PLACEHOLDER_METHOD}", line)
+        line = AGREEMENT_ROBUST.sub(rf"\g<head>{PLACEHOLDER_ROBUST})", line)
         if loo_exempt:
             line = LOO_CLEARNESS.sub(f"predicts best, {PLACEHOLDER_CLEAR} better", line)
         lines.append(line)

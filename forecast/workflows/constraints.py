@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -241,7 +242,10 @@ class ConstraintRobustness:
     probabilities: dict[str, float]
     max_change: float  # largest |change| of a hypothesis's posterior probability
     pareto_k: float
-    reliable: bool  # Pareto k <= PARETO_K_MAX
+    reliable: bool  # Pareto k <= PARETO_K_MAX, or refitted and the refit passed the gate
+    # "reweighted" (PSIS on the stated fit) or "refit" (Pareto k too high: the encompassing model
+    # fitted afresh with the scaled prior, as `forecast update` and `forecast constraints` do)
+    method: str = "reweighted"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -373,7 +377,16 @@ def run_constraints(
             + ". Try more --tune/--draws, or pass --allow-unconverged to see results flagged as unreliable."
         )
     return comparison_from_fit(
-        study, spec, obs, fit, model.compile_seconds, prior_draws=prior_draws, factors=factors, progress=say, t0=t0
+        study,
+        spec,
+        obs,
+        fit,
+        model.compile_seconds,
+        prior_draws=prior_draws,
+        factors=factors,
+        progress=say,
+        t0=t0,
+        cells=cells,
     )
 
 
@@ -400,14 +413,32 @@ def comparison_from_fit(
     factors: tuple[float, ...] = ROBUSTNESS_FACTORS,
     progress: Progress | None = None,
     t0: float | None = None,
+    cells=None,
 ) -> ConstraintComparison:
-    """``compare`` on an encompassing fit, with the fit's diagnostics, settings and timings."""
+    """``compare`` on an encompassing fit, with the fit's diagnostics, settings and timings.
+
+    With ``cells``, a scaled encompassing prior whose reweighting is unreliable (Pareto k) is
+    refitted on them with the fit's settings, so the robustness shown is never a guess.
+    """
     say = progress or (lambda _msg: None)
     t_fit = time.perf_counter()
     t0 = t_fit - fit.seconds if t0 is None else t0  # the fit's seconds include its compilation
     say("evaluating the constraint regions on prior and posterior draws")
+
+    def refit(scaled: ConstraintStudy):
+        say("refitting the encompassing model with a scaled prior (reweighting unreliable)")
+        again, _ = fit_encompassing(study, scaled, cells, fit.settings)
+        return again.trace.posterior if again.diagnostics.converged else None
+
     comparison = compare(
-        study, spec, fit.trace.posterior, fit.settings.seed, prior_draws or spec.prior_draws, factors, say
+        study,
+        spec,
+        fit.trace.posterior,
+        fit.settings.seed,
+        prior_draws or spec.prior_draws,
+        factors,
+        say,
+        refit=refit if cells is not None else None,
     )
     t_end = time.perf_counter()
     return dataclasses.replace(
@@ -434,8 +465,14 @@ def compare(
     n_prior: int,
     factors: tuple[float, ...] = ROBUSTNESS_FACTORS,
     progress: Progress | None = None,
+    refit: Callable[[ConstraintStudy], object] | None = None,
 ) -> ConstraintComparison:
-    """The comparison from a fitted encompassing posterior (an xarray Dataset with chain, draw)."""
+    """The comparison from a fitted encompassing posterior (an xarray Dataset with chain, draw).
+
+    ``refit(scaled_spec)`` (optional) returns the posterior of the encompassing model fitted with a
+    scaled prior, or None when that fit failed the gate; it is called only where reweighting is
+    unreliable.
+    """
     regions = Regions(study, spec)
     draws = PriorDraws(study, spec.priors)
     rng = derive_rng(seed, "constraints", "prior")
@@ -467,7 +504,9 @@ def compare(
     ]
     found = overlaps({h.id: prior_inside[h.id] for h in spec.constrained})
     robustness = [
-        _scaled(study, spec, regions, arrays, post_margins, probs, f, derive_rng(seed, "constraints", "scaled", k))
+        _scaled(
+            study, spec, regions, arrays, post_margins, probs, f, derive_rng(seed, "constraints", "scaled", k), refit
+        )
         for k, f in enumerate(sorted({x for f in factors for x in (f, 1.0 / f)}, reverse=True))
     ]
     return ConstraintComparison(
@@ -671,8 +710,10 @@ def _scaled(
     base: np.ndarray,
     factor: float,
     rng: np.random.Generator,
+    refit: Callable[[ConstraintStudy], object] | None = None,
 ) -> ConstraintRobustness:
-    """Probabilities with every encompassing prior scaled by ``factor``: posterior by PSIS reweighting."""
+    """Probabilities with every encompassing prior scaled by ``factor``: posterior by PSIS
+    reweighting, or by ``refit`` where Pareto k says reweighting is unreliable."""
     priors = {k: scale_prior(p, factor) for k, p in spec.priors.items()}
     scaled = dataclasses.replace(spec, priors=priors)
     masses, _ = prior_masses(Regions(study, scaled), PriorDraws(study, priors), spec.prior_draws, rng)
@@ -688,14 +729,26 @@ def _scaled(
         hits = int(inside.sum())
         post = Mass(p, se, "reweighted", n_eff, hits, None if p > 0 else 3.0 / n_eff)
         bfs.append(bayes_factor(masses[h.id], post))
-    probs, _, _ = posterior_probabilities(bfs, np.array([h.prior_probability for h in spec.hypotheses]), rng)
     k0 = float(k[0])
+    method, reliable = "reweighted", k0 <= PARETO_K_MAX
+    if not reliable and refit is not None:
+        posterior = refit(scaled)
+        if posterior is not None:
+            n_chains, n_draws = posterior.sizes["chain"], posterior.sizes["draw"]
+            margins = regions.margins(draws_as_arrays(posterior, study))
+            bfs = [
+                bayes_factor(masses[h.id], mass_from_draws((margins[h.id] >= 0).reshape(n_chains, n_draws)))
+                for h in spec.hypotheses
+            ]
+            method, reliable = "refit", True
+    probs, _, _ = posterior_probabilities(bfs, np.array([h.prior_probability for h in spec.hypotheses]), rng)
     return ConstraintRobustness(
         factor=factor,
         probabilities={h.id: round(float(p), 4) for h, p in zip(spec.hypotheses, probs, strict=True)},
         max_change=round(float(np.max(np.abs(probs - base))), 4),
         pareto_k=round(k0, 3),
-        reliable=bool(k0 <= PARETO_K_MAX),
+        reliable=bool(reliable),
+        method=method,
     )
 
 

@@ -73,9 +73,14 @@ def constraint_lines(result) -> list[str]:
                 f"  {o['hypotheses'][0]} & {o['hypotheses'][1]}: {o['prior_fraction_in_both']:.2%} of prior draws in both. {o['advice']}"
             )
     if result.robustness:
-        lines += ["", "Encompassing prior scaled (every prior; posterior reweighted, no refit):"]
+        lines += ["", "Encompassing prior scaled (every prior; posterior reweighted, refitted where Pareto k > 0.7):"]
         for r in result.robustness:
             probs = ", ".join(f"{k} {_pct(v)}" for k, v in r.probabilities.items())
-            flag = "" if r.reliable else f" (Pareto k {r.pareto_k:.2f}: reweighting unreliable, refit to check)"
+            if getattr(r, "method", "reweighted") == "refit":
+                flag = f" (refitted: Pareto k {r.pareto_k:.2f})"
+            elif not r.reliable:
+                flag = f" (Pareto k {r.pareto_k:.2f}: reweighting unreliable, refit to check)"
+            else:
+                flag = ""
             lines.append(f"  x{r.factor:.3g}: {probs}; largest change {_pct(r.max_change)}{flag}")
     return lines
