@@ -300,3 +300,17 @@ def test_a_writer_keeps_its_partial_run_beside_its_placeholder_until_commit(tmp_
         w.write_json(SUMMARY, summary())
         w.commit()
     assert entries(root / STUDY) == {w.run_id, LATEST}
+
+
+def test_switching_overdispersion_on_makes_a_run_stale(tmp_path):
+    from helpers import base_study, write_study
+
+    from forecast.runs.stored import fitting_content
+    from forecast.spec.study import load_study
+
+    plain = base_study()
+    cell = base_study()
+    cell["model"] = {"overdispersion": "cell"}
+    a = fitting_content(load_study(write_study(tmp_path / "a", plain)))
+    b = fitting_content(load_study(write_study(tmp_path / "b", cell)))
+    assert a != b

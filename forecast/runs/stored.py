@@ -54,6 +54,7 @@ def fitting_content(study: Study) -> tuple:
         sorted(study.reliability_credibility.items()),
         tuple((h.id, round(h.prior_probability, 12), sorted(h.priors.items())) for h in study.hypotheses),
         study.evidence_initiators,  # whose acts count as evidence ([evidence] initiators)
+        study.model_key,  # the likelihood: [model] overdispersion and the concentration's prior
         _constraint_content(study),
     )
 
@@ -252,7 +253,7 @@ class StoredRun:
         try:
             if fitting_content(self.stored_study()) != fitting_content(study):
                 changed.append(
-                    "the study's model (time, groups, domains, reliability, evidence initiators, hypotheses or "
+                    "the study's model (time, groups, domains, reliability, evidence initiators, [model] options, hypotheses or "
                     "constraint hypotheses) has changed"
                 )
         except RunStoreError:
