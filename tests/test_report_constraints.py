@@ -592,3 +592,40 @@ def test_section_1b_says_which_observations_are_critical_to_the_constraint_compa
     assert "1 estimate(s) have Pareto k above the threshold" in text
     found["constraints"]["critical"] = []
     assert "leaves 'East cools' in the lead" in with_evidence(c, found).evidence
+
+
+# --- calibration.json's constraint part in section 9 ------------------------------------------
+
+
+def _calibration_part(verdict: str) -> dict:
+    rows = [
+        {"hypothesis": h, "prior": 0.25, "mean_posterior": m, "band_low": 0.15, "band_high": 0.35, "within": True}
+        for h, m in (("hedging", 0.26), ("none_of_these", 0.24))
+    ]
+    return {
+        "n_datasets": 40,
+        "calibration": {"mean_posterior": rows, "verdict": verdict},
+        "design_analysis": {"picks_true": 0.86, "decisive": 0.55, "misleading": 0.005},
+    }
+
+
+def test_the_constraint_calibration_is_shown_apart_from_the_prior_specified_one():
+    from forecast.reports.report import sections
+
+    prior = _calibration_part("consistent with exact calibration")
+    prior["calibration"]["mean_posterior"] = [dict(r, hypothesis="h1") for r in prior["calibration"]["mean_posterior"]]
+    data = {**prior, "constraints": _calibration_part("constraint verdict")}
+    section = sections.calibration(data, {"h1": "H one"}, {"hedging": "Pragmatic hedging", "none_of_these": "None"})
+    assert section.verdict == "consistent with exact calibration"
+    assert [r["hypothesis"] for r in section.rows] == ["H one", "H one"]
+    assert section.constraints is not None and section.constraints.verdict == "constraint verdict"
+    assert [r["hypothesis"] for r in section.constraints.rows] == ["Pragmatic hedging", "None"]
+
+
+def test_a_constraint_only_calibration_fills_the_section_instead_of_an_empty_table():
+    from forecast.reports.report import sections
+
+    section = sections.calibration({"n_datasets": 40, "constraints": _calibration_part("ok")}, {}, {"hedging": "H"})
+    assert section.available and section.verdict == "ok"
+    assert [r["hypothesis"] for r in section.rows][0] == "H"
+    assert section.constraints is None

@@ -151,7 +151,8 @@ def _build(stored: StoredRun, renderer, progress: Progress | None) -> Report:
         head, summary = C.with_constraints(head, summary, constraints, pbox)
     forecasts = sections.forecasts(run.forecasts, study)
     backtest = sections.backtest(run.backtest, labels, jobs)
-    calibration = sections.calibration(run.calibration, labels)
+    constraint_labels = {h.id: h.label for h in study.constraints.hypotheses} if study.constraints else {}
+    calibration = sections.calibration(run.calibration, labels, constraint_labels)
     missing = sections.missing(
         run,
         robustness.available,

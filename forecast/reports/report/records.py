@@ -556,6 +556,8 @@ class CalibrationSection:
     verdict: str | None = None
     rows: list[dict] = field(default_factory=list)  # per hypothesis: prior, mean posterior, band, within
     design: dict | None = None  # picks_true, decisive, misleading
+    # The constraint comparison's own calibration (calibration.json's "constraints"), kept apart.
+    constraints: CalibrationSection | None = None
 
 
 # --- constraint hypotheses (constraints.json, `forecast update`) ---------------------------------

@@ -577,29 +577,48 @@ def backtest(data: dict | None, labels: dict[str, str], figures: FigureJobs) -> 
 # --- calibration (calibration.json, `forecast calibrate`) ---------------------------------------------
 
 
-def calibration(data: dict | None, labels: dict[str, str]) -> CalibrationSection:
+def _calibration_checks(data: dict, labels: dict[str, str]) -> tuple[list[dict], dict | None, object]:
+    checks = data.get("calibration") or {}
+    rows = [
+        {
+            "hypothesis": _label(labels, c.get("hypothesis")),
+            "prior": num(c.get("prior")),
+            "mean_posterior": num(c.get("mean_posterior")),
+            "band_low": num(c.get("band_low")),
+            "band_high": num(c.get("band_high")),
+            "within": bool(c.get("within")),
+        }
+        for c in checks.get("mean_posterior") or []
+    ]
+    design = data.get("design_analysis")
+    design = (
+        None
+        if not isinstance(design, dict)
+        else {k: num(design.get(k)) for k in ("picks_true", "decisive", "misleading")}
+    )
+    return rows, design, checks.get("verdict")
+
+
+def calibration(
+    data: dict | None, labels: dict[str, str], constraint_labels: dict[str, str] | None = None
+) -> CalibrationSection:
     if data is None:
         return CalibrationSection(False, f"No calibration check in this run: `{COMMANDS['calibration'][1]}` adds it.")
     try:
-        checks = data.get("calibration") or {}
-        rows = [
-            {
-                "hypothesis": _label(labels, c.get("hypothesis")),
-                "prior": num(c.get("prior")),
-                "mean_posterior": num(c.get("mean_posterior")),
-                "band_low": num(c.get("band_low")),
-                "band_high": num(c.get("band_high")),
-                "within": bool(c.get("within")),
-            }
-            for c in checks.get("mean_posterior") or []
-        ]
-        design = data.get("design_analysis")
-        design = (
-            None
-            if not isinstance(design, dict)
-            else {k: num(design.get(k)) for k in ("picks_true", "decisive", "misleading")}
-        )
-        verdict = checks.get("verdict")
+        rows, design, verdict = _calibration_checks(data, labels) if data.get("calibration") else ([], None, None)
+        part = data.get("constraints")
+        constraints = None
+        if isinstance(part, dict) and part.get("calibration"):
+            c_rows, c_design, c_verdict = _calibration_checks(part, constraint_labels or {})
+            constraints = CalibrationSection(
+                True,
+                f"The constraint hypotheses, on their own {part.get('n_datasets', '—')} data sets: a hypothesis drawn "
+                "from their prior probabilities, parameters from the encompassing prior restricted to its region, one "
+                "encompassing fit per data set.",
+                None if c_verdict is None else str(c_verdict),
+                c_rows,
+                c_design,
+            )
     except SHAPE_ERRORS as e:
         return CalibrationSection(False, f"calibration.json could not be read ({type(e).__name__}: {e}).")
     note = (
@@ -608,4 +627,6 @@ def calibration(data: dict | None, labels: dict[str, str]) -> CalibrationSection
         "data sets, each hypothesis's posterior probability equals its prior probability, and that hypotheses given "
         "probability p are true about a fraction p of the time."
     )
-    return CalibrationSection(True, note, None if verdict is None else str(verdict), rows, design)
+    if not rows and constraints is not None:  # a constraint-only calibration
+        return CalibrationSection(True, note, constraints.verdict, constraints.rows, constraints.design, None)
+    return CalibrationSection(True, note, None if verdict is None else str(verdict), rows, design, constraints)
