@@ -368,3 +368,31 @@ def test_sensitivity_power_scales_the_polya_likelihood(od_run, monkeypatch):
     phi = post[CONCENTRATION].values.reshape(-1)
     np.testing.assert_allclose(total, _polya_total(grid, phi, cells), atol=1e-8)
     assert np.max(np.abs(total - _bernoulli_total(grid, cells))) > 0.1
+
+
+@pytest.mark.slow
+def test_evidence_on_an_overdispersed_run_uses_the_cells_likelihood(od_run):
+    """evidence's PSIS-LOO per event is the run's own (non-factorised) LOO, and a reversal's change
+    of log p(y) is the cells' Polya difference reweighted (the per-event code differs from both)."""
+    from forecast.runs.stored import StoredRun
+    from forecast.stats.loo import relative_ess
+    from forecast.workflows.evidence import run_evidence
+    from forecast.workflows.evidence.context import load_run
+    from forecast.workflows.evidence.statistics import pattern_term_loglik, pattern_terms
+
+    path, root, _ = od_run
+    result = run_evidence(path, runs_root=root, max_refits=0, write=False, allow_unconverged=True)
+    assert not any("differs from the PSIS-LOO" in w for w in result.warnings)
+    study = load_study(path)
+    ctx = load_run(study, StoredRun.latest(root, study.name))
+    cells = ctx.cells
+    i = int(np.flatnonzero(ctx.table["id"].to_numpy() == "E7")[0])
+    key = pattern_terms(cells)[cells.event_pattern[i]]
+    flipped = (*key[:3], not key[3], key[4])
+    e, phi = ctx.eta[0], ctx.concentration[0]
+    r_eff = relative_ess(pattern_term_loglik(e, cells, phi).T, ctx.chains)
+    expected = change_of_log_ml(e, Counter({key: 1}), Counter({flipped: 1}), r_eff, cells, phi).delta
+    row = next(o for o in result.to_dict()["observations"] if o["id"] == "E7")
+    assert row["if_reversed"]["log_marginal_likelihood_change"]["warm"] == pytest.approx(expected, abs=1e-9)
+    plain = change_of_log_ml(e, Counter({key: 1}), Counter({flipped: 1}), r_eff).delta
+    assert abs(plain - expected) > 1e-3

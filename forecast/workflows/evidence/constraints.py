@@ -38,6 +38,7 @@ from scipy.special import logsumexp
 
 from forecast.data.cells import cell_data
 from forecast.errors import RunStoreError
+from forecast.fit.hypothesis import concentration_draws
 from forecast.fit.sampler import StudyModel
 from forecast.model.build import draws_as_arrays, latent_logit, years_from_reference
 from forecast.runs.layout import CONSTRAINTS, CONSTRAINTS_SCHEMA
@@ -62,7 +63,13 @@ from forecast.workflows.constraints import (
 )
 from forecast.workflows.evidence.context import RunContext
 from forecast.workflows.evidence.scenarios import Scenario
-from forecast.workflows.evidence.statistics import pattern_terms, term_loglik, terms
+from forecast.workflows.evidence.statistics import (
+    pattern_term_loglik,
+    pattern_terms,
+    removal_loglik,
+    term_loglik,
+    terms,
+)
 
 NO_ENCOMPASSING_FIT = (
     "the run has no encompassing fit (posterior/{id}.nc), so the constraint hypotheses' evidence was not "
@@ -148,6 +155,7 @@ class Encompassing:
     mass_source: str
     base_mass: dict[str, Mass]
     base_probabilities: np.ndarray
+    concentration: np.ndarray | None = None  # an overdispersed model's draws (draws,), else None
 
 
 def reweighted_mass(inside: np.ndarray, log_weights: np.ndarray) -> Mass:
@@ -201,7 +209,7 @@ def load_encompassing(
         source = "computed"
     base = {h: mass_from_draws(inside[h].reshape(chains, draws)) for h in ids}
     probs = _probabilities(spec, masses, [base[h] for h in ids], ctx.settings.seed)[0]
-    return Encompassing(eta, inside, chains, draws, masses, source, base, probs)
+    return Encompassing(eta, inside, chains, draws, masses, source, base, probs, concentration_draws(post, study))
 
 
 def _stored_masses(ctx: RunContext, ids: list[str]) -> dict[str, Mass] | None:
@@ -259,14 +267,16 @@ def constraint_evidence(
     say(f"constraint hypotheses: reweighting the encompassing fit ({enc.chains} x {enc.draws} draws)")
     n = enc.chains * enc.draws
     keys = pattern_terms(ctx.cells)
-    r_eff = relative_ess(term_loglik(enc.eta, keys).T, enc.chains) if keys else 1.0
+    r_eff = relative_ess(pattern_term_loglik(enc.eta, ctx.cells, enc.concentration).T, enc.chains) if keys else 1.0
     inside = [enc.inside[h] for h in ids]
 
     def estimate(s: Scenario) -> _Estimate:
         if not s.removed and not s.added:
             return _Estimate([enc.base_mass[h] for h in ids], "unchanged", None, None)
-        lr = _loglik(enc.eta, s.removed, n)
-        la = _loglik(enc.eta, s.added, n)
+        if enc.concentration is not None:  # overdispersed: the touched cells' Polya differences
+            lr, la = removal_loglik(enc.eta, ctx.cells, s.removed, s.added, enc.concentration)
+        else:
+            lr, la = _loglik(enc.eta, s.removed, n), _loglik(enc.eta, s.added, n)
         lw, k = psis_log_weights(la - lr, r_eff)
         masses = [reweighted_mass(x, lw) for x in inside]
         return _Estimate(masses, "unreliable" if k > k_threshold else "psis", k, masses[0].n)

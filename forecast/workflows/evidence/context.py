@@ -16,6 +16,7 @@ from scipy.special import softmax
 from forecast.data.cells import CellData, cell_data, corroboration, evidence_table
 from forecast.data.observations import Observations, load_observations
 from forecast.errors import RunStoreError
+from forecast.fit.hypothesis import concentration_draws
 from forecast.fit.sampler import SamplerSettings
 from forecast.model.build import draws_as_arrays, latent_logit, years_from_reference
 from forecast.runs.layout import SUMMARY
@@ -38,6 +39,8 @@ class RunContext:
     log_ml: np.ndarray
     log_ml_se: np.ndarray
     eta: list[np.ndarray] = field(repr=False)  # per hypothesis: (draws, group, domain, quarter)
+    # per hypothesis: an overdispersed model's concentration draws (draws,), else None
+    concentration: list[np.ndarray | None] = field(default_factory=list, repr=False)
     chains: int = 0
     draws: int = 0
 
@@ -75,13 +78,14 @@ def load_run(study: Study, run: StoredRun, obs: Observations | None = None) -> R
         raise RunStoreError(f"{run.path}: its hypotheses {sorted(rows)} are not the study's {sorted(hyps)}")
     table = flatten_origins(evidence_table(obs.table, study))  # the rows the study counts ([evidence] initiators)
     cells = cell_data(table, study)
-    eta, chains, draws = [], 0, 0
+    eta, concentration, chains, draws = [], [], 0, 0
     years = years_from_reference(study)
     ref = study.time.reference - study.time.start
     for h in hyps:
         post = run.open_posterior(h)
         chains, draws = int(post.sizes["chain"]), int(post.sizes["draw"])
         eta.append(latent_logit(np, draws_as_arrays(post, study), years, ref, study.time.components))
+        concentration.append(concentration_draws(post, study))
     try:
         settings = SamplerSettings(**run.summary["settings"])
     except (KeyError, TypeError):
@@ -97,6 +101,7 @@ def load_run(study: Study, run: StoredRun, obs: Observations | None = None) -> R
         log_ml=np.array([rows[h]["log_marginal_likelihood"] for h in hyps]),
         log_ml_se=np.array([rows[h]["log_marginal_likelihood_se"] for h in hyps]),
         eta=eta,
+        concentration=concentration,
         chains=chains,
         draws=draws,
     )

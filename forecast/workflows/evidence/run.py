@@ -29,7 +29,7 @@ from forecast.workflows.evidence.records import (
     QualityCheck,
 )
 from forecast.workflows.evidence.scenarios import estimate, finish, item_scenarios, quality_scenario, refit_unreliable
-from forecast.workflows.evidence.statistics import diagnosticity, pattern_terms, psis_weights, term_loglik
+from forecast.workflows.evidence.statistics import diagnosticity, pattern_term_loglik, psis_weights
 
 DEFAULT_SHIFT = 0.1
 DEFAULT_MAX_REFITS = 10
@@ -159,7 +159,7 @@ def _constraints_only(ctx: RunContext, reliability_below, dropped, shift, thresh
 
 def _pointwise_elpd(ctx: RunContext) -> tuple[np.ndarray, np.ndarray]:
     """PSIS-LOO elpd and Pareto k per pattern and hypothesis, from the posterior draws."""
-    pat_ll = [term_loglik(e, pattern_terms(ctx.cells)) for e in ctx.eta]
+    pat_ll = [pattern_term_loglik(e, ctx.cells, phi) for e, phi in zip(ctx.eta, ctx.concentration, strict=True)]
     r_eff = [relative_ess(ll.T, ctx.chains) for ll in pat_ll]
     elpd = np.zeros((len(ctx.cells.pattern_count), len(ctx.hypotheses)))
     kpat = np.zeros_like(elpd)

@@ -21,7 +21,14 @@ from forecast.settings import Progress
 from forecast.stats.loo import relative_ess
 from forecast.workflows.evidence.context import RunContext, base_posterior, posterior_with_se
 from forecast.workflows.evidence.records import ScenarioOutcome
-from forecast.workflows.evidence.statistics import Change, Term, change_of_log_ml, pattern_terms, term_loglik, terms
+from forecast.workflows.evidence.statistics import (
+    Change,
+    Term,
+    change_of_log_ml,
+    pattern_term_loglik,
+    pattern_terms,
+    terms,
+)
 
 
 @dataclass
@@ -119,14 +126,19 @@ def estimate(ctx: RunContext, scenarios: list[Scenario], k_threshold: float) -> 
     for s in scenarios:
         s.delta, s.log_ml_se = np.zeros(n_h), ctx.log_ml_se.copy()
         s.pareto_k, s.method = np.full(n_h, np.nan), ["unchanged"] * n_h
-    r_eff = [relative_ess(term_loglik(e, pattern_terms(ctx.cells)).T, ctx.chains) for e in ctx.eta]
+    phis = ctx.concentration
+    r_eff = [
+        relative_ess(pattern_term_loglik(e, ctx.cells, phi).T, ctx.chains) for e, phi in zip(ctx.eta, phis, strict=True)
+    ]
     cache: dict[tuple, tuple[Change, ...]] = {}  # items of one pattern change the likelihood alike
     for s in scenarios:
         if not s.removed and not s.added:
             continue
         key = (tuple(sorted(s.removed.items())), tuple(sorted(s.added.items())))
         if key not in cache:
-            cache[key] = tuple(change_of_log_ml(e, s.removed, s.added, r_eff[j]) for j, e in enumerate(ctx.eta))
+            cache[key] = tuple(
+                change_of_log_ml(e, s.removed, s.added, r_eff[j], ctx.cells, phis[j]) for j, e in enumerate(ctx.eta)
+            )
         for j, ch in enumerate(cache[key]):
             s.delta[j], s.pareto_k[j] = ch.delta, ch.pareto_k
             s.method[j] = "unreliable" if ch.pareto_k > k_threshold else "psis"
