@@ -243,8 +243,9 @@ class ConstraintRobustness:
     max_change: float  # largest |change| of a hypothesis's posterior probability
     pareto_k: float
     reliable: bool  # Pareto k <= PARETO_K_MAX, or refitted and the refit passed the gate
-    # "reweighted" (PSIS on the stated fit) or "refit" (Pareto k too high: the encompassing model
-    # fitted afresh with the scaled prior, as `forecast update` and `forecast constraints` do)
+    # "reweighted" (PSIS on the stated fit), "refit" (Pareto k too high: the encompassing model
+    # fitted afresh with the scaled prior, as `forecast update` and `forecast constraints` do) or
+    # "refit failed" (that fit failed the convergence gate: the reweighted figures, unreliable)
     method: str = "reweighted"
 
     def to_dict(self) -> dict:
@@ -741,6 +742,8 @@ def _scaled(
                 for h in spec.hypotheses
             ]
             method, reliable = "refit", True
+        else:
+            method = "refit failed"  # the scaled prior's own fit failed the convergence gate
     probs, _, _ = posterior_probabilities(bfs, np.array([h.prior_probability for h in spec.hypotheses]), rng)
     return ConstraintRobustness(
         factor=factor,

@@ -173,8 +173,12 @@ def _section(data: dict, study: Study, latest: str | None) -> ConstraintSection:
             if not r.get("reliable", True):
                 notes.append(
                     f"{_scale_label(float(r['factor']))}: Pareto k {num(r.get('pareto_k')):.2f} > 0.7, so the "
-                    "reweighted probabilities are unreliable; a refit of the encompassing model with that prior "
-                    "would check them."
+                    "reweighted probabilities are unreliable; "
+                    + (
+                        "the refit of the encompassing model with that prior failed its convergence checks."
+                        if r.get("method") == "refit failed"
+                        else "a refit of the encompassing model with that prior would check them."
+                    )
                 )
         # The rule of forecast.workflows.constraints.constraint_leader_stable: False when the lead changes
         # under a scaling; None (not shown) when it holds but a scaling's reweighting is unreliable.
@@ -191,7 +195,7 @@ def _section(data: dict, study: Study, latest: str | None) -> ConstraintSection:
             robust_text = (
                 f"Not shown robust: '{labels[leader]}' leads with the encompassing prior as stated and {widths}{span}, "
                 f"but the reweighting with it {', '.join(_scale_label(f) for f in unreliable)} is unreliable "
-                "(Pareto k above 0.7)."
+                "(Pareto k above 0.7) and no converged refit replaced it."
             )
         else:
             other = next(x for x in leads if x != leader)

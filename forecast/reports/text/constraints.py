@@ -78,6 +78,10 @@ def constraint_lines(result) -> list[str]:
             probs = ", ".join(f"{k} {_pct(v)}" for k, v in r.probabilities.items())
             if getattr(r, "method", "reweighted") == "refit":
                 flag = f" (refitted: Pareto k {r.pareto_k:.2f})"
+            elif getattr(r, "method", "reweighted") == "refit failed":
+                flag = (
+                    f" (Pareto k {r.pareto_k:.2f}: reweighting unreliable, and the refit failed its convergence checks)"
+                )
             elif not r.reliable:
                 flag = f" (Pareto k {r.pareto_k:.2f}: reweighting unreliable, refit to check)"
             else:
