@@ -303,7 +303,9 @@ def run_update(
     result = dataclasses.replace(result, model=_model(study, fits, enc_fit))
     if spec is not None and enc_fit is not None:
         t_constraints = time.perf_counter()
-        comparison = comparison_from_fit(study, spec, obs, enc_fit, enc_compile, progress=say, cells=cells)
+        comparison = comparison_from_fit(
+            study, spec, obs, enc_fit, enc_compile, progress=say, cells=cells, settings=settings, model=enc_model
+        )
         agreed = _agreement(result, comparison, prior_converged)
         result = dataclasses.replace(result, constraints=comparison, agreement=agreed)
         if not fits:
