@@ -90,7 +90,65 @@ def cell_loglik_numpy(tilt, spread, z, trend, volatility, steps, years, index, w
     return (loglik, *parameter_gradients_numpy(grad_eta, spread, z, volatility, steps, years, index, rel, ref))
 
 
-class CellLoglik(Op):
+class FusedCellLoglik(Op):
+    """A cell log-likelihood fused with its gradients: (parameters..., years, index, weights) ->
+    (loglik, one gradient per parameter).
+
+    Subclasses name their differentiable ``parameters`` (name, rank) and their NumPy ``reference``
+    (the Numba implementation is registered per subclass). ``ref`` is the quarter at which the
+    walk is anchored at zero.
+    """
+
+    __props__ = ("ref",)
+    parameters: tuple[tuple[str, int], ...] = ()
+
+    def __init__(self, ref: int):
+        self.ref = int(ref)
+
+    @staticmethod
+    def reference(*inputs, ref: int):
+        raise NotImplementedError
+
+    def make_node(self, *inputs):
+        name_of = type(self).__name__
+        n_params = len(self.parameters)
+        if len(inputs) != n_params + len(DATA):
+            raise TypeError(f"{name_of} takes {n_params + len(DATA)} inputs")
+        variables = []
+        for (name, ndim), x in zip(self.parameters + DATA, inputs, strict=True):
+            x = pt.as_tensor_variable(x) if name == "index" else pt.as_tensor_variable(x, dtype="float64")
+            if x.ndim != ndim:
+                raise TypeError(f"{name_of}: {name} must have {ndim} dimension(s), not {x.ndim}")
+            variables.append(x)
+        if not variables[n_params + 1].dtype.startswith(("int", "uint")):
+            raise TypeError(f"{name_of}: index must be integer")
+        outputs = [pt.dscalar()] + [x.type() for x in variables[:n_params]]
+        return Apply(self, variables, outputs)
+
+    def perform(self, node, inputs, output_storage):
+        for storage, value in zip(output_storage, self.reference(*inputs, ref=self.ref), strict=True):
+            storage[0] = np.asarray(value, dtype=np.float64)
+
+    def infer_shape(self, fgraph, node, input_shapes):
+        return [(), *input_shapes[: len(self.parameters)]]
+
+    def connection_pattern(self, node):
+        n_out = 1 + len(self.parameters)
+        return [[True] * n_out] * len(self.parameters) + [[False] * n_out] * 2 + [[True] * n_out]
+
+    def pullback(self, inputs, outputs, cotangents):
+        g_loglik, *g_grads = cotangents
+        if not all(isinstance(g.type, DisconnectedType) for g in g_grads):
+            raise NotImplementedError(f"{type(self).__name__} has no second derivatives")
+        return [
+            *(g_loglik * grad for grad in outputs[1:]),
+            disconnected_type(),
+            disconnected_type(),
+            grad_not_implemented(self, len(inputs) - 1, inputs[-1], "the reliability weights are data"),
+        ]
+
+
+class CellLoglik(FusedCellLoglik):
     """(tilt, spread, z, trend, volatility, steps, years, index, weights) -> (loglik, 6 gradients).
 
     Shapes: tilt, spread, trend, volatility (G,); z (G, D); steps (G, Q - 1); years (Q,);
@@ -98,46 +156,8 @@ class CellLoglik(Op):
     conflictual) per cell. ``ref`` is the quarter at which the walk is anchored at zero.
     """
 
-    __props__ = ("ref",)
-
-    def __init__(self, ref: int):
-        self.ref = int(ref)
-
-    def make_node(self, *inputs):
-        if len(inputs) != len(PARAMETERS) + len(DATA):
-            raise TypeError(f"CellLoglik takes {len(PARAMETERS) + len(DATA)} inputs")
-        variables = []
-        for (name, ndim), x in zip(PARAMETERS + DATA, inputs, strict=True):
-            x = pt.as_tensor_variable(x) if name == "index" else pt.as_tensor_variable(x, dtype="float64")
-            if x.ndim != ndim:
-                raise TypeError(f"CellLoglik: {name} must have {ndim} dimension(s), not {x.ndim}")
-            variables.append(x)
-        if not variables[7].dtype.startswith(("int", "uint")):
-            raise TypeError("CellLoglik: index must be integer")
-        outputs = [pt.dscalar()] + [x.type() for x in variables[: len(PARAMETERS)]]
-        return Apply(self, variables, outputs)
-
-    def perform(self, node, inputs, output_storage):
-        for storage, value in zip(output_storage, cell_loglik_numpy(*inputs, ref=self.ref), strict=True):
-            storage[0] = np.asarray(value, dtype=np.float64)
-
-    def infer_shape(self, fgraph, node, input_shapes):
-        return [(), *input_shapes[: len(PARAMETERS)]]
-
-    def connection_pattern(self, node):
-        n_out = 1 + len(PARAMETERS)
-        return [[True] * n_out] * len(PARAMETERS) + [[False] * n_out] * 2 + [[True] * n_out]
-
-    def pullback(self, inputs, outputs, cotangents):
-        g_loglik, *g_grads = cotangents
-        if not all(isinstance(g.type, DisconnectedType) for g in g_grads):
-            raise NotImplementedError("CellLoglik has no second derivatives")
-        return [
-            *(g_loglik * grad for grad in outputs[1:]),
-            disconnected_type(),
-            disconnected_type(),
-            grad_not_implemented(self, len(inputs) - 1, inputs[-1], "the reliability weights are data"),
-        ]
+    parameters = PARAMETERS
+    reference = staticmethod(cell_loglik_numpy)
 
 
 @register_funcify_default_op_cache_key(CellLoglik)

@@ -45,16 +45,12 @@ import math
 
 import numba
 import numpy as np
-import pytensor.tensor as pt
-from pytensor.gradient import DisconnectedType, disconnected_type, grad_not_implemented
-from pytensor.graph.basic import Apply
-from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch import basic as numba_basic
 from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 from scipy.special import digamma as _sp_digamma
 from scipy.special import gammaln
 
-from forecast.model.likelihood import DATA, cell_eta_numpy, parameter_gradients_numpy
+from forecast.model.likelihood import FusedCellLoglik, cell_eta_numpy, parameter_gradients_numpy
 
 # Bump when the Numba implementation changes: it salts the on-disk compile cache key.
 _IMPLEMENTATION_VERSION = 1
@@ -173,52 +169,14 @@ def cell_polya_loglik_numpy(tilt, spread, z, trend, volatility, steps, concentra
     return (float(value.sum()), *grads, float(grad_phi.sum()))
 
 
-class CellPolyaLoglik(Op):
+class CellPolyaLoglik(FusedCellLoglik):
     """(tilt, spread, z, trend, volatility, steps, concentration, years, index, weights) -> (loglik, 7 gradients).
 
     Shapes as ``likelihood.CellLoglik``'s; ``concentration`` is a scalar > 0.
     """
 
-    __props__ = ("ref",)
-
-    def __init__(self, ref: int):
-        self.ref = int(ref)
-
-    def make_node(self, *inputs):
-        if len(inputs) != len(PARAMETERS) + len(DATA):
-            raise TypeError(f"CellPolyaLoglik takes {len(PARAMETERS) + len(DATA)} inputs")
-        variables = []
-        for (name, ndim), x in zip(PARAMETERS + DATA, inputs, strict=True):
-            x = pt.as_tensor_variable(x) if name == "index" else pt.as_tensor_variable(x, dtype="float64")
-            if x.ndim != ndim:
-                raise TypeError(f"CellPolyaLoglik: {name} must have {ndim} dimension(s), not {x.ndim}")
-            variables.append(x)
-        if not variables[len(PARAMETERS) + 1].dtype.startswith(("int", "uint")):
-            raise TypeError("CellPolyaLoglik: index must be integer")
-        outputs = [pt.dscalar()] + [x.type() for x in variables[: len(PARAMETERS)]]
-        return Apply(self, variables, outputs)
-
-    def perform(self, node, inputs, output_storage):
-        for storage, value in zip(output_storage, cell_polya_loglik_numpy(*inputs, ref=self.ref), strict=True):
-            storage[0] = np.asarray(value, dtype=np.float64)
-
-    def infer_shape(self, fgraph, node, input_shapes):
-        return [(), *input_shapes[: len(PARAMETERS)]]
-
-    def connection_pattern(self, node):
-        n_out = 1 + len(PARAMETERS)
-        return [[True] * n_out] * len(PARAMETERS) + [[False] * n_out] * 2 + [[True] * n_out]
-
-    def pullback(self, inputs, outputs, cotangents):
-        g_loglik, *g_grads = cotangents
-        if not all(isinstance(g.type, DisconnectedType) for g in g_grads):
-            raise NotImplementedError("CellPolyaLoglik has no second derivatives")
-        return [
-            *(g_loglik * grad for grad in outputs[1:]),
-            disconnected_type(),
-            disconnected_type(),
-            grad_not_implemented(self, len(inputs) - 1, inputs[-1], "the reliability weights are data"),
-        ]
+    parameters = PARAMETERS
+    reference = staticmethod(cell_polya_loglik_numpy)
 
 
 @register_funcify_default_op_cache_key(CellPolyaLoglik)
