@@ -23,6 +23,14 @@ independent encompassing prior draws inside it) and its log marginal likelihood,
 constant shared by every hypothesis at a point, its log Bayes factor against the encompassing
 model. The draws inside a region are not whole chains, so their importance weights are treated
 as independent draws (``chains=None``).
+
+An overdispersed study (``[model] overdispersion = "cell"``): the events' terms are the cells'
+Polya changes, which need each draw's concentration. The concentration is not constrained by any
+region, so a constraint hypothesis's prior for it is the study's concentration prior and its
+posterior draws are the encompassing draws' concentrations at the same in-region draws (the
+posterior's ``concentration``, flattened as ``draws_as_arrays`` flattens the rest); at the prior
+point they are independent draws of the study's concentration prior, one per encompassing prior
+draw, drawn after those (so the other draws are the same as without overdispersion).
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from forecast.data.cells import CellData
+from forecast.fit.hypothesis import concentration_draws
 from forecast.fit.sampler import SamplerSettings, StudyModel
 from forecast.model.build import draws_as_arrays
 from forecast.settings import Progress, derive_rng
@@ -118,7 +127,9 @@ class ConstraintTracker:
             n = PRIOR_DRAWS_FACTOR * self.settings.chains * self.settings.draws
             rng = derive_rng(self.settings.seed, "history-attribution", ENCOMPASSING_ID)
             arrays = self.draws.arrays(rng.standard_normal((n, self.draws.dim)))
-            self._collect(0, arrays, self.regions.margins(arrays))
+            # drawn after the others, as ``prior_draws`` does: the parameters' draws do not change
+            concentration = self.study.concentration.sample(rng, n) if self.study.overdispersed else None
+            self._collect(0, arrays, self.regions.margins(arrays), concentration)
         self.spent += time.perf_counter() - t
         return point
 
@@ -166,18 +177,27 @@ class ConstraintTracker:
         )
         self.points.append(point)
         if self.collector is not None:
-            self._collect(j, evaluated.arrays, evaluated.margins)
+            self._collect(j, evaluated.arrays, evaluated.margins, evaluated.concentration)
         self.spent += time.perf_counter() - t
         return point
 
-    def _collect(self, j: int, arrays: dict[str, np.ndarray], margins: dict[str, np.ndarray]) -> None:
+    def _collect(
+        self,
+        j: int,
+        arrays: dict[str, np.ndarray],
+        margins: dict[str, np.ndarray],
+        concentration: np.ndarray | None = None,
+    ) -> None:
+        """Each hypothesis's draws at point ``j``: the draws inside its region, with their
+        concentration draws (``concentration``, aligned with ``arrays``; an overdispersed study's)."""
         for hid in self.ids:
             inside = margins[hid] >= 0
             if inside.sum() < MIN_REGION_DRAWS:
                 self.collector.without_draws(j, hid)
             else:
                 parts = parts_of({k: v[inside] for k, v in arrays.items()}, self.study)
-                self.collector.draws(j, hid, parts, None)
+                phi = None if concentration is None else concentration[inside]
+                self.collector.draws(j, hid, parts, None, phi)
 
     # --- the record -----------------------------------------------------------------------------
 
@@ -219,6 +239,7 @@ class Evaluated:
     posterior_masses: list[Mass]
     arrays: dict[str, np.ndarray]
     margins: dict[str, np.ndarray]
+    concentration: np.ndarray | None = None  # an overdispersed study's, aligned with ``arrays``
 
 
 def evaluate(tracker: ConstraintTracker, posterior) -> Evaluated:
@@ -232,7 +253,8 @@ def evaluate(tracker: ConstraintTracker, posterior) -> Evaluated:
     probs, sds, upper = posterior_probabilities(
         bfs, tracker.prior, derive_rng(tracker.settings.seed, "constraints", "probabilities")
     )
-    return Evaluated(probs, sds, upper, bfs, post, arrays, margins)
+    concentration = concentration_draws(posterior, tracker.study)  # flattened as ``arrays`` are
+    return Evaluated(probs, sds, upper, bfs, post, arrays, margins, concentration)
 
 
 __all__ = ["ConstraintHistory", "ConstraintPoint", "ConstraintTracker", "evaluate"]
