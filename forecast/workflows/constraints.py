@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,6 +68,9 @@ from forecast.stats.psis import psislw
 from forecast.workflows.sensitivity.grid import scale_prior
 
 CHUNK = 4_000  # draws evaluated at once (a draw's shares take G x D x Q floats)
+# Chunks of draws are evaluated on this many threads (NumPy releases the GIL in its loops). Each
+# draw's margins depend on that draw alone, so the numbers do not depend on the thread count.
+WORKERS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 ROBUSTNESS_FACTORS = (1.5,)
 PARETO_K_MAX = 0.7
 METHOD_NOTE = (
@@ -78,6 +82,17 @@ METHOD_NOTE = (
 
 
 # --- the regions on draws ----------------------------------------------------------------------
+
+
+def _map_threads(fn: Callable, items) -> list:
+    """``[fn(x) for x in items]``, on WORKERS threads when there is more than one item."""
+    items = list(items)
+    if len(items) < 2 or WORKERS < 2:
+        return [fn(x) for x in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        return list(pool.map(fn, items))
 
 
 class Regions:
@@ -97,13 +112,14 @@ class Regions:
 
     def margins(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(arrays["tilt"])
-        parts = []
-        for a in range(0, n, CHUNK):
-            chunk = {k: v[a : a + CHUNK] for k, v in arrays.items()}
-            parts.append(self._margins(chunk))
+        # At most CHUNK draws at once (memory), and enough chunks to keep every worker busy.
+        size = max(1, min(CHUNK, -(-n // WORKERS)))
+        chunks = [{k: v[a : a + size] for k, v in arrays.items()} for a in range(0, n, size)]
+        parts = _map_threads(self.chunk_margins, chunks)
         return {h.id: np.concatenate([p[h.id] for p in parts]) for h in self.spec.hypotheses}
 
-    def _margins(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def chunk_margins(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``margins`` of one chunk of draws, in the calling thread (at most CHUNK draws: memory)."""
         a, b = latent_parts(np, arrays, self.years, self.ref, self.study.time.components)  # (S, G, D), (S, G, Q)
         cache: dict[object, np.ndarray] = {}
         n = len(a)
@@ -133,8 +149,14 @@ class Regions:
         key = (g, p.start, p.end)
         if key not in cache:
             t0 = self.study.time.start
-            eta = a[:, g, :, None] + b[:, g, None, p.start - t0 : p.end - t0 + 1]
-            cache[key] = expit(eta, out=eta).mean(axis=-1)
+            # expit(x) = (1 + tanh(x / 2)) / 2, so the mean share is (1 + mean tanh) / 2: NumPy's
+            # SIMD tanh is several times faster than scipy's expit on these (draws, D, Q) arrays,
+            # most of the comparison's time. Shares agree to ~1e-16 in absolute terms.
+            half = 0.5 * a[:, g, :, None] + 0.5 * b[:, g, None, p.start - t0 : p.end - t0 + 1]
+            mean = np.tanh(half, out=half).mean(axis=-1)
+            mean += 1.0
+            mean *= 0.5
+            cache[key] = mean
         return cache[key]
 
     def _value(self, q: Quantity, a: np.ndarray, b: np.ndarray, arrays, cache) -> np.ndarray:
@@ -317,11 +339,18 @@ def prior_masses(
 ) -> tuple[dict[str, Mass], dict[str, np.ndarray]]:
     """Each hypothesis's prior mass (plain Monte Carlo, stepwise conditioning when it is small) and
     the indicators of the plain draws."""
-    inside: dict[str, list[np.ndarray]] = {h.id: [] for h in regions.spec.hypotheses}
-    for a in range(0, n, CHUNK):
-        m = regions.margins(draws.arrays(rng.standard_normal((min(CHUNK, n - a), draws.dim))))
-        for hid, v in m.items():
-            inside[hid].append(v >= 0)
+    # One generator per chunk of CHUNK draws (spawned from ``rng`` in chunk order), so chunks are
+    # drawn and evaluated on WORKERS threads and the numbers depend on the seed alone, not on the
+    # number of threads.
+    sizes = [min(CHUNK, n - a) for a in range(0, n, CHUNK)]
+    streams = rng.spawn(len(sizes))
+
+    def chunk(i: int) -> dict[str, np.ndarray]:
+        u = streams[i].standard_normal((sizes[i], draws.dim))
+        return {hid: v >= 0 for hid, v in regions.chunk_margins(draws.arrays(u)).items()}
+
+    parts = _map_threads(chunk, range(len(sizes)))
+    inside = {h.id: [p[h.id] for p in parts] for h in regions.spec.hypotheses}
     flat = {hid: np.concatenate(v) for hid, v in inside.items()}
     masses: dict[str, Mass] = {}
     for h in regions.spec.hypotheses:
@@ -706,7 +735,8 @@ def _prior_predictive(
     eta = latent_logit(
         np, arrays, years_from_reference(study), study.time.reference - study.time.start, study.time.components
     )
-    share = (1.0 / (1.0 + np.exp(-eta))).mean(axis=(2, 3))  # (S, G)
+    eta *= 0.5
+    share = 0.5 * (1.0 + np.tanh(eta, out=eta).mean(axis=(2, 3)))  # (S, G): mean expit, as in _domain_shares
     return {
         g.id: [round(float(x), 3) for x in np.quantile(share[:, i], [0.05, 0.5, 0.95])]
         for i, g in enumerate(study.groups)
