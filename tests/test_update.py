@@ -99,7 +99,7 @@ def test_update_writes_a_complete_run_directory(default_run):
     assert manifest["seed"] == 11 and manifest["packages"]["pymc"].startswith("6.")
     # The gate the run was judged by travels with it.
     assert manifest["gate"]["rhat_max"] == 1.01 and manifest["gate"]["ess_min"] == 400
-    assert manifest["gate"]["bridge_se_max"] == 0.5 and manifest["gate"]["retry"]["attempts"] == 2
+    assert manifest["gate"]["bridge_se_max"] == 0.5 and manifest["gate"]["retry"]["attempts"] == 3
     assert StoredRun.open(run).gate == manifest["gate"]
     assert {p.name for p in run.iterdir()} >= {
         SUMMARY,
@@ -308,7 +308,8 @@ def test_the_gate_recorded_in_the_manifest_is_the_samplers():
     assert gate["treedepth_saturation_max"] == sampler.TREEDEPTH_SATURATION_MAX
     assert gate["bridge_se_max"] == BRIDGE_SE_MAX
     assert gate["retry"] == {
-        "attempts": 2,
+        "attempts": 3,
+        "more_chains_when_only_ess_fails": True,
         "tune_factor": sampler.RETRY_TUNE_FACTOR,
         "target_accept": sampler.RETRY_TARGET_ACCEPT,
     }

@@ -2,8 +2,9 @@
 
 nutpie is the NUTS engine (PyMC 6's default). A hypothesis is fitted by swapping its prior
 parameters into the compiled model (``with_data``), so refits cost sampling time only. Every
-fit is checked against the convergence gate; a failed fit is retried once with longer tuning
-and a higher target acceptance rate.
+fit is checked against the convergence gate; a fit short of effective draws only gets as many
+chains again (pooled), any other failure a refit with longer tuning and a higher target
+acceptance rate (``StudyModel.fit``).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ EBFMI_MIN = 0.3
 TREEDEPTH_SATURATION_MAX = 0.05
 RETRY_TUNE_FACTOR = 2
 RETRY_TARGET_ACCEPT = 0.95
+# The seed key of the chains added to a fit that was short of effective draws (see StudyModel.fit).
+MORE_CHAINS_KEY = "more chains"
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,30 @@ def diagnose(trace) -> Diagnostics:
         converged=not problems,
         problems=tuple(problems + [f"warning: {w}" for w in warnings_only]),
     )
+
+
+def only_short_of_draws(diag: Diagnostics) -> bool:
+    """Whether the gate failed on effective sample size alone: R-hat within it, no divergences."""
+    failing = [p for p in diag.problems if not p.startswith("warning:")]
+    return bool(failing) and all(p.startswith(("bulk ESS", "tail ESS")) for p in failing)
+
+
+def pooled(first: tuple, second: tuple) -> tuple:
+    """Two samplings of one posterior as one (trace, unconstrained draws, diagnostics), chains of
+    the second numbered after the first's; diagnostics over all chains."""
+    import xarray as xr
+
+    trace_a, unc_a, _ = first
+    trace_b, unc_b, _ = second
+    n = trace_a.posterior.sizes["chain"]
+    parts = {}
+    for group in ("posterior", "sample_stats"):
+        a = trace_a[group].to_dataset()
+        b = trace_b[group].to_dataset()
+        b = b.assign_coords(chain=b["chain"].values + n) if "chain" in b.coords else b
+        parts[group] = xr.concat([a, b], dim="chain")
+    trace = xr.DataTree.from_dict(parts)
+    return trace, np.concatenate([unc_a, unc_b], axis=0), diagnose(trace)
 
 
 def with_problem(fit: Fit, problem: str) -> Fit:
@@ -204,7 +231,13 @@ class StudyModel:
         progress: Progress | None = None,
         cells: CellData | None = None,
     ) -> Fit:
-        """Sample one hypothesis; retry once with more tuning if the convergence gate fails.
+        """Sample one hypothesis; if the convergence gate fails, sample again.
+
+        A fit that fails ONLY on effective sample size (R-hat within the gate, no divergences)
+        has sound draws, just too few: ``settings.chains`` more chains are drawn (their own seed)
+        and pooled with the first, which doubles the ESS at the cost of one more fit. Any other
+        failure (or a pooled fit that still fails) is refitted afresh with longer tuning and a
+        higher target acceptance. ``attempts`` counts the samplings.
 
         ``cells`` swaps in other observations (e.g. only those known by some quarter) without
         recompiling; by default the study's own cells are used.
@@ -213,6 +246,13 @@ class StudyModel:
         current = settings
         fit = self._sample(hypothesis, current, cells)
         attempts = 1
+        if not fit[2].converged and only_short_of_draws(fit[2]):
+            if progress:
+                progress(f"  {hypothesis.id}: {'; '.join(fit[2].problems)}; drawing {settings.chains} more chains")
+            more = self._sample(hypothesis, current, cells, extra=MORE_CHAINS_KEY)
+            fit = pooled(fit, more)
+            current = replace(settings, chains=2 * settings.chains)
+            attempts = 2
         if not fit[2].converged:
             if progress:
                 progress(f"  {hypothesis.id}: {'; '.join(fit[2].problems)}; retrying with longer tuning")
@@ -222,7 +262,7 @@ class StudyModel:
                 target_accept=max(settings.target_accept, RETRY_TARGET_ACCEPT),
             )
             fit = self._sample(hypothesis, current, cells)
-            attempts = 2
+            attempts += 1
         trace, unconstrained, diag = fit
         return Fit(hypothesis.id, trace, unconstrained, diag, current, attempts, time.perf_counter() - t0)
 
@@ -240,7 +280,9 @@ class StudyModel:
             data.update(masks.walk.data())
         return data
 
-    def _sample(self, hypothesis: Hypothesis, settings: SamplerSettings, cells: CellData | None = None):
+    def _sample(
+        self, hypothesis: Hypothesis, settings: SamplerSettings, cells: CellData | None = None, extra: str = ""
+    ):
         import nutpie
 
         signature = family_signature(self.study, hypothesis)
@@ -258,7 +300,9 @@ class StudyModel:
                 tune=settings.tune,
                 chains=settings.chains,
                 cores=settings.cores,
-                seed=hypothesis_seed(settings.seed, hypothesis.id),
+                seed=hypothesis_seed(settings.seed, hypothesis.id)
+                if not extra
+                else derive_seed(settings.seed, hypothesis.id, extra),
                 target_accept=settings.target_accept,
                 progress_bar=False,
                 save_warmup=False,

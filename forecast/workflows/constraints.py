@@ -402,7 +402,7 @@ def run_constraints(
     fit, model = fit_encompassing(study, spec, cells, settings, progress=say)
     if not fit.diagnostics.converged and not allow_unconverged:
         raise ConvergenceError(
-            "the encompassing model's fit failed the convergence gate (after one retry): "
+            "the encompassing model's fit failed the convergence gate (after more chains or a longer-tuned refit): "
             + "; ".join(fit.diagnostics.problems)
             + ". Try more --tune/--draws, or pass --allow-unconverged to see results flagged as unreliable."
         )

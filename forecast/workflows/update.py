@@ -248,7 +248,7 @@ def run_update(
         # Fit, bridge-sampled marginal likelihood, gate (a marginal likelihood whose error is too
         # large fails it like non-convergence), LOO: forecast.fit.hypothesis.
         judged = fit_hypothesis(model, h, settings, progress=say)
-        fit = complete(judged.fit, settings)
+        fit = complete(judged.fit, judged.fit.settings)
         status = "converged" if fit.diagnostics.converged else "NOT CONVERGED: " + "; ".join(fit.diagnostics.problems)
         say(f"      sampled in {fit.seconds:.1f} s, {status}")
         fits.append(fit)
@@ -261,7 +261,7 @@ def run_update(
         # its seed derived from the run's seed and ENCOMPASSING_ID (forecast.workflows.constraints).
         say(f"fitting the encompassing model of the {len(spec.hypotheses)} constraint hypotheses")
         enc, enc_model = fit_encompassing(study, spec, cells, settings, progress=say)
-        enc_fit, enc_compile = complete(enc, settings), enc_model.compile_seconds
+        enc_fit, enc_compile = complete(enc, enc.settings), enc_model.compile_seconds
         status = "converged" if enc.diagnostics.converged else "NOT CONVERGED: " + "; ".join(enc.diagnostics.problems)
         say(f"      sampled in {enc.seconds:.1f} s, {status}")
 
@@ -276,7 +276,8 @@ def run_update(
             if not f.diagnostics.converged
         ]
         raise ConvergenceError(
-            "the convergence gate failed (a fit is retried once before it fails), so no support figures are "
+            "the convergence gate failed (a fit gets more chains or a longer-tuned refit before it fails), so no "
+            "support figures are "
             "reported and nothing was written:\n"
             + "\n".join(f"  - {x}" for x in failed)
             + "\nTry more --tune/--draws, or pass --allow-unconverged to write results flagged as unreliable."
@@ -516,7 +517,14 @@ def gate_thresholds() -> dict:
         "treedepth_saturation_max": TREEDEPTH_SATURATION_MAX,
         "warnings_only": ["ebfmi_min", "treedepth_saturation_max"],
         "bridge_se_max": BRIDGE_SE_MAX,
-        "retry": {"attempts": 2, "tune_factor": RETRY_TUNE_FACTOR, "target_accept": RETRY_TARGET_ACCEPT},
+        # Up to three samplings: as many chains again when only ESS fails (pooled), then a refit
+        # with longer tuning (forecast.fit.sampler.StudyModel.fit).
+        "retry": {
+            "attempts": 3,
+            "more_chains_when_only_ess_fails": True,
+            "tune_factor": RETRY_TUNE_FACTOR,
+            "target_accept": RETRY_TARGET_ACCEPT,
+        },
     }
 
 

@@ -251,7 +251,7 @@ def run_calibration(
                 f"encompassing fit{_listed(c_unconverged)}"
             )
         raise ConvergenceError(
-            f"{' and '.join(parts)} that failed the convergence gate after one retry; nothing was written. "
+            f"{' and '.join(parts)} that failed the convergence gate after its retry; nothing was written. "
             "Leaving them out would bias the calibration: try more --tune/--draws, or pass --allow-unconverged to keep "
             "them (flagged)."
         )

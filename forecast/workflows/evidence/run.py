@@ -109,7 +109,7 @@ def run_evidence(
     converged = all(s.converged for s in scenarios) and (constraints is None or _constraints_converged(constraints))
     if not converged and not allow_unconverged:
         raise ConvergenceError(
-            "a refit failed the convergence gate after one retry, so no evidence figures are reported and nothing "
+            "a refit failed the convergence gate after its retry, so no evidence figures are reported and nothing "
             "was written. Pass --allow-unconverged to write results flagged as unreliable, or --no-refit."
         )
 
