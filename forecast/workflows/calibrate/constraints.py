@@ -9,7 +9,12 @@ truth is known are drawn as:
    draws of the encompassing prior (``PriorDraws``) until one falls inside (``Regions``); the
    number of candidates is recorded, and a region whose prior mass would need more than
    ``MAX_CANDIDATES`` candidates per draw on average is refused before any fit;
-3. outcomes on the study's design (the same as the prior-specified calibration uses).
+3. outcomes on the study's design (the same as the prior-specified calibration uses). An
+   overdispersed study's (``[model] overdispersion = "cell"``) truth also has a concentration phi,
+   drawn from the study's concentration prior (no region constrains it, so the restricted prior
+   leaves it as it is), and each (group, domain, quarter) cell of the design first draws its
+   cooperative share from Beta(p phi, (1 - p) phi) (``simulate_outcomes``, as the prior-specified
+   calibration simulates it).
 
 Each data set is then compared exactly as `forecast update` compares the constraint hypotheses:
 the encompassing model is fitted ONCE (same sampler and convergence gate), each region's
@@ -39,7 +44,7 @@ from forecast.model.build import draws_as_arrays
 from forecast.model.predictive import simulate_outcomes
 from forecast.settings import Progress, derive_rng, seed_sequence
 from forecast.spec.constraints import ConstraintStudy
-from forecast.spec.study import Study
+from forecast.spec.study import CONCENTRATION, Study
 from forecast.stats.encompassing import Mass, bayes_factor, mass_from_draws, posterior_probabilities
 from forecast.workflows.calibrate.records import RejectionInfo
 from forecast.workflows.calibrate.replicates import design_table
@@ -57,7 +62,8 @@ STREAM = 37  # the seed stream of the constraint data sets (the prior-specified 
 CONSTRAINT_METHOD = (
     "Each data set: a constraint hypothesis drawn from the prior probabilities (the complement included), "
     "parameters from the encompassing prior restricted to its region by rejection (independent encompassing "
-    "prior draws until one falls inside), outcomes on the study's design; then ONE encompassing fit, each "
+    "prior draws until one falls inside), outcomes on the study's design (overdispersed: a concentration from "
+    "its prior, each cell's share from its Beta); then ONE encompassing fit, each "
     "region's posterior mass from its draws over its prior mass (estimated once, as forecast update does) "
     "gives the Bayes factors and posterior probabilities."
 )
@@ -82,12 +88,6 @@ def constraint_setup(
     region too small to draw from by rejection."""
     t0 = time.perf_counter()
     spec = constraint_study(study)
-    if getattr(study, "overdispersion", "none") != "none":
-        raise InputError(
-            f"{study.path}: [model] overdispersion = {study.overdispersion!r}: calibrating the constraint comparison "
-            "simulates independent events (overdispersed outcomes are not simulated yet); calibrate it with "
-            'overdispersion = "none", or calibrate only the prior-specified comparison (--comparison prior)'
-        )
     n = prior_draws or spec.prior_draws
     masses, _ = prior_masses(
         Regions(study, spec), PriorDraws(study, spec.priors), n, derive_rng(seed, "constraints", "prior"), progress
@@ -171,12 +171,18 @@ def simulate_constraint_replicate(
     study: Study, setup: ConstraintSetup, design: pd.DataFrame, seed: int, index: int
 ) -> tuple[int, dict[str, np.ndarray], pd.DataFrame, int]:
     """Constraint data set ``index``: the true hypothesis, its parameters, the observations, and
-    the candidates the rejection sampler needed."""
+    the candidates the rejection sampler needed.
+
+    An overdispersed study's parameters include the concentration (``CONCENTRATION``), drawn from
+    the study's prior after the restricted draw (so the truth and its other parameters are the same as
+    without it)."""
     rng = np.random.default_rng(constraint_replicate_seed(seed, index))
     true = int(rng.choice(len(setup.prior), p=setup.prior / setup.prior.sum()))
     regions, draws = Regions(study, setup.spec), PriorDraws(study, setup.spec.priors)
     hid = setup.ids[true]
     params, candidates = restricted_draw(regions, draws, hid, rng, mass=setup.masses[hid].value)
+    if study.overdispersed:
+        params[CONCENTRATION] = study.concentration.sample(rng, 1)[0]
     cooperative = simulate_outcomes(study, params, design, rng)
     return true, params, design_table(study, design, cooperative), candidates
 
