@@ -94,15 +94,17 @@ def test_loo_in_blocks_gives_the_same_numbers_as_in_one_block(
     eta = _eta(rng, 30)
     whole = psis_loo_cells(eta, cells, CHAINS)  # 300 patterns in one block
     assert comparison._BLOCK_ELEMENTS >= 300 * CHAINS * DRAWS
-    # Blocks of 7 patterns: the last block is partial and the buffer is reused between blocks.
+    # Blocks of 7 patterns: the last block is partial; blocks on one thread and on several.
     monkeypatch.setattr(comparison, "_BLOCK_ELEMENTS", 7 * CHAINS * DRAWS)
-    blocked = psis_loo_cells(eta, cells, CHAINS)
+    for workers in (1, 3):
+        monkeypatch.setattr(comparison, "LOO_WORKERS", workers)
+        blocked = psis_loo_cells(eta, cells, CHAINS)
 
-    assert blocked.elpd == whole.elpd
-    assert blocked.se == whole.se
-    assert blocked.p_loo == whole.p_loo
-    np.testing.assert_array_equal(blocked.pointwise, whole.pointwise)
-    np.testing.assert_array_equal(blocked.pareto_k, whole.pareto_k)
+        assert blocked.elpd == whole.elpd
+        assert blocked.se == whole.se
+        assert blocked.p_loo == whole.p_loo
+        np.testing.assert_array_equal(blocked.pointwise, whole.pointwise)
+        np.testing.assert_array_equal(blocked.pareto_k, whole.pareto_k)
 
 
 def test_pattern_loglik_is_the_weighted_bernoulli_log_likelihood() -> None:

@@ -19,6 +19,7 @@ p(theta | y_-i) up to a constant, so the estimate is of p(y_i | y_-i) as in the 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -57,6 +58,8 @@ JEFFREYS = tuple((bound, "no support" if label == "no" else label) for bound, la
 PARETO_K_GOOD = 0.7
 # LOO works through the patterns' log-likelihood in blocks of about this many values (8 MB).
 _BLOCK_ELEMENTS = 1 << 20
+# ... on this many threads (the numbers do not depend on it).
+LOO_WORKERS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
 def posterior_probabilities(
@@ -136,12 +139,17 @@ class PatternLoglik:
         out *= self.weight[patterns, None]
         return out
 
+    def block_slices(self) -> list[slice]:
+        """The patterns in blocks small enough to stay in cache."""
+        block = max(1, _BLOCK_ELEMENTS // max(1, self.n_samples))
+        return [slice(a, min(a + block, self.n_patterns)) for a in range(0, self.n_patterns, block)]
+
     def blocks(self) -> Iterator[tuple[slice, np.ndarray]]:
         """(patterns, rows) in blocks small enough to stay in cache, reusing one buffer."""
-        block = max(1, _BLOCK_ELEMENTS // max(1, self.n_samples))
-        buf = np.empty((min(block, self.n_patterns), self.n_samples))
-        for start in range(0, self.n_patterns, block):
-            sel = slice(start, min(start + block, self.n_patterns))
+        buf = None
+        for sel in self.block_slices():
+            if buf is None:
+                buf = np.empty((sel.stop - sel.start, self.n_samples))
             yield sel, self.rows(sel, out=buf)
 
 
@@ -279,14 +287,30 @@ def psis_loo_cells(eta: np.ndarray, cells: Patterns, chains: int, concentration:
         loglik.rows(np.unique(np.linspace(0, n_pat - 1, min(n_pat, R_EFF_PATTERNS)).astype(int))), chains
     )
     pointwise, lppd, k = np.empty(n_pat), np.empty(n_pat), np.empty(n_pat)
-    for sel, rows in loglik.blocks():
+    # Plain model: the patterns of one cell and outcome are multiples (their weights) of one row.
+    same_order = loglik.index if type(loglik) is PatternLoglik else None
+
+    def block(sel: slice) -> None:
+        rows = loglik.rows(sel)
         # arviz-stats' psislw takes the log-likelihood and smooths weights proportional to its
         # negative exponent (1 / p(y_i | theta)), the leave-one-out importance ratios, and
         # returns them normalised. Row by row, so blocks give the same numbers as one call.
-        log_w, k[sel] = psislw(rows, r_eff=r_eff)
+        log_w, k[sel] = psislw(rows, r_eff=r_eff, same_order=same_order[sel] if same_order is not None else None)
         lppd[sel] = logsumexp_rows(rows)[:, 0]
         log_w += rows
         pointwise[sel] = logsumexp_rows(log_w)[:, 0]
+
+    # Blocks are independent (disjoint rows of the outputs) and NumPy releases the GIL in its
+    # loops: on LOO_WORKERS threads a 10^5-event study's LOO takes about half the time.
+    slices = loglik.block_slices()
+    if len(slices) > 1 and LOO_WORKERS > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(LOO_WORKERS) as pool:
+            list(pool.map(block, slices))
+    else:
+        for sel in slices:
+            block(sel)
     lppd -= np.log(n_samples)
     elpd, se = _weighted_total_and_se(pointwise, counts)
     threshold = min(1 - 1 / np.log10(n_samples), PARETO_K_GOOD)

@@ -30,7 +30,9 @@ _TINY = np.finfo(float).tiny
 _NEGLIGIBLE_WEIGHT = 10 * np.finfo(float).eps
 
 
-def psislw(log_lik: np.ndarray, r_eff: float | np.ndarray = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def psislw(
+    log_lik: np.ndarray, r_eff: float | np.ndarray = 1.0, same_order: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Pareto-smoothed log weights and Pareto k of each row; equal to arviz-stats' ``psislw``.
 
     Parameters
@@ -43,6 +45,12 @@ def psislw(log_lik: np.ndarray, r_eff: float | np.ndarray = 1.0) -> tuple[np.nda
     r_eff
         Relative efficiency of the draws: a scalar, as arviz-stats takes, or one value per row
         (shape ``log_lik.shape[:-1]``), equivalent to calling arviz-stats row by row.
+    same_order
+        Optional labels, one per row of a 2-D ``log_lik``: rows with the same label are positive
+        multiples of one another (LOO terms of events that differ only in their weight), so
+        their draws sort in the same order and one partial sort serves them all. Rounding can
+        only turn an order into a tie, and tied tails take the full-sort route anyway, so the
+        result is the same as without labels.
 
     Returns
     -------
@@ -84,14 +92,20 @@ def psislw(log_lik: np.ndarray, r_eff: float | np.ndarray = 1.0) -> tuple[np.nda
         if np.min(tail_of_row) < 5:
             raise ValueError("n_draws_tail must be at least 5")
         groups = np.unique(tail_of_row)
+        labels = None
+        if same_order is not None:
+            labels = np.asarray(same_order).reshape(-1)
+            if values.ndim != 2 or labels.size != n_rows:
+                raise ValueError(f"same_order must label each of the {n_rows} rows of a 2-D log_lik")
         with np.errstate(all="ignore"):
             if groups.size == 1:
-                _psislw_rows(rows, float(groups[0]), log_w, pareto_k)
+                _psislw_rows(rows, float(groups[0]), log_w, pareto_k, labels)
             else:
                 for n_tail in groups:
                     sel = np.flatnonzero(tail_of_row == n_tail)
                     out = np.empty((sel.size, n_draws))
-                    pareto_k[sel] = _psislw_rows(rows[sel], float(n_tail), out, np.empty(sel.size))
+                    sub = None if labels is None else labels[sel]
+                    pareto_k[sel] = _psislw_rows(rows[sel], float(n_tail), out, np.empty(sel.size), sub)
                     log_w[sel] = out
     return log_w.reshape(values.shape), pareto_k.reshape(lead_shape)
 
@@ -104,8 +118,11 @@ def _tail_length(n_draws: int, r_eff: float | np.floating) -> np.floating:
     return np.floor(n_draws / 5)
 
 
-def _psislw_rows(rows: np.ndarray, n_tail_f: float, log_w: np.ndarray, pareto_k: np.ndarray) -> np.ndarray:
-    """Smooth every row of rows (tail length n_tail_f) into log_w and pareto_k; returns pareto_k."""
+def _psislw_rows(
+    rows: np.ndarray, n_tail_f: float, log_w: np.ndarray, pareto_k: np.ndarray, labels: np.ndarray | None = None
+) -> np.ndarray:
+    """Smooth every row of rows (tail length n_tail_f) into log_w and pareto_k; returns pareto_k.
+    Rows with equal ``labels`` share one partial sort (see ``psislw``'s ``same_order``)."""
     n_rows, n_draws = rows.shape
     n_tail = int(n_tail_f)
     kth = n_draws - n_tail - 1
@@ -124,7 +141,11 @@ def _psislw_rows(rows: np.ndarray, n_tail_f: float, log_w: np.ndarray, pareto_k:
         # (IEEE negation is exact and rounding is sign-symmetric) in two passes instead of three.
         np.subtract(x.min(axis=1, keepdims=True), x, out=lw)
         # A partial sort is enough, and much cheaper than arviz-stats' full argsort; see below.
-        part[start:stop] = np.argpartition(lw, kth, axis=1)[:, kth:]
+        if labels is None:
+            part[start:stop] = np.argpartition(lw, kth, axis=1)[:, kth:]
+        else:
+            _, first, inverse = np.unique(labels[start:stop], return_index=True, return_inverse=True)
+            part[start:stop] = np.argpartition(lw[first], kth, axis=1)[:, kth:][inverse]
         top[start:stop] = np.take(lw, part[start:stop] + _row_offsets(start, stop, n_draws))
     order = np.argsort(top, axis=1)
     order += _row_offsets(0, n_rows, n_tail + 1)
