@@ -151,16 +151,6 @@ def test_a_region_too_small_to_draw_from_is_refused_before_any_fit(study, monkey
         constraint_setup(study, 1)
 
 
-def test_an_overdispersed_study_is_refused_with_what_to_do(tmp_path):
-    data = tiny()
-    data["model"] = {"overdispersion": "cell"}
-    write_study(tmp_path, data, "s.toml")
-    (tmp_path / "events.csv").write_text("id,event_date,counterpart,domain,outcome,reliability,description,source\n")
-    study = load_study(tmp_path / "s.toml")
-    with pytest.raises(InputError, match="overdispersion"):
-        constraint_setup(study, 1)
-
-
 def fake_constraint_replicates(monkeypatch, sharpen: float = 1.0, failing: tuple[int, ...] = ()):
     """Calibrated constraint probabilities by construction (Dirichlet, truth drawn from them); with
     ``sharpen`` > 1 the same ranking pushed towards 0 and 1 (over-confident)."""
