@@ -660,4 +660,8 @@ def cell_logit_draws(arrays: dict[str, np.ndarray], study: Study, cells: CellDat
     a, b = latent_parts(
         np, arrays, years_from_reference(study), study.time.reference - study.time.start, study.time.components
     )
-    return a[:, cells.group, cells.domain] + b[:, cells.group, cells.quarter]
+    # np.take on flattened axes: the same numbers as a[:, group, domain], several times faster.
+    n_d, n_q = a.shape[-1], b.shape[-1]
+    on_a = np.take(a.reshape(len(a), -1), cells.group * n_d + cells.domain, axis=1)
+    on_a += np.take(b.reshape(len(b), -1), cells.group * n_q + cells.quarter, axis=1)
+    return on_a
