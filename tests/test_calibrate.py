@@ -73,6 +73,46 @@ def calibrated_sample(k: int, rng: np.random.Generator, prior=(0.3, 0.7)):
     return true, np.stack([p1, 1 - p1], axis=1), np.array(prior)
 
 
+@pytest.mark.parametrize("k", [20, 200])
+def test_a_calibrated_tool_fails_the_checks_together_about_one_time_in_a_hundred(k):
+    """BAND_LEVEL is the checks' joint level: four hypotheses with Dirichlet-spread posteriors and
+    the truth drawn from them (calibrated by construction), 400 runs. Each check at 99% on its own
+    with normal quantiles failed 19% of runs at k = 20 and 8% at k = 200."""
+    rng = np.random.default_rng(k)
+    prior = np.full(4, 0.25)
+    failed = 0
+    for _ in range(400):
+        post = rng.dirichlet(np.full(4, 0.7), size=k)
+        true = (rng.uniform(size=(k, 1)) > post.cumsum(axis=1)).sum(axis=1)
+        failed += not calibration_checks(true, post, prior).consistent
+    # 1 - BAND_LEVEL = 1% nominal; allow for Monte Carlo error and the approximations' small excess.
+    assert failed / 400 <= 0.03, failed
+
+
+def test_poisson_binomial_band_is_exact():
+    from scipy import stats as st
+
+    from forecast.workflows.calibrate.checks import poisson_binomial_band
+
+    p = np.full(30, 0.3)  # equal probabilities: the binomial
+    lo, hi = poisson_binomial_band(p, 0.01)
+    assert st.binom.cdf(lo - 1, 30, 0.3) <= 0.005 < st.binom.cdf(lo, 30, 0.3)
+    assert st.binom.sf(hi, 30, 0.3) <= 0.005 < st.binom.sf(hi - 1, 30, 0.3)
+    mixed = np.array([0.0, 1.0, 1.0, 0.0])  # certain outcomes: exactly two
+    assert poisson_binomial_band(mixed, 0.01) == (2, 2)
+
+
+def test_the_skewness_correction_is_increasing_and_inverted_exactly():
+    from forecast.workflows.calibrate.checks import SkewCorrection
+
+    for gamma in (-2.0, 0.0, 1.5):
+        g = SkewCorrection(gamma, 20)
+        t = np.linspace(-6, 6, 121)
+        values = np.array([g(x) for x in t])
+        assert np.all(np.diff(values) >= 0)
+        np.testing.assert_allclose([g.inverse(v) for v in values], t, atol=1e-9)
+
+
 def test_calibrated_probabilities_pass_every_check():
     true, post, prior = calibrated_sample(4000, np.random.default_rng(1))
     out = calibration_checks(true, post, prior, n_bins=5)
@@ -141,7 +181,7 @@ def test_too_few_data_sets_give_no_verdict_but_say_what_they_could_detect():
     out = calibration_checks(true, post, prior)
     assert out.consistent is None and out.verdict == TOO_FEW and out.min_datasets == MIN_DATASETS
     assert out.power.n_datasets == MIN_DATASETS - 1
-    assert out.power.mean_posterior == pytest.approx(max(detectable_shift(m.se) for m in out.mean_posterior))
+    assert out.power.mean_posterior == pytest.approx(max(m.detectable for m in out.mean_posterior))
     enough = calibration_checks(*calibrated_sample(MIN_DATASETS, np.random.default_rng(5)))
     assert enough.consistent is not None and enough.verdict != TOO_FEW
     # four data sets of a calibrated tool used to read "consistent with exact calibration"
@@ -157,11 +197,11 @@ def test_the_stated_power_is_what_a_simulation_of_the_check_finds():
     for _ in range(reps):
         p1 = 0.15 + 0.5 * rng.beta(2.0, 2.0, size=k)  # mean 0.4, inside [0.15, 0.65]
         samples.append(((rng.uniform(size=k) >= p1).astype(int), p1))
-    se = np.mean(
-        [calibration_checks(t, np.stack([p, 1 - p], axis=1), prior).mean_posterior[0].se for t, p in samples[:100]]
-    )
-    shift = detectable_shift(se)
-    assert shift == pytest.approx((2.5758 + 0.8416) * se, rel=1e-3)
+    first = [calibration_checks(t, np.stack([p, 1 - p], axis=1), prior).mean_posterior[0] for t, p in samples[:100]]
+    se = np.mean([m.se for m in first])
+    shift = np.mean([m.detectable for m in first])
+    # Each check at its share of the 1% (Bonferroni over the checks), Student t with k - 1 df.
+    assert shift > detectable_shift(se) and shift < detectable_shift(se, 4.5)
     caught = np.mean(
         [
             not calibration_checks(t, np.stack([p + shift, 1 - p - shift], axis=1), prior).mean_posterior[0].within

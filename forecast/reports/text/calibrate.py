@@ -40,10 +40,18 @@ def verdict_text(result: CalibrationResult | ConstraintCalibration) -> str:
     return f"{head}; {power_sentence(c.power)} (smaller miscalibrations may go unseen; more --datasets see finer)."
 
 
+def _n_checks(c) -> int:
+    return len(c.mean_posterior) + sum(1 for b in c.bins if b.n) + 1
+
+
 def _checks(result: CalibrationResult | ConstraintCalibration, n_events: int) -> list[str]:
     """The three checks, the verdict and the design analysis of one comparison."""
     c = result.calibration
-    lines = [f"Data-averaged posterior (exact calibration: equal to the prior, within the {c.band_level:.0%} band):"]
+    lines = [
+        f"Every band below is one of {_n_checks(c)} checks made together at {c.band_level:.0%} (an exactly calibrated "
+        f"tool fails any of them at most {1 - c.band_level:.0%} of the time).",
+        "Data-averaged posterior (exact calibration: equal to the prior, within its band):",
+    ]
     for m in c.mean_posterior:
         lines.append(
             f"  {m.hypothesis:<20} prior {m.prior:.3f}  mean posterior {m.mean_posterior:.3f} ± {m.se:.3f}  "
