@@ -546,8 +546,11 @@ class Collector:
                 "and outcome (evaluate quarters more often, --every, to name single events)"
             )
         if not reliable:
+            # The failing side's k against its own threshold (the thresholds differ when the two
+            # hypotheses have different numbers of draws, e.g. the draws inside two regions).
+            bad = d1 if not d1.reliable else d2
             notes.append(
-                f"Pareto k {max(d1.pareto_k, d2.pareto_k):.2f} > {d1.threshold:.2f}: the importance weights for these "
+                f"Pareto k {bad.pareto_k:.2f} > {bad.threshold:.2f}: the importance weights for these "
                 f"{n} events are too heavy-tailed to split the change between them; only the interval's total is "
                 "reported (evaluate quarters more often, --every, to split it)"
             )
@@ -570,7 +573,7 @@ class Collector:
             importance_change_se=total_se,
             agreement_z=z,
             pareto_k={first: _finite(d1.pareto_k), second: _finite(d2.pareto_k)},
-            pareto_k_threshold=d1.threshold,
+            pareto_k_threshold=min(d1.threshold, d2.threshold),
             from_earlier_fit={first: d1.from_earlier, second: d2.from_earlier},
             attributed=reliable,
             note="; ".join(notes) or None,
