@@ -236,3 +236,117 @@ def copy_golden(directory: Path) -> tuple[Path, Path, Path]:
     shutil.copytree(GOLDEN / "run-v1", run)
     (run.parent / "LATEST").write_text("run-v1\n", encoding="utf-8")
     return directory / "inputs" / "golden.toml", directory / "runs", run
+
+
+# --- a two-group study written as TOML text, with its events as CSV lines ---------------------------
+
+# Header of hand-written CSV event lines (no report_date, intensity, initiator or origin_id).
+SHORT_EVENTS_HEADER = "id,event_date,counterpart,domain,outcome,reliability,description,source\n"
+
+_TWO_GROUP_STUDY = """
+[study]
+name = "{name}"
+question = "q"
+actor = "T"
+observations = "obs.csv"
+[time]
+start = "2020Q1"
+end = "2020Q4"
+components = []
+[[groups]]
+id = "ga"
+label = "A"
+counterparts = ["a"]
+[[groups]]
+id = "gb"
+label = "B"
+counterparts = ["b"]
+[[domains]]
+id = "x"
+label = "X"
+[[domains]]
+id = "y"
+label = "Y"
+[[hypotheses]]
+id = "h1"
+label = "H1"
+prior_probability = 0.5
+claim = "c"
+[hypotheses.priors]
+tilt.all = { dist = "Normal", kwargs = { mu = 1.0, sigma = 0.5 } }
+spread.all = { dist = "HalfNormal", kwargs = { sigma = 0.5 } }
+[[hypotheses]]
+id = "h2"
+label = "H2"
+prior_probability = 0.5
+claim = "c"
+[hypotheses.priors]
+tilt.all = { dist = "Normal", kwargs = { mu = -1.0, sigma = 0.5 } }
+spread.all = { dist = "HalfNormal", kwargs = { sigma = 0.5 } }
+"""
+
+
+def two_group_study_toml(name: str) -> str:
+    """TOML text of a static study ``name``: groups ga (counterpart a) and gb (b), domains x and y,
+    2020Q1..2020Q4 without time components, observations in obs.csv; hypotheses h1 (tilt prior
+    N(1, 0.5)) and h2 (N(-1, 0.5)), each at 0.5."""
+    return _TWO_GROUP_STUDY.replace("{name}", name)
+
+
+def two_group_event_lines(n: int) -> list[str]:
+    """``n`` CSV lines (columns ``SHORT_EVENTS_HEADER``), events e0..e{n-1} spread over 2020: every
+    third with counterpart b, odd ones in domain x, every fourth conflictual, every fifth graded C3."""
+    return [
+        f"e{i},2020-0{1 + i % 9}-1{i % 9},{'a' if i % 3 else 'b'},{'x' if i % 2 else 'y'},"
+        f"{'cooperative' if i % 4 else 'conflictual'},{'A1' if i % 5 else 'C3'},event {i},test\n"
+        for i in range(n)
+    ]
+
+
+# --- evidence spread over the quarters of 2020 (history and attribution tests) ----------------------
+
+
+def quarterly_events(counts: Iterable[tuple[int, int]]) -> list[dict]:
+    """Events numbered 1.. for (month, count) pairs: ``count`` events from the 10th of ``month`` of
+    2020 on, cycling over counterparts us, eu, russia and domains defence, energy; every fourth
+    conflictual (intensity -2), the rest cooperative (intensity 2)."""
+    out, n = [], 0
+    for month, count in counts:
+        for k in range(count):
+            n += 1
+            out.append(
+                event(
+                    n,
+                    event_date=f"2020-{month:02d}-{10 + k:02d}",
+                    counterpart=("us", "eu", "russia")[k % 3],
+                    domain=("defence", "energy")[k % 2],
+                    outcome="cooperative" if k % 4 else "conflictual",
+                    intensity="2" if k % 4 else "-2",
+                )
+            )
+    return out
+
+
+def warm_and_cold_hypotheses() -> list[dict]:
+    """Hypotheses 'warm' (tilt prior N(1, 0.5)) and 'cold' (N(-1, 0.5)), spread HalfNormal(0.5), each
+    at 0.5."""
+    spread = {"all": prior("HalfNormal", sigma=0.5)}
+    return [
+        hypothesis("warm", 0.5, {"tilt": {"all": prior("Normal", mu=1.0, sigma=0.5)}, "spread": dict(spread)}),
+        hypothesis("cold", 0.5, {"tilt": {"all": prior("Normal", mu=-1.0, sigma=0.5)}, "spread": dict(spread)}),
+    ]
+
+
+# --- one group's events as CSV text (sensitivity and robustness tests) -----------------------------
+
+
+def one_group_events_csv() -> str:
+    """CSV text of 96 events with counterpart a, in domains x and y, in 2020: 82 cooperative and 14
+    conflictual (every seventh from the fourth), every fifth graded C3."""
+    rows = []
+    for i in range(96):  # 82 cooperative, 14 conflictual, in both domains
+        outcome = "conflictual" if i % 7 == 3 else "cooperative"
+        rows.append(
+            f"e{i},2020-0{1 + i % 9}-1{i % 9},a,{'x' if i % 2 else 'y'},{outcome},{'A1' if i % 5 else 'C3'},event {i},t\n"
+        )
+    return SHORT_EVENTS_HEADER + "".join(rows)

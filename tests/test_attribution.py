@@ -12,14 +12,13 @@ the next quarter's events from a fit matches exact quadrature.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
+import exact
 import numpy as np
 import pytest
-from helpers import base_study, event, hypothesis, prior, write_mini
+from helpers import base_study, event, hypothesis, prior, quarterly_events, write_mini
 from scipy import stats
 
 from forecast.data.cells import cell_data
@@ -47,19 +46,6 @@ from forecast.workflows.history.attribution import (
     k_threshold,
     parts_of,
 )
-
-
-def _load_exact():
-    name = "forecast_tests_exact"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("exact.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-exact = _load_exact()
 
 SETTINGS = SamplerSettings(draws=500, tune=300, chains=4, seed=5)
 SE_MULTIPLE = 4.0  # agreement required, in combined Monte Carlo standard errors
@@ -275,20 +261,7 @@ def test_importance_weighted_density_from_a_fit_matches_exact_quadrature(tmp_pat
 
 def tiny_study(tmp_path: Path) -> Path:
     """Two groups, two domains, 2020Q1..2020Q4, no time components; evidence in Q1, Q2, Q3 and Q4."""
-    rows, n = [], 0
-    for month, count in ((1, 6), (4, 6), (7, 2), (10, 8)):
-        for k in range(count):
-            n += 1
-            rows.append(
-                event(
-                    n,
-                    event_date=f"2020-{month:02d}-{10 + k:02d}",
-                    counterpart=("us", "eu", "russia")[k % 3],
-                    domain=("defence", "energy")[k % 2],
-                    outcome="cooperative" if k % 4 else "conflictual",
-                    intensity="2" if k % 4 else "-2",
-                )
-            )
+    rows = quarterly_events(((1, 6), (4, 6), (7, 2), (10, 8)))
     return static_study(tmp_path, rows)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders_cli import calibrate_args
 from click.testing import CliRunner
 from helpers import copy_golden, prior, static_study, write_study
 from scipy.special import softmax
@@ -349,30 +350,10 @@ def test_cli_calibrate_json_and_bad_input(calibration):
     runner = CliRunner()
     bad = runner.invoke(main, ["calibrate", str(d / "s.toml"), "--datasets", "1"])
     assert bad.exit_code == 2
-    ok = runner.invoke(
-        main,
-        [
-            "calibrate",
-            str(d / "s.toml"),
-            "--datasets",
-            "2",
-            "--n",
-            str(N_EVENTS),
-            "--draws",
-            "1000",
-            "--tune",
-            "1000",
-            "--chains",
-            "2",
-            "--workers",
-            "0",
-            "--runs-dir",
-            str(d / "runs"),
-            "--json",
-            "-q",
-            "--allow-unconverged",
-        ],
+    args = calibrate_args(
+        d / "s.toml", d / "runs", datasets=2, n_events=N_EVENTS, extra=("--json", "--allow-unconverged")
     )
+    ok = runner.invoke(main, args)
     assert ok.exit_code == 0, ok.output
     out = json.loads(ok.stdout)
     for key in (

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders_cli import calibrate_args
 from click.testing import CliRunner
 from helpers import prior, static_study, write_study
 
@@ -317,19 +318,7 @@ def test_one_encompassing_fit_per_data_set_and_prior_masses_once(real):
 @pytest.mark.slow
 def test_cli_calibrate_on_a_constraint_study(real):
     d, _, _ = real
-    args = [
-        "calibrate",
-        str(d / "s.toml"),
-        "--datasets",
-        "2",
-        "--n",
-        str(N_EVENTS),
-        "--draws",
-        "1000",
-        "--tune",
-        "1000",
-    ]
-    args += ["--chains", "2", "--workers", "0", "--runs-dir", str(d / "runs"), "-q", "--allow-unconverged"]
+    args = calibrate_args(d / "s.toml", d / "runs", datasets=2, n_events=N_EVENTS, extra=("--allow-unconverged",))
     runner = CliRunner()
     text = runner.invoke(main, args)
     assert text.exit_code == 0, text.output

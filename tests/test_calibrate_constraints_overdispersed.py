@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders_cli import calibrate_args
 from click.testing import CliRunner
 from helpers import prior, write_study
 from test_calibrate_constraints import tiny
@@ -144,20 +145,14 @@ def test_a_tight_concentration_prior_sets_how_much_the_cells_vary(tmp_path):
 @pytest.mark.slow
 def test_cli_calibrate_constraints_on_an_overdispersed_study_is_within_its_band(tmp_path):
     path = write_overdispersed(tmp_path)
-    args = ["calibrate", str(path), "--comparison", "constraints", "--datasets", str(MIN_DATASETS)]
-    args += [
-        "--n",
-        str(N_EVENTS),
-        "--draws",
-        "1000",
-        "--tune",
-        "1000",
-        "--chains",
-        "2",
-        "--seed",
-        str(CALIBRATION_SEED),
-    ]
-    args += ["--workers", "0", "--runs-dir", str(tmp_path / "runs"), "-q", "--json"]
+    args = calibrate_args(
+        path,
+        tmp_path / "runs",
+        datasets=MIN_DATASETS,
+        n_events=N_EVENTS,
+        seed=CALIBRATION_SEED,
+        extra=("--comparison", "constraints", "--json"),
+    )
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)

@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import base_study, event, hypothesis, prior, write_mini
+from helpers import base_study, event, prior, quarterly_events, warm_and_cold_hypotheses, write_mini
 
 from forecast.data.cells import cell_data
 from forecast.data.observations import load_observations
@@ -37,9 +37,7 @@ def constraint_study(prior_specified: bool = True) -> dict:
     study = base_study()
     study["time"] = {"step": "quarter", "start": "2020Q1", "end": "2020Q4", "components": []}
     priors = {"tilt": {"all": prior("Normal", mu=0.0, sigma=1.0)}, "spread": {"all": prior("HalfNormal", sigma=0.5)}}
-    up = {"tilt": {"all": prior("Normal", mu=1.0, sigma=0.5)}, "spread": {"all": prior("HalfNormal", sigma=0.5)}}
-    down = {"tilt": {"all": prior("Normal", mu=-1.0, sigma=0.5)}, "spread": {"all": prior("HalfNormal", sigma=0.5)}}
-    study["hypotheses"] = [hypothesis("warm", 0.5, up), hypothesis("cold", 0.5, down)] if prior_specified else []
+    study["hypotheses"] = warm_and_cold_hypotheses() if prior_specified else []
     study["encompassing"] = {"priors": priors, "prior_draws": PRIOR_DRAWS}
     study["constraint_hypotheses"] = [
         {"id": "east_cooperative", "label": "East cooperative", "constraints": ["share(east, all) > 0.5"]},
@@ -56,21 +54,8 @@ def constraint_study(prior_specified: bool = True) -> dict:
 
 def rows() -> list[dict]:
     """Evidence known in Q1, Q2 and Q4 (and one report in Q3 of a Q2 event)."""
-    out, n = [], 0
-    for month, count in ((1, 6), (4, 6), (10, 8)):
-        for k in range(count):
-            n += 1
-            out.append(
-                event(
-                    n,
-                    event_date=f"2020-{month:02d}-{10 + k:02d}",
-                    counterpart=("us", "eu", "russia")[k % 3],
-                    domain=("defence", "energy")[k % 2],
-                    outcome="cooperative" if k % 4 else "conflictual",
-                    intensity="2" if k % 4 else "-2",
-                )
-            )
-    out.append(event(n + 1, event_date="2020-06-20", report_date="2020-07-02", counterpart="russia"))
+    out = quarterly_events(((1, 6), (4, 6), (10, 8)))
+    out.append(event(len(out) + 1, event_date="2020-06-20", report_date="2020-07-02", counterpart="russia"))
     return out
 
 

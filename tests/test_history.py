@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import base_study, event, hypothesis, prior, write_mini
+from helpers import base_study, event, quarterly_events, warm_and_cold_hypotheses, write_mini
 
 from forecast.cli import main
 from forecast.data.cells import cell_data
@@ -37,29 +37,10 @@ def tiny_static_study(tmp_path):
     """Two groups, two domains, 2020Q1..2020Q4, no time components; evidence known in Q1, Q2 and Q4."""
     study = base_study()
     study["time"] = {"step": "quarter", "start": "2020Q1", "end": "2020Q4", "components": []}
-    east_up = {"tilt": {"all": prior("Normal", mu=1.0, sigma=0.5)}, "spread": {"all": prior("HalfNormal", sigma=0.5)}}
-    east_down = {
-        "tilt": {"all": prior("Normal", mu=-1.0, sigma=0.5)},
-        "spread": {"all": prior("HalfNormal", sigma=0.5)},
-    }
-    study["hypotheses"] = [hypothesis("warm", 0.5, east_up), hypothesis("cold", 0.5, east_down)]
-    rows = []
-    n = 0
-    for month, count in ((1, 6), (4, 6), (10, 8)):
-        for k in range(count):
-            n += 1
-            rows.append(
-                event(
-                    n,
-                    event_date=f"2020-{month:02d}-{10 + k:02d}",
-                    counterpart=("us", "eu", "russia")[k % 3],
-                    domain=("defence", "energy")[k % 2],
-                    outcome="cooperative" if k % 4 else "conflictual",
-                    intensity="2" if k % 4 else "-2",
-                )
-            )
+    study["hypotheses"] = warm_and_cold_hypotheses()
+    rows = quarterly_events(((1, 6), (4, 6), (10, 8)))
     # Happened in Q2, reported in Q3: it counts from Q3 on.
-    rows.append(event(n + 1, event_date="2020-06-20", report_date="2020-07-02", counterpart="russia"))
+    rows.append(event(len(rows) + 1, event_date="2020-06-20", report_date="2020-07-02", counterpart="russia"))
     study_path, _ = write_mini(tmp_path, rows, study)
     return study_path
 

@@ -11,12 +11,11 @@ Each study is compiled and fitted once per module (a compile costs 10-20 s).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import exact
 import numpy as np
 import pytest
 
@@ -28,19 +27,6 @@ from forecast.model.build import CENTRE_AT
 from forecast.spec.study import load_study
 from forecast.stats.bridge import bridge_sampling
 from forecast.stats.loo import Loo, posterior_probabilities
-
-
-def _load_exact():
-    name = "forecast_tests_exact"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("exact.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-exact = _load_exact()
 
 LOG_ML_TOL = 0.1  # nats
 PROB_TOL = 0.02

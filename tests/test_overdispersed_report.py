@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import SHORT_EVENTS_HEADER, two_group_event_lines, two_group_study_toml
 
 from forecast.data.cells import cell_data
 from forecast.data.observations import load_observations
@@ -27,62 +28,15 @@ from forecast.spec.study import load_study
 from forecast.stats.loo import psis_loo_cells
 from forecast.workflows.update import model_record
 
-STUDY = """
-[study]
-name = "od"
-question = "q"
-actor = "T"
-observations = "obs.csv"
-[time]
-start = "2020Q1"
-end = "2020Q4"
-components = []
-[[groups]]
-id = "ga"
-label = "A"
-counterparts = ["a"]
-[[groups]]
-id = "gb"
-label = "B"
-counterparts = ["b"]
-[[domains]]
-id = "x"
-label = "X"
-[[domains]]
-id = "y"
-label = "Y"
-[[hypotheses]]
-id = "h1"
-label = "H1"
-prior_probability = 0.5
-claim = "c"
-[hypotheses.priors]
-tilt.all = { dist = "Normal", kwargs = { mu = 1.0, sigma = 0.5 } }
-spread.all = { dist = "HalfNormal", kwargs = { sigma = 0.5 } }
-[[hypotheses]]
-id = "h2"
-label = "H2"
-prior_probability = 0.5
-claim = "c"
-[hypotheses.priors]
-tilt.all = { dist = "Normal", kwargs = { mu = -1.0, sigma = 0.5 } }
-spread.all = { dist = "HalfNormal", kwargs = { sigma = 0.5 } }
-"""
 MODEL = '[model]\noverdispersion = "cell"\n'
 
 
 def _write(d: Path, overdispersed: bool, repeats: int = 30) -> Path:
     """A two-group study; group a / domain x in 2020Q1 holds ``repeats`` copies of one cooperative event."""
-    rows = [
-        f"e{i},2020-0{1 + i % 9}-1{i % 9},{'a' if i % 3 else 'b'},{'x' if i % 2 else 'y'},"
-        f"{'cooperative' if i % 4 else 'conflictual'},{'A1' if i % 5 else 'C3'},event {i},test\n"
-        for i in range(24)
-    ]
+    rows = two_group_event_lines(24)
     rows += [f"r{i},2020-02-03,a,x,cooperative,B2,repeat {i},feed\n" for i in range(repeats)]
-    (d / "obs.csv").write_text(
-        "id,event_date,counterpart,domain,outcome,reliability,description,source\n" + "".join(rows)
-    )
-    (d / "s.toml").write_text(STUDY + (MODEL if overdispersed else ""))
+    (d / "obs.csv").write_text(SHORT_EVENTS_HEADER + "".join(rows))
+    (d / "s.toml").write_text(two_group_study_toml("od") + (MODEL if overdispersed else ""))
     return d / "s.toml"
 
 

@@ -15,11 +15,10 @@ predict, simulate from the posterior and sensitivity's power-scaling on its run.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections import Counter
 from pathlib import Path
 
+import exact
 import numpy as np
 import pandas as pd
 import pytest
@@ -35,19 +34,6 @@ from forecast.workflows.backtest.scoring import _count_cdf, cell_loglik
 from forecast.workflows.evidence.statistics import change_of_log_ml, removal_loglik, terms
 from forecast.workflows.history import known_quarter
 from forecast.workflows.history.attribution import Collector, counted_reports, interval_evidence, parts_of
-
-
-def _load_exact():
-    name = "forecast_tests_exact"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("exact.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-exact = _load_exact()
 
 
 def _overdispersed(study: dict, concentration: dict | None = None) -> dict:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from click.testing import CliRunner
+from helpers import SHORT_EVENTS_HEADER, two_group_event_lines, two_group_study_toml
 
 from forecast.cli import main
 from forecast.cli.app import default_study
@@ -146,57 +147,8 @@ def test_a_plain_studys_json_says_its_model_has_no_overdispersion():
 def small_static(tmp_path_factory):
     """A two-group static study, fitted once and shared by the invariant tests below."""
     d = tmp_path_factory.mktemp("static")
-    (d / "obs.csv").write_text(
-        "id,event_date,counterpart,domain,outcome,reliability,description,source\n"
-        + "".join(
-            f"e{i},2020-0{1 + i % 9}-1{i % 9},{'a' if i % 3 else 'b'},{'x' if i % 2 else 'y'},"
-            f"{'cooperative' if i % 4 else 'conflictual'},{'A1' if i % 5 else 'C3'},event {i},test\n"
-            for i in range(40)
-        )
-    )
-    (d / "s.toml").write_text(
-        """
-[study]
-name = "static"
-question = "q"
-actor = "T"
-observations = "obs.csv"
-[time]
-start = "2020Q1"
-end = "2020Q4"
-components = []
-[[groups]]
-id = "ga"
-label = "A"
-counterparts = ["a"]
-[[groups]]
-id = "gb"
-label = "B"
-counterparts = ["b"]
-[[domains]]
-id = "x"
-label = "X"
-[[domains]]
-id = "y"
-label = "Y"
-[[hypotheses]]
-id = "h1"
-label = "H1"
-prior_probability = 0.5
-claim = "c"
-[hypotheses.priors]
-tilt.all = { dist = "Normal", kwargs = { mu = 1.0, sigma = 0.5 } }
-spread.all = { dist = "HalfNormal", kwargs = { sigma = 0.5 } }
-[[hypotheses]]
-id = "h2"
-label = "H2"
-prior_probability = 0.5
-claim = "c"
-[hypotheses.priors]
-tilt.all = { dist = "Normal", kwargs = { mu = -1.0, sigma = 0.5 } }
-spread.all = { dist = "HalfNormal", kwargs = { sigma = 0.5 } }
-"""
-    )
+    (d / "obs.csv").write_text(SHORT_EVENTS_HEADER + "".join(two_group_event_lines(40)))
+    (d / "s.toml").write_text(two_group_study_toml("static"))
     study = load_study(d / "s.toml")
     cells = cell_data(load_observations(study).table, study)
     return study, cells, StudyModel(study, cells)
