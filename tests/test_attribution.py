@@ -18,6 +18,7 @@ from pathlib import Path
 import exact
 import numpy as np
 import pytest
+from builders_history import evidence_between
 from helpers import base_study, event, hypothesis, prior, quarterly_events, write_mini
 from scipy import stats
 
@@ -149,9 +150,7 @@ def test_an_interval_adds_its_new_events_and_swaps_a_better_corroborated_report(
     table = load_observations(study).table
     known = known_quarter(table)
     q1, q2 = int(known.min()), int(known.max())
-    before, _ = counted_reports(table, known, q1, study)
-    after, roots = counted_reports(table, known, q2, study)
-    ev = interval_evidence(table, study, before, after, roots)
+    _, ev = evidence_between(table, known, q1, q2, study)
     # Chained by report date: E5 (04-02), E3 (05-01), E4 (05-20, replacing E1), E6 (06-01).
     assert [table["id"].iloc[r] for r in ev.rows] == ["E5", "E3", "E4", "E6"]
     assert [[table["id"].iloc[p] for p in r] for r in ev.replaced] == [[], [], ["E1"], []]
@@ -246,9 +245,7 @@ def test_importance_weighted_density_from_a_fit_matches_exact_quadrature(tmp_pat
     h = study.hypotheses[1]
     model = StudyModel(study, cell_data(table, study))
     fit = model.fit(h, SETTINGS, cells=cell_data(table[known <= q1], study))
-    before, _ = counted_reports(table, known, q1, study)
-    after, roots = counted_reports(table, known, q2, study)
-    ev = interval_evidence(table, study, before, after, roots)
+    before, ev = evidence_between(table, known, q1, q2, study)
     terms = ev.loglik(parts_of(draws_as_arrays(fit.trace.posterior, study), study))
     dec = decompose(terms, None, SETTINGS.chains, None)
     first = sorted(before)

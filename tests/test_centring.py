@@ -27,7 +27,15 @@ from forecast.model.build import (
     walk_modes,
 )
 from forecast.spec.study import load_study
-from tests.helpers import DEFAULT_STUDY
+from tests.helpers import DEFAULT_STUDY, event, write_mini
+
+
+def two_event_study(tmp_path) -> tuple:
+    """The helpers' mini study (two groups, two domains, 2020Q1..2021Q4) with two events, with us in
+    2020 and with russia on energy in 2021; returns the loaded study and its cells."""
+    rows = [event(1, counterpart="us"), event(2, counterpart="russia", domain="energy", event_date="2021-05-02")]
+    study = load_study(write_mini(tmp_path, rows)[0])
+    return study, cell_data(load_observations(study).table, study)
 
 
 def cells_of(rows: list[tuple[int, int, int, float, float]]) -> CellData:
@@ -131,11 +139,8 @@ def test_walk_in_levels_and_centred_domains_are_an_exact_change_of_variables(tmp
         years_from_reference,
         zero_sum_basis,
     )
-    from tests.helpers import event, write_mini
 
-    rows = [event(1, counterpart="us"), event(2, counterpart="russia", domain="energy", event_date="2021-05-02")]
-    study = load_study(write_mini(tmp_path, rows)[0])
-    cells = cell_data(load_observations(study).table, study)
+    study, cells = two_event_study(tmp_path)
     h = study.hypotheses[0]
     sig = family_signature(study, h)
     n_g, n_d, n_q = len(study.groups), len(study.domains), study.time.n_quarters
@@ -196,11 +201,8 @@ def test_the_unused_coordinates_are_exactly_the_standard_normal_ones(tmp_path, m
     density alone, and every other coordinate enters the model otherwise."""
     from forecast.fit import sampler as inference
     from forecast.fit.sampler import StudyModel
-    from tests.helpers import event, write_mini
 
-    rows = [event(1, counterpart="us"), event(2, counterpart="russia", domain="energy", event_date="2021-05-02")]
-    study = load_study(write_mini(tmp_path, rows)[0])
-    cells = cell_data(load_observations(study).table, study)
+    study, cells = two_event_study(tmp_path)
     n_g, n_d, n_q = len(study.groups), len(study.domains), study.time.n_quarters
     model = StudyModel(study, cells, centre_at=0.0)  # compiled with both coordinates everywhere
     rng = np.random.default_rng(5)
@@ -353,11 +355,8 @@ def test_derived_tilt_time_weighted_domains_and_walk_modes_are_an_exact_change_o
         family_signature,
         prior_values,
     )
-    from tests.helpers import event, write_mini
 
-    rows = [event(1, counterpart="us"), event(2, counterpart="russia", domain="energy", event_date="2021-05-02")]
-    study = load_study(write_mini(tmp_path, rows)[0])
-    cells = cell_data(load_observations(study).table, study)
+    study, cells = two_event_study(tmp_path)
     h = study.hypotheses[0]
     sig = family_signature(study, h)
     n_g, n_d, n_q = len(study.groups), len(study.domains), study.time.n_quarters
@@ -397,11 +396,8 @@ def test_the_unused_coordinates_of_the_strong_data_forms_are_exactly_standard_no
     one unused coordinate per domain effect, per walk step and per group's tilt."""
     from forecast.fit import sampler as inference
     from forecast.fit.sampler import StudyModel
-    from tests.helpers import event, write_mini
 
-    rows = [event(1, counterpart="us"), event(2, counterpart="russia", domain="energy", event_date="2021-05-02")]
-    study = load_study(write_mini(tmp_path, rows)[0])
-    cells = cell_data(load_observations(study).table, study)
+    study, cells = two_event_study(tmp_path)
     n_g, n_d, n_q = len(study.groups), len(study.domains), study.time.n_quarters
     info = np.random.default_rng(4).uniform(0.0, 40.0, size=(n_g, n_d, n_q))
     levels = np.array([True, False])

@@ -7,6 +7,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
+from numeric_gradients import assert_gradients_match_central_differences
 
 from forecast.model.build import DOMAIN_EFFECT, RW_STEPS, latent_logit
 from forecast.model.likelihood import CellLoglik, cell_loglik_numpy
@@ -74,19 +75,10 @@ def test_gradients_match_central_finite_differences(seed):
     params, years, index, weights, ref = _case(seed)
 
     def loglik(p):
-        return cell_loglik_numpy(*_args(p, years, index, weights), ref=ref)[0]
+        return cell_loglik_numpy(*_args(p, years, index, weights), ref=ref)
 
-    grads = cell_loglik_numpy(*_args(params, years, index, weights), ref=ref)[1:]
-    h = 1e-6
-    for name, grad in zip(("tilt", "spread", "z", "trend", "volatility", "steps"), grads, strict=True):
-        numeric = np.zeros_like(params[name])
-        for i in np.ndindex(params[name].shape):
-            up = {k: v.copy() for k, v in params.items()}
-            down = {k: v.copy() for k, v in params.items()}
-            up[name][i] += h
-            down[name][i] -= h
-            numeric[i] = (loglik(up) - loglik(down)) / (2 * h)
-        np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-6, err_msg=name)
+    names = ("tilt", "spread", "z", "trend", "volatility", "steps")
+    assert_gradients_match_central_differences(loglik, params, names, h=1e-6, tol=1e-6)
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ import exact
 import numpy as np
 import pandas as pd
 import pytest
+from builders_history import evidence_between
 from helpers import base_study, event, hypothesis, prior, write_mini
 from scipy import stats
 
@@ -33,7 +34,7 @@ from forecast.spec.study import CONCENTRATION, load_study
 from forecast.workflows.backtest.scoring import _count_cdf, cell_loglik
 from forecast.workflows.evidence.statistics import change_of_log_ml, removal_loglik, terms
 from forecast.workflows.history import known_quarter
-from forecast.workflows.history.attribution import Collector, counted_reports, interval_evidence, parts_of
+from forecast.workflows.history.attribution import Collector, parts_of
 
 
 def _overdispersed(study: dict, concentration: dict | None = None) -> dict:
@@ -97,9 +98,7 @@ def test_history_attribution_chains_the_cells_polya_changes_of_an_overdispersed_
     table = load_observations(study).table
     known = known_quarter(table)
     q1, q2 = int(known.min()), int(known.max())
-    before, _ = counted_reports(table, known, q1, study)
-    after, roots = counted_reports(table, known, q2, study)
-    ev = interval_evidence(table, study, before, after, roots)
+    _, ev = evidence_between(table, known, q1, q2, study)
     draws = prior_draws(study, study.hypotheses[0], 200, np.random.default_rng(0))
     phi = draws[CONCENTRATION]
     parts, grid = parts_of(draws, study), _eta_grid(study, draws)

@@ -11,13 +11,13 @@ import json
 
 import numpy as np
 import pytest
+from builders_sensitivity import sensitivity_result
 from helpers import base_study, default_priors, event, hypothesis, prior, write_events, write_study
 
 from forecast.reports.text.sensitivity import render_sensitivity
-from forecast.runs.layout import SENSITIVITY_SCHEMA
 from forecast.runs.store import dumps
 from forecast.spec.study import load_study
-from forecast.workflows.sensitivity import GridSpec, SensitivityResult
+from forecast.workflows.sensitivity import SensitivityResult
 from forecast.workflows.sensitivity.record import psense_diagnostics, psense_flag_details, psense_note
 from forecast.workflows.sensitivity.reweight import (
     CLAIM,
@@ -180,33 +180,18 @@ def result(stable: bool = True, psense=PSENSE) -> SensitivityResult:
         {"id": f"a/tilt/v{i}", "method": "reweighted", **probabilities} for i in range(4)
     ]
     flips = [] if stable else [{"variant": "a/tilt/v1", "new_leader": "b", "within_mc_error": False}]
-    return SensitivityResult(
-        schema_version=SENSITIVITY_SCHEMA,
-        study="s",
-        study_path="s.toml",
-        run_dir="runs/s/1",
-        converged=True,
-        grid=GridSpec().to_dict() | {"pareto_k_threshold": 0.7},
-        sampler={},
+    return sensitivity_result(
         hypotheses=[
             {"id": "a", "label": "Hedging", "prior_probability": 0.5},
             {"id": "b", "label": "Realignment", "prior_probability": 0.5},
         ],
-        base={},
         variants=variants,
         ranges={"a": {"base": 0.7, "min": 0.4, "max": 0.8}, "b": {"base": 0.3, "min": 0.2, "max": 0.6}},
         tornado=[{"hypothesis": "a", "target": "tilt", "low": 0.4, "high": 0.8}],
         verdict={"leader": "a", "stable": stable, "flips": flips, "text": "verdict sentence."},
-        prior_odds={},
         prior_odds_text="odds sentence.",
         psense=psense,
         psense_flags=flags(psense),
-        psense_threshold=0.05,
-        scaleout={},
-        files={},
-        unreliable_variants=[],
-        warning=None,
-        timings={"total_s": 1.0},
     )
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from exact import log_ml_group, pymc_prior
-from helpers import DEFAULT_STUDY, base_study, prior, static_study, write_study
+from helpers import DEFAULT_STUDY, base_study, one_group_events_csv, prior, static_study, write_study
 from scipy.special import softmax
 
 from forecast.cli import main
@@ -58,16 +58,6 @@ STUDY = static_study(
     extra={"robustness": {"shifts": [1.0], "scales": [2.0], "parameters": ["tilt"], "joint": False}},
 )
 FLIP = "near/tilt/shift-1"  # by quadrature: 'Weak' leads there with 0.68; 'Near' leads (0.69) as stated
-
-
-def events() -> str:
-    rows = []
-    for i in range(96):  # 82 cooperative, 14 conflictual, in both domains
-        outcome = "conflictual" if i % 7 == 3 else "cooperative"
-        rows.append(
-            f"e{i},2020-0{1 + i % 9}-1{i % 9},a,{'x' if i % 2 else 'y'},{outcome},{'A1' if i % 5 else 'C3'},event {i},t\n"
-        )
-    return "id,event_date,counterpart,domain,outcome,reliability,description,source\n" + "".join(rows)
 
 
 # --- the [robustness] table ----------------------------------------------------------------------
@@ -339,7 +329,7 @@ def test_the_renderer_and_the_json_carry_the_robustness_object():
 @pytest.fixture(scope="module")
 def case(tmp_path_factory):
     d = tmp_path_factory.mktemp("robustness")
-    (d / "obs.csv").write_text(events())
+    (d / "obs.csv").write_text(one_group_events_csv())
     write_study(d, STUDY, "s.toml")
     study = load_study(d / "s.toml")
     cells = cell_data(load_observations(study).table, study)
@@ -434,7 +424,7 @@ def test_a_flipping_variant_is_reported_as_such(case):
 
 @pytest.mark.slow
 def test_variants_beyond_the_declared_pareto_k_are_refitted_on_the_compiled_model(case, tmp_path, monkeypatch):
-    (tmp_path / "obs.csv").write_text(events())
+    (tmp_path / "obs.csv").write_text(one_group_events_csv())
     strict = {**STUDY, "robustness": {**STUDY["robustness"], "pareto_k_threshold": 0.05}}
     write_study(tmp_path, strict, "s.toml")
     monkeypatch.setattr("forecast.workflows.update.StudyModel", lambda s, c: case.model)

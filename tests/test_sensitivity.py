@@ -17,9 +17,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from builders_sensitivity import sensitivity_result
 from click.testing import CliRunner
 from exact import log_ml_group, pymc_prior
-from helpers import DEFAULT_STUDY, prior, static_study, write_study
+from helpers import DEFAULT_STUDY, one_group_events_csv, prior, static_study, write_study
 from scipy.special import softmax
 
 from forecast.cli import main
@@ -65,20 +66,10 @@ STUDY = static_study(
 )
 
 
-def events() -> str:
-    rows = []
-    for i in range(96):  # 82 cooperative, 14 conflictual, in both domains
-        outcome = "conflictual" if i % 7 == 3 else "cooperative"
-        rows.append(
-            f"e{i},2020-0{1 + i % 9}-1{i % 9},a,{'x' if i % 2 else 'y'},{outcome},{'A1' if i % 5 else 'C3'},event {i},t\n"
-        )
-    return "id,event_date,counterpart,domain,outcome,reliability,description,source\n" + "".join(rows)
-
-
 @pytest.fixture(scope="module")
 def case(tmp_path_factory):
     d = tmp_path_factory.mktemp("sensitivity")
-    (d / "obs.csv").write_text(events())
+    (d / "obs.csv").write_text(one_group_events_csv())
     write_study(d, STUDY, "s.toml")
     study = load_study(d / "s.toml")
     cells = cell_data(load_observations(study).table, study)
@@ -281,18 +272,10 @@ def record(**changes) -> SensitivityResult:
     """A hand-made result of two hypotheses and two variants (no fit)."""
     row = {"posterior_probabilities": {"a": 0.7, "b": 0.3}}
     fields = dict(
-        schema_version=SENSITIVITY_SCHEMA,
-        study="s",
-        study_path="s.toml",
-        run_dir="runs/s/1",
-        converged=True,
-        grid=GridSpec().to_dict() | {"pareto_k_threshold": 0.7},
-        sampler={},
         hypotheses=[
             {"id": "a", "label": "A", "prior_probability": 0.5},
             {"id": "b", "label": "B", "prior_probability": 0.5},
         ],
-        base={},
         variants=[
             {"id": "base", "method": "base", **row},
             {"id": "a/tilt/wider1.5", "method": "refitted", "pareto_k": float("inf"), **row},
@@ -301,18 +284,11 @@ def record(**changes) -> SensitivityResult:
         ranges={"a": {"base": 0.7, "min": 0.6, "max": 0.8}, "b": {"base": 0.3, "min": 0.2, "max": 0.4}},
         tornado=[{"hypothesis": "a", "target": "tilt", "low": 0.6, "high": 0.8}],
         verdict={"leader": "a", "stable": True, "flips": [], "text": "'A' leads in all 3 prior variants."},
-        prior_odds={},
         prior_odds_text="'A' stays ahead.",
         psense={"a": [], "b": []},
         psense_flags=[],
-        psense_threshold=0.05,
-        scaleout={},
-        files={},
-        unreliable_variants=[],
-        warning=None,
-        timings={"total_s": 1.0},
     )
-    return SensitivityResult(**(fields | changes))
+    return sensitivity_result(**(fields | changes))
 
 
 def test_sensitivity_record_gives_the_json_of_sensitivity_json():
@@ -451,7 +427,7 @@ def test_update_runs_first_and_says_why_when_no_run_matches(case, tmp_path):
 
     shutil.copytree(case.root, tmp_path / "runs")
     shutil.copy(case.path, tmp_path / "s.toml")
-    (tmp_path / "obs.csv").write_text(events() + "extra,2020-03-15,a,x,cooperative,A1,one more,t\n")
+    (tmp_path / "obs.csv").write_text(one_group_events_csv() + "extra,2020-03-15,a,x,cooperative,A1,one more,t\n")
     said: list[str] = []
     result = run_sensitivity(
         tmp_path / "s.toml",
