@@ -7,6 +7,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
+from builders_likelihood import random_parameters_and_cells
 from numeric_gradients import assert_gradients_match_central_differences
 
 from forecast.model.build import DOMAIN_EFFECT, RW_STEPS, latent_logit
@@ -17,20 +18,7 @@ G, D, Q = 3, 4, 9
 
 def _case(seed: int, n_cells: int = 40, ref: int = 5, scale: float = 1.0):
     rng = np.random.default_rng(seed)
-    params = {
-        "tilt": rng.normal(0, scale, G),
-        "spread": rng.uniform(0.2, 1.5, G),
-        "z": rng.normal(0, 1, (G, D)),
-        "trend": rng.normal(0, 0.3 * scale, G),
-        "volatility": rng.uniform(0.05, 0.8, G),
-        "steps": rng.normal(0, 1, (G, Q - 1)),
-    }
-    years = (np.arange(Q) - ref) / 4.0
-    # Distinct cells, as cells.cell_data produces them.
-    flat = rng.choice(G * D * Q, size=n_cells, replace=False)
-    index = np.stack(np.unravel_index(flat, (G, D, Q)), axis=1).astype(np.int64)
-    weights = rng.uniform(0, 3, (n_cells, 2))
-    weights[rng.random(n_cells) < 0.3, 1] = 0.0  # cells with only cooperative events
+    params, years, index, weights = random_parameters_and_cells(rng, (G, D, Q), n_cells, ref, scale)
     return params, years, index, weights, ref
 
 

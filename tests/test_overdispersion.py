@@ -10,6 +10,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
+from builders_likelihood import random_parameters_and_cells
 from numeric_gradients import assert_gradients_match_central_differences
 from scipy.special import betaln, gammaln
 from scipy.special import digamma as sp_digamma
@@ -32,20 +33,8 @@ NAMES = ("tilt", "spread", "z", "trend", "volatility", "steps", "concentration")
 
 def _case(seed: int, n_cells: int = 40, ref: int = 5, scale: float = 1.0, phi: float = 7.5):
     rng = np.random.default_rng(seed)
-    params = {
-        "tilt": rng.normal(0, scale, G),
-        "spread": rng.uniform(0.2, 1.5, G),
-        "z": rng.normal(0, 1, (G, D)),
-        "trend": rng.normal(0, 0.3 * scale, G),
-        "volatility": rng.uniform(0.05, 0.8, G),
-        "steps": rng.normal(0, 1, (G, Q - 1)),
-        "concentration": np.array(phi),
-    }
-    years = (np.arange(Q) - ref) / 4.0
-    flat = rng.choice(G * D * Q, size=n_cells, replace=False)
-    index = np.stack(np.unravel_index(flat, (G, D, Q)), axis=1).astype(np.int64)
-    weights = rng.uniform(0, 3, (n_cells, 2))
-    weights[rng.random(n_cells) < 0.3, 1] = 0.0
+    params, years, index, weights = random_parameters_and_cells(rng, (G, D, Q), n_cells, ref, scale)
+    params["concentration"] = np.array(phi)
     weights[rng.random(n_cells) < 0.2, 0] = 0.0
     weights[:3] *= 400.0  # a few heavy cells
     return params, years, index, weights, ref
