@@ -180,3 +180,16 @@ def test_scalar_prob_for_tail_ess_means_symmetric_tails(rng):
     a = ar1(rng, (5, 4, 200), 0.5)
     np.testing.assert_allclose(ess_tail(a, prob=0.1), ess_tail(a, prob=(0.1, 0.9)), **TOL)
     np.testing.assert_allclose(ess_tail(a, prob=0.1), array_stats.ess(a, method="tail", prob=0.1), **TOL)
+
+
+@pytest.mark.parametrize("n_chain", [1, 4, 8])
+def test_rhat_and_bulk_ess_from_one_ranking_equal_the_two_calls(rng, n_chain):
+    from forecast.stats.convergence import rhat_and_ess_bulk
+
+    a = rng.standard_normal((6, n_chain, 301)).cumsum(axis=-1) * 0.1 + rng.standard_normal((6, n_chain, 301))
+    a[1] = np.round(a[1], 1)  # ties
+    a[2, 0, 5] = np.nan  # one invalid variable
+    a[3] = 2.0  # constant
+    rhat, bulk = rhat_and_ess_bulk(a)
+    np.testing.assert_array_equal(rhat, rhat_rank(a))
+    np.testing.assert_array_equal(bulk, ess_bulk(a))

@@ -43,7 +43,7 @@ from forecast.model.build import (
 )
 from forecast.settings import Progress, SamplerSettings, derive_seed
 from forecast.spec.study import Hypothesis, Study
-from forecast.stats.convergence import ess_bulk, ess_tail, rhat_rank
+from forecast.stats.convergence import ess_tail, rhat_and_ess_bulk
 
 # The convergence gate (Vehtari et al. 2021; PyMC's own checks).
 RHAT_MAX = 1.01
@@ -97,8 +97,9 @@ def diagnose(trace) -> Diagnostics:
         parts.append(np.moveaxis(a.reshape(a.shape[0], a.shape[1], -1), -1, 0))
     a = np.concatenate(parts)
     # ArviZ's rank-normalised R-hat and ESS, computed for every component at once.
-    rhat_max = float(np.nanmax(rhat_rank(a)))
-    ess_bulk_min = float(np.nanmin(ess_bulk(a)))
+    rhat, bulk = rhat_and_ess_bulk(a)  # one ranking for both
+    rhat_max = float(np.nanmax(rhat))
+    ess_bulk_min = float(np.nanmin(bulk))
     ess_tail_min = float(np.nanmin(ess_tail(a, prob=(0.05, 0.95))))
     stats = trace.sample_stats
     divergences = int(stats["diverging"].values.sum())

@@ -37,7 +37,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.fftpack import next_fast_len  # ArviZ's core.autocov pads with fftpack's 5-smooth length
 from scipy.stats import norm
 
-__all__ = ["ess_bulk", "ess_mean", "ess_tail", "rhat_rank"]
+__all__ = ["ess_bulk", "ess_mean", "ess_tail", "rhat_and_ess_bulk", "rhat_rank"]
 
 _MIN_DRAWS = 4
 _BLOM_OFFSET = 3 / 8
@@ -294,6 +294,29 @@ def ess_bulk(a: ArrayLike) -> NDArray[np.float64]:
     z = _SortedRows.of(split.reshape(split.shape[0], -1)).z_scale()
     out = _ess(z.reshape(split.shape))
     return np.where(invalid, np.nan, out).reshape(lead)
+
+
+def rhat_and_ess_bulk(a: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``(rhat_rank(a), ess_bulk(a))`` from one ranking of the split chains (both rank the same
+    values; the same numbers as the two calls, for a third less time in a fit's diagnostics)."""
+    arr, lead = _as_batch(a)
+    invalid_r = _invalid_rows(arr, min_chains=2)
+    invalid_e = _invalid_rows(arr, min_chains=1)
+    if invalid_e.all():
+        return np.full(lead, np.nan), np.full(lead, np.nan)
+    split = _split_chains(_sanitize(arr, invalid_e))
+    k = split.shape[0]
+    ranked = _SortedRows.of(split.reshape(k, -1))
+    z = ranked.z_scale().reshape(split.shape)
+    ess = np.where(invalid_e, np.nan, _ess(z)).reshape(lead)
+    if invalid_r.all():
+        return np.full(lead, np.nan), ess
+    rhat_bulk = _rhat(z)
+    with np.errstate(invalid="ignore"):  # inf - inf when the median is infinite, as in ArviZ
+        folded = ranked.folded(ranked.median())
+    rhat_tail = _rhat(folded.z_scale().reshape(split.shape))
+    rhat = np.where(invalid_r, np.nan, _python_max(rhat_bulk, rhat_tail)).reshape(lead)
+    return rhat, ess
 
 
 def ess_tail(a: ArrayLike, prob: float | Sequence[float] = (0.05, 0.95)) -> NDArray[np.float64]:
