@@ -74,7 +74,7 @@ def calibrated_sample(k: int, rng: np.random.Generator, prior=(0.3, 0.7)):
     return true, np.stack([p1, 1 - p1], axis=1), np.array(prior)
 
 
-@pytest.mark.parametrize("k", [20, 200])
+@pytest.mark.parametrize("k", [20, pytest.param(200, marks=pytest.mark.slow)])
 def test_a_calibrated_tool_fails_the_checks_together_about_one_time_in_a_hundred(k):
     """BAND_LEVEL is the checks' joint level: four hypotheses with Dirichlet-spread posteriors and
     the truth drawn from them (calibrated by construction), 400 runs. Each check at 99% on its own
