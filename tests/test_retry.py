@@ -101,3 +101,30 @@ def test_a_fit_still_short_after_pooling_is_refitted_with_longer_tuning(tiny_mod
     assert fit.attempts == 3 and not fit.diagnostics.converged
     assert fit.settings.chains == 2 and fit.settings.tune == 100 * sampler.RETRY_TUNE_FACTOR
     assert [("more chains" in s, "longer tuning" in s) for s in said] == [(True, False), (False, True)]
+
+
+def test_evidence_reads_each_hypothesis_with_its_own_number_of_chains(tmp_path):
+    """A pooled fit (8 chains) beside a plain one (4): the evidence context keeps each one's chains,
+    so per-hypothesis effective sample sizes are computed on the right chains."""
+    from helpers import copy_golden
+
+    from forecast.runs.stored import StoredRun
+    from forecast.workflows.evidence.context import load_run
+
+    study_path, _, run_dir = copy_golden(tmp_path)
+    path = run_dir / "posterior" / "shift.nc"
+    tree = xr.open_datatree(path)
+    doubled = {}
+    for name, node in tree.children.items():
+        ds = node.to_dataset().load()
+        if "chain" in ds.dims:
+            again = ds.assign_coords(chain=ds["chain"].values + ds.sizes["chain"])
+            ds = xr.concat([ds, again], dim="chain")
+        doubled[name] = ds
+    tree.close()
+    xr.DataTree.from_dict(doubled).to_netcdf(path)
+    study = load_study(study_path)
+    ctx = load_run(study, StoredRun.open(run_dir))
+    per = dict(zip(ctx.hypotheses, ctx.chains_per, strict=True))
+    assert per["shift"] == 2 * per["steady"] and ctx.chains == per["steady"]
+    assert [len(e) for e in ctx.eta] == [c * ctx.draws for c in ctx.chains_per]

@@ -41,8 +41,10 @@ class RunContext:
     eta: list[np.ndarray] = field(repr=False)  # per hypothesis: (draws, group, domain, quarter)
     # per hypothesis: an overdispersed model's concentration draws (draws,), else None
     concentration: list[np.ndarray | None] = field(default_factory=list, repr=False)
-    chains: int = 0
+    chains: int = 0  # the fewest of any hypothesis (a fit short of draws gets more chains)
     draws: int = 0
+    # per hypothesis: its fit's chains (the draws of eta[i] are chain-major, chains_per[i] of them)
+    chains_per: tuple[int, ...] = ()
 
     @property
     def run_dir(self) -> Path:
@@ -78,12 +80,13 @@ def load_run(study: Study, run: StoredRun, obs: Observations | None = None) -> R
         raise RunStoreError(f"{run.path}: its hypotheses {sorted(rows)} are not the study's {sorted(hyps)}")
     table = flatten_origins(evidence_table(obs.table, study))  # the rows the study counts ([evidence] initiators)
     cells = cell_data(table, study)
-    eta, concentration, chains, draws = [], [], 0, 0
+    eta, concentration, chains_per, draws = [], [], [], 0
     years = years_from_reference(study)
     ref = study.time.reference - study.time.start
     for h in hyps:
         post = run.open_posterior(h)
-        chains, draws = int(post.sizes["chain"]), int(post.sizes["draw"])
+        chains_per.append(int(post.sizes["chain"]))
+        draws = int(post.sizes["draw"])
         eta.append(latent_logit(np, draws_as_arrays(post, study), years, ref, study.time.components))
         concentration.append(concentration_draws(post, study))
     try:
@@ -102,8 +105,9 @@ def load_run(study: Study, run: StoredRun, obs: Observations | None = None) -> R
         log_ml_se=np.array([rows[h]["log_marginal_likelihood_se"] for h in hyps]),
         eta=eta,
         concentration=concentration,
-        chains=chains,
+        chains=min(chains_per, default=0),
         draws=draws,
+        chains_per=tuple(chains_per),
     )
 
 

@@ -128,7 +128,8 @@ def estimate(ctx: RunContext, scenarios: list[Scenario], k_threshold: float) -> 
         s.pareto_k, s.method = np.full(n_h, np.nan), ["unchanged"] * n_h
     phis = ctx.concentration
     r_eff = [
-        relative_ess(pattern_term_loglik(e, ctx.cells, phi).T, ctx.chains) for e, phi in zip(ctx.eta, phis, strict=True)
+        relative_ess(pattern_term_loglik(e, ctx.cells, phi).T, c)
+        for e, phi, c in zip(ctx.eta, phis, ctx.chains_per or (ctx.chains,) * len(ctx.eta), strict=True)
     ]
     cache: dict[tuple, tuple[Change, ...]] = {}  # items of one pattern change the likelihood alike
     for s in scenarios:
