@@ -2,8 +2,10 @@
 
 Layers (README, "Development"): `pytest -m "not slow"` is the fast layer (no sampling, no model
 compilation: well under a minute); tests marked `slow` fit models. Study builders live in
-`tests/helpers.py` (`base_study`, `static_study`, `write_study`, `event`, `write_events`); quadrature
-oracles in `tests/exact.py`; the reference run directory in `tests/golden/`.
+`tests/helpers.py` (`base_study`, `static_study`, `write_study`, `event`, `write_events`), builders
+shared by a few test files in `tests/builders_*.py` (CLI arguments, likelihood cases, history
+evidence, sensitivity records) and finite-difference gradients in `tests/numeric_gradients.py`;
+quadrature oracles in `tests/exact.py`; the reference run directory in `tests/golden/`.
 """
 
 from __future__ import annotations
