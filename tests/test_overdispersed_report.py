@@ -22,11 +22,11 @@ from helpers import SHORT_EVENTS_HEADER, two_group_event_lines, two_group_study_
 
 from forecast.data.cells import cell_data
 from forecast.data.observations import load_observations
+from forecast.model.record import concentration_draws, model_record
 from forecast.reports.report import statistics as S
 from forecast.reports.text.update import overdispersion_sentence
 from forecast.spec.study import load_study
 from forecast.stats.loo import psis_loo_cells
-from forecast.workflows.update import model_record
 
 MODEL = '[model]\noverdispersion = "cell"\n'
 
@@ -208,7 +208,7 @@ def test_update_and_report_on_an_overdispersed_study(tmp_path):
     etas = {
         h: cell_logit_draws(draws_as_arrays(run.posteriors[h], run.study), run.study, run.cells) for h in ("h1", "h2")
     }
-    phis = {h: S.concentration_draws(run.posteriors[h], run.study) for h in ("h1", "h2")}
+    phis = {h: concentration_draws(run.posteriors[h], run.study) for h in ("h1", "h2")}
     recomputed = _pointwise(run, etas, phis)
     for h in ("h1", "h2"):
         np.testing.assert_allclose(recomputed[f"elpd_loo__{h}"], stored_pointwise[f"elpd_loo__{h}"], rtol=1e-9)
@@ -218,16 +218,6 @@ def test_update_and_report_on_an_overdispersed_study(tmp_path):
     assert note.startswith("Overdispersion: ") and '[model] overdispersion = "cell"' in note
     ppc = report.figures["ppc-shares"]
     assert "Beta" in ppc.caption
-
-
-def test_the_reports_model_record_is_updates(cells_and_study):
-    """The report computes the record from the stored draws (it imports no workflow): the same numbers."""
-    study, _ = cells_and_study
-    draws = {"h1": np.random.default_rng(4).lognormal(2.0, 0.5, 1000), "h2": None}
-    labels = {"h1": "H1", "h2": "H2"}
-    mine = model_record(study, draws, labels)
-    del mine["meaning"]
-    assert S.model_record(study, draws, labels) == mine
 
 
 def test_update_records_the_encompassing_models_concentration_too(cells_and_study):

@@ -836,6 +836,7 @@ PINNED_LOO_P = {"steady": (25.742790043042593, 0.7399186602397481), "shift": (25
 
 def test_a_plain_studys_report_statistics_are_unchanged(tmp_path):
     from forecast.model.build import cell_logit_draws, draws_as_arrays
+    from forecast.model.record import concentration_draws, model_record
     from forecast.reports.figures import FigureJobs
     from forecast.reports.report import statistics as S
     from forecast.reports.report.assemble import _fit_section, _headline
@@ -849,7 +850,7 @@ def test_a_plain_studys_report_statistics_are_unchanged(tmp_path):
     assert not study.overdispersed
     ids = [h.id for h in study.hypotheses]
     etas = {h: cell_logit_draws(draws_as_arrays(run.posteriors[h], study), study, run.cells) for h in ids}
-    phis = {h: S.concentration_draws(run.posteriors[h], study) for h in ids}
+    phis = {h: concentration_draws(run.posteriors[h], study) for h in ids}
     assert phis == {h: None for h in ids}
     rows = {r.id: r for r in _headline(run, {h: "#000" for h in ids}).rows}
     fit = _fit_section(run, etas, {h: h for h in ids}, {h: "#000" for h in ids}, rows, FigureJobs(), phis)
@@ -861,5 +862,5 @@ def test_a_plain_studys_report_statistics_are_unchanged(tmp_path):
     for h, (total, first) in PINNED_LOO_P.items():
         p = S.loo_predictive_probability(etas[h], run.cells, phis[h])
         assert (float(p.sum()), float(p[0])) == (total, first)
-    assert S.model_record(study, phis, {}) == {"overdispersion": "none"}
-    assert overdispersion_sentence(S.model_record(study, phis, {})) is None
+    assert model_record(study, phis, {}) == {"overdispersion": "none"}
+    assert overdispersion_sentence(model_record(study, phis, {})) is None

@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
 from forecast.data.cells import CellData
 from forecast.fit.sampler import Fit, SamplerSettings, StudyModel, with_problem
 from forecast.model.build import cell_logit_draws, draws_as_arrays
+from forecast.model.record import concentration_draws
 from forecast.settings import derive_rng
-from forecast.spec.study import CONCENTRATION, Hypothesis
+from forecast.spec.study import Hypothesis
 from forecast.stats.bridge import BridgeResult, bridge_problem, bridge_sampling
 from forecast.stats.loo import Loo, psis_loo_cells
 
@@ -31,16 +30,6 @@ def marginal_likelihood(
         rng,
         standard_normal=model.standard_normal_coordinates(hypothesis, cells),
     )
-
-
-def concentration_draws(posterior, study) -> np.ndarray | None:
-    """The overdispersed model's concentration draws, flattened over (chain, draw) as
-    ``draws_as_arrays`` flattens; None for a study without overdispersion."""
-    if not study.overdispersed:
-        return None
-    if CONCENTRATION not in posterior:
-        raise ValueError(f"the fit of an overdispersed study has no '{CONCENTRATION}' draws")
-    return np.asarray(posterior[CONCENTRATION].values, dtype=np.float64).reshape(-1)
 
 
 def loo(model: StudyModel, fit: Fit, cells: CellData | None = None) -> Loo:
@@ -90,4 +79,4 @@ def fit_hypothesis(
     return HypothesisFit(fit=fit, bridge=bridge, loo=loo(model, fit, cells) if with_loo else None)
 
 
-__all__ = ["HypothesisFit", "checked", "concentration_draws", "fit_hypothesis", "loo", "marginal_likelihood"]
+__all__ = ["HypothesisFit", "checked", "fit_hypothesis", "loo", "marginal_likelihood"]

@@ -26,7 +26,6 @@ import numpy as np
 
 from forecast.data.observations import Observations, load_observations
 from forecast.errors import ConvergenceError, InputError, ObservationError
-from forecast.fit.hypothesis import concentration_draws
 from forecast.model.build import draws_as_arrays
 from forecast.model.milestones import Milestone, milestones
 from forecast.model.predictive import (
@@ -38,6 +37,7 @@ from forecast.model.predictive import (
     mixture,
     predictive,
 )
+from forecast.model.record import concentration_draws
 from forecast.runs.layout import FORECASTS, RESULTS_SCHEMA
 from forecast.runs.store import default_root, jsonable
 from forecast.runs.stored import StoredRun

@@ -33,9 +33,9 @@ import pandas as pd
 from forecast.data.cells import cell_data, evidence_table
 from forecast.data.observations import load_observations
 from forecast.errors import InputError, RunStoreError, allowed_list, did_you_mean
-from forecast.fit.hypothesis import concentration_draws
 from forecast.model.build import draws_as_arrays
 from forecast.model.predictive import one_prior_draw, simulate_outcomes
+from forecast.model.record import concentration_draws
 from forecast.runs.layout import SIMULATIONS  # noqa: E402
 from forecast.runs.store import atomic_write_with, default_root, dumps, fsync
 from forecast.runs.stored import StoredRun

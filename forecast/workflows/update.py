@@ -30,7 +30,7 @@ from forecast.data.cells import CellData, cell_data
 from forecast.data.csvsafe import FORMULA_PREFIXES, spreadsheet_safe
 from forecast.data.observations import Observations, load_observations
 from forecast.errors import ConvergenceError, InputError, ObservationError, SamplingError, StudyError
-from forecast.fit.hypothesis import concentration_draws, fit_hypothesis
+from forecast.fit.hypothesis import fit_hypothesis
 from forecast.fit.sampler import (
     EBFMI_MIN,
     ESS_MIN,
@@ -43,6 +43,7 @@ from forecast.fit.sampler import (
     SamplerSettings,
     StudyModel,
 )
+from forecast.model.record import concentration_draws, model_record
 from forecast.runs.layout import (
     CONSTRAINTS,
     CONSTRAINTS_SCHEMA,
@@ -440,51 +441,6 @@ def _model(study: Study, fits: list[Fit], enc_fit: Fit | None) -> dict:
         except ValueError:  # an encompassing model fitted without the study's overdispersion
             pass
     return model_record(study, draws, labels)
-
-
-OVERDISPERSION_INTERVAL = 0.9  # the concentration's central interval, in `update` and the report
-
-
-def _central(prior_or_draws) -> dict:
-    """Median and central 90% interval of a prior (``spec.priors.Prior``) or of draws."""
-    lo, hi = (1 - OVERDISPERSION_INTERVAL) / 2, (1 + OVERDISPERSION_INTERVAL) / 2
-    if isinstance(prior_or_draws, np.ndarray):
-        med, low, high = np.quantile(prior_or_draws, [0.5, lo, hi])
-    else:
-        med, low, high = prior_or_draws.ppf(np.array([0.5, lo, hi]))
-    return {"median": float(med), "interval_90": [float(low), float(high)]}
-
-
-def model_record(study: Study, concentrations: dict[str, np.ndarray | None], labels: dict[str, str]) -> dict:
-    """The likelihood a run was fitted with, for `update --json` ("model") and summary.json
-    (forecast.reports.report.statistics.model_record computes the same for the report, which
-    imports no workflow; forecast.reports.text.update.overdispersion_sentence words it).
-
-    Plain study: ``{"overdispersion": "none"}``. Overdispersed: the option, what it means, the
-    concentration's prior (family, parameters, median and central 90%) and, per fitted hypothesis
-    (``concentrations``: its draws; None are skipped), the posterior median and central 90%.
-    """
-    if not study.overdispersed:
-        return {"overdispersion": study.overdispersion}
-    prior = study.concentration
-    assert prior is not None  # an overdispersed study always has one (DEFAULT_CONCENTRATION)
-    return {
-        "overdispersion": study.overdispersion,
-        "meaning": (
-            "each cell's cooperative share is Beta(p * concentration, (1 - p) * concentration) around the "
-            "model's probability p, so one cell carries at most about concentration + 1 events' worth of evidence"
-        ),
-        "concentration_prior": {
-            **prior.to_dict(),
-            "description": prior.describe(),
-            **_central(prior),
-        },
-        "concentration": {
-            hid: {"label": labels.get(hid, hid), **_central(np.asarray(draws, dtype=float))}
-            for hid, draws in concentrations.items()
-            if draws is not None and np.size(draws)
-        },
-    }
 
 
 def complete(fit: Fit, settings: SamplerSettings) -> Fit:

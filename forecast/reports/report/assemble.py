@@ -24,6 +24,7 @@ import pandas as pd
 from forecast.data.cells import CellData
 from forecast.model.build import cell_logit_draws, draws_as_arrays
 from forecast.model.predictive import prior_draws
+from forecast.model.record import concentration_draws, model_record
 from forecast.reports import figures as F
 from forecast.reports.figures import FigureJobs, FigureRenderer, palette
 from forecast.reports.report import analyses, sections
@@ -115,7 +116,7 @@ def _build(stored: StoredRun, renderer, progress: Progress | None) -> Report:
     arrays = {hid: draws_as_arrays(run.posteriors[hid], study) for hid in ids}
     etas = {hid: cell_logit_draws(arrays[hid], study, run.cells) for hid in ids}
     # An overdispersed study's concentration draws per hypothesis (None each for a plain study).
-    phis = {hid: S.concentration_draws(run.posteriors[hid], study) for hid in ids}
+    phis = {hid: concentration_draws(run.posteriors[hid], study) for hid in ids}
     stage("read_s")
     jobs = FigureJobs()
     say("report: assembling the sections")
@@ -543,7 +544,7 @@ def overdispersion_note(study: Study, phis: dict) -> str | None:
     """The diagnostics' one sentence on an overdispersed study's likelihood (None for a plain study):
     the bound on a cell's evidence, the concentration's posterior per hypothesis and its prior, and
     that the checks above use that likelihood."""
-    model = S.model_record(study, phis, {h.id: h.label for h in study.hypotheses})
+    model = model_record(study, phis, {h.id: h.label for h in study.hypotheses})
     text = overdispersion_sentence(model)
     if text is None:
         return None

@@ -18,7 +18,7 @@ import pandas as pd
 from forecast.data.cells import CellData
 from forecast.model.build import latent_logit
 from forecast.model.predictive import draw_cell_shares
-from forecast.spec.study import CONCENTRATION, Study
+from forecast.spec.study import Study
 from forecast.stats.loo import pattern_loglik, psis_loo_cells
 from forecast.stats.psis import psislw
 
@@ -51,46 +51,6 @@ def propensity(arrays: dict[str, np.ndarray]) -> np.ndarray:
     """
     eta = latent_logit(np, arrays, np.zeros(1), 0, ())
     return sigmoid(eta[..., 0])
-
-
-def concentration_draws(posterior, study: Study) -> np.ndarray | None:
-    """A stored fit's concentration draws flattened over (chain, draw), as ``draws_as_arrays``
-    flattens; None for a plain study (as forecast.fit.hypothesis.concentration_draws, which the
-    report does not import: it never loads the sampler)."""
-    if not study.overdispersed:
-        return None
-    if CONCENTRATION not in posterior:
-        raise ValueError(f"the stored fit of an overdispersed study has no '{CONCENTRATION}' draws")
-    return np.asarray(posterior[CONCENTRATION].values, dtype=np.float64).reshape(-1)
-
-
-def _central(prior_or_draws) -> dict:
-    """Median and central 90% interval of a prior (``spec.priors.Prior``) or of draws."""
-    if isinstance(prior_or_draws, np.ndarray):
-        med, low, high = np.quantile(prior_or_draws, [0.5, 0.05, 0.95])
-    else:
-        med, low, high = prior_or_draws.ppf(np.array([0.5, 0.05, 0.95]))
-    return {"median": float(med), "interval_90": [float(low), float(high)]}
-
-
-def model_record(study: Study, concentrations: dict[str, np.ndarray | None], labels: dict[str, str]) -> dict:
-    """The likelihood a run was fitted with, from its stored draws: the same record as `update`'s
-    (forecast.workflows.update.model_record; the report imports no workflow). Plain study:
-    ``{"overdispersion": "none"}``; overdispersed: the concentration's prior and, per hypothesis,
-    its posterior median and central 90%."""
-    if not study.overdispersed:
-        return {"overdispersion": study.overdispersion}
-    prior = study.concentration
-    assert prior is not None  # an overdispersed study always has one (DEFAULT_CONCENTRATION)
-    return {
-        "overdispersion": study.overdispersion,
-        "concentration_prior": {**prior.to_dict(), "description": prior.describe(), **_central(prior)},
-        "concentration": {
-            hid: {"label": labels.get(hid, hid), **_central(np.asarray(draws, dtype=float))}
-            for hid, draws in concentrations.items()
-            if draws is not None and np.size(draws)
-        },
-    }
 
 
 def group_domain_counts(study: Study, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

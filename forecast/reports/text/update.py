@@ -77,7 +77,7 @@ def _fig(x: float) -> str:
 def overdispersion_sentence(model: dict | None) -> str | None:
     """One line on an overdispersed run's likelihood (None for a plain one): the bound on a cell's
     evidence, the concentration's posterior per hypothesis and its prior. ``model`` is the
-    record of forecast.workflows.update.model_record (or the report's copy of it)."""
+    record of forecast.model.record.model_record."""
     if not model or model.get("overdispersion", "none") == "none":
         return None
     post = model.get("concentration") or {}

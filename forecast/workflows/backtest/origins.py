@@ -14,11 +14,12 @@ from scipy.special import expit
 
 from forecast.data.cells import CellData
 from forecast.errors import ConvergenceError, InputError
-from forecast.fit.hypothesis import concentration_draws, fit_hypothesis
+from forecast.fit.hypothesis import fit_hypothesis
 from forecast.fit.pool import cached_model
 from forecast.fit.sampler import SamplerSettings, StudyModel
 from forecast.model.build import draws_as_arrays
 from forecast.model.predictive import logit_grid
+from forecast.model.record import concentration_draws
 from forecast.settings import derive_seed
 from forecast.spec.questions import quarter_start
 from forecast.spec.study import Study, quarter_index, quarter_label

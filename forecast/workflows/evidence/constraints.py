@@ -38,9 +38,9 @@ from scipy.special import logsumexp
 
 from forecast.data.cells import cell_data
 from forecast.errors import RunStoreError
-from forecast.fit.hypothesis import concentration_draws
 from forecast.fit.sampler import StudyModel
 from forecast.model.build import draws_as_arrays, latent_logit, years_from_reference
+from forecast.model.record import concentration_draws
 from forecast.runs.layout import CONSTRAINTS, CONSTRAINTS_SCHEMA
 from forecast.runs.records import Record
 from forecast.settings import Progress, derive_rng

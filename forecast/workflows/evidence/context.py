@@ -16,9 +16,9 @@ from scipy.special import softmax
 from forecast.data.cells import CellData, cell_data, corroboration, evidence_table
 from forecast.data.observations import Observations, load_observations
 from forecast.errors import RunStoreError
-from forecast.fit.hypothesis import concentration_draws
 from forecast.fit.sampler import SamplerSettings
 from forecast.model.build import draws_as_arrays, latent_logit, years_from_reference
+from forecast.model.record import concentration_draws
 from forecast.runs.layout import SUMMARY
 from forecast.runs.stored import StoredRun
 from forecast.spec.study import Study

@@ -43,9 +43,9 @@ import pandas as pd
 from scipy.special import logsumexp
 
 from forecast.data.cells import cell_data
-from forecast.fit.hypothesis import concentration_draws
 from forecast.model.build import draws_as_arrays, latent_parts, years_from_reference
 from forecast.model.predictive import prior_draws
+from forecast.model.record import concentration_draws
 from forecast.settings import derive_rng
 from forecast.spec.study import CONCENTRATION, Hypothesis, Study
 from forecast.stats.convergence import ess_mean

@@ -42,9 +42,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from forecast.data.cells import CellData
-from forecast.fit.hypothesis import concentration_draws
 from forecast.fit.sampler import SamplerSettings, StudyModel
 from forecast.model.build import draws_as_arrays
+from forecast.model.record import concentration_draws
 from forecast.settings import Progress, derive_rng
 from forecast.spec.constraints import ENCOMPASSING_ID
 from forecast.spec.study import Study, quarter_label

@@ -21,8 +21,8 @@ import numpy as np
 from scipy.special import expit, logsumexp
 
 from forecast.data.cells import CellData
-from forecast.fit.hypothesis import concentration_draws
 from forecast.model.build import cell_logit_draws, draws_as_arrays, rv_name
+from forecast.model.record import concentration_draws
 from forecast.spec.priors import Prior
 from forecast.spec.study import Hypothesis, Study
 from forecast.stats.loo import PARETO_K_GOOD, cell_loglik, pattern_loglik
