@@ -19,7 +19,6 @@ p(theta | y_-i) up to a constant, so the estimate is of p(y_i | y_-i) as in the 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -30,6 +29,7 @@ from scipy.special import gammaln, logsumexp, softmax
 
 from forecast.stats.convergence import ess_mean
 from forecast.stats.psis import logsumexp_rows, psislw
+from forecast.stats.threads import THREADS, map_threads
 from forecast.stats.wording import JEFFREYS_SCALE
 
 
@@ -59,7 +59,7 @@ PARETO_K_GOOD = 0.7
 # LOO works through the patterns' log-likelihood in blocks of about this many values (8 MB).
 _BLOCK_ELEMENTS = 1 << 20
 # ... on this many threads (the numbers do not depend on it).
-LOO_WORKERS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+LOO_WORKERS = THREADS
 
 
 def posterior_probabilities(
@@ -302,15 +302,7 @@ def psis_loo_cells(eta: np.ndarray, cells: Patterns, chains: int, concentration:
 
     # Blocks are independent (disjoint rows of the outputs) and NumPy releases the GIL in its
     # loops: on LOO_WORKERS threads a 10^5-event study's LOO takes about half the time.
-    slices = loglik.block_slices()
-    if len(slices) > 1 and LOO_WORKERS > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(LOO_WORKERS) as pool:
-            list(pool.map(block, slices))
-    else:
-        for sel in slices:
-            block(sel)
+    map_threads(block, loglik.block_slices(), LOO_WORKERS)
     lppd -= np.log(n_samples)
     elpd, se = _weighted_total_and_se(pointwise, counts)
     threshold = min(1 - 1 / np.log10(n_samples), PARETO_K_GOOD)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,12 +64,13 @@ from forecast.stats.encompassing import (
     stepwise_mass,
 )
 from forecast.stats.psis import psislw
+from forecast.stats.threads import THREADS, map_threads
 from forecast.workflows.sensitivity.grid import scale_prior
 
 CHUNK = 4_000  # draws evaluated at once (a draw's shares take G x D x Q floats)
-# Chunks of draws are evaluated on this many threads (NumPy releases the GIL in its loops). Each
-# draw's margins depend on that draw alone, so the numbers do not depend on the thread count.
-WORKERS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+# Chunks of draws are evaluated on this many threads (forecast.stats.threads). Each draw's
+# margins depend on that draw alone, so the numbers do not depend on the thread count.
+WORKERS = THREADS
 ROBUSTNESS_FACTORS = (1.5,)
 PARETO_K_MAX = 0.7
 METHOD_NOTE = (
@@ -82,17 +82,6 @@ METHOD_NOTE = (
 
 
 # --- the regions on draws ----------------------------------------------------------------------
-
-
-def _map_threads(fn: Callable, items) -> list:
-    """``[fn(x) for x in items]``, on WORKERS threads when there is more than one item."""
-    items = list(items)
-    if len(items) < 2 or WORKERS < 2:
-        return [fn(x) for x in items]
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(WORKERS) as pool:
-        return list(pool.map(fn, items))
 
 
 class Regions:
@@ -115,7 +104,7 @@ class Regions:
         # At most CHUNK draws at once (memory), and enough chunks to keep every worker busy.
         size = max(1, min(CHUNK, -(-n // WORKERS)))
         chunks = [{k: v[a : a + size] for k, v in arrays.items()} for a in range(0, n, size)]
-        parts = _map_threads(self.chunk_margins, chunks)
+        parts = map_threads(self.chunk_margins, chunks, WORKERS)
         return {h.id: np.concatenate([p[h.id] for p in parts]) for h in self.spec.hypotheses}
 
     def chunk_margins(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -349,7 +338,7 @@ def prior_masses(
         u = streams[i].standard_normal((sizes[i], draws.dim))
         return {hid: v >= 0 for hid, v in regions.chunk_margins(draws.arrays(u)).items()}
 
-    parts = _map_threads(chunk, range(len(sizes)))
+    parts = map_threads(chunk, range(len(sizes)), WORKERS)
     inside = {h.id: [p[h.id] for p in parts] for h in regions.spec.hypotheses}
     flat = {hid: np.concatenate(v) for hid, v in inside.items()}
     masses: dict[str, Mass] = {}
