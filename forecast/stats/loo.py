@@ -139,6 +139,12 @@ class PatternLoglik:
         out *= self.weight[patterns, None]
         return out
 
+    @property
+    def same_order(self) -> np.ndarray | None:
+        """Labels of rows that are positive multiples of one another (``psislw``'s ``same_order``):
+        the patterns of one cell and outcome differ only in their weight."""
+        return self.index
+
     def block_slices(self) -> list[slice]:
         """The patterns in blocks small enough to stay in cache."""
         block = max(1, _BLOCK_ELEMENTS // max(1, self.n_samples))
@@ -186,6 +192,11 @@ class PolyaPatternLoglik(PatternLoglik):
         self.own_rest = np.maximum(own - self.weight, 0.0)
         self.total_rest = np.maximum(total - self.weight, 0.0)
         self.n_patterns = self.cell.size
+
+    @property
+    def same_order(self) -> None:
+        """None: a pattern's term given the rest of its cell is no multiple of another's."""
+        return None
 
     def rows(self, patterns: slice | np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         idx = np.arange(self.n_patterns)[patterns]
@@ -287,8 +298,7 @@ def psis_loo_cells(eta: np.ndarray, cells: Patterns, chains: int, concentration:
         loglik.rows(np.unique(np.linspace(0, n_pat - 1, min(n_pat, R_EFF_PATTERNS)).astype(int))), chains
     )
     pointwise, lppd, k = np.empty(n_pat), np.empty(n_pat), np.empty(n_pat)
-    # Plain model: the patterns of one cell and outcome are multiples (their weights) of one row.
-    same_order = loglik.index if type(loglik) is PatternLoglik else None
+    same_order = loglik.same_order
 
     def block(sel: slice) -> None:
         rows = loglik.rows(sel)

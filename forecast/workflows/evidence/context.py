@@ -41,9 +41,9 @@ class RunContext:
     eta: list[np.ndarray] = field(repr=False)  # per hypothesis: (draws, group, domain, quarter)
     # per hypothesis: an overdispersed model's concentration draws (draws,), else None
     concentration: list[np.ndarray | None] = field(default_factory=list, repr=False)
-    chains: int = 0  # the fewest of any hypothesis (a fit short of draws gets more chains)
     draws: int = 0
-    # per hypothesis: its fit's chains (the draws of eta[i] are chain-major, chains_per[i] of them)
+    # per hypothesis: its fit's chains (the draws of eta[i] are chain-major, chains_per[i] of them;
+    # a fit short of effective draws got more chains than the others)
     chains_per: tuple[int, ...] = ()
 
     @property
@@ -53,6 +53,11 @@ class RunContext:
     @property
     def summary(self) -> dict:
         return self.run.summary
+
+    @property
+    def chains(self) -> int:
+        """The fewest chains of any hypothesis's fit."""
+        return min(self.chains_per, default=0)
 
     @property
     def n_samples(self) -> int:
@@ -105,7 +110,6 @@ def load_run(study: Study, run: StoredRun, obs: Observations | None = None) -> R
         log_ml_se=np.array([rows[h]["log_marginal_likelihood_se"] for h in hyps]),
         eta=eta,
         concentration=concentration,
-        chains=min(chains_per, default=0),
         draws=draws,
         chains_per=tuple(chains_per),
     )

@@ -160,7 +160,7 @@ def _constraints_only(ctx: RunContext, reliability_below, dropped, shift, thresh
 def _pointwise_elpd(ctx: RunContext) -> tuple[np.ndarray, np.ndarray]:
     """PSIS-LOO elpd and Pareto k per pattern and hypothesis, from the posterior draws."""
     pat_ll = [pattern_term_loglik(e, ctx.cells, phi) for e, phi in zip(ctx.eta, ctx.concentration, strict=True)]
-    r_eff = [relative_ess(ll.T, c) for ll, c in zip(pat_ll, ctx.chains_per or (ctx.chains,) * len(pat_ll), strict=True)]
+    r_eff = [relative_ess(ll.T, c) for ll, c in zip(pat_ll, ctx.chains_per, strict=True)]
     elpd = np.zeros((len(ctx.cells.pattern_count), len(ctx.hypotheses)))
     kpat = np.zeros_like(elpd)
     for j, ll in enumerate(pat_ll):

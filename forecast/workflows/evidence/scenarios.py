@@ -129,7 +129,7 @@ def estimate(ctx: RunContext, scenarios: list[Scenario], k_threshold: float) -> 
     phis = ctx.concentration
     r_eff = [
         relative_ess(pattern_term_loglik(e, ctx.cells, phi).T, c)
-        for e, phi, c in zip(ctx.eta, phis, ctx.chains_per or (ctx.chains,) * len(ctx.eta), strict=True)
+        for e, phi, c in zip(ctx.eta, phis, ctx.chains_per, strict=True)
     ]
     cache: dict[tuple, tuple[Change, ...]] = {}  # items of one pattern change the likelihood alike
     for s in scenarios:
