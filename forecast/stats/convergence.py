@@ -259,25 +259,40 @@ def _ess(arr: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.where(spread < np.finfo(float).resolution, float(total), ess)
 
 
+class _Ranked:
+    """The split chains of (k, chain, draw) draws, ranked once: what R-hat and bulk ESS share."""
+
+    def __init__(self, a: ArrayLike, min_chains: int) -> None:
+        arr, self.lead = _as_batch(a)
+        self.invalid = _invalid_rows(arr, min_chains)
+        self.empty = bool(self.invalid.all())
+        if not self.empty:
+            self.split = _split_chains(_sanitize(arr, self.invalid))
+            self.sorted = _SortedRows.of(self.split.reshape(self.split.shape[0], -1))
+            self.z = self.sorted.z_scale().reshape(self.split.shape)
+
+    def nan(self) -> NDArray[np.float64]:
+        return np.full(self.lead, np.nan)
+
+    def rhat(self) -> NDArray[np.float64]:
+        """Max of the bulk and folded rank-normalised R-hats."""
+        with np.errstate(invalid="ignore"):  # inf - inf when the median is infinite, as in ArviZ
+            folded = self.sorted.folded(self.sorted.median())
+        out = _python_max(_rhat(self.z), _rhat(folded.z_scale().reshape(self.split.shape)))
+        return np.where(self.invalid, np.nan, out).reshape(self.lead)
+
+    def ess_bulk(self) -> NDArray[np.float64]:
+        return np.where(self.invalid, np.nan, _ess(self.z)).reshape(self.lead)
+
+
 def rhat_rank(a: ArrayLike) -> NDArray[np.float64]:
     """Rank-normalised split R-hat, max of bulk and folded (Vehtari et al. 2021).
 
     ``a`` has shape (..., chain, draw); the result has shape (...) and equals
     ``arviz_stats.base.array_stats.rhat(a, method="rank")``.
     """
-    arr, lead = _as_batch(a)
-    invalid = _invalid_rows(arr, min_chains=2)
-    if invalid.all():
-        return np.full(lead, np.nan)
-    split = _split_chains(_sanitize(arr, invalid))
-    k = split.shape[0]
-    ranked = _SortedRows.of(split.reshape(k, -1))
-    rhat_bulk = _rhat(ranked.z_scale().reshape(split.shape))
-    with np.errstate(invalid="ignore"):  # inf - inf when the median is infinite, as in ArviZ
-        folded = ranked.folded(ranked.median())
-    rhat_tail = _rhat(folded.z_scale().reshape(split.shape))
-    out = _python_max(rhat_bulk, rhat_tail)
-    return np.where(invalid, np.nan, out).reshape(lead)
+    ranked = _Ranked(a, min_chains=2)
+    return ranked.nan() if ranked.empty else ranked.rhat()
 
 
 def ess_bulk(a: ArrayLike) -> NDArray[np.float64]:
@@ -286,37 +301,19 @@ def ess_bulk(a: ArrayLike) -> NDArray[np.float64]:
     ``a`` has shape (..., chain, draw); the result has shape (...) and equals
     ``arviz_stats.base.array_stats.ess(a, method="bulk")``.
     """
-    arr, lead = _as_batch(a)
-    invalid = _invalid_rows(arr, min_chains=1)
-    if invalid.all():
-        return np.full(lead, np.nan)
-    split = _split_chains(_sanitize(arr, invalid))
-    z = _SortedRows.of(split.reshape(split.shape[0], -1)).z_scale()
-    out = _ess(z.reshape(split.shape))
-    return np.where(invalid, np.nan, out).reshape(lead)
+    ranked = _Ranked(a, min_chains=1)
+    return ranked.nan() if ranked.empty else ranked.ess_bulk()
 
 
 def rhat_and_ess_bulk(a: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """``(rhat_rank(a), ess_bulk(a))`` from one ranking of the split chains (both rank the same
-    values; the same numbers as the two calls, for a third less time in a fit's diagnostics)."""
-    arr, lead = _as_batch(a)
-    invalid_r = _invalid_rows(arr, min_chains=2)
-    invalid_e = _invalid_rows(arr, min_chains=1)
-    if invalid_e.all():
-        return np.full(lead, np.nan), np.full(lead, np.nan)
-    split = _split_chains(_sanitize(arr, invalid_e))
-    k = split.shape[0]
-    ranked = _SortedRows.of(split.reshape(k, -1))
-    z = ranked.z_scale().reshape(split.shape)
-    ess = np.where(invalid_e, np.nan, _ess(z)).reshape(lead)
-    if invalid_r.all():
-        return np.full(lead, np.nan), ess
-    rhat_bulk = _rhat(z)
-    with np.errstate(invalid="ignore"):  # inf - inf when the median is infinite, as in ArviZ
-        folded = ranked.folded(ranked.median())
-    rhat_tail = _rhat(folded.z_scale().reshape(split.shape))
-    rhat = np.where(invalid_r, np.nan, _python_max(rhat_bulk, rhat_tail)).reshape(lead)
-    return rhat, ess
+    """``(rhat_rank(a), ess_bulk(a))`` from one ranking of the split chains (the same numbers as
+    the two calls, for a third less time in a fit's diagnostics)."""
+    ranked = _Ranked(a, min_chains=1)
+    if ranked.empty:
+        return ranked.nan(), ranked.nan()
+    # With two or more chains R-hat's invalid rows are ESS's (NaN draws); with one, all of them.
+    rhat = ranked.rhat() if ranked.split.shape[-2] >= 4 else ranked.nan()
+    return rhat, ranked.ess_bulk()
 
 
 def ess_tail(a: ArrayLike, prob: float | Sequence[float] = (0.05, 0.95)) -> NDArray[np.float64]:
