@@ -364,11 +364,15 @@ def build_model(
     signature: tuple[str, ...],
     prior_params: np.ndarray | None = None,
     centred: Centring | None = None,
+    fused: bool | None = None,
 ):
     """A PyMC model for the study's cells; priors enter as data. Builds, never samples.
 
     ``centred`` (default: ``study_centring(study, cells)``) decides which centred variables
-    exist; its masks are data, so each hypothesis (and other cells) set their own.
+    exist; its masks are data, so each hypothesis (and other cells) set their own. ``fused``
+    (default: whenever the model has data-dependent coordinates and the plain likelihood) puts
+    their densities and the cells' likelihood in one Op (``forecast.model.coordinates``); False
+    builds the same density from PyTensor ops (the reference its tests compare with).
     """
     import pymc as pm
     import pytensor.tensor as pt
@@ -384,6 +388,12 @@ def build_model(
         cell_index = pm.Data("cell_index", data["cell_index"])
         cell_weights = pm.Data("cell_weights", data["cell_weights"])
         centred = centred or study_centring(study, cells)
+        walk = "random_walk" in study.time.components and n_q > 1
+        strong = centred.any_domain or (walk and (centred.any_steps or centred.any_modes))
+        if fused is None:
+            fused = strong and not study.overdispersed
+        if fused and study.overdispersed:
+            raise ValueError("the fused density has the plain likelihood only, not the overdispersed one")
         pieces: dict[str, list[tuple[PriorVector, Any]]] = {}
         derived: list[tuple[PriorVector, Any]] = []  # tilt vectors derived from centred domains
         for v in prior_vectors(study, signature):
@@ -400,18 +410,19 @@ def build_model(
             else:  # groups with different families: back into group order
                 order = np.argsort([row for v, _ in parts for row in v.rows])
                 params[param] = pt.concatenate([rv for _, rv in parts])[order]
-        walk = "random_walk" in study.time.components and n_q > 1
         ref = study.time.reference - study.time.start
         in_modes = None
         if walk and centred.any_modes:
             modes = {k: pm.Data(k, v) for k, v in centred.walk.data().items()}
             levels = pm.Data(RW_CENTRED, centred.steps.astype(np.float64)) if centred.any_steps else None
             drift = params["trend"] / 4.0 if "trend" in study.time.components else None
-            in_modes = _walk_in_modes(modes, (len(groups), n_q - 1), params["volatility"], levels, drift)
+            in_modes = _walk_in_modes(modes, (len(groups), n_q - 1), params["volatility"], levels, drift, not fused)
         if walk and centred.any_steps:
             mask = pm.Data(RW_CENTRED, centred.steps.astype(np.float64)) if in_modes is None else levels
             drift = params["trend"] / 4.0 if "trend" in study.time.components else pt.zeros(len(groups))
-            params[RW_STEPS] = _walk_in_levels(mask, centred.steps.shape, drift, params["volatility"], ref, in_modes)
+            params[RW_STEPS] = _walk_in_levels(
+                mask, centred.steps.shape, drift, params["volatility"], ref, in_modes, not fused
+            )
         elif in_modes is not None:
             params[RW_STEPS] = pm.Deterministic(RW_STEPS, in_modes)
         elif walk:
@@ -425,7 +436,7 @@ def build_model(
                 len(groups), trend, params.get("volatility") if walk else None, params.get(RW_STEPS), years, ref
             )
             params["tilt"], params[DOMAIN_EFFECT] = _tilt_and_domains(
-                study, derived, mask, weights, params["spread"], time_effect
+                study, derived, mask, weights, params["spread"], time_effect, not fused
             )
         else:
             params[DOMAIN_EFFECT] = pm.Normal(DOMAIN_EFFECT, 0.0, 1.0, dims=("group", "domain"))
@@ -439,7 +450,11 @@ def build_model(
             params[RW_STEPS] if walk else pt.zeros((len(groups), max(n_q - 1, 0))),
         )
         observed = (years_from_reference(study), cell_index, cell_weights)
-        if study.overdispersed:
+        if fused:
+            # The coordinates' densities and the cells' likelihood in one Op (forecast/model/coordinates.py);
+            # the map above only yields the Deterministics the results keep.
+            loglik = _fused_density(model, study, signature, hp, params, centred, walk, observed)
+        elif study.overdispersed:
             # Each cell's share Beta(p phi, (1 - p) phi) around p, integrated out: the Polya
             # likelihood of its weighted counts, with the study's one concentration phi
             # (forecast/model/overdispersion.py).
@@ -468,6 +483,75 @@ def _dist(family: str, p: Any):
     return builders[family]()
 
 
+def _fused_density(
+    model: Any,
+    study: Study,
+    signature: tuple[str, ...],
+    hp: Any,
+    params: dict[str, Any],
+    centred: Centring,
+    walk: bool,
+    observed: tuple[Any, Any, Any],
+) -> Any:
+    """The log density of the data-dependent coordinates and the cells, from ``CoordinateLoglik``.
+
+    Reads the coordinates and masks the model already has (``_tilt_and_domains``,
+    ``_walk_in_modes``, ``_walk_in_levels`` built them without their densities); the form it was
+    not built with gets zeros, which the Op's props say to ignore.
+    """
+    import pytensor.tensor as pt
+
+    from forecast.model import coordinates as co
+
+    n_g, n_d, n_q = len(study.groups), len(study.domains), study.time.n_quarters
+    n = max(n_q - 1, 0)
+    zeros = {1: pt.zeros(n_g), 2: pt.zeros((n_g, n_d)), "steps": pt.zeros((n_g, n))}
+    families: tuple[int, ...] = ()
+    if centred.any_domain:
+        tilt_rows = [study.slots.index(("tilt", g.id)) for g in study.groups]
+        for row in tilt_rows:
+            if signature[row] not in co.TILT_FAMILIES:
+                raise ValueError(f"a tilt prior is a real-valued family (Normal or StudentT), not {signature[row]}")
+        families = tuple(co.TILT_FAMILIES.index(signature[row]) for row in tilt_rows)
+        domains = (model[TILT_FREE], model[TILT_OFFSET], model[DOMAIN_NC], model[DOMAIN_C])
+        domain_data = (hp[np.array(tilt_rows)], model[DOMAIN_CENTRED], model[DOMAIN_WEIGHTS])
+    else:  # the model's own tilt and domain effects (their densities are theirs)
+        domains = (params["tilt"], zeros[1], params[DOMAIN_EFFECT], zeros[2])
+        domain_data = (pt.zeros((n_g, MAX_PARAMS)), zeros[2], pt.zeros((n_g, n_d, n_q)))
+    if not walk:
+        form, rnc, lev, mod = co.NO_WALK, zeros["steps"], zeros["steps"], zeros["steps"]
+    elif centred.any_modes:
+        form = co.LEVELS_MODES if centred.any_steps else co.MODES
+        rnc, lev, mod = zeros["steps"], model[RW_LEVELS] if centred.any_steps else zeros["steps"], model[RW_MODES]
+    elif centred.any_steps:
+        form, rnc, lev, mod = co.LEVELS, model[RW_NC], model[RW_LEVELS], zeros["steps"]
+    else:  # the model's own increments
+        form, rnc, lev, mod = co.PLAIN_WALK, params[RW_STEPS], zeros["steps"], zeros["steps"]
+    levels = model[RW_CENTRED][:, 0] if walk and centred.any_steps else zeros[1]
+    if walk and centred.any_modes:
+        modes = (model[MODES_BASIS], model[MODES_INFORMATION], model[MODES_DRIFT])
+    else:
+        modes = (pt.zeros((n_g, n, n)), zeros["steps"], zeros[1])
+    has_trend = "trend" in study.time.components
+    ref = study.time.reference - study.time.start
+    op = co.CoordinateLoglik(ref, n_q, families, form, has_trend)
+    inputs = (
+        *domains,
+        rnc,
+        lev,
+        mod,
+        params["spread"],
+        params["trend"] if has_trend else zeros[1],
+        params["volatility"] if walk else zeros[1],
+        *domain_data,
+        levels,
+        *modes,
+        co.levels_map(n_q, ref)[0] if n_q > 1 else np.zeros((0, 0)),
+        *observed,
+    )
+    return op(*inputs)[0]
+
+
 def _time_effect(n_groups: int, trend: Any, volatility: Any, steps: Any, years: np.ndarray, ref: int) -> Any:
     """The time part of the log-odds, ``b[g, t]`` of ``latent_parts``, from the model's variables
     (``trend`` and ``volatility`` None when the study has no such component)."""
@@ -489,6 +573,7 @@ def _tilt_and_domains(
     weights: Any,
     spread: Any,
     time_effect: Any,
+    density: bool = True,
 ) -> tuple[Any, Any]:
     """Each group's tilt and its standardised domain effects ``domain_z``, where some domains
     are sampled centred (``mask``, (G, D)).
@@ -513,6 +598,8 @@ def _tilt_and_domains(
     Both forms of every element exist; the masks (data) choose, and an unused coordinate is an
     independent Normal(0, 1) that touches nothing. The tilt's prior enters through a Potential
     (the tilt families are real-valued, so the coordinates are unconstrained either way).
+    Without ``density`` the map only: the fused Op (``forecast.model.coordinates``) carries the
+    densities, the non-centred coordinates' included.
     """
     import pymc as pm
     import pytensor.tensor as pt
@@ -522,7 +609,7 @@ def _tilt_and_domains(
     k = use.sum(axis=1)
     anchored = pt.gt(k, 0)
     k = pt.maximum(k, 1).astype("float64")
-    standard = pm.Normal(DOMAIN_NC, 0.0, 1.0, shape=(n_g, n_d))
+    standard = pm.Normal(DOMAIN_NC, 0.0, 1.0, shape=(n_g, n_d)) if density else pm.Flat(DOMAIN_NC, shape=(n_g, n_d))
     direct = pm.Flat(DOMAIN_C, shape=(n_g, n_d))
     free = pm.Flat(TILT_FREE, shape=n_g)
     offset = pm.Flat(TILT_OFFSET, shape=n_g)
@@ -539,11 +626,12 @@ def _tilt_and_domains(
         index = np.array([group_of[study.slots[row][1]] for row in v.rows])
         prior = prior + pm.logp(_dist(v.family, p), tilt[index]).sum()
         pm.Deterministic(v.name, tilt[index])
-    jacobian = pt.log(spread) - 0.5 * pt.log(k)
-    pm.Potential("tilt_density", prior + pt.switch(anchored, jacobian + std_normal(free), std_normal(offset)).sum())
     sd = spread[:, None]
-    domain = pt.switch(use, pm.logp(pm.Normal.dist(tilt[:, None], sd), a), std_normal(direct))
-    pm.Potential(f"{DOMAIN_C}_density", domain.sum())
+    if density:
+        jacobian = pt.log(spread) - 0.5 * pt.log(k)
+        pm.Potential("tilt_density", prior + pt.switch(anchored, jacobian + std_normal(free), std_normal(offset)).sum())
+        domain = pt.switch(use, pm.logp(pm.Normal.dist(tilt[:, None], sd), a), std_normal(direct))
+        pm.Potential(f"{DOMAIN_C}_density", domain.sum())
     z = pm.Deterministic(DOMAIN_EFFECT, pt.switch(use, (a - tilt[:, None]) / sd, standard), dims=("group", "domain"))
     return tilt, z
 
@@ -555,7 +643,12 @@ def zero_sum_basis(n: int) -> np.ndarray:
 
 
 def _walk_in_modes(
-    modes: dict[str, Any], shape: tuple[int, int], volatility: Any, levels: Any = None, drift: Any = None
+    modes: dict[str, Any],
+    shape: tuple[int, int],
+    volatility: Any,
+    levels: Any = None,
+    drift: Any = None,
+    density: bool = True,
 ) -> Any:
     """Standardised walk increments ``rw_z`` from coordinates in the walk's modes (``WalkModes``).
 
@@ -576,7 +669,8 @@ def _walk_in_modes(
     a ridge. ``share`` is the data's share of the mean increment's precision at this
     volatility, ``v**2 i / (1 + v**2 i)`` with ``i`` the ``drift`` data, so that a small
     volatility does not pin the trend to the walk. ``rw_z`` is the modes minus that: given
-    trend and volatility a shift, so the Jacobian is the modes' alone.
+    trend and volatility a shift, so the Jacobian is the modes' alone. Without ``density`` the
+    map only (the fused Op carries the density).
     """
     import pymc as pm
     import pytensor.tensor as pt
@@ -588,14 +682,23 @@ def _walk_in_modes(
     if drift is not None:
         precision = volatility**2 * modes[MODES_DRIFT]
         rw_z = rw_z - (precision / (1.0 + precision) * drift / volatility)[:, None]
-    density = pm.logp(pm.Normal.dist(0.0, 1.0), rw_z).sum(axis=1) + log_factor.sum(axis=1)
-    unused = pm.logp(pm.Normal.dist(0.0, 1.0), coordinate).sum(axis=1)
-    in_levels = pt.gt(levels[:, 0], 0.5) if levels is not None else pt.zeros(shape[0], dtype=bool)
-    pm.Potential(f"{RW_MODES}_density", pt.switch(in_levels, unused, density).sum())
+    if density:
+        used = pm.logp(pm.Normal.dist(0.0, 1.0), rw_z).sum(axis=1) + log_factor.sum(axis=1)
+        unused = pm.logp(pm.Normal.dist(0.0, 1.0), coordinate).sum(axis=1)
+        in_levels = pt.gt(levels[:, 0], 0.5) if levels is not None else pt.zeros(shape[0], dtype=bool)
+        pm.Potential(f"{RW_MODES}_density", pt.switch(in_levels, unused, used).sum())
     return rw_z
 
 
-def _walk_in_levels(mask: Any, shape: tuple[int, int], drift: Any, volatility: Any, ref: int, standard: Any = None):
+def _walk_in_levels(
+    mask: Any,
+    shape: tuple[int, int],
+    drift: Any,
+    volatility: Any,
+    ref: int,
+    standard: Any = None,
+    density: bool = True,
+):
     """Standardised walk increments ``rw_z``.
 
     Where ``mask`` rows are 1 the walk is sampled in levels, and in the coordinates in which
@@ -611,6 +714,7 @@ def _walk_in_levels(mask: Any, shape: tuple[int, int], drift: Any, volatility: A
     Jacobian, added as a Potential, so the density (and the marginal likelihood) is the same
     model's. The random-walk density on the increments enters through a Potential too; a
     group sampled non-centred gives its unused variables independent Normal(0, 1) densities.
+    Without ``density`` the map only (the fused Op carries the densities).
     """
     import pymc as pm
     import pytensor.tensor as pt
@@ -624,18 +728,19 @@ def _walk_in_levels(mask: Any, shape: tuple[int, int], drift: Any, volatility: A
     use_levels = pt.gt(mask, 0.5)
     in_levels = use_levels[:, 0]
     if standard is None:  # the increments of the other groups' walks (else: in their modes)
-        standard = pm.Normal(RW_NC, 0.0, 1.0, shape=shape)
+        standard = pm.Normal(RW_NC, 0.0, 1.0, shape=shape) if density else pm.Flat(RW_NC, shape=shape)
     free = pm.Flat(RW_LEVELS, shape=shape)
     dev = free @ basis.T  # (G, Q), rows sum to zero
     walk = dev - dev[:, ref : ref + 1]
     increments = walk[:, 1:] - walk[:, :-1]
     mu, sd = drift[:, None], volatility[:, None]
-    density = pt.switch(
-        use_levels,
-        pm.logp(pm.Normal.dist(mu, sd), increments),
-        pm.logp(pm.Normal.dist(0.0, 1.0), free),
-    )
-    pm.Potential(f"{RW_STEPS}_levels_density", density.sum() + log_jacobian * in_levels.sum())
+    if density:
+        terms = pt.switch(
+            use_levels,
+            pm.logp(pm.Normal.dist(mu, sd), increments),
+            pm.logp(pm.Normal.dist(0.0, 1.0), free),
+        )
+        pm.Potential(f"{RW_STEPS}_levels_density", terms.sum() + log_jacobian * in_levels.sum())
     return pm.Deterministic(RW_STEPS, pt.switch(use_levels, (increments - mu) / sd, standard))
 
 
