@@ -122,7 +122,9 @@ def test_a_model_with_strong_data_uses_the_fused_density_and_one_without_does_no
         graph = pytensor.graph.basic.ancestors([model.logp()])
         return {type(v.owner.op).__name__ for v in graph if v.owner is not None}
 
-    strong = build_model(study, cells, sig, values, centred=_centring(study, "levels_and_modes", np.random.default_rng(1)))
+    strong = build_model(
+        study, cells, sig, values, centred=_centring(study, "levels_and_modes", np.random.default_rng(1))
+    )
     assert CoordinateLoglik.__name__ in ops(strong) and "CellLoglik" not in ops(strong)
     plain = build_model(study, cells, sig, values)
     assert "CellLoglik" in ops(plain) and CoordinateLoglik.__name__ not in ops(plain)

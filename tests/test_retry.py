@@ -11,7 +11,7 @@ from helpers import events, static_study, write_events, write_study
 from forecast.data.cells import cell_data
 from forecast.data.observations import load_observations
 from forecast.fit import sampler
-from forecast.fit.sampler import Diagnostics, SamplerSettings, StudyModel, only_short_of_draws, pooled
+from forecast.fit.sampler import Diagnostics, SamplerSettings, StudyModel, more_chains, only_short_of_draws, pooled
 from forecast.spec.study import load_study
 
 
@@ -26,6 +26,23 @@ def test_only_an_effective_sample_size_failure_counts_as_short_of_draws():
     assert not only_short_of_draws(_diag("R-hat 1.020 > 1.01", "tail ESS 250 < 400"))
     assert not only_short_of_draws(_diag("tail ESS 250 < 400", "2 divergent transition(s)"))
     assert not only_short_of_draws(_diag("warning: tree depth saturated in 9% of draws"))
+
+
+def test_a_fit_gets_as_many_more_chains_as_its_shortfall_needs_in_whole_rounds_of_cores():
+    def short(ess: float) -> Diagnostics:
+        return Diagnostics(1.0, 900.0, ess, 0, 0.0, 1.0, converged=False, problems=(f"tail ESS {ess:.0f} < 400",))
+
+    margin = sampler.MORE_CHAINS_MARGIN * sampler.ESS_MIN
+    # 4 chains at ESS 360 reach margin x 400 with 4 * (margin / 360 - 1) more: one round of 2 cores
+    assert 4 * (margin / 360 - 1) <= 2 and more_chains(short(360.0), chains=4, cores=2) == 2
+    # at ESS 250 they need more than two: two rounds, i.e. as many chains again
+    assert 2 < 4 * (margin / 250 - 1) <= 4 and more_chains(short(250.0), chains=4, cores=2) == 4
+    # never more than as many again, never less than one round; the bulk ESS counts too
+    assert more_chains(short(20.0), chains=4, cores=2) == 4
+    assert more_chains(short(399.0), chains=8, cores=2) == 2
+    assert more_chains(short(399.0), chains=8, cores=1) == 2  # 8 * (480 / 399 - 1) = 1.6 -> 2
+    bulk_short = Diagnostics(1.0, 250.0, 900.0, 0, 0.0, 1.0, converged=False, problems=("bulk ESS 250 < 400",))
+    assert more_chains(bulk_short, chains=4, cores=2) == 4
 
 
 def _trace(seed: int, chains: int = 4, draws: int = 300) -> tuple:
@@ -67,7 +84,7 @@ def tiny_model(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_fit_short_of_effective_draws_gets_as_many_chains_again_and_passes(tiny_model, monkeypatch):
+def test_a_fit_short_of_effective_draws_gets_the_chains_it_needs_and_passes(tiny_model, monkeypatch):
     study, model = tiny_model
     h = study.hypotheses[0]
     settings = SamplerSettings(draws=300, tune=200, chains=4, seed=3)
@@ -79,12 +96,13 @@ def test_a_fit_short_of_effective_draws_gets_as_many_chains_again_and_passes(tin
     said: list[str] = []
     fit = model.fit(h, settings, progress=said.append)
     assert fit.attempts == 2 and fit.diagnostics.converged, fit.diagnostics.problems
-    assert fit.settings.chains == 8 and fit.trace.posterior.sizes["chain"] == 8
-    assert fit.unconstrained.shape[:2] == (8, 300)
+    # 1.15 x short of 1.2 x the gate: 4 * (1.2 * 1.15 - 1) = 1.5 more chains, one round of two cores
+    assert fit.settings.chains == 6 and fit.trace.posterior.sizes["chain"] == 6
+    assert fit.unconstrained.shape[:2] == (6, 300)
     assert any("more chains" in s for s in said) and not any("longer tuning" in s for s in said)
     # The first four chains are the first sampling's; the added ones are new draws.
     np.testing.assert_array_equal(fit.unconstrained[:4], first_draws)
-    assert not np.allclose(fit.unconstrained[4:], first_draws)
+    assert not np.allclose(fit.unconstrained[4:], first_draws[:2])
     # Same inputs and seed, same numbers.
     again = model.fit(h, settings)
     np.testing.assert_array_equal(again.unconstrained, fit.unconstrained)

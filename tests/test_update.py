@@ -262,6 +262,7 @@ def test_the_gate_recorded_in_the_manifest_is_the_samplers():
     assert gate["retry"] == {
         "attempts": 3,
         "more_chains_when_only_ess_fails": True,
+        "more_chains_margin": sampler.MORE_CHAINS_MARGIN,
         "tune_factor": sampler.RETRY_TUNE_FACTOR,
         "target_accept": sampler.RETRY_TARGET_ACCEPT,
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -54,6 +55,9 @@ RETRY_TUNE_FACTOR = 2
 RETRY_TARGET_ACCEPT = 0.95
 # The seed key of the chains added to a fit that was short of effective draws (see StudyModel.fit).
 MORE_CHAINS_KEY = "more chains"
+# Chains are added for this many times the gate's effective sample size: ESS estimates scatter
+# by ~10% between samplings of one posterior, so aiming at the gate exactly would fail half the time.
+MORE_CHAINS_MARGIN = 1.2
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,18 @@ def only_short_of_draws(diag: Diagnostics) -> bool:
     """Whether the gate failed on effective sample size alone: R-hat within it, no divergences."""
     failing = [p for p in diag.problems if not p.startswith("warning:")]
     return bool(failing) and all(p.startswith(("bulk ESS", "tail ESS")) for p in failing)
+
+
+def more_chains(diag: Diagnostics, chains: int, cores: int) -> int:
+    """How many chains to add to a fit short of effective draws: enough for its smallest ESS
+    (bulk or tail; ESS grows with the number of chains) to reach ``MORE_CHAINS_MARGIN`` times the
+    gate, in whole rounds of ``cores`` parallel chains, at least one round and at most as many
+    chains again. A fit at 90% of the gate gets a third of its chains again, not all of them.
+    """
+    ess = min(diag.ess_bulk_min, diag.ess_tail_min)
+    wanted = chains * (MORE_CHAINS_MARGIN * ESS_MIN / ess - 1.0) if ess > 0 else float(chains)
+    rounds = max(1, math.ceil(wanted / max(1, cores) - 1e-9))
+    return min(chains, rounds * max(1, cores))
 
 
 def pooled(first: tuple, second: tuple) -> tuple:
@@ -235,8 +251,8 @@ class StudyModel:
         """Sample one hypothesis; if the convergence gate fails, sample again.
 
         A fit that fails ONLY on effective sample size (R-hat within the gate, no divergences)
-        has sound draws, just too few: ``settings.chains`` more chains are drawn (their own seed)
-        and pooled with the first, which doubles the ESS at the cost of one more fit. Any other
+        has sound draws, just too few: more chains are drawn (their own seed; as many as its
+        shortfall needs, ``more_chains``) and pooled with the first. Any other
         failure (or a pooled fit that still fails) is refitted afresh with longer tuning and a
         higher target acceptance. ``attempts`` counts the samplings.
 
@@ -248,11 +264,12 @@ class StudyModel:
         fit = self._sample(hypothesis, current, cells)
         attempts = 1
         if not fit[2].converged and only_short_of_draws(fit[2]):
+            extra = more_chains(fit[2], settings.chains, settings.cores)
             if progress:
-                progress(f"  {hypothesis.id}: {'; '.join(fit[2].problems)}; drawing {settings.chains} more chains")
-            more = self._sample(hypothesis, current, cells, extra=MORE_CHAINS_KEY)
+                progress(f"  {hypothesis.id}: {'; '.join(fit[2].problems)}; drawing {extra} more chains")
+            more = self._sample(hypothesis, replace(current, chains=extra), cells, extra=MORE_CHAINS_KEY)
             fit = pooled(fit, more)
-            current = replace(settings, chains=2 * settings.chains)
+            current = replace(settings, chains=settings.chains + extra)
             attempts = 2
         if not fit[2].converged:
             if progress:

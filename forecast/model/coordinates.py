@@ -35,7 +35,6 @@ from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch import basic as numba_basic
 from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 
-
 # How the walk is sampled (``build_model``): no walk; its increments as a random variable of the
 # model (the Op adds no density for them); levels for some groups and increments (a coordinate
 # here) for the others; modes for every group; levels for some groups and modes for the others.
@@ -366,7 +365,7 @@ def levels_map(n_quarters: int, ref: int) -> tuple[np.ndarray, float]:
 _IMPLEMENTATION_VERSION = int(hashlib.sha256(inspect.getsource(_density_and_gradient).encode()).hexdigest()[:12], 16)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jitted():
     return numba.njit(boundscheck=False)(_density_and_gradient)
 

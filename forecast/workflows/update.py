@@ -34,6 +34,7 @@ from forecast.fit.hypothesis import fit_hypothesis
 from forecast.fit.sampler import (
     EBFMI_MIN,
     ESS_MIN,
+    MORE_CHAINS_MARGIN,
     RETRY_TARGET_ACCEPT,
     RETRY_TUNE_FACTOR,
     RHAT_MAX,
@@ -473,11 +474,12 @@ def gate_thresholds() -> dict:
         "treedepth_saturation_max": TREEDEPTH_SATURATION_MAX,
         "warnings_only": ["ebfmi_min", "treedepth_saturation_max"],
         "bridge_se_max": BRIDGE_SE_MAX,
-        # Up to three samplings: as many chains again when only ESS fails (pooled), then a refit
-        # with longer tuning (forecast.fit.sampler.StudyModel.fit).
+        # Up to three samplings: more chains when only ESS fails (as many as the shortfall needs
+        # for margin x the gate, pooled), then a refit with longer tuning (forecast.fit.sampler).
         "retry": {
             "attempts": 3,
             "more_chains_when_only_ess_fails": True,
+            "more_chains_margin": MORE_CHAINS_MARGIN,
             "tune_factor": RETRY_TUNE_FACTOR,
             "target_accept": RETRY_TARGET_ACCEPT,
         },
