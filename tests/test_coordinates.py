@@ -87,6 +87,13 @@ CASES = [("trend_and_walk", layout) for layout in sorted(LAYOUTS)] + [
 ]
 
 
+NUMBA_CASES = {
+    ("trend_and_walk", "levels_and_modes"),
+    ("walk_no_trend", "modes_only"),
+    ("student_tilt", "walk_only_modes"),
+}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("variant", "layout"), CASES)
 def test_the_fused_density_and_gradient_equal_the_pytensor_models(tmp_path, layout, variant):
@@ -100,12 +107,13 @@ def test_the_fused_density_and_gradient_equal_the_pytensor_models(tmp_path, layo
     assert [v.name for v in fused.value_vars] == [v.name for v in reference.value_vars]
     # Python implementations for the reference (no C compilation: the models are tiny)
     f_fused, f_reference = _logp_and_gradient(fused, "FAST_COMPILE"), _logp_and_gradient(reference, "FAST_COMPILE")
-    f_numba = _logp_and_gradient(fused, mode="NUMBA")
+    # Numba (what nutpie runs) on a few configurations: each compilation of the whole graph takes seconds
+    f_numba = _logp_and_gradient(fused, mode="NUMBA") if (variant, layout) in NUMBA_CASES else None
     start = fused.initial_point()
     for _ in range(3):
         point = [rng.normal(0.0, 0.7, size=np.shape(start[v.name])) for v in fused.value_vars]
         want = f_reference(*point)
-        for got in (f_fused(*point), f_numba(*point)):
+        for got in [f(*point) for f in (f_fused, f_numba) if f is not None]:
             assert float(got[0]) == pytest.approx(float(want[0]), rel=1e-11, abs=1e-9)
             for var, g, w in zip(fused.value_vars, got[1:], want[1:], strict=True):
                 np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-9, err_msg=var.name)

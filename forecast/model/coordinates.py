@@ -21,7 +21,6 @@ configuration, and the gradient against finite differences.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import inspect
 import math
@@ -365,9 +364,12 @@ def levels_map(n_quarters: int, ref: int) -> tuple[np.ndarray, float]:
 _IMPLEMENTATION_VERSION = int(hashlib.sha256(inspect.getsource(_density_and_gradient).encode()).hexdigest()[:12], 16)
 
 
-@functools.cache
-def _jitted():
-    return numba.njit(boundscheck=False)(_density_and_gradient)
+# One compiled kernel per process, cached on disk by Numba, serves every model (its constants are
+# arguments): compiled once per Op instead it took ~10 s for each configuration. Fast-math flags
+# as PyTensor's own Numba code uses them (no assumptions about NaN or infinity).
+_kernel = numba.njit(
+    cache=True, boundscheck=False, fastmath={"arcp", "contract", "afn", "reassoc", "nsz"}
+)(_density_and_gradient)
 
 
 class CoordinateLoglik(Op):
@@ -405,7 +407,7 @@ class CoordinateLoglik(Op):
         return Apply(self, variables, outputs)
 
     def perform(self, node, inputs, output_storage):
-        values = _jitted()(*inputs, *self.constants())
+        values = _kernel(*inputs, *self.constants())
         for storage, value in zip(output_storage, values, strict=True):
             storage[0] = np.asarray(value, dtype=np.float64)
 
@@ -430,7 +432,7 @@ class CoordinateLoglik(Op):
 @register_funcify_default_op_cache_key(CoordinateLoglik)
 def _numba_coordinate_loglik(op, node, **kwargs):
     ref, families, derived, walk, trend, log_jac = op.constants()
-    kernel = numba_basic.numba_njit(boundscheck=False)(_density_and_gradient)
+    kernel = _kernel
 
     @numba_basic.numba_njit(boundscheck=False)
     def coordinate_loglik(
