@@ -102,6 +102,8 @@ def _density_and_gradient(
     # The walk's standardised increments, and the density of its coordinates.
     rwz = np.zeros((n_g, n))
     factor = np.zeros((n_g, n))
+    scaled = np.empty(n)
+    u_all = np.empty(n)
     in_levels = np.zeros(n_g, dtype=np.bool_)
     for g in range(n_g):
         if walk == NO_WALK:
@@ -127,15 +129,23 @@ def _density_and_gradient(
                 total += -0.5 * x * x - _HALF_LOG_2PI
         elif walk == MODES or walk == LEVELS_MODES:
             shift = mu * v * mdrift[g] / (1.0 + v * v * mdrift[g])
-            scaled = np.empty(n)
+            # log prod(factor) as a product, one log per 1e150 of it: 46 logs cost more than the
+            # matrix products below
+            product = 1.0
             for k in range(n):
-                factor[g, k] = 1.0 / math.sqrt(1.0 + v * v * minfo[g, k])
-                total += math.log(factor[g, k])
+                precision = 1.0 + v * v * minfo[g, k]
+                factor[g, k] = 1.0 / math.sqrt(precision)
                 scaled[k] = factor[g, k] * mod[g, k]
+                product *= precision
+                if product > 1e150:
+                    total -= 0.5 * math.log(product)
+                    product = 1.0
+            total -= 0.5 * math.log(product)
+            bg = basis[g]
             for s in range(n):
                 x = -shift
                 for k in range(n):
-                    x += basis[g, s, k] * scaled[k]
+                    x += bg[s, k] * scaled[k]
                 rwz[g, s] = x
                 total += -0.5 * x * x - _HALF_LOG_2PI
             if walk == LEVELS_MODES:
@@ -228,6 +238,7 @@ def _density_and_gradient(
         db[g, t] += grad
 
     # Back through the domains and the tilt.
+    g_a = np.empty(n_d)
     for g in range(n_g):
         if not derived:
             for d in range(n_d):
@@ -241,7 +252,7 @@ def _density_and_gradient(
         else:
             dev = tilt[g] - p[1]
             g_tilt = -(p[0] + 1.0) * dev / (p[0] * p[2] * p[2] + dev * dev)
-        g_a = np.zeros(n_d)
+        g_a[:] = 0.0
         for d in range(n_d):
             g_znc[g, d] = -znc[g, d]
             if dmask[g, d] > 0.5:
@@ -319,10 +330,12 @@ def _density_and_gradient(
             for s in range(n):
                 y[s] = g_rwz[s] - rwz[g, s]
                 y_sum += y[s]
-            u_all = np.zeros(n)
+            u_all[:] = 0.0
+            bg = basis[g]
             for s in range(n):  # basis.T @ y, row by row (contiguous)
+                ys = y[s]
                 for k in range(n):
-                    u_all[k] += basis[g, s, k] * y[s]
+                    u_all[k] += bg[s, k] * ys
             for k in range(n):
                 u = u_all[k]
                 f = factor[g, k]
