@@ -380,9 +380,9 @@ _IMPLEMENTATION_VERSION = int(hashlib.sha256(inspect.getsource(_density_and_grad
 # One compiled kernel per process, cached on disk by Numba, serves every model (its constants are
 # arguments): compiled once per Op instead it took ~10 s for each configuration. Fast-math flags
 # as PyTensor's own Numba code uses them (no assumptions about NaN or infinity).
-_kernel = numba.njit(
-    cache=True, boundscheck=False, fastmath={"arcp", "contract", "afn", "reassoc", "nsz"}
-)(_density_and_gradient)
+_kernel = numba.njit(cache=True, boundscheck=False, fastmath={"arcp", "contract", "afn", "reassoc", "nsz"})(
+    _density_and_gradient
+)
 
 
 class CoordinateLoglik(Op):
