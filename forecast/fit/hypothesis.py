@@ -6,7 +6,7 @@ Every command that fits (update, history, backtest, evidence, calibrate, the poo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from forecast.data.cells import CellData
@@ -62,6 +62,21 @@ class HypothesisFit:
         return self.fit.diagnostics.converged
 
 
+def judge(
+    model: StudyModel,
+    hypothesis: Hypothesis,
+    fit: Fit,
+    seed: int,
+    cells: CellData | None = None,
+    with_loo: bool = True,
+) -> HypothesisFit:
+    """A fit judged: its bridge-sampled marginal likelihood (seeded by ``seed``), the gate on
+    both, and (optionally) LOO."""
+    bridge = marginal_likelihood(model, hypothesis, fit, seed, cells)
+    fit = checked(fit, bridge)
+    return HypothesisFit(fit=fit, bridge=bridge, loo=loo(model, fit, cells) if with_loo else None)
+
+
 def fit_hypothesis(
     model: StudyModel,
     hypothesis: Hypothesis,
@@ -74,9 +89,41 @@ def fit_hypothesis(
 ) -> HypothesisFit:
     """Fit one hypothesis, estimate its marginal likelihood, gate both, and compute LOO."""
     fit = model.fit(hypothesis, settings, progress=progress, cells=cells)
-    bridge = marginal_likelihood(model, hypothesis, fit, settings.seed if bridge_seed is None else bridge_seed, cells)
-    fit = checked(fit, bridge)
-    return HypothesisFit(fit=fit, bridge=bridge, loo=loo(model, fit, cells) if with_loo else None)
+    return judge(model, hypothesis, fit, settings.seed if bridge_seed is None else bridge_seed, cells, with_loo)
 
 
-__all__ = ["HypothesisFit", "checked", "fit_hypothesis", "loo", "marginal_likelihood"]
+def fit_hypotheses(
+    model: StudyModel,
+    hypotheses: Sequence[Hypothesis],
+    settings: SamplerSettings,
+    *,
+    with_loo: bool = True,
+    progress: Callable[[str], None] | None = None,
+    starting: Callable[[int, Hypothesis], None] | None = None,
+    sampled: Callable[[Hypothesis, Fit], None] | None = None,
+) -> list[HypothesisFit]:
+    """``fit_hypothesis`` for each hypothesis in order, with the same results, judging each one
+    (bridge sampling, LOO) in a background thread while the next one samples.
+
+    The sampler keeps the cores busy only while it samples; judging a fit is NumPy and one
+    compiled log density (both release the GIL, neither shares state with the sampler), so it
+    fills the gaps: ``forecast update`` used 1.4 of 2 cores on average before. ``starting(i, h)``
+    is called before hypothesis ``i`` (from 1) samples, ``sampled(h, fit)`` after (the gate's
+    sampling diagnostics; the marginal likelihood's check comes with the result).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge")
+    try:
+        pending = []
+        for i, h in enumerate(hypotheses, start=1):
+            if starting:
+                starting(i, h)
+            fit = model.fit(h, settings, progress=progress)
+            if sampled:
+                sampled(h, fit)
+            pending.append(background.submit(judge, model, h, fit, settings.seed, None, with_loo))
+        return [p.result() for p in pending]
+    finally:
+        # An interrupt or error stops here: the judging not yet started is dropped, not waited for.
+        background.shutdown(wait=True, cancel_futures=True)

@@ -30,7 +30,7 @@ from forecast.data.cells import CellData, cell_data
 from forecast.data.csvsafe import FORMULA_PREFIXES, spreadsheet_safe
 from forecast.data.observations import Observations, load_observations
 from forecast.errors import ConvergenceError, InputError, ObservationError, SamplingError, StudyError
-from forecast.fit.hypothesis import fit_hypothesis
+from forecast.fit.hypothesis import fit_hypotheses
 from forecast.fit.sampler import (
     EBFMI_MIN,
     ESS_MIN,
@@ -240,22 +240,27 @@ def run_update(
     # model is built by forecast.workflows.constraints.fit_encompassing).
     model = StudyModel(study, cells) if study.hypotheses else None
 
-    fits: list[Fit] = []
-    bridges, loos = [], []
-    for i, h in enumerate(study.hypotheses, start=1):
+    def starting(i: int, h) -> None:
         say(
             f"[{i}/{len(study.hypotheses)}] fitting '{h.id}'"
             + (" (compiling the model once for all hypotheses)" if i == 1 else "")
         )
-        # Fit, bridge-sampled marginal likelihood, gate (a marginal likelihood whose error is too
-        # large fails it like non-convergence), LOO: forecast.fit.hypothesis.
-        judged = fit_hypothesis(model, h, settings, progress=say)
-        fit = complete(judged.fit, judged.fit.settings)
+
+    def sampled(h, fit: Fit) -> None:
         status = "converged" if fit.diagnostics.converged else "NOT CONVERGED: " + "; ".join(fit.diagnostics.problems)
         say(f"      sampled in {fit.seconds:.1f} s, {status}")
-        fits.append(fit)
-        bridges.append(judged.bridge)
-        loos.append(judged.loo)
+
+    # Fit, bridge-sampled marginal likelihood, gate (a marginal likelihood whose error is too
+    # large fails it like non-convergence), LOO: forecast.fit.hypothesis, each fit judged while
+    # the next one samples.
+    judged_all = (
+        fit_hypotheses(model, study.hypotheses, settings, progress=say, starting=starting, sampled=sampled)
+        if model
+        else []
+    )
+    fits: list[Fit] = [complete(j.fit, j.fit.settings) for j in judged_all]
+    bridges = [j.bridge for j in judged_all]
+    loos = [j.loo for j in judged_all]
 
     enc_fit, enc_compile = None, 0.0
     if spec is not None:
