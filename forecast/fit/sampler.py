@@ -267,7 +267,10 @@ class StudyModel:
             extra = more_chains(fit[2], settings.chains, settings.cores)
             if progress:
                 progress(f"  {hypothesis.id}: {'; '.join(fit[2].problems)}; drawing {extra} more chains")
-            more = self._sample(hypothesis, replace(current, chains=extra), cells, extra=MORE_CHAINS_KEY)
+            # Diagnosed only pooled: the added chains' own diagnostics would cost ~0.4 s and say nothing.
+            more = self._sample(
+                hypothesis, replace(current, chains=extra), cells, extra=MORE_CHAINS_KEY, diagnosed=False
+            )
             fit = pooled(fit, more)
             current = replace(settings, chains=settings.chains + extra)
             attempts = 2
@@ -299,7 +302,12 @@ class StudyModel:
         return data
 
     def _sample(
-        self, hypothesis: Hypothesis, settings: SamplerSettings, cells: CellData | None = None, extra: str = ""
+        self,
+        hypothesis: Hypothesis,
+        settings: SamplerSettings,
+        cells: CellData | None = None,
+        extra: str = "",
+        diagnosed: bool = True,
     ):
         import nutpie
 
@@ -331,7 +339,7 @@ class StudyModel:
         _check_complete(trace, settings, hypothesis.id)
         unconstrained = np.array(trace.sample_stats["unconstrained_draw"].values)
         trace = _slim(trace, self.study, signature)
-        return trace, unconstrained, diagnose(trace)
+        return trace, unconstrained, diagnose(trace) if diagnosed else None
 
     def standard_normal_coordinates(self, hypothesis: Hypothesis, cells: CellData | None = None) -> np.ndarray:
         """Which unconstrained coordinates are independent standard normals under the posterior.
