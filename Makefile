@@ -18,10 +18,11 @@ $(STAMP): pyproject.toml
 update: $(STAMP)
 	$(BIN)/forecast update
 
+# The whole suite on both cores (about 5 minutes; 9 one at a time).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
-# The fast layer: everything that does not sample, on both cores (about 40 s).
+# The fast layer: everything that does not sample, on both cores (under a minute).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 -m "not slow"
 
