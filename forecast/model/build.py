@@ -546,7 +546,7 @@ def _fused_density(
         *domain_data,
         levels,
         *modes,
-        co.levels_map(n_q, ref)[0] if n_q > 1 else np.zeros((0, 0)),
+        levels_map(n_q, ref)[0],
         *observed,
     )
     return op(*inputs)[0]
@@ -642,6 +642,18 @@ def zero_sum_basis(n: int) -> np.ndarray:
     return q
 
 
+def levels_map(n_quarters: int, ref: int) -> tuple[np.ndarray, float]:
+    """(to_inc, log Jacobian) of a walk sampled in levels (``_walk_in_levels``): ``to_inc``
+    (Q - 1, Q - 1) maps the levels coordinates (a row) to the walk's increments, and the log
+    Jacobian is that of the coordinates' map to the levels at every quarter but ``ref``."""
+    if n_quarters < 2:
+        return np.zeros((0, 0)), 0.0
+    basis = zero_sum_basis(n_quarters)  # (Q, Q - 1)
+    to_levels = np.delete(np.eye(n_quarters) - np.eye(n_quarters)[ref], ref, axis=0) @ basis
+    to_inc = (basis[1:] - basis[:-1]).T  # to_inc[j, s] = basis[s + 1, j] - basis[s, j]
+    return np.ascontiguousarray(to_inc), float(np.linalg.slogdet(to_levels)[1])
+
+
 def _walk_in_modes(
     modes: dict[str, Any],
     shape: tuple[int, int],
@@ -721,9 +733,7 @@ def _walk_in_levels(
 
     n_g, n_steps = shape
     basis = zero_sum_basis(n_steps + 1)  # (Q, Q - 1)
-    # log |det| of free coordinates -> levels at the quarters other than the reference one.
-    to_levels = np.delete(np.eye(n_steps + 1) - np.eye(n_steps + 1)[ref], ref, axis=0) @ basis
-    log_jacobian = float(np.linalg.slogdet(to_levels)[1])
+    log_jacobian = levels_map(n_steps + 1, ref)[1]
 
     use_levels = pt.gt(mask, 0.5)
     in_levels = use_levels[:, 0]

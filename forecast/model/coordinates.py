@@ -34,6 +34,9 @@ from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch import basic as numba_basic
 from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 
+from forecast.model.build import levels_map
+from forecast.model.likelihood import FASTMATH, bernoulli_cells
+
 # How the walk is sampled (``build_model``): no walk; its increments as a random variable of the
 # model (the Op adds no density for them); levels for some groups and increments (a coordinate
 # here) for the others; modes for every group; levels for some groups and modes for the others.
@@ -221,21 +224,8 @@ def _density_and_gradient(
                 total += -0.5 * xc[g, d] * xc[g, d] - _HALF_LOG_2PI
                 a[g, d] = tilt[g] + spread[g] * znc[g, d]
 
-    # The cells (forecast.model.likelihood's loop).
-    da = np.zeros((n_g, n_d))
-    db = np.zeros((n_g, n_q))
-    for c in range(index.shape[0]):
-        g, d, t = index[c, 0], index[c, 1], index[c, 2]
-        eta = a[g, d] + b[g, t]
-        wc, wf = weights[c, 0], weights[c, 1]
-        e = math.exp(-abs(eta))
-        softplus = max(eta, 0.0) + math.log1p(e)
-        total -= wc * (softplus - eta) + wf * softplus
-        r = 1.0 / (1.0 + e)
-        prob = r if eta >= 0.0 else e * r
-        grad = wc - (wc + wf) * prob
-        da[g, d] += grad
-        db[g, t] += grad
+    cells_total, da, db = bernoulli_cells(a, b, index, weights)
+    total += cells_total
 
     # Back through the domains and the tilt.
     g_a = np.empty(n_d)
@@ -359,30 +349,15 @@ def _density_and_gradient(
     return total, g_free, g_offset, g_znc, g_xc, g_rnc, g_lev, g_mod, g_spread, g_trend, g_vol
 
 
-def levels_map(n_quarters: int, ref: int) -> tuple[np.ndarray, float]:
-    """(to_inc, log Jacobian): the levels coordinates' map to increments, as ``_walk_in_levels``."""
-    from forecast.model.build import zero_sum_basis
-
-    n = n_quarters - 1
-    if n < 1:
-        return np.zeros((0, 0)), 0.0
-    basis = zero_sum_basis(n_quarters)  # (Q, Q - 1)
-    to_levels = np.delete(np.eye(n_quarters) - np.eye(n_quarters)[ref], ref, axis=0) @ basis
-    to_inc = (basis[1:] - basis[:-1]).T  # to_inc[j, s] = basis[s + 1, j] - basis[s, j]
-    return np.ascontiguousarray(to_inc), float(np.linalg.slogdet(to_levels)[1])
-
-
-# Salts the on-disk compile cache key: the kernel's own source, so an edited kernel is never
-# served from the cache of an older one.
-_IMPLEMENTATION_VERSION = int(hashlib.sha256(inspect.getsource(_density_and_gradient).encode()).hexdigest()[:12], 16)
+# Salts the on-disk compile cache key: the source of the kernel and of the cell loop it calls, so
+# an edited kernel is never served from the cache of an older one.
+_SOURCE = inspect.getsource(_density_and_gradient) + inspect.getsource(bernoulli_cells.py_func)
+_IMPLEMENTATION_VERSION = int(hashlib.sha256(_SOURCE.encode()).hexdigest()[:12], 16)
 
 
 # One compiled kernel per process, cached on disk by Numba, serves every model (its constants are
-# arguments): compiled once per Op instead it took ~10 s for each configuration. Fast-math flags
-# as PyTensor's own Numba code uses them (no assumptions about NaN or infinity).
-_kernel = numba.njit(cache=True, boundscheck=False, fastmath={"arcp", "contract", "afn", "reassoc", "nsz"})(
-    _density_and_gradient
-)
+# arguments): compiled once per Op instead it took ~10 s for each configuration.
+_kernel = numba.njit(cache=True, boundscheck=False, fastmath=FASTMATH)(_density_and_gradient)
 
 
 class CoordinateLoglik(Op):
@@ -399,11 +374,12 @@ class CoordinateLoglik(Op):
     def __init__(self, ref: int, n_quarters: int, families: tuple[int, ...], walk: int, trend: bool):
         self.ref, self.n_quarters = int(ref), int(n_quarters)
         self.families, self.walk, self.trend = tuple(int(f) for f in families), int(walk), bool(trend)
+        self.log_jacobian = levels_map(self.n_quarters, self.ref)[1]  # derived from the props
 
     def constants(self) -> tuple:
         """The kernel's trailing arguments (``_density_and_gradient``)."""
         families = self.families or (0,)
-        return self.ref, families, bool(self.families), self.walk, self.trend, levels_map(self.n_quarters, self.ref)[1]
+        return self.ref, families, bool(self.families), self.walk, self.trend, self.log_jacobian
 
     def make_node(self, *inputs):
         if len(inputs) != len(PARAMETERS) + len(DATA):
