@@ -24,7 +24,13 @@ from forecast.stats.encompassing import (
     posterior_probabilities,
     stepwise_mass,
 )
-from forecast.workflows.constraints import PriorDraws, Regions, compare, prior_masses
+from forecast.workflows.constraints import (
+    PriorDraws,
+    Regions,
+    compare,
+    prior_masses,
+    prior_masses_in_background,
+)
 
 STUDY = "priors/turkey_nato.toml"  # states both prior-specified and constraint hypotheses
 
@@ -205,6 +211,35 @@ def test_hypotheses_that_partition_the_space_sum_to_one_with_the_complement(tmp_
     assert sum(h.posterior_mass.value for h in result.hypotheses) == pytest.approx(1.0)
     assert result.overlaps == []
     assert result.hypotheses[-1].complement
+
+
+def test_prior_masses_computed_while_the_model_samples_give_the_same_comparison(tmp_path):
+    s = load_study(STUDY)
+    draws = PriorDraws(s, s.constraints.priors)
+    arrays = draws.arrays(np.random.default_rng(10).standard_normal((2_000, draws.dim)) + 0.2)
+    posterior = _as_posterior(s, arrays)
+    after = compare(s, s.constraints, posterior, seed=11, n_prior=4_000, factors=())
+    future = prior_masses_in_background(s, s.constraints, 11, 4_000)
+    before = compare(s, s.constraints, posterior, seed=11, n_prior=4_000, factors=(), prior=future)
+    assert before == after
+    other_seed = compare(s, s.constraints, posterior, seed=12, n_prior=4_000, factors=())
+    assert [h.prior_mass for h in other_seed.hypotheses] != [h.prior_mass for h in after.hypotheses]
+
+
+def test_an_empty_region_found_in_the_background_is_raised_where_the_comparison_needs_it(tmp_path):
+    path = _study(
+        tmp_path,
+        """
+        [[constraint_hypotheses]]
+        id = "h"
+        label = "H"
+        constraints = ["share(nato, after) - share(russia, after) > 0.5", "share(russia, after) - share(nato, after) > 0.5"]
+        """,
+    )
+    s = load_study(path)
+    future = prior_masses_in_background(s, s.constraints, 5, 2_000)
+    with pytest.raises(StudyError, match="empty region"):
+        future.result()
 
 
 def test_overlapping_hypotheses_are_flagged_with_how_to_separate_them(tmp_path):

@@ -23,6 +23,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -360,6 +361,36 @@ def prior_masses(
     return masses, flat
 
 
+@dataclass(frozen=True)
+class PriorMasses:
+    """The encompassing prior's mass of each hypothesis's region (``prior_masses``) and the
+    indicators of the plain prior draws (for the overlaps)."""
+
+    masses: dict[str, Mass]
+    inside: dict[str, np.ndarray]
+
+
+def stated_prior_masses(
+    study: Study, spec: ConstraintStudy, seed: int, n: int, progress: Progress | None = None
+) -> PriorMasses:
+    """``prior_masses`` of the stated encompassing prior, from the run's seed (as ``compare`` draws them)."""
+    rng = derive_rng(seed, "constraints", "prior")
+    return PriorMasses(*prior_masses(Regions(study, spec), PriorDraws(study, spec.priors), n, rng, progress))
+
+
+def prior_masses_in_background(
+    study: Study, spec: ConstraintStudy, seed: int, n: int, progress: Progress | None = None
+) -> Future[PriorMasses]:
+    """``stated_prior_masses`` on a thread of its own, started now: they need no data and no fit, and
+    the sampler leaves part of the machine idle, so `forecast update` computes them while the models
+    sample (same numbers: the same seed's draws). An error (an empty region) is raised by
+    ``result()``, where the comparison needs them."""
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prior-masses")
+    future = executor.submit(stated_prior_masses, study, spec, seed, n, progress)
+    executor.shutdown(wait=False)
+    return future
+
+
 def _empty_message(study: Study, h: ConstraintHypothesis, why: str) -> str:
     listed = "; ".join(c.text for c in h.constraints) or "(the complement of every other hypothesis)"
     return (
@@ -388,6 +419,7 @@ def run_constraints(
         raise ObservationError(f"{obs.path}: no observations yet; add coded events first")
     cells = cell_data(obs.table, study)
     say(f"{study.name}: {obs.n} observations; fitting the encompassing model once")
+    prior = prior_masses_in_background(study, spec, settings.seed, prior_draws or spec.prior_draws, say)
     fit, model = fit_encompassing(study, spec, cells, settings, progress=say)
     if not fit.diagnostics.converged and not allow_unconverged:
         raise ConvergenceError(
@@ -408,6 +440,7 @@ def run_constraints(
         cells=cells,
         settings=settings,
         model=model,
+        prior=prior,
     )
 
 
@@ -437,8 +470,12 @@ def comparison_from_fit(
     cells=None,
     settings: SamplerSettings | None = None,
     model: StudyModel | None = None,
+    prior: PriorMasses | Future[PriorMasses] | None = None,
 ) -> ConstraintComparison:
     """``compare`` on an encompassing fit, with the fit's diagnostics, settings and timings.
+
+    ``prior``: the stated prior's masses for this fit's seed and ``prior_draws``, if already
+    computed or under way (``prior_masses_in_background``).
 
     With ``model`` (the encompassing fit's StudyModel) or ``cells``, a scaled encompassing prior whose
     reweighting is unreliable (Pareto k) is refitted, so the robustness shown is never a guess. On
@@ -469,6 +506,7 @@ def comparison_from_fit(
         factors,
         say,
         refit=refit if (cells is not None or model is not None) else None,
+        prior=prior,
     )
     t_end = time.perf_counter()
     return dataclasses.replace(
@@ -496,17 +534,22 @@ def compare(
     factors: tuple[float, ...] = ROBUSTNESS_FACTORS,
     progress: Progress | None = None,
     refit: Callable[[ConstraintStudy], object] | None = None,
+    prior: PriorMasses | Future[PriorMasses] | None = None,
 ) -> ConstraintComparison:
     """The comparison from a fitted encompassing posterior (an xarray Dataset with chain, draw).
 
     ``refit(scaled_spec)`` (optional) returns the posterior of the encompassing model fitted with a
     scaled prior, or None when that fit failed the gate; it is called only where reweighting is
-    unreliable.
+    unreliable. ``prior``: ``stated_prior_masses(study, spec, seed, n_prior)``, or a future of it,
+    if computed beforehand (same numbers).
     """
     regions = Regions(study, spec)
     draws = PriorDraws(study, spec.priors)
-    rng = derive_rng(seed, "constraints", "prior")
-    masses, prior_inside = prior_masses(regions, draws, n_prior, rng, progress)
+    if prior is None:
+        prior = stated_prior_masses(study, spec, seed, n_prior, progress)
+    elif isinstance(prior, Future):
+        prior = prior.result()
+    masses, prior_inside = prior.masses, prior.inside
     arrays = draws_as_arrays(posterior, study)
     n_chains, n_draws = posterior.sizes["chain"], posterior.sizes["draw"]
     post_margins = regions.margins(arrays)
@@ -791,6 +834,7 @@ __all__ = [
     "ConstraintHypothesisResult",
     "ConstraintRobustness",
     "PriorDraws",
+    "PriorMasses",
     "Regions",
     "agreement",
     "agreement_with_summary",
@@ -800,5 +844,7 @@ __all__ = [
     "constraint_study",
     "encompassing_hypothesis",
     "fit_encompassing",
+    "prior_masses_in_background",
+    "stated_prior_masses",
     "run_constraints",
 ]

@@ -85,6 +85,7 @@ from forecast.workflows.constraints import (
     comparison_from_fit,
     constraint_study,
     fit_encompassing,
+    prior_masses_in_background,
 )
 from forecast.workflows.history import History, compute_history, history_for_run
 from forecast.workflows.robustness import Robustness, flip_sentence, robustness
@@ -239,6 +240,11 @@ def run_update(
     # The prior-specified hypotheses' model (a constraint-only study has none: its encompassing
     # model is built by forecast.workflows.constraints.fit_encompassing).
     model = StudyModel(study, cells) if study.hypotheses else None
+    # The constraint regions' prior masses need neither data nor fit: computed on a thread of
+    # their own while the models compile and sample (the same numbers as computed after).
+    constraint_prior = (
+        prior_masses_in_background(study, spec, settings.seed, spec.prior_draws) if spec is not None else None
+    )
 
     def starting(i: int, h) -> None:
         say(
@@ -312,7 +318,16 @@ def run_update(
     if spec is not None and enc_fit is not None:
         t_constraints = time.perf_counter()
         comparison = comparison_from_fit(
-            study, spec, obs, enc_fit, enc_compile, progress=say, cells=cells, settings=settings, model=enc_model
+            study,
+            spec,
+            obs,
+            enc_fit,
+            enc_compile,
+            progress=say,
+            cells=cells,
+            settings=settings,
+            model=enc_model,
+            prior=constraint_prior,
         )
         agreed = _agreement(result, comparison, prior_converged)
         result = dataclasses.replace(result, constraints=comparison, agreement=agreed)
