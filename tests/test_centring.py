@@ -245,7 +245,9 @@ def test_the_unused_coordinates_are_exactly_the_standard_normal_ones(tmp_path, m
 def walk_modes_of(study, rows) -> np.ndarray:
     """Group 0's walk's information about its modes, most informed first, for these rows."""
     _, per_quarter = information(study, cells_of(rows))
-    return walk_modes(per_quarter, study.time.reference - study.time.start, np.zeros(len(study.groups), bool)).information[0]
+    return walk_modes(
+        per_quarter, study.time.reference - study.time.start, np.zeros(len(study.groups), bool)
+    ).information[0]
 
 
 def test_a_walk_between_increments_and_levels_is_sampled_in_its_modes_and_a_weaker_one_in_its_leading_modes():
