@@ -107,9 +107,10 @@ WALK_MODES_AT = 0.05
 # LEADING_MODE_QUANTILE of the volatility, i.e. the modes the data would pin to at least a tenth
 # of the prior's precision at a high but plausible volatility. The other modes are left as
 # plain increments (exactly the non-centred form) and cost nothing; on the default study this
-# keeps 5-10 modes of 46 per group. (Measured on the default study's encompassing model over 30
-# seeds: 12 fits of 30 fell short of tail ESS for a volatility with plain increments, 2-3 with
-# the leading modes, as with all of them.)
+# keeps 7-14 modes of 46 per group. (Measured on the default study's encompassing model over 30
+# seeds: 12 fits of 30 fell short of tail ESS for a volatility with plain increments, 2-4 with
+# the leading modes, 3 with all of them; keeping only the modes pinned at 1.0 instead of 0.1,
+# 2-4 per group, did not help: 14 of 120 fits of the four models short against 16.)
 LEADING_MODE_AT = 0.1
 LEADING_MODE_QUANTILE = 0.99
 
