@@ -1,12 +1,9 @@
 """A reference run directory, fitted before the package was laid out anew, pins today's numbers.
 
-``tests/golden/run-v1`` was written by ``forecast update tests/golden/inputs/golden.toml --draws 500
---no-robustness`` (seed 20190712) on the commit before the redesign, and written again when the
-walk's leading modes changed the sampler's coordinates (an exact change of variables: other
-draws, the same model; every figure moved within its Monte Carlo error, the largest 1.5 standard
-errors, steady's log marginal likelihood -19.02 -> -19.11 +- 0.04). These tests check that the
-code still reads it (report, predict) and, in the slow layer, that a refit of the same inputs
-with the same seed gives the same numbers to the last digit.
+``tests/golden/run-v1`` was written by ``forecast update tests/golden/inputs/golden.toml --draws 500``
+(seed 20190712) on the commit before the redesign. These tests check that the code still reads
+it (report, predict) and, in the slow layer, that a refit of the same inputs with the same seed
+gives the same numbers to the last digit.
 """
 
 from __future__ import annotations

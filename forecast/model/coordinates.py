@@ -84,8 +84,7 @@ def _density_and_gradient(
     ``families`` (G,) int codes into TILT_FAMILIES (used when ``derived``: the tilt is derived
     from centred domains or is the coordinate ``free``, and this density includes its prior and
     the Normal(0, 1) of ``znc``); otherwise ``free`` and ``znc`` are the model's own tilt and
-    domain effects, whose densities the model carries. ``basis`` (G, n, n) holds the walk's modes as
-    rows (``WalkModes.data``). ``to_inc`` (n, n) maps a group's levels
+    domain effects, whose densities the model carries. ``to_inc`` (n, n) maps a group's levels
     coordinates to its walk's increments, ``log_jac`` that map's log Jacobian.
     """
     n_g, n_d = znc.shape
@@ -105,8 +104,9 @@ def _density_and_gradient(
 
     # The walk's standardised increments, and the density of its coordinates.
     rwz = np.zeros((n_g, n))
-    factor = np.ones((n_g, n))
-    in_modes = np.zeros((n_g, n))  # basis.T @ mod, per group (modes with information only)
+    factor = np.zeros((n_g, n))
+    scaled = np.empty(n)
+    u_all = np.empty(n)
     in_levels = np.zeros(n_g, dtype=np.bool_)
     for g in range(n_g):
         if walk == NO_WALK:
@@ -131,34 +131,26 @@ def _density_and_gradient(
                 x = rnc[g, s] if walk == LEVELS else mod[g, s]
                 total += -0.5 * x * x - _HALF_LOG_2PI
         elif walk == MODES or walk == LEVELS_MODES:
-            # rwz = mod + basis @ ((factor - 1) * basis.T @ mod) - shift, over the modes with
-            # information only (build._walk_in_modes): the others have factor 1.
             shift = mu * v * mdrift[g] / (1.0 + v * v * mdrift[g])
-            bg = basis[g]
-            for s in range(n):
-                rwz[g, s] = mod[g, s] - shift
             # log prod(factor) as a product, one log per 1e150 of it: 46 logs cost more than the
             # matrix products below
             product = 1.0
             for k in range(n):
-                if minfo[g, k] <= 0.0:
-                    continue
                 precision = 1.0 + v * v * minfo[g, k]
                 factor[g, k] = 1.0 / math.sqrt(precision)
+                scaled[k] = factor[g, k] * mod[g, k]
                 product *= precision
                 if product > 1e150:
                     total -= 0.5 * math.log(product)
                     product = 1.0
-                x = 0.0
-                for s in range(n):
-                    x += bg[k, s] * mod[g, s]
-                in_modes[g, k] = x
-                x *= factor[g, k] - 1.0
-                for s in range(n):
-                    rwz[g, s] += bg[k, s] * x
             total -= 0.5 * math.log(product)
+            bg = basis[g]
             for s in range(n):
-                total += -0.5 * rwz[g, s] * rwz[g, s] - _HALF_LOG_2PI
+                x = -shift
+                for k in range(n):
+                    x += bg[s, k] * scaled[k]
+                rwz[g, s] = x
+                total += -0.5 * x * x - _HALF_LOG_2PI
             if walk == LEVELS_MODES:
                 for s in range(n):
                     total += -0.5 * lev[g, s] * lev[g, s] - _HALF_LOG_2PI
@@ -328,21 +320,18 @@ def _density_and_gradient(
             for s in range(n):
                 y[s] = g_rwz[s] - rwz[g, s]
                 y_sum += y[s]
+            u_all[:] = 0.0
             bg = basis[g]
-            for s in range(n):
-                g_mod[g, s] = y[s]
+            for s in range(n):  # basis.T @ y, row by row (contiguous)
+                ys = y[s]
+                for k in range(n):
+                    u_all[k] += bg[s, k] * ys
             for k in range(n):
-                if minfo[g, k] <= 0.0:
-                    continue
-                u = 0.0  # (basis.T @ y)[k]
-                for s in range(n):
-                    u += bg[k, s] * y[s]
+                u = u_all[k]
                 f = factor[g, k]
-                x = u * (f - 1.0)
-                for s in range(n):
-                    g_mod[g, s] += bg[k, s] * x
+                g_mod[g, k] = u * f
                 # d log f / d v = -v I f^2; d f / d v = -v I f^3
-                g_vol[g] += -(u * in_modes[g, k] * f + 1.0) * v * minfo[g, k] * f * f
+                g_vol[g] += -(u * mod[g, k] * f + 1.0) * v * minfo[g, k] * f * f
             precision = 1.0 + v * v * mdrift[g]
             h = v * mdrift[g] / precision
             dh = mdrift[g] * (1.0 - v * v * mdrift[g]) / (precision * precision)
