@@ -148,7 +148,9 @@ def test_constraints_that_cannot_hold_together_are_an_empty_region(tmp_path):
     assert "cannot hold together" in text and "empty" in text
 
 
-def test_an_empty_region_no_range_check_sees_is_an_error_when_its_prior_mass_is_estimated(tmp_path):
+def _empty_region_study(tmp_path):
+    """A study whose one constraint hypothesis no range check finds empty: NATO ahead of Russia by
+    more than 50 points and Russia ahead of NATO by more than 50."""
     path = _study(
         tmp_path,
         """
@@ -158,7 +160,11 @@ def test_an_empty_region_no_range_check_sees_is_an_error_when_its_prior_mass_is_
         constraints = ["share(nato, after) - share(russia, after) > 0.5", "share(russia, after) - share(nato, after) > 0.5"]
         """,
     )
-    s = load_study(path)
+    return load_study(path)
+
+
+def test_an_empty_region_no_range_check_sees_is_an_error_when_its_prior_mass_is_estimated(tmp_path):
+    s = _empty_region_study(tmp_path)
     with pytest.raises(StudyError, match="empty region"):
         prior_masses(Regions(s, s.constraints), PriorDraws(s, s.constraints.priors), 2_000, np.random.default_rng(5))
 
@@ -224,19 +230,12 @@ def test_prior_masses_computed_while_the_model_samples_give_the_same_comparison(
     assert before == after
     other_seed = compare(s, s.constraints, posterior, seed=12, n_prior=4_000, factors=())
     assert [h.prior_mass for h in other_seed.hypotheses] != [h.prior_mass for h in after.hypotheses]
+    with pytest.raises(ValueError, match="seed 11 and 4000 draws given for seed 12"):
+        compare(s, s.constraints, posterior, seed=12, n_prior=4_000, factors=(), prior=future)
 
 
 def test_an_empty_region_found_in_the_background_is_raised_where_the_comparison_needs_it(tmp_path):
-    path = _study(
-        tmp_path,
-        """
-        [[constraint_hypotheses]]
-        id = "h"
-        label = "H"
-        constraints = ["share(nato, after) - share(russia, after) > 0.5", "share(russia, after) - share(nato, after) > 0.5"]
-        """,
-    )
-    s = load_study(path)
+    s = _empty_region_study(tmp_path)
     future = prior_masses_in_background(s, s.constraints, 5, 2_000)
     with pytest.raises(StudyError, match="empty region"):
         future.result()

@@ -364,10 +364,12 @@ def prior_masses(
 @dataclass(frozen=True)
 class PriorMasses:
     """The encompassing prior's mass of each hypothesis's region (``prior_masses``) and the
-    indicators of the plain prior draws (for the overlaps)."""
+    indicators of the plain prior draws (for the overlaps), from ``n`` draws of run seed ``seed``."""
 
     masses: dict[str, Mass]
     inside: dict[str, np.ndarray]
+    seed: int
+    n: int
 
 
 def stated_prior_masses(
@@ -375,7 +377,7 @@ def stated_prior_masses(
 ) -> PriorMasses:
     """``prior_masses`` of the stated encompassing prior, from the run's seed (as ``compare`` draws them)."""
     rng = derive_rng(seed, "constraints", "prior")
-    return PriorMasses(*prior_masses(Regions(study, spec), PriorDraws(study, spec.priors), n, rng, progress))
+    return PriorMasses(*prior_masses(Regions(study, spec), PriorDraws(study, spec.priors), n, rng, progress), seed, n)
 
 
 def prior_masses_in_background(
@@ -549,6 +551,8 @@ def compare(
         prior = stated_prior_masses(study, spec, seed, n_prior, progress)
     elif isinstance(prior, Future):
         prior = prior.result()
+    if (prior.seed, prior.n) != (seed, n_prior):
+        raise ValueError(f"prior masses of seed {prior.seed} and {prior.n} draws given for seed {seed} and {n_prior}")
     masses, prior_inside = prior.masses, prior.inside
     arrays = draws_as_arrays(posterior, study)
     n_chains, n_draws = posterior.sizes["chain"], posterior.sizes["draw"]

@@ -243,7 +243,7 @@ def run_update(
     # The constraint regions' prior masses need neither data nor fit: computed on a thread of
     # their own while the models compile and sample (the same numbers as computed after).
     constraint_prior = (
-        prior_masses_in_background(study, spec, settings.seed, spec.prior_draws) if spec is not None else None
+        prior_masses_in_background(study, spec, settings.seed, spec.prior_draws, say) if spec is not None else None
     )
 
     def starting(i: int, h) -> None:
