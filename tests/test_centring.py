@@ -17,6 +17,8 @@ from forecast.data.observations import load_observations
 from forecast.model.build import (
     CENTRE_AT,
     CENTRE_WITHIN_AT,
+    LEADING_MODE_AT,
+    LEADING_MODE_QUANTILE,
     WALK_LEVELS_AT,
     WALK_MODES_AT,
     Centring,
@@ -240,7 +242,15 @@ def test_the_unused_coordinates_are_exactly_the_standard_normal_ones(tmp_path, m
     assert (~standard_like[~exact]).sum() >= n_hyper + n_centred_in_use
 
 
-def test_a_walk_between_increments_and_levels_is_sampled_in_its_modes():
+def walk_modes_of(study, rows) -> np.ndarray:
+    """Group 0's walk's information about its modes, most informed first, for these rows."""
+    _, per_quarter = information(study, cells_of(rows))
+    return walk_modes(
+        per_quarter, study.time.reference - study.time.start, np.zeros(len(study.groups), bool)
+    ).information[0]
+
+
+def test_a_walk_between_increments_and_levels_is_sampled_in_its_modes_and_a_weaker_one_in_its_leading_modes():
     study = load_study(DEFAULT_STUDY)
     h = study.hypotheses[0]
     vol = float(h.priors[("volatility", study.groups[0].id)].ppf(0.5))
@@ -250,9 +260,20 @@ def test_a_walk_between_increments_and_levels_is_sampled_in_its_modes():
         weight = factor * WALK_MODES_AT / vol**2 / 0.25
         return [(0, 0, t, weight / 2, weight / 2) for t in range(n_q)]
 
-    assert not centring(study, cells_of(rows(0.9)), h).any_modes
+    # well below WALK_MODES_AT: the leading modes only (the others stay plain increments), the
+    # more of them the more data
+    c = centring(study, cells_of(rows(0.03)), h)
+    kept = c.walk.information[0] > 0
+    assert c.modes[0] and not c.modes[1:].any() and not c.any_steps
+    assert 1 <= kept.sum() < kept.size // 2 and not c.walk.information[1:].any()
+    assert not kept[np.argmin(kept) :].any()  # the most informed first
+    high = float(h.priors[("volatility", study.groups[0].id)].ppf(LEADING_MODE_QUANTILE))
+    np.testing.assert_array_equal(kept, walk_modes_of(study, rows(0.03)) * high**2 >= LEADING_MODE_AT)
+    assert c.walk.drift[0] > 0 and not c.walk.drift[1:].any()  # its modes carry the trend's drift
+    assert (centring(study, cells_of(rows(0.01)), h).walk.information[0] > 0).sum() < kept.sum()
     c = centring(study, cells_of(rows(1.1)), h)
     assert c.modes[0] and not c.modes[1:].any() and not c.any_steps
+    assert (c.walk.information[0] > 0).sum() > kept.sum()
     # levels take over from the modes at WALK_LEVELS_AT
     c = centring(study, cells_of(rows(1.1 * WALK_LEVELS_AT / WALK_MODES_AT)), h)
     assert c.any_steps and not c.any_modes
@@ -332,7 +353,8 @@ def _mixed_point(study, centred, rng):
     modes = centred.walk
     factor = 1.0 / np.sqrt(1.0 + vol[:, None] ** 2 * modes.information)
     share = vol**2 * modes.drift / (1.0 + vol**2 * modes.drift)
-    coordinate = np.einsum("gij,gi->gj", modes.basis, rw_z + (share * trend / 4.0 / vol)[:, None]) / factor
+    in_modes = np.einsum("gij,gi->gj", modes.basis, rw_z + (share * trend / 4.0 / vol)[:, None]) / factor
+    coordinate = np.einsum("gij,gj->gi", modes.basis, in_modes)
     point[f"{RW_STEPS}_modes"] = np.where(levels[:, None], md, coordinate)
     log_jacobian += (np.log(factor).sum(axis=1) * ~levels).sum()
     unused += [md[levels], lv[~levels]]

@@ -157,18 +157,19 @@ def golden(tmp_path_factory):
 
 
 def test_evidence_on_the_golden_run_keeps_its_numbers(golden):
-    """Figures computed before the redesign (PSIS only, so exact for the stored draws)."""
+    """Figures pinned on the golden run (PSIS only, so exact for the stored draws; first computed
+    before the redesign, pinned again whenever the golden run is re-written: tests/test_golden_run.py)."""
     *_, result = golden
     assert isinstance(result, EvidenceResult)
     assert (result.leading, result.critical, result.n_observations, result.n_counted) == ("shift", (), 48, 48)
-    assert result.posterior_probability["shift"] == pytest.approx(0.7679244350573817, rel=1e-12)
-    assert result.pareto_k_threshold == pytest.approx(0.6970642492453765, rel=1e-12)
+    assert result.posterior_probability["shift"] == pytest.approx(0.7573384785296079, rel=1e-12)
+    assert result.pareto_k_threshold == pytest.approx(0.7, rel=1e-12)
     top = result.observations[:3]
-    assert [x.id for x in top] == ["G047", "G044", "G031"]
+    assert [x.id for x in top] == ["G044", "G047", "G034"]
     assert [x.diagnosticity for x in top] == pytest.approx(
-        [0.03805264505738304, 0.03483413133911473, 0.03469495612566664], rel=1e-9
+        [0.034499591375473315, 0.03309225447462261, 0.030103652104775946], rel=1e-9
     )
-    assert top[0].if_removed.posterior_probability["shift"] == pytest.approx(0.7610738088409298, rel=1e-9)
+    assert top[0].if_removed.posterior_probability["shift"] == pytest.approx(0.7509420971948753, rel=1e-9)
     assert top[0].favours == "shift" and top[0].rank == 1
     assert top[0].if_reversed.method == {"steady": "psis", "shift": "psis"}
     assert result.corroboration.events == () and result.quality.n_dropped >= 0
@@ -212,7 +213,7 @@ def test_the_evidence_text_names_the_items_and_where_it_was_written(golden):
     _, _, run, result = golden
     text = render_evidence(result, top=3)
     assert f"Study 'golden': 48 observations (48 counted), run {run.name}" in text
-    assert "   1  G047" in text and "   4  " not in text
+    assert "   1  G044" in text and "   4  " not in text
     assert "Evidence quality:" in text and f"Written to {run / EVIDENCE}" in text
 
 

@@ -416,7 +416,7 @@ def test_unknown_figures_in_the_summary_are_shown_as_unknown(tmp_path):
     rows = {r.id: r for r in report.headline.rows}
     assert rows[first["id"]].bayes_factor_text.startswith("unknown") and np.isnan(rows[second["id"]].bayes_factor)
     md, html = render_markdown(report), render_html(report)
-    assert "0.232 ± —" in md and "unknown vs" in html
+    assert "0.243 ± —" in md and "unknown vs" in html
     assert json.loads(render_json(report))["headline"]["rows"][0]["log_bayes_factor"] is None
 
 
@@ -824,14 +824,15 @@ def test_print_leaves_out_the_technical_parts_and_names_them_and_where_they_are(
 
 # The golden run's posterior predictive rows (median, low, high, p-value per hypothesis) and LOO
 # predictive probabilities (sum, first event) as the report computed them before the report learnt
-# overdispersed studies: a plain study's report must draw the same numbers, draw for draw.
+# overdispersed studies (pinned again on the golden run re-written for the walk's leading modes,
+# by the same code): a plain study's report must draw the same numbers, draw for draw.
 PINNED_PPC = {
     ("West", "Defence"): {"steady": [0.75, 0.4375, 0.9375, 1.0], "shift": [0.75, 0.4375, 0.9375, 1.0]},
-    ("West", "Energy"): {"steady": [0.75, 0.4375, 1.0, 0.912], "shift": [0.75, 0.5, 1.0, 0.98]},
-    ("East", "Defence"): {"steady": [0.125, 0.0, 0.5, 0.876], "shift": [0.125, 0.0, 0.375, 0.992]},
-    ("East", "Energy"): {"steady": [0.125, 0.0, 0.5, 0.854], "shift": [0.125, 0.0, 0.5, 0.902]},
+    ("West", "Energy"): {"steady": [0.75, 0.49812499999999993, 1.0, 0.936], "shift": [0.75, 0.5, 1.0, 0.922]},
+    ("East", "Defence"): {"steady": [0.125, 0.0, 0.3787499999999966, 0.902], "shift": [0.125, 0.0, 0.375, 0.952]},
+    ("East", "Energy"): {"steady": [0.125, 0.0, 0.5, 0.9], "shift": [0.125, 0.0, 0.375, 0.924]},
 }
-PINNED_LOO_P = {"steady": (25.742790043042593, 0.7399186602397481), "shift": (25.700263565026198, 0.7452769106163629)}
+PINNED_LOO_P = {"steady": (25.77522025249504, 0.7429043139816491), "shift": (25.550679242584735, 0.7418564856855877)}
 
 
 def test_a_plain_studys_report_statistics_are_unchanged(tmp_path):

@@ -37,6 +37,12 @@ from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache
 from forecast.model.build import levels_map
 from forecast.model.likelihood import FASTMATH, bernoulli_cells
 
+# PyTensor's fast-math flags but "reassoc": with it LLVM vectorises the kernel's sums in ways that
+# depend on where its temporaries happen to lie in memory, and the same point gave gradients a
+# last bit apart from one thread (malloc arena) to another: enough for one chain to sample the same
+# seed two ways from run to run (measured: 68 of 3000 points of a trajectory; none without it).
+KERNEL_FASTMATH = FASTMATH - {"reassoc"}
+
 # How the walk is sampled (``build_model``): no walk; its increments as a random variable of the
 # model (the Op adds no density for them); levels for some groups and increments (a coordinate
 # here) for the others; modes for every group; levels for some groups and modes for the others.
@@ -84,7 +90,8 @@ def _density_and_gradient(
     ``families`` (G,) int codes into TILT_FAMILIES (used when ``derived``: the tilt is derived
     from centred domains or is the coordinate ``free``, and this density includes its prior and
     the Normal(0, 1) of ``znc``); otherwise ``free`` and ``znc`` are the model's own tilt and
-    domain effects, whose densities the model carries. ``to_inc`` (n, n) maps a group's levels
+    domain effects, whose densities the model carries. ``basis`` (G, n, n) holds the walk's modes as
+    rows (``WalkModes.data``). ``to_inc`` (n, n) maps a group's levels
     coordinates to its walk's increments, ``log_jac`` that map's log Jacobian.
     """
     n_g, n_d = znc.shape
@@ -104,9 +111,8 @@ def _density_and_gradient(
 
     # The walk's standardised increments, and the density of its coordinates.
     rwz = np.zeros((n_g, n))
-    factor = np.zeros((n_g, n))
-    scaled = np.empty(n)
-    u_all = np.empty(n)
+    factor = np.ones((n_g, n))
+    in_modes = np.zeros((n_g, n))  # basis.T @ mod, per group (modes with information only)
     in_levels = np.zeros(n_g, dtype=np.bool_)
     for g in range(n_g):
         if walk == NO_WALK:
@@ -131,26 +137,34 @@ def _density_and_gradient(
                 x = rnc[g, s] if walk == LEVELS else mod[g, s]
                 total += -0.5 * x * x - _HALF_LOG_2PI
         elif walk == MODES or walk == LEVELS_MODES:
+            # rwz = mod + basis @ ((factor - 1) * basis.T @ mod) - shift, over the modes with
+            # information only (build._walk_in_modes): the others have factor 1.
             shift = mu * v * mdrift[g] / (1.0 + v * v * mdrift[g])
+            bg = basis[g]
+            for s in range(n):
+                rwz[g, s] = mod[g, s] - shift
             # log prod(factor) as a product, one log per 1e150 of it: 46 logs cost more than the
             # matrix products below
             product = 1.0
             for k in range(n):
+                if minfo[g, k] <= 0.0:
+                    continue
                 precision = 1.0 + v * v * minfo[g, k]
                 factor[g, k] = 1.0 / math.sqrt(precision)
-                scaled[k] = factor[g, k] * mod[g, k]
                 product *= precision
                 if product > 1e150:
                     total -= 0.5 * math.log(product)
                     product = 1.0
+                x = 0.0
+                for s in range(n):
+                    x += bg[k, s] * mod[g, s]
+                in_modes[g, k] = x
+                x *= factor[g, k] - 1.0
+                for s in range(n):
+                    rwz[g, s] += bg[k, s] * x
             total -= 0.5 * math.log(product)
-            bg = basis[g]
             for s in range(n):
-                x = -shift
-                for k in range(n):
-                    x += bg[s, k] * scaled[k]
-                rwz[g, s] = x
-                total += -0.5 * x * x - _HALF_LOG_2PI
+                total += -0.5 * rwz[g, s] * rwz[g, s] - _HALF_LOG_2PI
             if walk == LEVELS_MODES:
                 for s in range(n):
                     total += -0.5 * lev[g, s] * lev[g, s] - _HALF_LOG_2PI
@@ -320,18 +334,21 @@ def _density_and_gradient(
             for s in range(n):
                 y[s] = g_rwz[s] - rwz[g, s]
                 y_sum += y[s]
-            u_all[:] = 0.0
             bg = basis[g]
-            for s in range(n):  # basis.T @ y, row by row (contiguous)
-                ys = y[s]
-                for k in range(n):
-                    u_all[k] += bg[s, k] * ys
+            for s in range(n):
+                g_mod[g, s] = y[s]
             for k in range(n):
-                u = u_all[k]
+                if minfo[g, k] <= 0.0:
+                    continue
+                u = 0.0  # (basis.T @ y)[k]
+                for s in range(n):
+                    u += bg[k, s] * y[s]
                 f = factor[g, k]
-                g_mod[g, k] = u * f
+                x = u * (f - 1.0)
+                for s in range(n):
+                    g_mod[g, s] += bg[k, s] * x
                 # d log f / d v = -v I f^2; d f / d v = -v I f^3
-                g_vol[g] += -(u * mod[g, k] * f + 1.0) * v * minfo[g, k] * f * f
+                g_vol[g] += -(u * in_modes[g, k] * f + 1.0) * v * minfo[g, k] * f * f
             precision = 1.0 + v * v * mdrift[g]
             h = v * mdrift[g] / precision
             dh = mdrift[g] * (1.0 - v * v * mdrift[g]) / (precision * precision)
@@ -351,13 +368,17 @@ def _density_and_gradient(
 
 # Salts the on-disk compile cache key: the source of the kernel and of the cell loop it calls, so
 # an edited kernel is never served from the cache of an older one.
-_SOURCE = inspect.getsource(_density_and_gradient) + inspect.getsource(bernoulli_cells.py_func)
+_SOURCE = (
+    inspect.getsource(_density_and_gradient)
+    + inspect.getsource(bernoulli_cells.py_func)
+    + repr(sorted(KERNEL_FASTMATH))
+)
 _IMPLEMENTATION_VERSION = int(hashlib.sha256(_SOURCE.encode()).hexdigest()[:12], 16)
 
 
 # One compiled kernel per process, cached on disk by Numba, serves every model (its constants are
 # arguments): compiled once per Op instead it took ~10 s for each configuration.
-_kernel = numba.njit(cache=True, boundscheck=False, fastmath=FASTMATH)(_density_and_gradient)
+_kernel = numba.njit(cache=True, boundscheck=False, fastmath=KERNEL_FASTMATH)(_density_and_gradient)
 
 
 class CoordinateLoglik(Op):
