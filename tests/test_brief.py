@@ -1,6 +1,6 @@
 """`forecast brief`: the whole analysis on one run, and its report in headless Chromium.
 
-The slow test runs the brief on the golden inputs (2 hypotheses, 48 observations; 4 x 500 draws,
+The slow test runs the brief on the golden inputs (2 hypotheses, 48 observations; 4 x 1000 draws,
 the golden run's own settings) and opens its report in Debian's `chromium`: every section
 present, no console message, nothing wider than the window at 1280 px, every figure decoded,
 the summary alone on one printed page, the whole on few (PRINTED_PAGES_MAX). Skipped, with the
@@ -107,7 +107,7 @@ def golden_brief(tmp_path_factory):
     inputs = shutil.copytree(INPUTS, d / "inputs")
     result = CliRunner().invoke(
         main,
-        ["brief", str(inputs / "golden.toml"), "--runs-dir", str(d / "runs"), "--draws", "500", "--json"],
+        ["brief", str(inputs / "golden.toml"), "--runs-dir", str(d / "runs"), "--draws", "1000", "--json"],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output

@@ -242,7 +242,7 @@ def test_forecast_history_stores_support_over_time_in_the_run(tmp_path):
     stored = json.loads((run / HISTORY).read_text(encoding="utf-8"))
     assert out["written"] == str(run / HISTORY) and "written" not in stored
     assert {k: v for k, v in out.items() if k not in ("written",)} == stored
-    assert stored["every"] == 4 and stored["settings"]["draws"] == 500  # the run's own settings
+    assert stored["every"] == 4 and stored["settings"]["draws"] == 1000  # the run's own settings
     summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
     last = stored["points"][-1]
     assert last["source"] == "run"  # the run's own result, not a refit
