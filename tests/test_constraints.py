@@ -412,3 +412,18 @@ def test_forecast_constraints_without_a_study_compares_the_default_studys_constr
     monkeypatch.setattr(workflow, "run_constraints", record)
     out = CliRunner().invoke(main, ["constraints", "-q"])
     assert out.exit_code == 2 and seen and seen[0].endswith("priors/turkey_nato.toml")
+
+
+def test_single_precision_shares_put_the_prior_draws_in_the_same_regions_as_double():
+    """``prior_masses`` evaluates the shares of its (double) draws in single precision: on the
+    default study not one of 20,000 draws changes region."""
+    study = load_study(STUDY)
+    spec = study.constraints
+    regions, draws = Regions(study, spec), PriorDraws(study, spec.priors)
+    arrays = draws.arrays(np.random.default_rng(7).standard_normal((20_000, draws.dim)))
+    double = regions.chunk_margins(arrays)
+    single = regions.chunk_margins({k: v.astype(np.float32) for k, v in arrays.items()})
+    assert {k: v.dtype for k, v in single.items()} == {k: np.dtype(np.float64) for k in double}  # margins in double
+    for hid, margin in double.items():
+        assert np.array_equal(margin >= 0, single[hid] >= 0), hid
+        assert np.max(np.abs(margin - single[hid])) < 1e-5, hid  # rounding only
