@@ -339,8 +339,8 @@ def prior_masses(
     def chunk(i: int) -> dict[str, np.ndarray]:
         # The shares in single precision (the draws and their transforms in double, so the draws
         # are the same): the plain Monte Carlo then costs ~0.7x, and a draw can land on the other
-        # side of a region's edge only within ~1e-7 of it (none of 160,000 did on the default
-        # study), a bias far below the Monte Carlo error of 40,000 draws.
+        # side of a region's edge only within ~1e-7 of it (none of 20,000 did on the default
+        # study: tests/test_constraints.py), a bias far below the Monte Carlo error of 40,000 draws.
         u = streams[i].standard_normal((sizes[i], draws.dim))
         arrays = {k: v.astype(np.float32) for k, v in draws.arrays(u).items()}
         return {hid: v >= 0 for hid, v in regions.chunk_margins(arrays).items()}
